@@ -1,0 +1,4 @@
+//! herald-bench: load generator for Herald and comparable Socket.IO servers.
+//!
+//! Not built yet: this crate is a placeholder in the workspace so that the layout of
+//! DESIGN.md exists from the start. It exports nothing.

@@ -1,0 +1,4 @@
+//! Broker over Redis, standalone and cluster (the redis crate).
+//!
+//! Not built yet: this crate is a placeholder in the workspace so that the layout of
+//! DESIGN.md exists from the start. It exports nothing.

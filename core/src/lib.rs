@@ -1,0 +1,21 @@
+//! # herald-core
+//!
+//! Herald's engine, sans-IO: the types, the rules and the state machines of a push server
+//! with durable, ordered, acknowledged per-client queues. It owns no runtime, no socket, no
+//! thread and no clock; every input carries the time, and everything that needs I/O leaves
+//! as an output for the caller (an adapter or an app) to carry out.
+//!
+//! - [`ids`] and [`message`]: validated identifiers and messages.
+//! - [`ports`]: the [`MessageStore`](ports::MessageStore) and [`Broker`](ports::Broker)
+//!   traits that adapters implement.
+
+pub mod ids;
+pub mod message;
+pub mod ports;
+
+pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};
+pub use message::{Message, NewMessage, Payload, PayloadError};
+pub use ports::{
+    AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
+    RetentionReport, StoreError,
+};

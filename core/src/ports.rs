@@ -1,0 +1,235 @@
+//! The ports: what the engine needs from the outside world, as traits that adapters
+//! implement (`herald-store-embedded`, `herald-store-mongo`, `herald-broker-redis`, and the
+//! in-memory implementations in this crate).
+//!
+//! The traits are runtime-free: methods return `std` futures (`impl Future + Send`), and the
+//! broker's events arrive on a [`futures_core::Stream`]. An adapter whose client library needs
+//! a particular runtime keeps that inside itself.
+//!
+//! Every adapter runs the contract suite ([`crate::contract`]) against itself with the real
+//! service behind it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+
+use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
+use crate::message::{Message, NewMessage};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time; retrying later may succeed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused the request (bad data, a limit); retrying the same request will not help.
+    #[error("store refused the request: {0}")]
+    Rejected(String),
+}
+
+/// Why a broker operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached or did not answer in time; retrying later may succeed.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// How long messages are kept: the per-client cap and the default time to live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// At most this many messages per client are kept; older ones are dropped.
+    pub cap: u64,
+    /// A message without its own `ttl` expires this long after it was stored.
+    pub ttl: Duration,
+}
+
+impl Default for Retention {
+    /// DESIGN.md's defaults: 10 000 messages and 7 days.
+    fn default() -> Self {
+        Retention {
+            cap: 10_000,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What one retention pass dropped, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionReport {
+    /// Messages dropped because their time to live ran out.
+    pub expired: u64,
+    /// Messages dropped because their client had more than the cap.
+    pub capped: u64,
+}
+
+/// The result of appending one message to many queues: per recipient, in the order given,
+/// the id it got or why it failed.
+pub type AppendResult = Vec<Result<MessageId, StoreError>>;
+
+/// Durable, ordered, per-client message queues with a per-slot acknowledgement bitmask.
+///
+/// Rules every implementation keeps (the contract suite checks them):
+/// - Ids are strictly increasing per client, starting at 1, in append order.
+/// - Visibility follows ids: once `unacked` or `history` can return id `n` of a client, every
+///   id below `n` of that client that will ever be visible is already visible. (Otherwise a
+///   session could deliver `n` and then find `n - 1`, out of order.)
+/// - A message is acknowledged per slot; acknowledging one slot never affects another.
+/// - Reads never return a message whose time to live has run out (whether or not it has been
+///   deleted yet). The cap is enforced by [`MessageStore::purge`] at the latest, and eagerly
+///   where that is cheap.
+/// - A successful `append` is durable: it survives a crash of the process.
+pub trait MessageStore: Send + Sync + 'static {
+    /// Appends `msg` to the queue of every recipient (one batch where the backend allows),
+    /// stamped with `now_ms` (Unix milliseconds) as its store time.
+    ///
+    /// Returns one entry per recipient, in the order of `recipients`.
+    ///
+    /// # Errors
+    /// The outer `Err` means nothing was stored (the store is down). A per-recipient `Err`
+    /// means that recipient's copy was not stored and the others were.
+    fn append(
+        &self,
+        msg: &NewMessage,
+        recipients: &[ClientId],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<AppendResult, StoreError>> + Send;
+
+    /// Up to `limit` messages of `client` with id greater than `after` that `slot` has not
+    /// acknowledged and that have not expired at `now_ms`, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn unacked(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        after: MessageId,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+
+    /// Marks `ids` of `client` as acknowledged by `slot`. Ids that do not exist (dropped by
+    /// retention, never stored) and ids already acknowledged are ignored.
+    ///
+    /// # Errors
+    /// When the store cannot answer; then nothing may be assumed acknowledged.
+    fn ack(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` messages of `client` stored at or after `since_ms` and not expired at
+    /// `now_ms`, oldest first, whatever their acknowledgement state.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn history(
+        &self,
+        client: &ClientId,
+        since_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send;
+
+    /// Drops what retention no longer keeps at `now_ms`: expired messages and those beyond
+    /// each client's cap. Returns how many of each were dropped.
+    ///
+    /// # Errors
+    /// When the store cannot answer; a later pass catches up.
+    fn purge(&self, now_ms: u64) -> impl Future<Output = Result<RetentionReport, StoreError>> + Send;
+
+    /// A cheap round trip, for health checks.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Something that happened on the broker, for the node that holds this broker handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerEvent {
+    /// New messages were stored for `client`; `last` is the newest id.
+    Notify {
+        /// The client whose queue grew.
+        client: ClientId,
+        /// The newest id in its queue.
+        last: MessageId,
+    },
+    /// A session claimed `(client, slot)` with `generation` on `node`. Sessions of that
+    /// `(client, slot)` with a lower generation, on any node, must be kicked.
+    Claim {
+        /// The client.
+        client: ClientId,
+        /// The slot claimed.
+        slot: Slot,
+        /// The generation the claiming session got.
+        generation: Generation,
+        /// The node holding the claiming session.
+        node: NodeId,
+    },
+    /// The broker connection was lost and is back: notifications and claims may have been
+    /// missed meanwhile, so every session must re-read its queue from the store.
+    Resync,
+}
+
+/// A stream of broker events for one node.
+pub type BrokerEvents = Pin<Box<dyn Stream<Item = BrokerEvent> + Send + 'static>>;
+
+/// Coordination between nodes: new-message notifications and session claims.
+///
+/// A broker handle belongs to one node. It delivers [`BrokerEvent`]s for the clients that
+/// node subscribed to, including the node's own notifications and claims. Losing the broker
+/// must never lose a stored message: stores are the truth, the broker only says "look again".
+pub trait Broker: Send + Sync + 'static {
+    /// Starts delivering events of `client` to this node. Subscribing twice is the same as once.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    fn subscribe(&self, client: &ClientId) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Stops delivering events of `client` to this node. Unknown clients are ignored.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    fn unsubscribe(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Tells every node subscribed to `client` that its queue now ends at `last`.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    fn notify(
+        &self,
+        client: &ClientId,
+        last: MessageId,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Takes the next generation of `(client, slot)` (strictly increasing cluster-wide) and
+    /// announces the claim, by `node`, to every node subscribed to `client`.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached; then no generation was taken or announced.
+    fn claim(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send;
+
+    /// A cheap round trip, for health checks.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    fn ping(&self) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// The node's event stream. The first call takes it; later calls get a stream that ends
+    /// at once.
+    fn events(&self) -> BrokerEvents;
+}

@@ -1,0 +1,4 @@
+//! MessageStore on local disk: the single-node default.
+//!
+//! Not built yet: this crate is a placeholder in the workspace so that the layout of
+//! DESIGN.md exists from the start. It exports nothing.
