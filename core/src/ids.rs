@@ -18,7 +18,9 @@ pub enum IdError {
     #[error("slot must be 0 to 15, found {0}")]
     Slot(i64),
     /// A node id must be 1..=128 bytes of printable ASCII without spaces or `:`.
-    #[error("node id must be 1 to 128 printable ASCII characters without spaces or ':', found {0:?}")]
+    #[error(
+        "node id must be 1 to 128 printable ASCII characters without spaces or ':', found {0:?}"
+    )]
     NodeId(String),
 }
 
@@ -167,9 +169,8 @@ impl NodeId {
     /// [`IdError::NodeId`] when `s` is empty, longer than 128 bytes, or holds a space, a `:` or
     /// a non-printable character (`:` separates fields in broker claim payloads).
     pub fn new(s: &str) -> Result<Self, IdError> {
-        let ok = !s.is_empty()
-            && s.len() <= 128
-            && s.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+        let ok =
+            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if ok {
             Ok(NodeId(Arc::from(s)))
         } else {

@@ -9,10 +9,12 @@
 //! - [`ports`]: the [`MessageStore`](ports::MessageStore) and [`Broker`](ports::Broker)
 //!   traits that adapters implement.
 
+pub mod identity;
 pub mod ids;
 pub mod message;
 pub mod ports;
 
+pub use identity::{Identity, Mode};
 pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};
 pub use message::{Message, NewMessage, Payload, PayloadError};
 pub use ports::{

@@ -174,9 +174,11 @@ mod tests {
         ));
         assert!(Payload::from_json("0").is_ok());
         assert!(Payload::from_json("\"s\"").is_ok());
-        assert!(serde_json::from_str::<Message>(
-            r#"{"id":1,"from":"a","channel":[],"data":null,"ts":0}"#
-        )
-        .is_err());
+        assert!(
+            serde_json::from_str::<Message>(
+                r#"{"id":1,"from":"a","channel":[],"data":null,"ts":0}"#
+            )
+            .is_err()
+        );
     }
 }

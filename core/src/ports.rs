@@ -141,7 +141,10 @@ pub trait MessageStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// When the store cannot answer; a later pass catches up.
-    fn purge(&self, now_ms: u64) -> impl Future<Output = Result<RetentionReport, StoreError>> + Send;
+    fn purge(
+        &self,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<RetentionReport, StoreError>> + Send;
 
     /// A cheap round trip, for health checks.
     ///
