@@ -1,4 +1,4 @@
-//! The Herald push server binary: configuration, wiring, REST API, metrics.
-//!
-//! Not built yet: this crate is a placeholder in the workspace so that the layout of
-//! DESIGN.md exists from the start. It exports nothing.
+//! The Herald push server: configuration, wiring of the engine to its adapters, the REST API
+//! and metrics. The `herald` binary is a thin `main` over this library.
+
+pub mod config;
