@@ -2,3 +2,4 @@
 //! and metrics. The `herald` binary is a thin `main` over this library.
 
 pub mod config;
+pub mod metrics;
