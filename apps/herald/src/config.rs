@@ -199,12 +199,6 @@ const KEYS: &[Key] = &[
         kind: Kind::Word(&["error", "warn", "info", "debug", "trace"]),
         help: "log level",
     },
-    Key {
-        path: "log.format",
-        env: "HERALD_LOG_FORMAT",
-        kind: Kind::Word(&["auto", "pretty", "json"]),
-        help: "pretty on a terminal, ndjson otherwise (auto)",
-    },
 ];
 
 /// Command-line flags. Each one is the twin of a key in [`KEYS`] (see [`Flags::to_overrides`]).
@@ -371,17 +365,6 @@ pub enum BrokerChoice {
     Redis(String),
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Pretty on a terminal, ndjson otherwise.
-    Auto,
-    /// Always pretty.
-    Pretty,
-    /// Always ndjson.
-    Json,
-}
-
 /// The checked configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -429,8 +412,6 @@ pub struct Config {
     pub retention_ttl: Duration,
     /// Log level.
     pub log_level: log::LevelFilter,
-    /// Log format.
-    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -617,11 +598,6 @@ impl Config {
             Some("trace") => log::LevelFilter::Trace,
             _ => log::LevelFilter::Info,
         };
-        let log_format = match s("log.format").as_deref() {
-            Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            _ => LogFormat::Auto,
-        };
         Ok(Config {
             role,
             node_id,
@@ -645,7 +621,6 @@ impl Config {
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
             log_level,
-            log_format,
         })
     }
 
