@@ -1,4 +1,0 @@
-//! herald-cli: push, tail, watch and history from a shell.
-//!
-//! Not built yet: this crate is a placeholder in the workspace so that the layout of
-//! DESIGN.md exists from the start. It exports nothing.

@@ -1,0 +1,167 @@
+//! `herald-cli`: talk to a Herald server from a shell.
+//!
+//! - `push`: send a message to recipients (`POST /push`).
+//! - `history`: list a client's recent messages (`GET /queues/:id`).
+//! - `watch`: wait for the oldest message a slot has not acknowledged (`GET /watch/:id`).
+//!
+//! Settings come from flags or the same environment variables the server reads
+//! (`HERALD_API_KEY`), so one shell setup serves both.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald-cli",
+    version,
+    about = "Push to, and read from, a Herald server."
+)]
+struct Cli {
+    /// Base URL of the REST API [env: HERALD_CLI_API]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CLI_API",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    api: String,
+    /// Publish API key, sent as `Authorization: Bearer <key>` [env: HERALD_API_KEY; the first of a comma-separated list]
+    #[arg(long = "api-key", global = true, env = "HERALD_API_KEY")]
+    api_key: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send one message to one or more recipients.
+    Push {
+        /// Recipients, comma-separated client ids.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// The message's JSON data.
+        #[arg(long)]
+        data: String,
+        /// The sender's name (`send_id`).
+        #[arg(long, default_value = "herald-cli")]
+        from: String,
+        /// Topics, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        channel: Vec<String>,
+        /// Time to live in seconds (default: the server's retention).
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Show a client's messages stored since a time.
+    History {
+        /// The client id.
+        #[arg(long)]
+        client: String,
+        /// Unix seconds (default: the server's, five minutes ago).
+        #[arg(long)]
+        since: Option<u64>,
+        /// How many at most (1..=1000).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Wait for the oldest message a slot has not acknowledged.
+    Watch {
+        /// The client id.
+        #[arg(long)]
+        client: String,
+        /// The slot (0..=15).
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
+        /// How long to wait, milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        timeout: u64,
+    },
+}
+
+/// Sends a request and returns the JSON answer; non-2xx answers are errors carrying the body.
+async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<Value> {
+    if let Some(key) = cli.api_key.as_deref().and_then(|k| k.split(',').next()) {
+        req = req.header("Authorization", format!("Bearer {}", key.trim()));
+    }
+    let mut res = req.await.map_err(|e| anyhow::anyhow!("{}: {e}", cli.api))?;
+    let status = res.status();
+    let body = res
+        .body_string()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?;
+    let json: Value = serde_json::from_str(&body)
+        .with_context(|| format!("the server answered {status} with non-JSON: {body}"))?;
+    if !status.is_success() {
+        bail!("the server answered {status}: {json}");
+    }
+    Ok(json)
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let base = cli.api.trim_end_matches('/');
+    let answer = match &cli.command {
+        Command::Push {
+            to,
+            data,
+            from,
+            channel,
+            ttl,
+        } => {
+            let data: Value = serde_json::from_str(data).context("--data is not valid JSON")?;
+            let mut body =
+                json!({ "send_id": from, "recv_id": to, "channel": channel, "data": data });
+            if let Some(ttl) = ttl {
+                body["ttl"] = json!(ttl);
+            }
+            let req = surf::post(format!("{base}/push"))
+                .body_json(&body)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            call(cli, req).await?
+        }
+        Command::History {
+            client,
+            since,
+            limit,
+        } => {
+            let mut url = format!("{base}/queues/{client}?");
+            if let Some(s) = since {
+                url.push_str(&format!("since={s}&"));
+            }
+            if let Some(l) = limit {
+                url.push_str(&format!("limit={l}"));
+            }
+            call(cli, surf::get(url)).await?
+        }
+        Command::Watch {
+            client,
+            slot,
+            timeout,
+        } => {
+            let url = format!("{base}/watch/{client}?channel={slot}&timeout={timeout}");
+            call(cli, surf::get(url)).await?
+        }
+    };
+    #[allow(clippy::print_stdout, reason = "a command-line tool's output")]
+    {
+        println!("{answer}");
+    }
+    Ok(())
+}
+
+#[async_std::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr, reason = "a command-line tool's error report")]
+            {
+                eprintln!("herald-cli: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
