@@ -11,11 +11,13 @@
 
 pub mod identity;
 pub mod ids;
+pub mod memory;
 pub mod message;
 pub mod ports;
 
 pub use identity::{Identity, Mode};
 pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};
+pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};
 pub use ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
