@@ -14,6 +14,7 @@ pub mod ids;
 pub mod memory;
 pub mod message;
 pub mod ports;
+pub mod push;
 
 pub use identity::{Identity, Mode};
 pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};

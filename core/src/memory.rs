@@ -122,7 +122,9 @@ impl MemoryStore {
                 let before = q.messages.len();
                 q.messages.retain(|i, _| *i > floor);
                 let dropped = (before - q.messages.len()) as u64;
-                self.inner.capped_eagerly.fetch_add(dropped, Ordering::Relaxed);
+                self.inner
+                    .capped_eagerly
+                    .fetch_add(dropped, Ordering::Relaxed);
             }
             out.push(Ok(id));
         }
