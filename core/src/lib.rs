@@ -9,6 +9,7 @@
 //! - [`ports`]: the [`MessageStore`](ports::MessageStore) and [`Broker`](ports::Broker)
 //!   traits that adapters implement.
 
+pub mod auth;
 pub mod identity;
 pub mod ids;
 pub mod memory;
