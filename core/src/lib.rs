@@ -10,15 +10,22 @@
 //!   traits that adapters implement.
 
 pub mod auth;
+pub mod hub;
 pub mod identity;
 pub mod ids;
+pub mod io;
 pub mod memory;
 pub mod message;
 pub mod ports;
 pub mod push;
 
+pub use hub::{Hub, HubConfig, HubStats};
 pub use identity::{Identity, Mode};
 pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};
+pub use io::{
+    AckId, BrokerOp, BrokerReply, CloseReason, ConnId, Input, KickReason, Output, RequestId,
+    StoreOp, StoreReply,
+};
 pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};
 pub use ports::{

@@ -1,0 +1,204 @@
+//! What goes into a [`Hub`](crate::hub::Hub) and what comes out of it.
+
+use crate::identity::Identity;
+use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
+use crate::message::Message;
+use crate::ports::{BrokerError, BrokerEvent, StoreError};
+
+/// The caller's handle of one client connection. Must be unique for the Hub's lifetime
+/// (never reuse one after its `Disconnect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The id of one delivered batch, carried by the transport as the Socket.IO ack id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AckId(pub u64);
+
+/// The id of one store or broker request; its result comes back with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// An event for the Hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A connection authenticated as `identity` (see [`crate::auth`]) wants its messages.
+    Connect {
+        /// The caller's connection handle.
+        conn: ConnId,
+        /// Who it is.
+        identity: Identity,
+    },
+    /// The connection is gone (closed by the client, the network or the caller).
+    Disconnect {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The client acknowledged the batch delivered with `ack` (ack mode).
+    Ack {
+        /// The connection.
+        conn: ConnId,
+        /// The batch.
+        ack: AckId,
+    },
+    /// The client committed `n` messages (commit mode: the seed's `commit` event).
+    Commit {
+        /// The connection.
+        conn: ConnId,
+        /// How many of the oldest in-flight messages are acknowledged.
+        n: u64,
+    },
+    /// A store request finished.
+    StoreDone {
+        /// The request.
+        req: RequestId,
+        /// Its result.
+        result: Result<StoreReply, StoreError>,
+    },
+    /// A broker request finished.
+    BrokerDone {
+        /// The request.
+        req: RequestId,
+        /// Its result.
+        result: Result<BrokerReply, BrokerError>,
+    },
+    /// The broker delivered an event for this node.
+    Broker(BrokerEvent),
+}
+
+/// The successful result of a [`StoreOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreReply {
+    /// The answer to [`StoreOp::Unacked`].
+    Messages(Vec<Message>),
+    /// The answer to [`StoreOp::Ack`].
+    Acked,
+}
+
+/// The successful result of a [`BrokerOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerReply {
+    /// The answer to [`BrokerOp::Subscribe`].
+    Subscribed,
+    /// The answer to [`BrokerOp::Unsubscribe`].
+    Unsubscribed,
+    /// The answer to [`BrokerOp::Claim`].
+    Claimed(Generation),
+}
+
+/// Store work for the caller: one call of [`MessageStore`](crate::ports::MessageStore).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// `store.unacked(client, slot, after, limit, now_ms)`, with the caller's wall clock.
+    Unacked {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// Only ids above this one.
+        after: MessageId,
+        /// At most this many.
+        limit: usize,
+    },
+    /// `store.ack(client, slot, ids)`.
+    Ack {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// The acknowledged ids.
+        ids: Vec<MessageId>,
+    },
+}
+
+/// Broker work for the caller: one call of [`Broker`](crate::ports::Broker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerOp {
+    /// `broker.subscribe(client)`.
+    Subscribe {
+        /// The client.
+        client: ClientId,
+    },
+    /// `broker.unsubscribe(client)`.
+    Unsubscribe {
+        /// The client.
+        client: ClientId,
+    },
+    /// `broker.claim(client, slot, node)`.
+    Claim {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// This node.
+        node: NodeId,
+    },
+}
+
+/// Why a session was kicked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// A newer session of the same client and slot claimed it (event `kicked`
+    /// `{"reason":"replaced"}`).
+    Replaced,
+}
+
+impl KickReason {
+    /// The `reason` the client is told.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KickReason::Replaced => "replaced",
+        }
+    }
+}
+
+/// Why the Hub asks the caller to close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A delivered batch was not acknowledged within the ack timeout: the client is stuck or
+    /// gone. Its messages stay unacknowledged and go to its next session.
+    AckTimeout,
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Emit event `message` with `messages` as its one argument, with Socket.IO ack id `ack`
+    /// when given (ack mode), without one otherwise (commit mode).
+    Deliver {
+        /// The connection.
+        conn: ConnId,
+        /// The ack id to request, in ack mode.
+        ack: Option<AckId>,
+        /// The batch, oldest first (empty: commit mode's first `message`).
+        messages: Vec<Message>,
+    },
+    /// Emit event `kicked` `{"reason": reason}` and close the connection. The Hub has
+    /// already forgotten the session (no `Disconnect` is needed, one is ignored).
+    Kick {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: KickReason,
+    },
+    /// Close the connection. The Hub has already forgotten the session.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Carry out a store call and feed its result back as [`Input::StoreDone`] with `req`.
+    Store {
+        /// The request id.
+        req: RequestId,
+        /// The call.
+        op: StoreOp,
+    },
+    /// Carry out a broker call and feed its result back as [`Input::BrokerDone`] with `req`.
+    Broker {
+        /// The request id.
+        req: RequestId,
+        /// The call.
+        op: BrokerOp,
+    },
+}
