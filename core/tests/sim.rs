@@ -609,21 +609,17 @@ impl Sim {
                     }
                 }
             }
-            85..=87 => {
-                if !self.store_down {
-                    self.store_down = true;
-                    self.store.set_down(true);
-                    let d = 100 + self.rng.below(3000);
-                    self.schedule(d, Event::Heal { store: true });
-                }
+            85..=87 if !self.store_down => {
+                self.store_down = true;
+                self.store.set_down(true);
+                let d = 100 + self.rng.below(3000);
+                self.schedule(d, Event::Heal { store: true });
             }
-            88..=90 => {
-                if !self.broker_down {
-                    self.broker_down = true;
-                    self.bus.set_down(true);
-                    let d = 100 + self.rng.below(3000);
-                    self.schedule(d, Event::Heal { store: false });
-                }
+            88..=90 if !self.broker_down => {
+                self.broker_down = true;
+                self.bus.set_down(true);
+                let d = 100 + self.rng.below(3000);
+                self.schedule(d, Event::Heal { store: false });
             }
             _ => {}
         }
