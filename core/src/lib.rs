@@ -3,11 +3,47 @@
 //! Herald's engine, sans-IO: the types, the rules and the state machines of a push server
 //! with durable, ordered, acknowledged per-client queues. It owns no runtime, no socket, no
 //! thread and no clock; every input carries the time, and everything that needs I/O leaves
-//! as an output for the caller (an adapter or an app) to carry out.
+//! as an output for the caller (a transport, an app) to carry out.
 //!
-//! - [`ids`] and [`message`]: validated identifiers and messages.
-//! - [`ports`]: the [`MessageStore`](ports::MessageStore) and [`Broker`](ports::Broker)
-//!   traits that adapters implement.
+//! - [`ids`], [`message`], [`identity`]: validated identifiers, messages, who a session is.
+//! - [`auth`]: connect authentication (HMAC, JWT HS256, the seed's legacy headers).
+//! - [`push`]: validation of a `POST /push` body.
+//! - [`ports`]: the [`MessageStore`] and [`Broker`] traits adapters implement;
+//!   [`memory`]: in-memory implementations of both.
+//! - [`hub`]: the [`Hub`], every session of one node; [`io`]: its inputs and outputs.
+//!
+//! ## The run loop
+//!
+//! A transport authenticates a connection, then feeds the Hub; after **every** input it
+//! drains the outputs, carries them out, and feeds their results back; between inputs it
+//! sleeps until [`Hub::poll_timeout`] and then calls [`Hub::handle_timeout`].
+//!
+//! ```no_run
+//! use std::time::Instant;
+//! use herald_core::{Hub, HubConfig, Input, NodeId, Output};
+//!
+//! fn next_input() -> Option<Input> { None } // the transport's events and I/O results
+//! let mut hub = Hub::new(HubConfig::new(NodeId::new("node-1").unwrap()));
+//! while let Some(input) = next_input() {
+//!     hub.handle(Instant::now(), input);
+//!     while let Some(output) = hub.poll_output() {
+//!         match output {
+//!             Output::Deliver { conn, ack, messages } => { /* emit `message` [messages] with ack id */ }
+//!             Output::Kick { conn, reason } => { /* emit `kicked`, then close */ }
+//!             Output::Close { conn, reason } => { /* close */ }
+//!             Output::Store { req, op } => { /* run op on the store, feed Input::StoreDone { req, .. } */ }
+//!             Output::Broker { req, op } => { /* run op on the broker, feed Input::BrokerDone { req, .. } */ }
+//!         }
+//!     }
+//!     if let Some(at) = hub.poll_timeout() {
+//!         // sleep until `at` (or until the next input), then:
+//!         hub.handle_timeout(Instant::now());
+//!     }
+//! }
+//! ```
+//!
+//! Broker events ([`BrokerEvent`]) of the node's [`Broker::events`] stream are inputs too
+//! ([`Input::Broker`]). `core/examples/line_driver.rs` is a complete driver in one loop.
 
 pub mod auth;
 pub mod hub;

@@ -105,10 +105,12 @@ async fn read_body<S, B>(req: &mut Request<State<S, B>>, max: usize) -> Result<V
     let body = req.take_body();
     let mut buf = Vec::new();
     let mut limited = body.take(max as u64 + 1);
-    limited
-        .read_to_end(&mut buf)
-        .await
-        .map_err(|e| errors(StatusCode::BadRequest, vec![format!("could not read the body: {e}")]))?;
+    limited.read_to_end(&mut buf).await.map_err(|e| {
+        errors(
+            StatusCode::BadRequest,
+            vec![format!("could not read the body: {e}")],
+        )
+    })?;
     if buf.len() > max {
         return Err(too_large());
     }
@@ -230,7 +232,9 @@ fn query_int(
         Some((_, v)) => match v.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => n,
             _ => {
-                errs.push(format!("{name}: expected a whole number from {min} to {max}, found {v:?}"));
+                errs.push(format!(
+                    "{name}: expected a whole number from {min} to {max}, found {v:?}"
+                ));
                 default
             }
         },
@@ -261,7 +265,14 @@ async fn queues<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::
     let q = query_pairs(&req);
     let client = client_param(&req, &mut errs);
     let now = unix_ms();
-    let since = query_int(&q, "since", (now / 1000) as i64 - 300, 0, i64::from(u32::MAX) * 1000, &mut errs);
+    let since = query_int(
+        &q,
+        "since",
+        (now / 1000) as i64 - 300,
+        0,
+        i64::from(u32::MAX) * 1000,
+        &mut errs,
+    );
     let limit = query_int(&q, "limit", 10, 1, 1000, &mut errs);
     let (Some(client), true) = (client, errs.is_empty()) else {
         log::info!("queues refused: {}", errs.join("; "));

@@ -1,6 +1,7 @@
 //! The Herald push server: configuration, wiring of the engine to its adapters, the REST API
 //! and metrics. The `herald` binary is a thin `main` over this library.
 
+pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod secret;
