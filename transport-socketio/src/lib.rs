@@ -1,4 +1,9 @@
-//! Engine.IO v4 / Socket.IO v5 server library (codec and tide/async-tungstenite serving).
+//! # herald-socketio
 //!
-//! Not built yet: this crate is a placeholder in the workspace so that the layout of
-//! DESIGN.md exists from the start. It exports nothing.
+//! A Socket.IO v5 (Engine.IO v4) server library: a pure codec ([`engineio::packet`],
+//! [`socketio::packet`]) and a server for WebSocket and HTTP long-polling (with upgrade),
+//! served on tide. It knows nothing of what the app sends; it hands the app connections and
+//! events.
+
+pub mod engineio;
+pub mod socketio;

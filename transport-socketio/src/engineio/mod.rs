@@ -1,0 +1,2 @@
+//! Engine.IO v4.
+pub mod packet;
