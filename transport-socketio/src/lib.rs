@@ -6,4 +6,9 @@
 //! events.
 
 pub mod engineio;
+pub mod server;
 pub mod socketio;
+
+pub use server::{
+    Connection, EmitError, Event, Handshake, Pending, ServerConfig, Socket, SocketIo,
+};

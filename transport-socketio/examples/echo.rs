@@ -1,0 +1,129 @@
+//! The echo server the interop tests run against, and a small demo of the library.
+//!
+//! - namespaces `/` and `/custom`; a CONNECT whose auth holds `"refuse": true` is refused
+//!   with `{"message":"refused"}`;
+//! - on every connection, emits `auth` with the CONNECT payload (`{}` if none);
+//! - `message` is echoed as `message-back` with the same arguments, binary included;
+//! - `message-with-ack` is answered with an ack of the same arguments.
+//!
+//! `cargo run -p herald-socketio --example echo -- --port 3000 [--ping-interval MS]
+//!  [--ping-timeout MS] [--max-payload BYTES] [--connect-timeout MS]`
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "an example's console"
+)]
+#![allow(dead_code, reason = "the tests include this file for its echo logic")]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_std::channel::Receiver;
+use herald_socketio::{Event, Pending, ServerConfig, SocketIo};
+use serde_json::{Value, json};
+
+/// Accepts every pending connection and echoes, until the server stops.
+pub async fn echo(incoming: Receiver<Pending>) {
+    while let Ok(pending) = incoming.recv().await {
+        let auth = pending.handshake.auth.clone().unwrap_or_else(|| json!({}));
+        if auth.get("refuse") == Some(&Value::Bool(true)) {
+            pending.refuse(json!({ "message": "refused" }));
+            continue;
+        }
+        let conn = pending.accept();
+        async_std::task::spawn(async move {
+            let socket = conn.socket;
+            let _ = socket.emit("auth", &[auth], None);
+            while let Ok(event) = conn.events.recv().await {
+                match event {
+                    Event::Message {
+                        name,
+                        args,
+                        attachments,
+                        ack,
+                    } => match name.as_str() {
+                        "message" => {
+                            let _ = socket.emit_binary("message-back", &args, attachments, None);
+                        }
+                        "message-with-ack" => {
+                            if let Some(id) = ack {
+                                let _ = socket.ack(id, &args, attachments);
+                            }
+                        }
+                        _ => {}
+                    },
+                    Event::Ack { .. } => {}
+                    Event::Closed { .. } => break,
+                }
+            }
+        });
+    }
+}
+
+/// The echo server's configuration from `args` (flags as in the module docs).
+pub fn config(args: &[String]) -> Result<(u16, ServerConfig), String> {
+    let mut port = 3000;
+    let mut cfg = ServerConfig {
+        namespaces: vec!["/".into(), "/custom".into()],
+        ..ServerConfig::default()
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        let n: u64 = value
+            .parse()
+            .map_err(|_| format!("{flag}: not a number: {value}"))?;
+        match flag.as_str() {
+            "--port" => port = u16::try_from(n).map_err(|_| "--port: too large".to_owned())?,
+            "--ping-interval" => cfg.ping_interval = Duration::from_millis(n),
+            "--ping-timeout" => cfg.ping_timeout = Duration::from_millis(n),
+            "--max-payload" => cfg.max_payload = n as usize,
+            "--connect-timeout" => cfg.connect_timeout = Duration::from_millis(n),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok((port, cfg))
+}
+
+/// Starts the echo server on `addr`; returns the bound address.
+pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<(SocketIo, SocketAddr)> {
+    let (io, incoming) = SocketIo::new(cfg);
+    async_std::task::spawn(echo(incoming));
+    let (tx, rx) = async_std::channel::bounded(1);
+    let server = io.clone();
+    async_std::task::spawn(async move {
+        let result = server
+            .serve(addr, move |bound| {
+                let _ = tx.try_send(bound);
+            })
+            .await;
+        if let Err(e) = result {
+            eprintln!("echo server stopped: {e}");
+        }
+    });
+    let bound = rx
+        .recv()
+        .await
+        .map_err(|_| std::io::Error::other("the server did not start"))?;
+    Ok((io, bound))
+}
+
+#[async_std::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (port, cfg) = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            std::process::exit(2);
+        }
+    };
+    match start(SocketAddr::from(([127, 0, 0, 1], port)), cfg).await {
+        Ok((_, addr)) => println!("echo server on http://{addr}/socket.io/"),
+        Err(e) => {
+            eprintln!("echo: {e}");
+            std::process::exit(1);
+        }
+    }
+    futures::future::pending::<()>().await;
+}

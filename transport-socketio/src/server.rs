@@ -1,0 +1,1271 @@
+//! The Socket.IO server: Engine.IO sessions over WebSocket and HTTP long-polling (with
+//! upgrade), Socket.IO namespaces on top, served on tide.
+//!
+//! Each Engine.IO session is one task owning all its state (transport, outgoing queue,
+//! heartbeat and connect deadlines as plain timestamps) and fed by one channel: packets from
+//! the transport, polls, the app's commands. The app only ever enqueues, so emitting never
+//! blocks it; a session whose outgoing queue exceeds [`ServerConfig::queue_limit`] packets
+//! (a client that stopped reading) is closed.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_std::channel::{Receiver, Sender, bounded, unbounded};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message as WsMessage;
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tide::{Request, Response, StatusCode};
+
+use crate::engineio::packet::{self as eio, Packet as EioPacket};
+use crate::socketio::packet::{self as sio, Packet as SioPacket, PacketType};
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The path clients connect to (Socket.IO's `path` option), default `/socket.io/`.
+    pub path: String,
+    /// Time between the server's pings (Engine.IO `pingInterval`).
+    pub ping_interval: Duration,
+    /// Time a client has to answer a ping (`pingTimeout`).
+    pub ping_timeout: Duration,
+    /// Largest accepted message or polling body, bytes (`maxPayload`).
+    pub max_payload: usize,
+    /// Time a client has, after the handshake, to connect a namespace.
+    pub connect_timeout: Duration,
+    /// The namespaces clients may connect to; others get `Invalid namespace`.
+    pub namespaces: Vec<String>,
+    /// Most packets waiting to be sent to one client before it is disconnected as too slow.
+    pub queue_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            connect_timeout: Duration::from_millis(45_000),
+            namespaces: vec!["/".into()],
+            queue_limit: 4096,
+        }
+    }
+}
+
+/// What a client presented when it connected a namespace.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The Engine.IO session id.
+    pub sid: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The CONNECT packet's auth payload, if any.
+    pub auth: Option<Value>,
+    /// Headers of the request that opened the session (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Query parameters of that request.
+    pub query: Vec<(String, String)>,
+    /// The peer address, as the HTTP layer reported it.
+    pub remote: Option<String>,
+}
+
+impl Handshake {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Something a connected client did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An event from the client.
+    Message {
+        /// The event name.
+        name: String,
+        /// Its arguments (binary ones as `{"_placeholder":true,"num":n}`).
+        args: Vec<Value>,
+        /// The binary attachments, in placeholder order.
+        attachments: Vec<Vec<u8>>,
+        /// The ack id, when the client wants an answer ([`Socket::ack`]).
+        ack: Option<u64>,
+    },
+    /// The client answered an emit made with an ack id.
+    Ack {
+        /// The ack id given to the emit.
+        id: u64,
+        /// The answer's arguments.
+        args: Vec<Value>,
+        /// Binary attachments of the answer.
+        attachments: Vec<Vec<u8>>,
+    },
+    /// The connection ended; nothing more will come.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why an emit was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// The connection is closed.
+    #[error("connection closed")]
+    Closed,
+    /// The client is not reading: its queue is full, and it is being disconnected.
+    #[error("client too slow: outgoing queue full")]
+    Full,
+    /// The arguments are not a JSON array.
+    #[error("arguments must be a JSON array")]
+    NotAnArray,
+}
+
+/// One input of a session task.
+enum Input {
+    /// Packets from the client (over whichever transport).
+    Packets(Vec<EioPacket>),
+    /// A transport failed or the client sent something invalid.
+    TransportError(String),
+    /// A polling GET waits for data.
+    Poll(async_std::channel::Sender<PollAnswer>),
+    /// A WebSocket arrived for this session (upgrade).
+    Upgrade(Box<WebSocketStream<tide::http::upgrade::Connection>>),
+    /// The app's text packet for the client.
+    Send {
+        nsp: String,
+        text: String,
+        attachments: Vec<Vec<u8>>,
+    },
+    /// The app's decision on a CONNECT.
+    Decision {
+        nsp: String,
+        result: Result<Sender<Event>, Value>,
+    },
+    /// The app disconnects a namespace (and the session if `close`).
+    Disconnect { nsp: String, close: bool },
+    /// The server stops.
+    Shutdown,
+}
+
+/// What a poll gets.
+enum PollAnswer {
+    Payload(String),
+    Error(StatusCode, Value),
+}
+
+/// A connection waiting for the app's decision.
+#[derive(Debug)]
+pub struct Pending {
+    /// What the client presented.
+    pub handshake: Handshake,
+    tx: Sender<Input>,
+    queued: Arc<AtomicUsize>,
+    queue_limit: usize,
+}
+
+impl Pending {
+    /// Accepts: the client gets its CONNECT answer, the app gets the connection.
+    pub fn accept(self) -> Connection {
+        let (etx, erx) = unbounded();
+        let _ = self.tx.try_send(Input::Decision {
+            nsp: self.handshake.namespace.clone(),
+            result: Ok(etx),
+        });
+        Connection {
+            socket: Socket {
+                sid: self.handshake.sid.clone(),
+                nsp: self.handshake.namespace.clone(),
+                tx: self.tx,
+                queued: self.queued,
+                limit: self.queue_limit,
+            },
+            events: erx,
+            handshake: self.handshake,
+        }
+    }
+
+    /// Refuses with a CONNECT_ERROR carrying `data` (e.g. `{"message":"unauthorized"}`).
+    pub fn refuse(self, data: Value) {
+        let _ = self.tx.try_send(Input::Decision {
+            nsp: self.handshake.namespace.clone(),
+            result: Err(data),
+        });
+    }
+}
+
+/// An accepted connection: a handle to emit and the stream of what the client does.
+#[derive(Debug)]
+pub struct Connection {
+    /// What the client presented.
+    pub handshake: Handshake,
+    /// Emits to this client; cheap to clone.
+    pub socket: Socket,
+    /// What the client does, ending with [`Event::Closed`].
+    pub events: Receiver<Event>,
+}
+
+/// A handle to one connected namespace of one client. Every method only enqueues.
+#[derive(Debug, Clone)]
+pub struct Socket {
+    sid: String,
+    nsp: String,
+    tx: Sender<Input>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Socket {
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    fn send(&self, text: String, attachments: Vec<Vec<u8>>) -> Result<(), EmitError> {
+        if self.tx.is_closed() {
+            return Err(EmitError::Closed);
+        }
+        let n = 1 + attachments.len();
+        if self.queued.fetch_add(n, Ordering::Relaxed) + n > self.limit {
+            let _ = self
+                .tx
+                .try_send(Input::TransportError("outgoing queue full".into()));
+            return Err(EmitError::Full);
+        }
+        self.tx
+            .try_send(Input::Send {
+                nsp: self.nsp.clone(),
+                text,
+                attachments,
+            })
+            .map_err(|_| EmitError::Closed)
+    }
+
+    /// Emits `event` with `args_json`, the JSON text of the argument array (e.g. `[1,"a"]`),
+    /// asking for an ack with `ack` when given. The text is not parsed again.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the connection is gone or too slow, or `args_json` is no array.
+    pub fn emit_json(
+        &self,
+        event: &str,
+        args_json: &str,
+        ack: Option<u64>,
+    ) -> Result<(), EmitError> {
+        let args = args_json.trim();
+        if !(args.starts_with('[') && args.ends_with(']')) {
+            return Err(EmitError::NotAnArray);
+        }
+        let name = Value::String(event.to_owned()).to_string();
+        let inner = args[1..args.len() - 1].trim();
+        let data = if inner.is_empty() {
+            format!("[{name}]")
+        } else {
+            format!("[{name},{inner}]")
+        };
+        let text = sio::encode_raw(PacketType::Event, &self.nsp, ack, 0, Some(&data));
+        self.send(text, Vec::new())
+    }
+
+    /// Emits `event` with `args`.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the connection is gone or too slow.
+    pub fn emit(&self, event: &str, args: &[Value], ack: Option<u64>) -> Result<(), EmitError> {
+        self.emit_json(event, &Value::Array(args.to_vec()).to_string(), ack)
+    }
+
+    /// Emits `event` with `args` holding placeholders for `attachments` (binary event).
+    ///
+    /// # Errors
+    /// [`EmitError`] when the connection is gone or too slow.
+    pub fn emit_binary(
+        &self,
+        event: &str,
+        args: &[Value],
+        attachments: Vec<Vec<u8>>,
+        ack: Option<u64>,
+    ) -> Result<(), EmitError> {
+        let mut data = vec![Value::String(event.to_owned())];
+        data.extend_from_slice(args);
+        let kind = if attachments.is_empty() {
+            PacketType::Event
+        } else {
+            PacketType::BinaryEvent
+        };
+        let text = sio::encode_raw(
+            kind,
+            &self.nsp,
+            ack,
+            attachments.len(),
+            Some(&Value::Array(data).to_string()),
+        );
+        self.send(text, attachments)
+    }
+
+    /// Answers the client's event that carried ack id `id`.
+    ///
+    /// # Errors
+    /// [`EmitError`] when the connection is gone or too slow.
+    pub fn ack(&self, id: u64, args: &[Value], attachments: Vec<Vec<u8>>) -> Result<(), EmitError> {
+        let kind = if attachments.is_empty() {
+            PacketType::Ack
+        } else {
+            PacketType::BinaryAck
+        };
+        let text = sio::encode_raw(
+            kind,
+            &self.nsp,
+            Some(id),
+            attachments.len(),
+            Some(&Value::Array(args.to_vec()).to_string()),
+        );
+        self.send(text, attachments)
+    }
+
+    /// Disconnects this namespace (the client sees "io server disconnect" and does not
+    /// reconnect on its own); with `close`, the whole Engine.IO session too.
+    pub fn disconnect(&self, close: bool) {
+        let _ = self.tx.try_send(Input::Disconnect {
+            nsp: self.nsp.clone(),
+            close,
+        });
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The server. Cheap to clone; every clone is the same server.
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ServerConfig,
+    sessions: Mutex<HashMap<String, Sender<Input>>>,
+    pending: Sender<Pending>,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// Engine.IO error answers (code, message), as the reference server gives them.
+const TRANSPORT_UNKNOWN: (u8, &str) = (0, "Transport unknown");
+const SESSION_UNKNOWN: (u8, &str) = (1, "Session ID unknown");
+const BAD_HANDSHAKE_METHOD: (u8, &str) = (2, "Bad handshake method");
+const BAD_REQUEST: (u8, &str) = (3, "Bad request");
+const UNSUPPORTED_VERSION: (u8, &str) = (5, "Unsupported protocol version");
+
+fn eio_error((code, message): (u8, &str)) -> Response {
+    let mut res = Response::new(StatusCode::BadRequest);
+    res.set_body(json!({ "code": code, "message": message }));
+    res
+}
+
+fn random_id() -> String {
+    use base64::Engine as _;
+    let mut b = [0u8; 15];
+    // The OS RNG; an id that cannot be made is a broken machine, but never panic.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b[..15].copy_from_slice(&t.to_le_bytes()[..15]);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl SocketIo {
+    /// A server and the stream of connections waiting for the app's decision.
+    pub fn new(config: ServerConfig) -> (SocketIo, Receiver<Pending>) {
+        let (tx, rx) = bounded(1024);
+        (
+            SocketIo {
+                inner: Arc::new(Inner {
+                    config,
+                    sessions: Mutex::new(HashMap::new()),
+                    pending: tx,
+                }),
+            },
+            rx,
+        )
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Adds the Socket.IO routes (GET and POST on the configured path) to `app`, so it can
+    /// serve REST and Socket.IO on one port.
+    pub fn mount<State: Clone + Send + Sync + 'static>(&self, app: &mut tide::Server<State>) {
+        let path = self.inner.config.path.trim_end_matches('/').to_owned();
+        for p in [path.clone(), format!("{path}/")] {
+            let get = self.clone();
+            let post = self.clone();
+            app.at(&p)
+                .get(move |req: Request<State>| {
+                    let io = get.clone();
+                    async move { Ok(io.handle_get(req).await) }
+                })
+                .post(move |req: Request<State>| {
+                    let io = post.clone();
+                    async move { Ok(io.handle_post(req).await) }
+                })
+                .options(|_req: Request<State>| async move {
+                    let mut res = Response::new(StatusCode::NoContent);
+                    cors(&mut res, None);
+                    Ok(res)
+                });
+        }
+    }
+
+    /// Serves on its own listener at `addr` until the listener fails. Returns the bound address
+    /// through `bound` as soon as it is known (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// When the address cannot be bound or the listener fails.
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        bound: impl FnOnce(SocketAddr),
+    ) -> std::io::Result<()> {
+        use tide::listener::{ListenInfo, Listener};
+        let mut app = tide::new();
+        self.mount(&mut app);
+        let mut listener = app.bind(addr).await?;
+        let info: Vec<ListenInfo> = listener.info();
+        let actual = info
+            .first()
+            .and_then(|i| i.connection().trim_start_matches("http://").parse().ok())
+            .unwrap_or(addr);
+        bound(actual);
+        listener.accept().await
+    }
+
+    /// Tells every client the server is going away (Engine.IO close) and ends every session.
+    pub fn close_all(&self) {
+        let sessions: Vec<Sender<Input>> = self.lock().values().cloned().collect();
+        for tx in sessions {
+            let _ = tx.try_send(Input::Shutdown);
+        }
+    }
+
+    /// Number of open Engine.IO sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sender<Input>>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn session(&self, sid: &str) -> Option<Sender<Input>> {
+        self.lock().get(sid).cloned()
+    }
+
+    async fn handle_get<State>(&self, req: Request<State>) -> Response {
+        let q = Query::of(&req);
+        if let Some(err) = q.check() {
+            return err;
+        }
+        let websocket = q.get("transport") == Some("websocket");
+        match (q.get("sid"), websocket) {
+            (None, false) => self.open(&req, &q, None),
+            (None, true) => self.websocket(req, q, None).await,
+            (Some(sid), true) => match self.session(sid) {
+                Some(tx) => self.websocket(req, q.clone(), Some(tx)).await,
+                None => eio_error(SESSION_UNKNOWN),
+            },
+            (Some(sid), false) => {
+                let Some(tx) = self.session(sid) else {
+                    return eio_error(SESSION_UNKNOWN);
+                };
+                let (atx, arx) = bounded(1);
+                if tx.send(Input::Poll(atx)).await.is_err() {
+                    return eio_error(SESSION_UNKNOWN);
+                }
+                let origin = req.header("origin").map(|h| h.as_str().to_owned());
+                let mut res = match arx.recv().await {
+                    Ok(PollAnswer::Payload(p)) => {
+                        let mut res = Response::new(StatusCode::Ok);
+                        res.set_body(p);
+                        res.set_content_type("text/plain; charset=UTF-8");
+                        res
+                    }
+                    Ok(PollAnswer::Error(status, body)) => {
+                        let mut res = Response::new(status);
+                        res.set_body(body);
+                        res
+                    }
+                    Err(_) => eio_error(SESSION_UNKNOWN),
+                };
+                cors(&mut res, origin.as_deref());
+                res
+            }
+        }
+    }
+
+    async fn handle_post<State>(&self, mut req: Request<State>) -> Response {
+        let q = Query::of(&req);
+        if let Some(err) = q.check() {
+            return err;
+        }
+        if q.get("transport") != Some("polling") {
+            return eio_error(BAD_REQUEST);
+        }
+        let Some(sid) = q.get("sid") else {
+            return eio_error(BAD_HANDSHAKE_METHOD);
+        };
+        let Some(tx) = self.session(sid) else {
+            return eio_error(SESSION_UNKNOWN);
+        };
+        let origin = req.header("origin").map(|h| h.as_str().to_owned());
+        let max = self.inner.config.max_payload;
+        if req.len().is_some_and(|n| n > max) {
+            let _ = tx
+                .send(Input::TransportError("polling body over maxPayload".into()))
+                .await;
+            let mut res = Response::new(StatusCode::PayloadTooLarge);
+            res.set_body(json!({"code": 3, "message": "Payload too large"}));
+            return res;
+        }
+        let mut body = Vec::new();
+        let read = {
+            use async_std::io::ReadExt;
+            req.take_body()
+                .take(max as u64 + 1)
+                .read_to_end(&mut body)
+                .await
+        };
+        if read.is_err() || body.len() > max {
+            let _ = tx
+                .send(Input::TransportError("polling body over maxPayload".into()))
+                .await;
+            let mut res = Response::new(StatusCode::PayloadTooLarge);
+            res.set_body(json!({"code": 3, "message": "Payload too large"}));
+            return res;
+        }
+        let input = match String::from_utf8(body)
+            .map_err(|_| "polling body is not UTF-8".to_owned())
+            .and_then(|s| eio::decode_payload(&s).map_err(|e| e.to_string()))
+        {
+            Ok(packets) => Input::Packets(packets),
+            Err(e) => Input::TransportError(format!("invalid polling payload: {e}")),
+        };
+        let bad = matches!(input, Input::TransportError(_));
+        let _ = tx.send(input).await;
+        let mut res = if bad {
+            eio_error(BAD_REQUEST)
+        } else {
+            let mut res = Response::new(StatusCode::Ok);
+            res.set_body("ok");
+            res.set_content_type("text/html");
+            res
+        };
+        cors(&mut res, origin.as_deref());
+        res
+    }
+
+    /// Opens a polling session: answers the handshake.
+    fn open<State>(&self, req: &Request<State>, q: &Query, _: Option<()>) -> Response {
+        let sid = random_id();
+        let (tx, rx) = unbounded();
+        let open = self.open_packet(&sid, true);
+        let origin = req.header("origin").map(|h| h.as_str().to_owned());
+        self.lock().insert(sid.clone(), tx.clone());
+        self.spawn_session(
+            sid,
+            tx,
+            rx,
+            SessionStart {
+                headers: headers_of(req),
+                query: q.pairs.clone(),
+                remote: req.remote().map(str::to_owned),
+                ws: None,
+            },
+        );
+        let mut res = Response::new(StatusCode::Ok);
+        res.set_body(open.encode());
+        res.set_content_type("text/plain; charset=UTF-8");
+        cors(&mut res, origin.as_deref());
+        res
+    }
+
+    fn open_packet(&self, sid: &str, polling: bool) -> EioPacket {
+        let c = &self.inner.config;
+        let upgrades: Vec<&str> = if polling { vec!["websocket"] } else { vec![] };
+        EioPacket::Open(
+            json!({
+                "sid": sid,
+                "upgrades": upgrades,
+                "pingInterval": c.ping_interval.as_millis() as u64,
+                "pingTimeout": c.ping_timeout.as_millis() as u64,
+                "maxPayload": c.max_payload,
+            })
+            .to_string(),
+        )
+    }
+
+    /// Answers a WebSocket upgrade request: a new session (`to` None) or an upgrade of one.
+    async fn websocket<State>(
+        &self,
+        req: Request<State>,
+        q: Query,
+        to: Option<Sender<Input>>,
+    ) -> Response {
+        let upgrade = req
+            .header("upgrade")
+            .is_some_and(|h| h.as_str().eq_ignore_ascii_case("websocket"));
+        let Some(key) = req
+            .header("sec-websocket-key")
+            .map(|h| h.as_str().to_owned())
+        else {
+            return eio_error(BAD_REQUEST);
+        };
+        if !upgrade {
+            return eio_error(BAD_REQUEST);
+        }
+        let headers = headers_of(&req);
+        let remote = req.remote().map(str::to_owned);
+        let mut res = Response::new(StatusCode::SwitchingProtocols);
+        res.insert_header("upgrade", "websocket");
+        res.insert_header("connection", "Upgrade");
+        res.insert_header("sec-websocket-accept", derive_accept_key(key.as_bytes()));
+        let http_res: &mut tide::http::Response = res.as_mut();
+        let upgraded = http_res.recv_upgrade().await;
+        let io = self.clone();
+        let max = self.inner.config.max_payload;
+        async_std::task::spawn(async move {
+            let Some(conn) = upgraded.await else {
+                log::debug!("websocket upgrade did not complete");
+                return;
+            };
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(max))
+                .max_frame_size(Some(max));
+            let ws = WebSocketStream::from_raw_socket(conn, Role::Server, Some(config)).await;
+            match to {
+                Some(tx) => {
+                    let _ = tx.send(Input::Upgrade(Box::new(ws))).await;
+                }
+                None => {
+                    let sid = random_id();
+                    let (tx, rx) = unbounded();
+                    io.lock().insert(sid.clone(), tx.clone());
+                    io.spawn_session(
+                        sid,
+                        tx,
+                        rx,
+                        SessionStart {
+                            headers,
+                            query: q.pairs,
+                            remote,
+                            ws: Some(ws),
+                        },
+                    );
+                }
+            }
+        });
+        res
+    }
+
+    fn spawn_session(
+        &self,
+        sid: String,
+        tx: Sender<Input>,
+        rx: Receiver<Input>,
+        start: SessionStart,
+    ) {
+        let io = self.clone();
+        async_std::task::spawn(async move {
+            let session = Session::new(io.clone(), sid.clone(), tx, start);
+            session.run(rx).await;
+            io.lock().remove(&sid);
+        });
+    }
+}
+
+/// What a session starts with.
+struct SessionStart {
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    remote: Option<String>,
+    ws: Option<WebSocketStream<tide::http::upgrade::Connection>>,
+}
+
+fn headers_of<State>(req: &Request<State>) -> Vec<(String, String)> {
+    req.iter()
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| (name.as_str().to_ascii_lowercase(), v.as_str().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn cors(res: &mut Response, origin: Option<&str>) {
+    match origin {
+        Some(o) => {
+            res.insert_header("access-control-allow-origin", o);
+            res.insert_header("access-control-allow-credentials", "true");
+        }
+        None => res.insert_header("access-control-allow-origin", "*"),
+    }
+    res.insert_header("access-control-allow-methods", "GET, POST, OPTIONS");
+    res.insert_header(
+        "access-control-allow-headers",
+        "content-type, authorization, x-nbb-authid, x-nbb-sign",
+    );
+}
+
+/// The query parameters of a request.
+#[derive(Debug, Clone)]
+struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    fn of<State>(req: &Request<State>) -> Query {
+        Query {
+            pairs: req
+                .url()
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        }
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The Engine.IO checks every request passes: protocol 4, a known transport.
+    fn check(&self) -> Option<Response> {
+        if self.get("EIO") != Some("4") {
+            return Some(eio_error(UNSUPPORTED_VERSION));
+        }
+        match self.get("transport") {
+            Some("polling" | "websocket") => None,
+            _ => Some(eio_error(TRANSPORT_UNKNOWN)),
+        }
+    }
+}
+
+type WsSink = async_tungstenite::WebSocketSender<tide::http::upgrade::Connection>;
+
+/// The transport a session currently sends on.
+enum Transport {
+    Polling {
+        waiting: Option<async_std::channel::Sender<PollAnswer>>,
+    },
+    WebSocket {
+        sink: WsSink,
+    },
+}
+
+/// A namespace of the session.
+enum Nsp {
+    /// CONNECT received, the app is deciding.
+    Deciding,
+    /// Connected: events go to the app.
+    Open(Sender<Event>),
+}
+
+struct Session {
+    io: SocketIo,
+    sid: String,
+    tx: Sender<Input>,
+    transport: Transport,
+    /// A WebSocket being probed for upgrade (its sink; its reader feeds `Packets`).
+    probing: Option<WsSink>,
+    queue: VecDeque<EioPacket>,
+    queued: Arc<AtomicUsize>,
+    nsps: HashMap<String, Nsp>,
+    assembling: Option<sio::Assembler>,
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    remote: Option<String>,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    connect_deadline: Option<Instant>,
+    closed: Option<String>,
+}
+
+impl Session {
+    fn new(io: SocketIo, sid: String, tx: Sender<Input>, start: SessionStart) -> Session {
+        let cfg = io.inner.config.clone();
+        #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
+        let now = Instant::now();
+        let mut s = Session {
+            io,
+            sid,
+            tx,
+            transport: Transport::Polling { waiting: None },
+            probing: None,
+            queue: VecDeque::new(),
+            queued: Arc::new(AtomicUsize::new(0)),
+            nsps: HashMap::new(),
+            assembling: None,
+            headers: start.headers,
+            query: start.query,
+            remote: start.remote,
+            next_ping: now + cfg.ping_interval,
+            pong_deadline: None,
+            connect_deadline: Some(now + cfg.connect_timeout),
+            closed: None,
+        };
+        if let Some(ws) = start.ws {
+            let (sink, stream) = ws.split();
+            s.transport = Transport::WebSocket { sink };
+            s.spawn_reader(stream, false);
+            let open = s.io.open_packet(&s.sid, false);
+            s.queue.push_back(open);
+        }
+        s
+    }
+
+    fn spawn_reader(
+        &self,
+        mut stream: async_tungstenite::WebSocketReceiver<tide::http::upgrade::Connection>,
+        probe: bool,
+    ) {
+        let tx = self.tx.clone();
+        async_std::task::spawn(async move {
+            let _ = probe;
+            while let Some(msg) = stream.next().await {
+                let input = match msg {
+                    Ok(WsMessage::Text(t)) => match EioPacket::decode(t.as_str()) {
+                        Ok(p) => Input::Packets(vec![p]),
+                        Err(e) => Input::TransportError(format!("invalid packet: {e}")),
+                    },
+                    Ok(WsMessage::Binary(b)) => Input::Packets(vec![EioPacket::Binary(b.to_vec())]),
+                    Ok(WsMessage::Close(_)) => Input::TransportError("transport close".into()),
+                    Ok(_) => continue,
+                    Err(e) => Input::TransportError(format!("transport error: {e}")),
+                };
+                let stop = matches!(input, Input::TransportError(_));
+                if tx.send(input).await.is_err() || stop {
+                    return;
+                }
+            }
+            let _ = tx
+                .send(Input::TransportError("transport close".into()))
+                .await;
+        });
+    }
+
+    async fn run(mut self, rx: Receiver<Input>) {
+        log::debug!("engine.io session {} opened", self.sid);
+        self.flush().await;
+        while self.closed.is_none() {
+            #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
+            let now = Instant::now();
+            let deadline = [
+                Some(self.next_ping),
+                self.pong_deadline,
+                self.connect_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("next_ping is always set");
+            let wait = deadline.saturating_duration_since(now);
+            match async_std::future::timeout(wait, rx.recv()).await {
+                Ok(Ok(input)) => self.input(input).await,
+                Ok(Err(_)) => self.close("server gone"),
+                Err(_) => self.timers().await,
+            }
+            if self.closed.is_none() {
+                self.flush().await;
+            }
+        }
+        let reason = self.closed.clone().unwrap_or_default();
+        log::debug!("engine.io session {} closed: {reason}", self.sid);
+        for (_, nsp) in self.nsps.drain() {
+            if let Nsp::Open(events) = nsp {
+                let _ = events.try_send(Event::Closed {
+                    reason: reason.clone(),
+                });
+            }
+        }
+        rx.close();
+        // Tell the client when it can still hear it.
+        match &mut self.transport {
+            Transport::Polling { waiting } => {
+                if let Some(w) = waiting.take() {
+                    let _ = w.try_send(PollAnswer::Payload(EioPacket::Close.encode()));
+                }
+            }
+            Transport::WebSocket { sink } => {
+                if reason == "server shutdown" || reason == "server disconnect" {
+                    let _ = sink.send(WsMessage::text(EioPacket::Close.encode())).await;
+                }
+                let _ = sink.close(None).await;
+            }
+        }
+        if let Some(mut sink) = self.probing.take() {
+            let _ = sink.close(None).await;
+        }
+    }
+
+    fn close(&mut self, reason: &str) {
+        if self.closed.is_none() {
+            self.closed = Some(reason.to_owned());
+        }
+    }
+
+    async fn timers(&mut self) {
+        #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
+        let now = Instant::now();
+        let cfg = &self.io.inner.config;
+        if self.connect_deadline.is_some_and(|d| d <= now) {
+            return self.close("connect timeout");
+        }
+        if self.pong_deadline.is_some_and(|d| d <= now) {
+            return self.close("ping timeout");
+        }
+        if self.next_ping <= now {
+            self.queue.push_back(EioPacket::Ping(String::new()));
+            self.pong_deadline = Some(now + cfg.ping_timeout);
+            self.next_ping = now + cfg.ping_interval + cfg.ping_timeout;
+        }
+    }
+
+    async fn input(&mut self, input: Input) {
+        match input {
+            Input::Packets(ps) => {
+                for p in ps {
+                    self.packet(p).await;
+                    if self.closed.is_some() {
+                        return;
+                    }
+                }
+            }
+            Input::TransportError(e) => self.close(&e),
+            Input::Poll(answer) => match &mut self.transport {
+                Transport::Polling { waiting } => {
+                    if waiting.is_some() {
+                        let _ = answer.try_send(PollAnswer::Error(
+                            StatusCode::BadRequest,
+                            json!({"code": 3, "message": "Bad request"}),
+                        ));
+                        self.close("overlapping polls");
+                    } else {
+                        *waiting = Some(answer);
+                    }
+                }
+                Transport::WebSocket { .. } => {
+                    let _ = answer.try_send(PollAnswer::Error(
+                        StatusCode::BadRequest,
+                        json!({"code": 3, "message": "Bad request"}),
+                    ));
+                }
+            },
+            Input::Upgrade(ws) => {
+                if self.probing.is_some() || matches!(self.transport, Transport::WebSocket { .. }) {
+                    log::debug!("second upgrade of {}: refused", self.sid);
+                    return;
+                }
+                let (sink, stream) = (*ws).split();
+                self.probing = Some(sink);
+                self.spawn_reader(stream, true);
+            }
+            Input::Send {
+                nsp,
+                text,
+                attachments,
+            } => {
+                let n = 1 + attachments.len();
+                self.queued.fetch_sub(
+                    n.min(self.queued.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                if matches!(self.nsps.get(&nsp), Some(Nsp::Open(_))) {
+                    self.queue.push_back(EioPacket::Message(text));
+                    self.queue
+                        .extend(attachments.into_iter().map(EioPacket::Binary));
+                }
+            }
+            Input::Decision { nsp, result } => match result {
+                Ok(events) => {
+                    let data = json!({ "sid": format!("{}#{}", self.sid, nsp) }).to_string();
+                    self.queue.push_back(EioPacket::Message(sio::encode_raw(
+                        PacketType::Connect,
+                        &nsp,
+                        None,
+                        0,
+                        Some(&data),
+                    )));
+                    self.nsps.insert(nsp, Nsp::Open(events));
+                    self.connect_deadline = None;
+                }
+                Err(data) => {
+                    self.nsps.remove(&nsp);
+                    let text = sio::encode_raw(
+                        PacketType::ConnectError,
+                        &nsp,
+                        None,
+                        0,
+                        Some(&data.to_string()),
+                    );
+                    self.queue.push_back(EioPacket::Message(text));
+                }
+            },
+            Input::Disconnect { nsp, close } => {
+                if let Some(Nsp::Open(events)) = self.nsps.remove(&nsp) {
+                    let _ = events.try_send(Event::Closed {
+                        reason: "server disconnect".into(),
+                    });
+                    self.queue.push_back(EioPacket::Message(sio::encode_raw(
+                        PacketType::Disconnect,
+                        &nsp,
+                        None,
+                        0,
+                        None,
+                    )));
+                }
+                if close {
+                    self.flush().await;
+                    self.close("server disconnect");
+                }
+            }
+            Input::Shutdown => {
+                self.queue.push_back(EioPacket::Close);
+                self.flush().await;
+                self.close("server shutdown");
+            }
+        }
+    }
+
+    async fn packet(&mut self, p: EioPacket) {
+        match p {
+            EioPacket::Pong(_) => {
+                if self.pong_deadline.take().is_some() {
+                    #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
+                    let now = Instant::now();
+                    self.next_ping = now + self.io.inner.config.ping_interval;
+                }
+            }
+            EioPacket::Ping(data) if data == "probe" => {
+                if let Some(sink) = self.probing.as_mut() {
+                    if sink
+                        .send(WsMessage::text(EioPacket::Pong("probe".into()).encode()))
+                        .await
+                        .is_err()
+                    {
+                        self.probing = None;
+                        return;
+                    }
+                    // Release a waiting poll so the client can finish the upgrade.
+                    if let Transport::Polling { waiting } = &mut self.transport {
+                        if let Some(w) = waiting.take() {
+                            let _ = w.try_send(PollAnswer::Payload(EioPacket::Noop.encode()));
+                        }
+                    }
+                } else {
+                    self.close("probe without an upgrade");
+                }
+            }
+            EioPacket::Upgrade => match self.probing.take() {
+                Some(sink) => {
+                    if let Transport::Polling { waiting } = &mut self.transport {
+                        if let Some(w) = waiting.take() {
+                            let _ = w.try_send(PollAnswer::Payload(EioPacket::Noop.encode()));
+                        }
+                    }
+                    self.transport = Transport::WebSocket { sink };
+                    log::debug!("engine.io session {} upgraded to websocket", self.sid);
+                }
+                None => self.close("upgrade without a probe"),
+            },
+            EioPacket::Noop => {}
+            EioPacket::Close => self.close("client close"),
+            EioPacket::Message(text) => self.socketio(&text),
+            EioPacket::Binary(bytes) => match self.assembling.take() {
+                Some(a) => match a.push(bytes) {
+                    Ok((packet, attachments)) => self.dispatch(packet, attachments),
+                    Err(a) => self.assembling = Some(a),
+                },
+                None => self.close("binary data without a binary packet"),
+            },
+            EioPacket::Open(_) | EioPacket::Ping(_) => self.close("invalid packet from client"),
+        }
+    }
+
+    fn socketio(&mut self, text: &str) {
+        if self.assembling.is_some() {
+            return self.close("text packet while attachments were expected");
+        }
+        let packet = match SioPacket::decode(text) {
+            Ok(p) => p,
+            Err(e) => {
+                log::debug!("session {}: invalid socket.io packet: {e}", self.sid);
+                return self.close("invalid packet");
+            }
+        };
+        if packet.kind.is_binary() {
+            if !packet
+                .data
+                .as_ref()
+                .is_some_and(|d| sio::placeholders_valid(d, packet.attachments))
+            {
+                return self.close("invalid attachment placeholder");
+            }
+            self.assembling = Some(sio::Assembler::new(packet));
+            return;
+        }
+        self.dispatch(packet, Vec::new());
+    }
+
+    fn dispatch(&mut self, packet: SioPacket, attachments: Vec<Vec<u8>>) {
+        let nsp = packet.nsp.clone();
+        match packet.kind {
+            PacketType::Connect => {
+                if !self.io.inner.config.namespaces.contains(&nsp) {
+                    let text = sio::encode_raw(
+                        PacketType::ConnectError,
+                        &nsp,
+                        None,
+                        0,
+                        Some(r#"{"message":"Invalid namespace"}"#),
+                    );
+                    self.queue.push_back(EioPacket::Message(text));
+                    return;
+                }
+                if self.nsps.contains_key(&nsp) {
+                    log::debug!("session {}: second CONNECT of {nsp} ignored", self.sid);
+                    return;
+                }
+                self.nsps.insert(nsp.clone(), Nsp::Deciding);
+                let pending = Pending {
+                    handshake: Handshake {
+                        sid: self.sid.clone(),
+                        namespace: nsp.clone(),
+                        auth: packet.data,
+                        headers: self.headers.clone(),
+                        query: self.query.clone(),
+                        remote: self.remote.clone(),
+                    },
+                    tx: self.tx.clone(),
+                    queued: self.queued.clone(),
+                    queue_limit: self.io.inner.config.queue_limit,
+                };
+                if self.io.inner.pending.try_send(pending).is_err() {
+                    log::warn!("connection backlog full: refusing {}", self.sid);
+                    self.nsps.remove(&nsp);
+                    let text = sio::encode_raw(
+                        PacketType::ConnectError,
+                        &nsp,
+                        None,
+                        0,
+                        Some(r#"{"message":"server busy"}"#),
+                    );
+                    self.queue.push_back(EioPacket::Message(text));
+                }
+            }
+            PacketType::Disconnect => {
+                if let Some(Nsp::Open(events)) = self.nsps.remove(&nsp) {
+                    let _ = events.try_send(Event::Closed {
+                        reason: "client namespace disconnect".into(),
+                    });
+                }
+                if self.nsps.is_empty() {
+                    self.close("client namespace disconnect");
+                }
+            }
+            PacketType::Event | PacketType::BinaryEvent => {
+                let Some(Nsp::Open(events)) = self.nsps.get(&nsp) else {
+                    log::debug!(
+                        "session {}: event on unconnected namespace {nsp} dropped",
+                        self.sid
+                    );
+                    return;
+                };
+                let Some(Value::Array(mut args)) = packet.data else {
+                    return;
+                };
+                let Value::String(name) = args.remove(0) else {
+                    return;
+                };
+                let _ = events.try_send(Event::Message {
+                    name,
+                    args,
+                    attachments,
+                    ack: packet.id,
+                });
+            }
+            PacketType::Ack | PacketType::BinaryAck => {
+                if let (Some(Nsp::Open(events)), Some(id), Some(Value::Array(args))) =
+                    (self.nsps.get(&nsp), packet.id, packet.data)
+                {
+                    let _ = events.try_send(Event::Ack {
+                        id,
+                        args,
+                        attachments,
+                    });
+                }
+            }
+            PacketType::ConnectError => self.close("CONNECT_ERROR from a client"),
+        }
+    }
+
+    /// Sends what is queued on the current transport.
+    async fn flush(&mut self) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let timeout = self.io.inner.config.ping_timeout;
+        match &mut self.transport {
+            Transport::Polling { waiting } => {
+                if let Some(w) = waiting.take() {
+                    let packets: Vec<EioPacket> = self.queue.drain(..).collect();
+                    let _ = w.try_send(PollAnswer::Payload(eio::encode_payload(&packets)));
+                }
+            }
+            Transport::WebSocket { sink } => {
+                let sink_result = async_std::future::timeout(timeout, async {
+                    while let Some(p) = self.queue.pop_front() {
+                        let msg = match p {
+                            EioPacket::Binary(b) => WsMessage::Binary(b.into()),
+                            other => WsMessage::text(other.encode()),
+                        };
+                        sink.feed(msg).await?;
+                    }
+                    sink.flush().await
+                })
+                .await;
+                match sink_result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => self.close(&format!("transport error: {e}")),
+                    Err(_) => self.close("client too slow to read"),
+                }
+            }
+        }
+    }
+}

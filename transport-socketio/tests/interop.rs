@@ -1,0 +1,314 @@
+//! Interoperability with the official clients and protocol errors on raw sockets, against the
+//! echo example served in this process on 127.0.0.1.
+//!
+//! The clients come from `scripts/setup/20-test-clients.sh` (found through `HERALD_TEST_ENV`,
+//! or `<workspace>/test-env`).
+
+#[path = "../examples/echo.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "the example doubles as the test server"
+)]
+mod echo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use async_std::io::{ReadExt, WriteExt};
+use async_std::net::TcpStream;
+use herald_socketio::ServerConfig;
+use serde_json::Value;
+
+fn test_env() -> PathBuf {
+    let dir = std::env::var_os("HERALD_TEST_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-env"));
+    assert!(
+        dir.join("node_modules/socket.io-client").exists() && dir.join("venv/bin/python").exists(),
+        "the test clients are missing from {}: run scripts/setup/20-test-clients.sh",
+        dir.display()
+    );
+    dir
+}
+
+async fn server(cfg: ServerConfig) -> SocketAddr {
+    let mut cfg = cfg;
+    cfg.namespaces = vec!["/".into(), "/custom".into()];
+    echo::start(SocketAddr::from(([127, 0, 0, 1], 0)), cfg)
+        .await
+        .expect("echo server")
+        .1
+}
+
+/// Runs a client script; returns its JSON report, failing the test on a failed check.
+fn run_client(python: bool, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
+    let env = test_env();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let url = format!("http://{addr}");
+    let out = if python {
+        Command::new(env.join("venv/bin/python"))
+            .arg(scripts.join("interop.py"))
+            .args([&url, mode, nsp])
+            .output()
+    } else {
+        Command::new("node")
+            .arg(scripts.join("interop.js"))
+            .args([&url, mode, nsp])
+            .env("NODE_PATH", env.join("node_modules"))
+            .output()
+    }
+    .expect("run the client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "client printed no report: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success(),
+        "client checks failed ({mode} {nsp}): {report}"
+    );
+    report
+}
+
+#[async_std::test]
+async fn node_client_over_websocket_and_polling_with_upgrade() {
+    let addr = server(ServerConfig::default()).await;
+    for (mode, nsp) in [
+        ("websocket", "/"),
+        ("polling", "/"),
+        ("websocket", "/custom"),
+        ("polling", "/custom"),
+    ] {
+        let report =
+            async_std::task::spawn_blocking(move || run_client(false, addr, mode, nsp)).await;
+        assert_eq!(
+            report["transport"], "websocket",
+            "{mode}: polling upgrades to websocket"
+        );
+    }
+}
+
+#[async_std::test]
+async fn python_client_over_websocket_and_polling_with_upgrade() {
+    let addr = server(ServerConfig::default()).await;
+    for (mode, nsp) in [("websocket", "/"), ("polling", "/"), ("polling", "/custom")] {
+        let report =
+            async_std::task::spawn_blocking(move || run_client(true, addr, mode, nsp)).await;
+        assert_eq!(report["checks"]["refused"], true);
+    }
+}
+
+/// A raw WebSocket client connection (async-tungstenite's client over async-std's TCP).
+async fn connect(
+    url: &str,
+) -> Result<
+    (
+        async_tungstenite::WebSocketStream<TcpStream>,
+        async_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    async_tungstenite::tungstenite::Error,
+> {
+    let host = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let tcp = TcpStream::connect(host)
+        .await
+        .map_err(async_tungstenite::tungstenite::Error::Io)?;
+    async_tungstenite::client_async(url, tcp).await
+}
+
+/// One raw HTTP/1.1 request; returns (status, body).
+async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = async_std::io::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+}
+
+fn post(path: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Opens a polling session; returns its sid.
+async fn handshake(addr: SocketAddr) -> String {
+    let (status, body) = raw(addr, &get("/socket.io/?EIO=4&transport=polling")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with('0'), "{body}");
+    let open: Value = serde_json::from_str(&body[1..]).unwrap();
+    assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
+    assert!(
+        open["pingInterval"].is_u64()
+            && open["pingTimeout"].is_u64()
+            && open["maxPayload"].is_u64()
+    );
+    open["sid"].as_str().unwrap().to_string()
+}
+
+#[async_std::test]
+async fn handshake_errors_use_engine_io_codes() {
+    let addr = server(ServerConfig::default()).await;
+    for (req, code) in [
+        (get("/socket.io/?EIO=3&transport=polling"), 5),
+        (get("/socket.io/?transport=polling"), 5),
+        (get("/socket.io/?EIO=4&transport=carrier-pigeon"), 0),
+        (get("/socket.io/?EIO=4&transport=polling&sid=nope"), 1),
+        (post("/socket.io/?EIO=4&transport=polling", "40"), 2),
+    ] {
+        let (status, body) = raw(addr, &req).await;
+        assert_eq!(status, 400, "{req}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+        assert_eq!(v["code"], code, "{req}: {body}");
+    }
+}
+
+#[async_std::test]
+async fn polling_unknown_namespace_bad_packets_and_oversized_bodies() {
+    let addr = server(ServerConfig {
+        max_payload: 1000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let sid = handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(raw(addr, &post(&path, "40/nope,")).await.0, 200);
+    let (_, body) = raw(addr, &get(&path)).await;
+    assert_eq!(body, "44/nope,{\"message\":\"Invalid namespace\"}");
+    // A bad packet closes the session: its sid is unknown afterwards.
+    let (status, _) = raw(addr, &post(&path, "4{not socket.io")).await;
+    assert_eq!(
+        status, 200,
+        "the payload is valid Engine.IO; the Socket.IO packet is not"
+    );
+    wait_unknown(addr, &sid).await;
+    // An oversized body is refused and closes the session.
+    let sid = handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (status, _) = raw(addr, &post(&path, &format!("4{}", "x".repeat(2000)))).await;
+    assert_eq!(status, 413);
+    wait_unknown(addr, &sid).await;
+    // Invalid Engine.IO framing is a 400 and closes the session.
+    let sid = handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(raw(addr, &post(&path, "9zz")).await.0, 400);
+    wait_unknown(addr, &sid).await;
+}
+
+/// Waits (bounded) until the server no longer knows `sid`.
+async fn wait_unknown(addr: SocketAddr, sid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = raw(
+            addr,
+            &get(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")),
+        )
+        .await;
+        if status == 400 && body.contains("\"code\":1") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session {sid} still open: {status} {body}"
+        );
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[async_std::test]
+async fn silent_clients_time_out() {
+    let addr = server(ServerConfig {
+        connect_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    })
+    .await;
+    // Never connects a namespace: the connect timeout ends it.
+    let sid = handshake(addr).await;
+    wait_unknown(addr, &sid).await;
+    // Connects, then never answers pings: the ping timeout ends it.
+    let sid = handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(raw(addr, &post(&path, "40")).await.0, 200);
+    let (_, body) = raw(addr, &get(&path)).await;
+    assert!(body.starts_with("40{\"sid\""), "{body}");
+    wait_unknown(addr, &sid).await;
+}
+
+#[async_std::test]
+async fn oversized_websocket_frames_close_the_connection() {
+    let addr = server(ServerConfig {
+        max_payload: 1000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = connect(&url).await.expect("ws connect");
+    use async_tungstenite::tungstenite::Message;
+    use futures::StreamExt;
+    let open = ws.next().await.unwrap().unwrap();
+    assert!(open.to_text().unwrap().starts_with('0'));
+    ws.send(Message::text("40")).await.unwrap();
+    let connected = ws.next().await.unwrap().unwrap();
+    assert!(
+        connected.to_text().unwrap().starts_with("40{\"sid\""),
+        "{connected:?}"
+    );
+    ws.send(Message::text(format!(
+        "42[\"message\",\"{}\"]",
+        "x".repeat(5000)
+    )))
+    .await
+    .unwrap();
+    // The server ends the connection rather than accept the frame.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match async_std::future::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(_))) => assert!(Instant::now() < deadline, "still open"),
+            Err(_) => panic!("the connection stayed open after an oversized frame"),
+        }
+    }
+}
+
+#[async_std::test]
+async fn invalid_websocket_packets_close_the_connection() {
+    let addr = server(ServerConfig::default()).await;
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = connect(&url).await.expect("ws connect");
+    use async_tungstenite::tungstenite::Message;
+    use futures::StreamExt;
+    let _open = ws.next().await.unwrap().unwrap();
+    ws.send(Message::text("42[1,2]")).await.unwrap();
+    loop {
+        match async_std::future::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the connection stayed open after an invalid packet"),
+        }
+    }
+}
