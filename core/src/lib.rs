@@ -46,6 +46,8 @@
 //! ([`Input::Broker`]). `core/examples/line_driver.rs` is a complete driver in one loop.
 
 pub mod auth;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod hub;
 pub mod identity;
 pub mod ids;

@@ -1,0 +1,906 @@
+//! [`EmbeddedStore`]: the handle, the database thread and the key layout.
+//!
+//! # Key layout
+//!
+//! | table | key | value | serves |
+//! | --- | --- | --- | --- |
+//! | `messages` | `(client, id)` | record: header (`ts`, `expires`, `acked`) + JSON body | `unacked` (range from `(client, after + 1)`), `ack` (point updates) |
+//! | `times` | `(client, ts, id)` | `()` | `history` (range from `(client, since, 0)`) |
+//! | `expiry` | `(expires, client, id)` | `()` | TTL purge (range up to `now`, in bounded batches) |
+//! | `counters` | `client` | last id | the per-client sequence; never deleted, so ids never restart |
+//!
+//! A record is `ts: u64 LE`, `expires: u64 LE`, `acked: u16 LE`, then the JSON text
+//! `{"f":from,"ch":[topics],"d":data}` (`data` kept as its raw text). The body is encoded once
+//! per push, whatever the number of recipients.
+//!
+//! # The thread
+//!
+//! redb is blocking and the [`MessageStore`] trait is runtime-free, so one std thread owns the
+//! database and serves requests from a channel; every reply travels on a futures-channel
+//! oneshot, so callers await it on any runtime. The thread takes every request waiting in the
+//! channel (up to [`MAX_BATCH`]) and applies all the writes among them (appends and acks) in one
+//! write transaction, one commit and one fsync: group commit. Then it answers the reads of the
+//! batch from one read transaction, which sees those writes.
+//!
+//! Retention never holds up delivery: the cap is enforced on append (deleting the ids that fall
+//! below `last - cap`, usually one), and a purge removes expired messages in transactions of at
+//! most [`PURGE_BATCH`] messages, serving any waiting requests between two of them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use futures_channel::oneshot;
+use herald_core::{
+    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
+    RetentionReport, Slot, StoreError,
+};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+
+use crate::config::EmbeddedConfig;
+use crate::error::EmbeddedError;
+
+/// `(client, id)` → record.
+const MESSAGES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("messages");
+/// `(client, ts, id)` → nothing: the time index for `history`.
+const TIMES: TableDefinition<'_, (&str, u64, u64), ()> = TableDefinition::new("times");
+/// `(expires, client, id)` → nothing: the expiry index for purges.
+const EXPIRY: TableDefinition<'_, (u64, &str, u64), ()> = TableDefinition::new("expiry");
+/// `client` → the last id handed out.
+const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
+
+/// Most requests served by one turn of the thread (one write transaction).
+pub const MAX_BATCH: usize = 512;
+/// Most expired messages one purge transaction removes.
+pub const PURGE_BATCH: usize = 1000;
+
+/// Length of a record's fixed header: `ts`, `expires`, `acked`.
+const HEADER: usize = 18;
+
+/// A durable [`MessageStore`] in one redb file, served by a dedicated thread.
+///
+/// Clones share the database. The thread stops, and the file is closed, when the last clone
+/// is dropped (after the requests already sent are answered).
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    /// The channel to the thread, shared by clones.
+    inner: Arc<Inner>,
+}
+
+/// What the clones share; dropping it stops the thread and waits for it.
+#[derive(Debug)]
+struct Inner {
+    /// Requests to the database thread; `None` once dropping.
+    tx: Option<mpsc::Sender<Request>>,
+    /// The thread, joined on drop so that the file is closed when the store is gone.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("the embedded store thread panicked");
+        }
+    }
+}
+
+/// A reply channel.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the database thread.
+enum Request {
+    /// Append a message to many queues.
+    Append {
+        /// The encoded body, shared by all recipients.
+        body: Vec<u8>,
+        /// Its time to live, if the push gave one.
+        ttl: Option<std::time::Duration>,
+        /// The queues.
+        recipients: Vec<ClientId>,
+        /// The store time.
+        now_ms: u64,
+        /// Where the ids go.
+        reply: Reply<AppendResult>,
+    },
+    /// Mark ids acknowledged by a slot.
+    Ack {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// The ids.
+        ids: Vec<MessageId>,
+        /// Done.
+        reply: Reply<()>,
+    },
+    /// Read unacknowledged messages.
+    Unacked {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// The cursor.
+        after: MessageId,
+        /// At most this many.
+        limit: usize,
+        /// Expiry reference.
+        now_ms: u64,
+        /// The messages.
+        reply: Reply<Vec<Message>>,
+    },
+    /// Read messages by store time.
+    History {
+        /// The client.
+        client: ClientId,
+        /// Oldest store time.
+        since_ms: u64,
+        /// At most this many.
+        limit: usize,
+        /// Expiry reference.
+        now_ms: u64,
+        /// The messages.
+        reply: Reply<Vec<Message>>,
+    },
+    /// Drop expired messages and report retention drops.
+    Purge {
+        /// Expiry reference.
+        now_ms: u64,
+        /// The report.
+        reply: Reply<RetentionReport>,
+    },
+    /// Round trip.
+    Ping {
+        /// Done.
+        reply: Reply<()>,
+    },
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database in `config.path` and starts its thread.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, the file cannot be opened (another process holds
+    /// it, it is corrupt), or the thread cannot start.
+    pub fn open(config: EmbeddedConfig) -> Result<EmbeddedStore, EmbeddedError> {
+        std::fs::create_dir_all(&config.path).map_err(|source| EmbeddedError::CreateDir {
+            path: config.path.clone(),
+            source,
+        })?;
+        let db = Database::create(config.db_file())?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(MESSAGES)?;
+            txn.open_table(TIMES)?;
+            txn.open_table(EXPIRY)?;
+            txn.open_table(COUNTERS)?;
+        }
+        txn.commit()?;
+        log::info!(
+            "embedded store open at {} (cap {}, ttl {:?})",
+            config.db_file().display(),
+            config.retention.cap,
+            config.retention.ttl
+        );
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker {
+            db,
+            retention: config.retention,
+            capped_pending: 0,
+            expired_pending: 0,
+            purge: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("herald-store".into())
+            .spawn(move || worker.run(&rx))
+            .map_err(EmbeddedError::Thread)?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Sends `req` to the thread and awaits its answer on `answer`.
+    fn call<T: Send + 'static>(
+        &self,
+        req: Request,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static + use<T> {
+        let sent = match &self.inner.tx {
+            Some(tx) => tx.send(req).is_ok(),
+            None => false,
+        };
+        await_answer(sent, answer)
+    }
+}
+
+/// Awaits the thread's answer to a request (`sent` says whether it could be sent at all).
+async fn await_answer<T>(
+    sent: bool,
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if !sent {
+        return Err(stopped());
+    }
+    answer.await.unwrap_or_else(|_| Err(stopped()))
+}
+
+/// The error when the thread is gone (it panicked, or the store is being dropped).
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the embedded store thread has stopped".into())
+}
+
+/// Milliseconds in a duration, saturating.
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A message body as stored: borrowed for encoding.
+#[derive(serde::Serialize)]
+struct BodyRef<'a> {
+    /// From.
+    f: &'a str,
+    /// Topics.
+    ch: &'a [String],
+    /// Data, raw.
+    d: &'a Payload,
+}
+
+/// A message body as stored: owned for decoding.
+#[derive(serde::Deserialize)]
+struct Body {
+    /// From.
+    f: String,
+    /// Topics.
+    ch: Vec<String>,
+    /// Data, raw.
+    d: Payload,
+}
+
+/// A record's fixed header.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    /// Store time.
+    ts: u64,
+    /// Expiry time: expired when `now >= expires`.
+    expires: u64,
+    /// Ack bitmask.
+    acked: u16,
+}
+
+impl Header {
+    /// Reads the header of `record`.
+    fn read(client: &str, id: u64, record: &[u8]) -> Result<Header, EmbeddedError> {
+        let corrupt = || EmbeddedError::Corrupt {
+            client: client.to_owned(),
+            id,
+            reason: format!(
+                "record of {} bytes is shorter than its header",
+                record.len()
+            ),
+        };
+        let u64_at = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(record.get(at..at + 8)?.try_into().ok()?))
+        };
+        let ts = u64_at(0).ok_or_else(corrupt)?;
+        let expires = u64_at(8).ok_or_else(corrupt)?;
+        let acked = record
+            .get(16..18)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .ok_or_else(corrupt)?;
+        Ok(Header { ts, expires, acked })
+    }
+
+    /// Writes the header in front of `body`.
+    fn record(self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + body.len());
+        out.extend_from_slice(&self.ts.to_le_bytes());
+        out.extend_from_slice(&self.expires.to_le_bytes());
+        out.extend_from_slice(&self.acked.to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// Decodes a whole record into a message.
+fn decode(client: &str, id: u64, record: &[u8]) -> Result<(Header, Message), EmbeddedError> {
+    let header = Header::read(client, id, record)?;
+    let body: Body =
+        serde_json::from_slice(&record[HEADER..]).map_err(|e| EmbeddedError::Corrupt {
+            client: client.to_owned(),
+            id,
+            reason: e.to_string(),
+        })?;
+    let msg = Message {
+        id: MessageId(id),
+        from: body.f,
+        channel: body.ch,
+        data: body.d,
+        ts: header.ts,
+    };
+    Ok((header, msg))
+}
+
+/// A purge in progress: its reference time, what it dropped so far, who waits for it.
+struct PurgeJob {
+    /// Expiry reference of the first purge request (later ones join it).
+    now_ms: u64,
+    /// Expired messages dropped so far.
+    expired: u64,
+    /// The callers waiting for the report.
+    replies: Vec<Reply<RetentionReport>>,
+}
+
+/// The database thread's state.
+struct Worker {
+    /// The database.
+    db: Database,
+    /// Cap and default TTL.
+    retention: Retention,
+    /// Messages dropped by the cap on append, not yet reported by a purge.
+    capped_pending: u64,
+    /// Expired messages removed by a purge that then failed, not yet reported.
+    expired_pending: u64,
+    /// The purge in progress, if any.
+    purge: Option<PurgeJob>,
+}
+
+impl Worker {
+    /// Serves requests until every handle is dropped.
+    fn run(mut self, rx: &mpsc::Receiver<Request>) {
+        loop {
+            let first = if self.purge.is_some() {
+                match rx.try_recv() {
+                    Ok(req) => Some(req),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(req) => Some(req),
+                    Err(mpsc::RecvError) => break,
+                }
+            };
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(req) => batch.push(req),
+                        Err(_) => break,
+                    }
+                }
+                self.serve(batch);
+            }
+            if self.purge.is_some() {
+                self.purge_step();
+            }
+        }
+        log::debug!("embedded store thread stopping");
+    }
+
+    /// Serves one batch: writes in one transaction, then reads.
+    fn serve(&mut self, batch: Vec<Request>) {
+        let mut writes = Vec::new();
+        let mut reads = Vec::new();
+        for req in batch {
+            match req {
+                Request::Append { .. } | Request::Ack { .. } => writes.push(req),
+                Request::Purge { now_ms, reply } => match &mut self.purge {
+                    Some(job) => job.replies.push(reply),
+                    None => {
+                        self.purge = Some(PurgeJob {
+                            now_ms,
+                            expired: 0,
+                            replies: vec![reply],
+                        });
+                    }
+                },
+                other => reads.push(other),
+            }
+        }
+        if !writes.is_empty() {
+            self.write_batch(writes);
+        }
+        if !reads.is_empty() {
+            self.read_batch(reads);
+        }
+    }
+
+    /// Applies `writes` in one transaction and answers them after the commit.
+    fn write_batch(&mut self, writes: Vec<Request>) {
+        let capped_before = self.capped_pending;
+        let result = (|| -> Result<Vec<Option<AppendResult>>, EmbeddedError> {
+            let txn = self.db.begin_write()?;
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for req in &writes {
+                outcomes.push(match req {
+                    Request::Append {
+                        body,
+                        ttl,
+                        recipients,
+                        now_ms,
+                        ..
+                    } => Some(self.append(&txn, body, *ttl, recipients, *now_ms)?),
+                    Request::Ack {
+                        client, slot, ids, ..
+                    } => {
+                        ack(&txn, client, *slot, ids)?;
+                        None
+                    }
+                    _ => None,
+                });
+            }
+            txn.commit()?;
+            Ok(outcomes)
+        })();
+        match result {
+            Ok(outcomes) => {
+                for (req, outcome) in writes.into_iter().zip(outcomes) {
+                    match (req, outcome) {
+                        (Request::Append { reply, .. }, Some(ids)) => {
+                            let _ = reply.send(Ok(ids));
+                        }
+                        (Request::Ack { reply, .. }, _) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                // Nothing of the transaction was stored: the cap drops did not happen either.
+                self.capped_pending = capped_before;
+                log::error!(
+                    "embedded store write of {} requests failed: {e}",
+                    writes.len()
+                );
+                let err = StoreError::from(e);
+                for req in writes {
+                    match req {
+                        Request::Append { reply, .. } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        Request::Ack { reply, .. } => {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends one message to every recipient's queue, enforcing the cap.
+    fn append(
+        &mut self,
+        txn: &WriteTransaction,
+        body: &[u8],
+        ttl: Option<std::time::Duration>,
+        recipients: &[ClientId],
+        now_ms: u64,
+    ) -> Result<AppendResult, EmbeddedError> {
+        let expires = now_ms.saturating_add(millis(ttl.unwrap_or(self.retention.ttl)));
+        let record = Header {
+            ts: now_ms,
+            expires,
+            acked: 0,
+        }
+        .record(body);
+        let mut messages = txn.open_table(MESSAGES)?;
+        let mut times = txn.open_table(TIMES)?;
+        let mut expiry = txn.open_table(EXPIRY)?;
+        let mut counters = txn.open_table(COUNTERS)?;
+        let mut ids = Vec::with_capacity(recipients.len());
+        for client in recipients {
+            let c = client.as_str();
+            let last = counters.get(c)?.map_or(0, |g| g.value());
+            let id = last + 1;
+            counters.insert(c, id)?;
+            messages.insert((c, id), record.as_slice())?;
+            times.insert((c, now_ms, id), ())?;
+            expiry.insert((expires, c, id), ())?;
+            if id > self.retention.cap {
+                let below = id - self.retention.cap;
+                let mut dropped = Vec::new();
+                for entry in messages.extract_from_if((c, 0)..=(c, below), |_, _| true)? {
+                    let (key, value) = entry?;
+                    let old_id = key.value().1;
+                    dropped.push((old_id, Header::read(c, old_id, value.value())?));
+                }
+                for (old_id, h) in dropped {
+                    times.remove((c, h.ts, old_id))?;
+                    expiry.remove((h.expires, c, old_id))?;
+                    self.capped_pending += 1;
+                }
+            }
+            ids.push(Ok(MessageId(id)));
+        }
+        Ok(ids)
+    }
+
+    /// Answers `reads` from one read transaction.
+    fn read_batch(&self, reads: Vec<Request>) {
+        let txn = match self.db.begin_read() {
+            Ok(txn) => Some(txn),
+            Err(e) => {
+                log::error!("embedded store read transaction failed: {e}");
+                None
+            }
+        };
+        for req in reads {
+            let txn = txn.as_ref();
+            let fail = || StoreError::Unavailable("read transaction failed".into());
+            match req {
+                Request::Unacked {
+                    client,
+                    slot,
+                    after,
+                    limit,
+                    now_ms,
+                    reply,
+                } => {
+                    let r = txn.ok_or_else(fail).and_then(|t| {
+                        unacked(t, &client, slot, after, limit, now_ms).map_err(StoreError::from)
+                    });
+                    let _ = reply.send(r);
+                }
+                Request::History {
+                    client,
+                    since_ms,
+                    limit,
+                    now_ms,
+                    reply,
+                } => {
+                    let r = txn.ok_or_else(fail).and_then(|t| {
+                        history(t, &client, since_ms, limit, now_ms).map_err(StoreError::from)
+                    });
+                    let _ = reply.send(r);
+                }
+                Request::Ping { reply } => {
+                    let r = txn.ok_or_else(fail).and_then(|t| {
+                        t.open_table(COUNTERS)
+                            .map(|_| ())
+                            .map_err(|e| StoreError::from(EmbeddedError::from(e)))
+                    });
+                    let _ = reply.send(r);
+                }
+                Request::Append { .. } | Request::Ack { .. } | Request::Purge { .. } => {}
+            }
+        }
+    }
+
+    /// Removes up to [`PURGE_BATCH`] expired messages in one transaction; answers the purge
+    /// when nothing expired is left.
+    fn purge_step(&mut self) {
+        let Some(job) = &mut self.purge else {
+            return;
+        };
+        let now_ms = job.now_ms;
+        let step = (|| -> Result<usize, EmbeddedError> {
+            let txn = self.db.begin_write()?;
+            let removed;
+            {
+                let mut messages = txn.open_table(MESSAGES)?;
+                let mut times = txn.open_table(TIMES)?;
+                let mut expiry = txn.open_table(EXPIRY)?;
+                let mut due = Vec::new();
+                for entry in expiry.range(..(now_ms.saturating_add(1), "", 0))? {
+                    let (key, _) = entry?;
+                    let (expires, c, id) = key.value();
+                    due.push((expires, c.to_owned(), id));
+                    if due.len() >= PURGE_BATCH {
+                        break;
+                    }
+                }
+                for (expires, c, id) in &due {
+                    expiry.remove((*expires, c.as_str(), *id))?;
+                    if let Some(value) = messages.remove((c.as_str(), *id))? {
+                        let h = Header::read(c, *id, value.value())?;
+                        drop(value);
+                        times.remove((c.as_str(), h.ts, *id))?;
+                    }
+                }
+                removed = due.len();
+            }
+            txn.commit()?;
+            Ok(removed)
+        })();
+        match step {
+            Ok(removed) => {
+                job.expired += removed as u64;
+                if removed < PURGE_BATCH
+                    && let Some(job) = self.purge.take()
+                {
+                    let report = RetentionReport {
+                        expired: job.expired + std::mem::take(&mut self.expired_pending),
+                        capped: std::mem::take(&mut self.capped_pending),
+                    };
+                    if report.expired + report.capped > 0 {
+                        log::debug!(
+                            "embedded store purge dropped {} expired, {} capped",
+                            report.expired,
+                            report.capped
+                        );
+                    }
+                    for reply in job.replies {
+                        let _ = reply.send(Ok(report));
+                    }
+                }
+            }
+            Err(e) => {
+                log::error!("embedded store purge failed: {e}");
+                if let Some(job) = self.purge.take() {
+                    // What earlier steps removed stays counted for the next purge's report.
+                    self.expired_pending += job.expired;
+                    let err = StoreError::from(e);
+                    for reply in job.replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sets `slot`'s bit on every existing id of `client` among `ids`.
+fn ack(
+    txn: &WriteTransaction,
+    client: &ClientId,
+    slot: Slot,
+    ids: &[MessageId],
+) -> Result<(), EmbeddedError> {
+    let c = client.as_str();
+    let mut messages = txn.open_table(MESSAGES)?;
+    for id in ids {
+        let updated = match messages.get((c, id.0))? {
+            None => None,
+            Some(guard) => {
+                let record = guard.value();
+                let h = Header::read(c, id.0, record)?;
+                if h.acked & slot.bit() != 0 {
+                    None
+                } else {
+                    let mut record = record.to_vec();
+                    record[16..18].copy_from_slice(&(h.acked | slot.bit()).to_le_bytes());
+                    Some(record)
+                }
+            }
+        };
+        if let Some(record) = updated {
+            messages.insert((c, id.0), record.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Up to `limit` messages after `after` not acknowledged by `slot` and not expired.
+fn unacked(
+    txn: &ReadTransaction,
+    client: &ClientId,
+    slot: Slot,
+    after: MessageId,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Vec<Message>, EmbeddedError> {
+    let c = client.as_str();
+    let messages = txn.open_table(MESSAGES)?;
+    let mut out = Vec::new();
+    if limit == 0 || after.0 == u64::MAX {
+        return Ok(out);
+    }
+    for entry in messages.range((c, after.0 + 1)..=(c, u64::MAX))? {
+        let (key, value) = entry?;
+        let id = key.value().1;
+        let record = value.value();
+        let h = Header::read(c, id, record)?;
+        if h.acked & slot.bit() != 0 || now_ms >= h.expires {
+            continue;
+        }
+        out.push(decode(c, id, record)?.1);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `limit` messages stored at or after `since_ms` and not expired, oldest first.
+fn history(
+    txn: &ReadTransaction,
+    client: &ClientId,
+    since_ms: u64,
+    limit: usize,
+    now_ms: u64,
+) -> Result<Vec<Message>, EmbeddedError> {
+    let c = client.as_str();
+    let times = txn.open_table(TIMES)?;
+    let messages = txn.open_table(MESSAGES)?;
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for entry in times.range((c, since_ms, 0)..=(c, u64::MAX, u64::MAX))? {
+        let (key, _) = entry?;
+        let (_, _, id) = key.value();
+        let Some(value) = messages.get((c, id))? else {
+            continue;
+        };
+        let (h, msg) = decode(c, id, value.value())?;
+        if now_ms >= h.expires {
+            continue;
+        }
+        out.push(msg);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+impl MessageStore for EmbeddedStore {
+    fn append(
+        &self,
+        msg: &NewMessage,
+        recipients: &[ClientId],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<AppendResult, StoreError>> + Send {
+        let body = serde_json::to_vec(&BodyRef {
+            f: &msg.from,
+            ch: &msg.channel,
+            d: &msg.data,
+        });
+        let call = match body {
+            Ok(body) => Ok({
+                let (reply, answer) = oneshot::channel();
+                self.call(
+                    Request::Append {
+                        body,
+                        ttl: msg.ttl,
+                        recipients: recipients.to_vec(),
+                        now_ms,
+                        reply,
+                    },
+                    answer,
+                )
+            }),
+            Err(e) => Err(StoreError::Rejected(format!(
+                "message cannot be encoded: {e}"
+            ))),
+        };
+        async move {
+            match call {
+                Ok(call) => call.await,
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    fn unacked(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        after: MessageId,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(
+                Request::Unacked {
+                    client: client.clone(),
+                    slot,
+                    after,
+                    limit,
+                    now_ms,
+                    reply,
+                },
+                answer,
+            )
+        }
+    }
+
+    fn ack(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(
+                Request::Ack {
+                    client: client.clone(),
+                    slot,
+                    ids: ids.to_vec(),
+                    reply,
+                },
+                answer,
+            )
+        }
+    }
+
+    fn history(
+        &self,
+        client: &ClientId,
+        since_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(
+                Request::History {
+                    client: client.clone(),
+                    since_ms,
+                    limit,
+                    now_ms,
+                    reply,
+                },
+                answer,
+            )
+        }
+    }
+
+    fn purge(
+        &self,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<RetentionReport, StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(Request::Purge { now_ms, reply }, answer)
+        }
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(Request::Ping { reply }, answer)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_short_ones_are_corrupt() {
+        let body = serde_json::to_vec(&BodyRef {
+            f: "billing",
+            ch: &["invoice".to_owned()],
+            d: &Payload::from_json(r#"{"a": [1, 2]}"#).unwrap(),
+        })
+        .unwrap();
+        let record = Header {
+            ts: 7,
+            expires: 9,
+            acked: 0b1000_0000_0000_0001,
+        }
+        .record(&body);
+        let (h, msg) = decode("c", 3, &record).unwrap();
+        assert_eq!((h.ts, h.expires, h.acked), (7, 9, 0b1000_0000_0000_0001));
+        assert_eq!(msg.id, MessageId(3));
+        assert_eq!(msg.from, "billing");
+        assert_eq!(msg.channel, ["invoice"]);
+        assert_eq!(
+            msg.data.json(),
+            r#"{"a": [1, 2]}"#,
+            "data is kept as received"
+        );
+        assert!(matches!(
+            decode("c", 3, &record[..10]),
+            Err(EmbeddedError::Corrupt { id: 3, .. })
+        ));
+        assert!(matches!(
+            decode("c", 3, &record[..HEADER + 2]),
+            Err(EmbeddedError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,203 @@
+//! The embedded store against herald-core's contract suite, plus durability across reopen and
+//! across a killed process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_executor::block_on;
+use herald_core::contract::{ContractConfig, store_suite};
+use herald_core::{ClientId, MessageId, MessageStore, NewMessage, Payload, Retention, Slot};
+use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
+
+/// Store times of these tests: any fixed instant will do, the store takes time as an input.
+const T0: u64 = 1_764_000_000_000;
+
+fn cid(s: &str) -> ClientId {
+    ClientId::new(s).unwrap()
+}
+
+fn msg(n: u64) -> NewMessage {
+    NewMessage {
+        from: "test".into(),
+        channel: vec!["a".into()],
+        data: Payload::from_json(&format!(r#"{{"n":{n}}}"#)).unwrap(),
+        ttl: None,
+    }
+}
+
+fn open(dir: &std::path::Path) -> EmbeddedStore {
+    EmbeddedStore::open(EmbeddedConfig::new(dir)).unwrap()
+}
+
+#[test]
+fn passes_the_contract_suite() {
+    let dirs = std::cell::RefCell::new(Vec::new());
+    let cfg = ContractConfig::new("embedded-1", T0).unwrap();
+    block_on(store_suite(&cfg, |retention| {
+        // A fresh database per check, so purge counts are exact.
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(retention)).unwrap();
+        dirs.borrow_mut().push(dir);
+        std::future::ready(store)
+    }));
+}
+
+#[test]
+fn passes_the_contract_suite_on_one_shared_database() {
+    // Two retentions, two databases; the checks of each share it, as on a shared server.
+    let keep = tempfile::tempdir().unwrap();
+    let cfg = ContractConfig::new("embedded-2", T0)
+        .unwrap()
+        .exact_purge_counts(false);
+    let mut open_stores: Vec<(Retention, EmbeddedStore, tempfile::TempDir)> = Vec::new();
+    block_on(store_suite(&cfg, |retention| {
+        let store = match open_stores.iter().find(|(r, _, _)| *r == retention) {
+            Some((_, s, _)) => s.clone(),
+            None => {
+                let dir = tempfile::tempdir_in(keep.path()).unwrap();
+                let s = EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(retention))
+                    .unwrap();
+                open_stores.push((retention, s.clone(), dir));
+                s
+            }
+        };
+        std::future::ready(store)
+    }));
+}
+
+#[test]
+fn everything_is_found_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (cid("a"), cid("b"));
+    {
+        let store = open(dir.path());
+        for n in 0..5 {
+            block_on(store.append(&msg(n), &[a.clone(), b.clone()], T0 + n)).unwrap();
+        }
+        block_on(store.ack(&a, Slot::new(1).unwrap(), &[MessageId(2)])).unwrap();
+    }
+    let store = open(dir.path());
+    let got = block_on(store.unacked(&a, Slot::new(1).unwrap(), MessageId::ZERO, 10, T0)).unwrap();
+    let ids: Vec<u64> = got.iter().map(|m| m.id.0).collect();
+    assert_eq!(ids, [1, 3, 4, 5]);
+    assert_eq!(got[0].data.json(), r#"{"n":0}"#);
+    assert_eq!(got[3].ts, T0 + 4);
+    let hist = block_on(store.history(&b, T0 + 3, 10, T0)).unwrap();
+    assert_eq!(hist.iter().map(|m| m.id.0).collect::<Vec<_>>(), [4, 5]);
+    // The counters survived too: ids continue.
+    let r = block_on(store.append(&msg(9), std::slice::from_ref(&a), T0 + 9)).unwrap();
+    assert_eq!(r, vec![Ok(MessageId(6))]);
+}
+
+#[test]
+fn the_database_cannot_be_opened_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    assert!(EmbeddedStore::open(EmbeddedConfig::new(dir.path())).is_err());
+}
+
+#[test]
+fn concurrent_appends_keep_every_client_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = cid("a");
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            let a = a.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|n| {
+                        let r =
+                            block_on(store.append(&msg(t * 100 + n), std::slice::from_ref(&a), T0))
+                                .unwrap();
+                        r[0].clone().unwrap().0
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in threads {
+        let ids = t.join().unwrap();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "one caller's ids increase: {ids:?}"
+        );
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<u64>>());
+    let got = block_on(store.unacked(&a, Slot::default(), MessageId::ZERO, 1000, T0)).unwrap();
+    assert_eq!(got.len(), 400);
+}
+
+#[test]
+fn purge_works_in_bounded_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(Retention {
+        cap: 100_000,
+        ttl: Duration::from_secs(1),
+    }))
+    .unwrap();
+    let recipients: Vec<ClientId> = (0..2500).map(|i| cid(&format!("c{i}"))).collect();
+    block_on(store.append(&msg(1), &recipients, T0)).unwrap();
+    let report = block_on(store.purge(T0 + 1000)).unwrap();
+    assert_eq!(report.expired, 2500);
+    assert!(
+        block_on(store.history(&recipients[7], 0, 10, T0))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The child half of `an_acknowledged_append_survives_a_kill`: appends, says so, and waits to
+/// be killed.
+fn crash_child(dir: &str) {
+    let store = open(std::path::Path::new(dir));
+    let r = block_on(store.append(&msg(42), &[cid("crash")], T0)).unwrap();
+    assert_eq!(r, vec![Ok(MessageId(1))]);
+    let mut out = std::io::stdout();
+    writeln!(out, "appended").unwrap();
+    out.flush().unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn an_acknowledged_append_survives_a_kill() {
+    if let Ok(dir) = std::env::var("HERALD_CRASH_CHILD_DIR") {
+        crash_child(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_acknowledged_append_survives_a_kill",
+            "--nocapture",
+        ])
+        .env("HERALD_CRASH_CHILD_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut saw = false;
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().contains("appended") {
+            saw = true;
+            break;
+        }
+    }
+    assert!(saw, "the child never reported its append");
+    child.kill().unwrap(); // SIGKILL: no destructor, no flush
+    child.wait().unwrap();
+    let store = open(dir.path());
+    let got =
+        block_on(store.unacked(&cid("crash"), Slot::default(), MessageId::ZERO, 10, T0)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data.json(), r#"{"n":42}"#);
+}
