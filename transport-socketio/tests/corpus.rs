@@ -14,7 +14,11 @@ fn corpus_decodes_or_fails_cleanly() {
         let text = String::from_utf8_lossy(&bytes);
         let _ = Eio::decode(&text);
         if let Ok(ps) = decode_payload(&text) {
-            assert_eq!(decode_payload(&encode_payload(&ps)).unwrap(), ps, "{text:?}");
+            assert_eq!(
+                decode_payload(&encode_payload(&ps)).unwrap(),
+                ps,
+                "{text:?}"
+            );
         }
         for candidate in [text.as_ref(), text.get(1..).unwrap_or("")] {
             if let Ok(p) = Sio::decode(candidate) {
@@ -28,7 +32,17 @@ fn corpus_decodes_or_fails_cleanly() {
 
 #[test]
 fn known_bad_inputs_are_refused() {
-    for bad in ["", "7", "4{", "42[1]", "42{}", "45-[", "0[]", "3[]", "4299999999999999999999[\"a\"]"] {
+    for bad in [
+        "",
+        "7",
+        "4{",
+        "42[1]",
+        "42{}",
+        "45-[",
+        "0[]",
+        "3[]",
+        "4299999999999999999999[\"a\"]",
+    ] {
         let as_sio = bad.get(1..).map(Sio::decode);
         assert!(
             bad.is_empty() || Eio::decode(bad).is_err() || matches!(as_sio, Some(Err(_))),

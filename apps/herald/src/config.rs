@@ -624,9 +624,12 @@ impl Config {
         })
     }
 
-    /// Whether REST and Socket.IO share one listener.
+    /// Whether REST and Socket.IO share one listener: the same address for both, with a fixed
+    /// port (`:0` for both means two listeners on two free ports).
     pub fn single_port(&self) -> bool {
-        self.role == Role::All && self.api_listen == self.connector_listen
+        self.role == Role::All
+            && self.api_listen == self.connector_listen
+            && self.api_listen.port() != 0
     }
 }
 
@@ -1014,6 +1017,17 @@ mod tests {
         )
         .unwrap();
         assert!(c.single_port());
+        let c = load(
+            &[
+                "--api-listen",
+                "127.0.0.1:0",
+                "--connector-listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(!c.single_port(), "port 0 twice means two free ports");
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod secret;
+pub mod server;
 pub mod subs;

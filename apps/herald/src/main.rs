@@ -1,0 +1,163 @@
+//! `herald`: the push server. See `herald --help` and docs/configuration.md.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use futures::StreamExt;
+use herald::config::{BrokerChoice, Config, Flags, StoreChoice};
+use herald::metrics::Metrics;
+use herald::{secret, server};
+use herald_core::auth::AuthConfig;
+use herald_core::{MemoryBroker, NodeId, Retention};
+use herald_socketio::SocketIo;
+use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    if flags.print_keys {
+        #[allow(clippy::print_stdout, reason = "the binary's own output")]
+        {
+            print!("{}", herald::config::describe_keys());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let (config, warnings) = match Config::load(&flags, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            #[allow(
+                clippy::print_stderr,
+                reason = "logging is not set up before the config"
+            )]
+            {
+                eprintln!("herald: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    femme::with_level(config.log_level);
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    match async_std::task::block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| NodeId::new(s).is_ok())
+        .unwrap_or_else(|| "herald".to_owned())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let dir = match &config.store {
+        StoreChoice::Embedded(dir) => dir.clone(),
+        StoreChoice::Mongo(_) => anyhow::bail!(
+            "store.mongo: the MongoDB store is not part of this build yet; run without --mongo \
+             (the embedded store) for now"
+        ),
+    };
+    if let BrokerChoice::Redis(_) = &config.broker {
+        anyhow::bail!(
+            "broker.redis: the Redis broker is not part of this build yet; run a single node \
+             without --redis for now"
+        );
+    }
+    let secret = match &config.secret {
+        Some(s) => s.clone(),
+        None => {
+            let (s, created) = secret::load_or_create(&config.data_dir)?;
+            let path = secret::path(&config.data_dir);
+            if created {
+                log::info!("generated a client auth secret in {}", path.display());
+            } else {
+                log::info!("using the client auth secret in {}", path.display());
+            }
+            s
+        }
+    };
+    let mut auth = AuthConfig::new(secret.into_bytes());
+    auth.hmac = config.hmac_auth;
+    auth.jwt = config.jwt_auth;
+    auth.legacy = config.legacy_auth;
+    auth.max_skew = config.max_skew;
+
+    let retention = Retention {
+        cap: config.retention_cap,
+        ttl: config.retention_ttl,
+    };
+    let store = Arc::new(
+        EmbeddedStore::open(EmbeddedConfig::new(&dir).retention(retention)).map_err(|e| {
+            anyhow::anyhow!("cannot open the embedded store in {}: {e}", dir.display())
+        })?,
+    );
+    let bus = MemoryBroker::new();
+    let broker = Arc::new(bus.node());
+    let metrics = Arc::new(Metrics::default());
+
+    let (io, incoming) = SocketIo::new(server::socketio_config(&config));
+    // The default node id: host name and connector port (the process id when the port is 0).
+    let provisional =
+        config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| match config.connector_listen.port() {
+                0 => format!("{}_pid{}", host_name(), std::process::id()),
+                port => format!("{}_{port}", host_name()),
+            });
+    let node_id = NodeId::new(&provisional).map_err(|e| anyhow::anyhow!("node_id: {e}"))?;
+    let node = server::start_engine(&config, &node_id, store.clone(), broker, metrics.clone());
+    let listeners = server::listen(&config, &node, &io, node_id.as_str()).await?;
+    async_std::task::spawn(server::accept_connections(
+        incoming,
+        Arc::new(auth),
+        node.clone(),
+    ));
+    async_std::task::spawn(server::retention(
+        store.clone(),
+        metrics,
+        Duration::from_secs(60),
+    ));
+
+    let show =
+        |a: Option<std::net::SocketAddr>| a.map_or("-".to_owned(), |a| format!("http://{a}"));
+    log::info!(
+        "herald started: role={} node={} api={} connector={} store=embedded:{} broker=in-process",
+        config.role.as_str(),
+        node_id,
+        show(listeners.api),
+        show(listeners.connector),
+        dir.display()
+    );
+
+    // Graceful stop on SIGTERM or SIGINT.
+    let mut signals = signal_hook_async_std::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let signal = signals.next().await;
+    log::info!("signal {signal:?}: stopping");
+    for task in listeners.tasks {
+        task.cancel().await;
+    }
+    io.close_all();
+    // Let the Engine.IO close packets go out and the store writes under way finish.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while io.session_count() > 0 && std::time::Instant::now() < deadline {
+        async_std::task::sleep(Duration::from_millis(10)).await;
+    }
+    node.inflight.drain(Duration::from_secs(10)).await;
+    log::info!("herald stopped");
+    Ok(())
+}

@@ -1,0 +1,553 @@
+//! The running node: Socket.IO connections authenticated and fed to the engine, the engine's
+//! outputs carried out against the store and the broker, the REST API, retention, shutdown.
+//!
+//! The engine is sharded: one [`Hub`] per core, each owned by one task, clients assigned by a
+//! hash of their id. A shard task waits for its next input or timer, feeds the Hub, then
+//! carries out every output: deliveries are enqueued on the client's socket (never blocking),
+//! store and broker calls run as their own tasks whose results come back as inputs.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_std::channel::{Receiver, Sender, unbounded};
+use futures::StreamExt;
+use herald_core::auth::{AuthConfig, Credentials, LegacyHeaders, authenticate};
+use herald_core::{
+    AckId, Broker, BrokerEvent, BrokerOp, BrokerReply, ClientId, ConnId, Hub, HubConfig, HubStats,
+    Input, MessageStore, NodeId, Output, StoreOp, StoreReply,
+};
+use herald_socketio::{Event, Pending, ServerConfig, Socket, SocketIo};
+use serde_json::json;
+
+use crate::api::{self, ApiState, unix_ms};
+use crate::config::Config;
+use crate::metrics::{EngineCounts, Metrics};
+use crate::subs::{Subscriptions, Watchers};
+
+/// What a shard task receives.
+enum ShardMsg {
+    /// A client authenticated: remember its socket and start its session.
+    Connect {
+        conn: ConnId,
+        socket: Socket,
+        identity: herald_core::Identity,
+    },
+    /// Anything else for the Hub.
+    Hub(Input),
+}
+
+/// Work that must finish before the process exits (store writes under way).
+#[derive(Default)]
+pub struct Inflight(AtomicUsize);
+
+impl Inflight {
+    fn enter(&self) -> InflightGuard<'_> {
+        self.0.fetch_add(1, Relaxed);
+        InflightGuard(self)
+    }
+
+    /// Waits (bounded by `limit`) until nothing is in flight.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.0.load(Relaxed) > 0 && Instant::now() < deadline {
+            async_std::task::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+struct InflightGuard<'a>(&'a Inflight);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Everything the node's tasks share.
+pub struct Node<S, B> {
+    /// The queues.
+    pub store: Arc<S>,
+    /// Broker subscriptions (and the broker).
+    pub subs: Arc<Subscriptions<B>>,
+    /// Waiting watch requests.
+    pub watchers: Arc<Watchers>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Store writes under way.
+    pub inflight: Arc<Inflight>,
+    shards: Vec<Sender<ShardMsg>>,
+    stats: Arc<Mutex<Vec<HubStats>>>,
+    next_conn: AtomicU64,
+}
+
+impl<S: MessageStore, B: Broker> Node<S, B> {
+    fn shard_of(&self, client: &ClientId) -> &Sender<ShardMsg> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        client.hash(&mut h);
+        &self.shards[(h.finish() % self.shards.len() as u64) as usize]
+    }
+
+    /// The engine's counters summed over the shards.
+    pub fn engine_counts(&self) -> EngineCounts {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = EngineCounts::default();
+        for s in stats.iter() {
+            c.sessions += s.sessions;
+            c.deliveries += s.deliveries;
+            c.acks += s.acks;
+            c.redeliveries += s.redeliveries;
+            c.kicks += s.kicks;
+        }
+        c
+    }
+}
+
+/// Starts the engine's shard tasks and the broker event router.
+pub fn start_engine<S: MessageStore, B: Broker>(
+    config: &Config,
+    node_id: &NodeId,
+    store: Arc<S>,
+    broker: Arc<B>,
+    metrics: Arc<Metrics>,
+) -> Arc<Node<S, B>> {
+    let shards = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16);
+    let mut senders = Vec::with_capacity(shards);
+    let mut receivers = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = unbounded();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let events = broker.events();
+    let node = Arc::new(Node {
+        store,
+        subs: Arc::new(Subscriptions::new(broker)),
+        watchers: Arc::new(Watchers::default()),
+        metrics,
+        inflight: Arc::new(Inflight::default()),
+        shards: senders,
+        stats: Arc::new(Mutex::new(vec![HubStats::default(); shards])),
+        next_conn: AtomicU64::new(1),
+    });
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let mut cfg = HubConfig::new(node_id.clone());
+        cfg.window = config.window;
+        let hub = Hub::new(cfg);
+        let node = node.clone();
+        let me = node.shards[i].clone();
+        async_std::task::spawn(run_shard(i, hub, rx, me, node));
+    }
+    let router = node.clone();
+    async_std::task::spawn(async move {
+        let mut events = events;
+        while let Some(event) = events.next().await {
+            match &event {
+                BrokerEvent::Notify { client, .. } => {
+                    router.watchers.wake(client);
+                    let _ = router
+                        .shard_of(client)
+                        .try_send(ShardMsg::Hub(Input::Broker(event.clone())));
+                }
+                BrokerEvent::Claim { client, .. } => {
+                    let _ = router
+                        .shard_of(client)
+                        .try_send(ShardMsg::Hub(Input::Broker(event.clone())));
+                }
+                BrokerEvent::Resync => {
+                    router.watchers.wake_all();
+                    for s in &router.shards {
+                        let _ = s.try_send(ShardMsg::Hub(Input::Broker(BrokerEvent::Resync)));
+                    }
+                }
+            }
+        }
+        log::warn!("broker event stream ended");
+    });
+    node
+}
+
+async fn run_shard<S: MessageStore, B: Broker>(
+    index: usize,
+    mut hub: Hub,
+    rx: Receiver<ShardMsg>,
+    me: Sender<ShardMsg>,
+    node: Arc<Node<S, B>>,
+) {
+    let mut sockets: HashMap<ConnId, Socket> = HashMap::new();
+    loop {
+        let next = match hub.poll_timeout() {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                async_std::future::timeout(wait, rx.recv()).await
+            }
+            None => Ok(rx.recv().await),
+        };
+        match next {
+            Ok(Ok(msg)) => {
+                feed(&mut hub, &mut sockets, msg);
+                // Take whatever else is waiting before carrying out outputs (batching).
+                for _ in 0..1024 {
+                    match rx.try_recv() {
+                        Ok(msg) => feed(&mut hub, &mut sockets, msg),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Ok(Err(_)) => return,
+            Err(_) => hub.handle_timeout(Instant::now()),
+        }
+        while let Some(out) = hub.poll_output() {
+            carry_out(out, &mut hub, &mut sockets, &me, &node);
+        }
+        if let Ok(mut stats) = node.stats.lock() {
+            stats[index] = hub.stats();
+        }
+    }
+}
+
+fn feed(hub: &mut Hub, sockets: &mut HashMap<ConnId, Socket>, msg: ShardMsg) {
+    let now = Instant::now();
+    match msg {
+        ShardMsg::Connect {
+            conn,
+            socket,
+            identity,
+        } => {
+            sockets.insert(conn, socket);
+            hub.handle(now, Input::Connect { conn, identity });
+        }
+        ShardMsg::Hub(input) => {
+            if let Input::Disconnect { conn } = &input {
+                sockets.remove(conn);
+            }
+            hub.handle(now, input);
+        }
+    }
+}
+
+fn carry_out<S: MessageStore, B: Broker>(
+    out: Output,
+    hub: &mut Hub,
+    sockets: &mut HashMap<ConnId, Socket>,
+    me: &Sender<ShardMsg>,
+    node: &Arc<Node<S, B>>,
+) {
+    match out {
+        Output::Deliver {
+            conn,
+            ack,
+            messages,
+        } => {
+            let Some(socket) = sockets.get(&conn) else {
+                return;
+            };
+            let batch = match serde_json::to_string(&messages) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::error!("cannot serialize a batch: {e}");
+                    return;
+                }
+            };
+            if let Err(e) = socket.emit_json("message", &format!("[{batch}]"), ack.map(|a| a.0)) {
+                log::info!("delivery to {conn:?} failed ({e}): ending its session");
+                sockets.remove(&conn);
+                hub.handle(Instant::now(), Input::Disconnect { conn });
+            }
+        }
+        Output::Kick { conn, reason } => {
+            if let Some(socket) = sockets.remove(&conn) {
+                let _ = socket.emit("kicked", &[json!({ "reason": reason.as_str() })], None);
+                socket.disconnect(true);
+            }
+        }
+        Output::Close { conn, reason } => {
+            log::info!("closing {conn:?}: {reason:?}");
+            if let Some(socket) = sockets.remove(&conn) {
+                socket.disconnect(true);
+            }
+        }
+        Output::Store { req, op } => {
+            let node = node.clone();
+            let me = me.clone();
+            async_std::task::spawn(async move {
+                let _guard = node.inflight.enter();
+                let started = Instant::now();
+                let result = match op {
+                    StoreOp::Unacked {
+                        client,
+                        slot,
+                        after,
+                        limit,
+                    } => node
+                        .store
+                        .unacked(&client, slot, after, limit, unix_ms())
+                        .await
+                        .map(StoreReply::Messages),
+                    StoreOp::Ack { client, slot, ids } => node
+                        .store
+                        .ack(&client, slot, &ids)
+                        .await
+                        .map(|()| StoreReply::Acked),
+                };
+                node.metrics.store_latency.observe(started.elapsed());
+                if result.is_err() {
+                    Metrics::inc(&node.metrics.store_errors);
+                }
+                let _ = me
+                    .send(ShardMsg::Hub(Input::StoreDone { req, result }))
+                    .await;
+            });
+        }
+        Output::Broker { req, op } => {
+            let node = node.clone();
+            let me = me.clone();
+            async_std::task::spawn(async move {
+                let started = Instant::now();
+                let result = match op {
+                    BrokerOp::Subscribe { client } => node
+                        .subs
+                        .subscribe(&client)
+                        .await
+                        .map(|()| BrokerReply::Subscribed),
+                    BrokerOp::Unsubscribe { client } => node
+                        .subs
+                        .unsubscribe(&client)
+                        .await
+                        .map(|()| BrokerReply::Unsubscribed),
+                    BrokerOp::Claim {
+                        client,
+                        slot,
+                        node: id,
+                    } => node
+                        .subs
+                        .broker()
+                        .claim(&client, slot, &id)
+                        .await
+                        .map(BrokerReply::Claimed),
+                };
+                node.metrics.broker_latency.observe(started.elapsed());
+                if result.is_err() {
+                    Metrics::inc(&node.metrics.broker_errors);
+                }
+                let _ = me
+                    .send(ShardMsg::Hub(Input::BrokerDone { req, result }))
+                    .await;
+            });
+        }
+    }
+}
+
+/// Accepts Socket.IO connections: authenticates each, hands it to its shard, forwards its acks,
+/// commits and end.
+pub async fn accept_connections<S: MessageStore, B: Broker>(
+    incoming: Receiver<Pending>,
+    auth: Arc<AuthConfig>,
+    node: Arc<Node<S, B>>,
+) {
+    while let Ok(pending) = incoming.recv().await {
+        let h = &pending.handshake;
+        let legacy = match (h.header("x-nbb-authid"), h.header("x-nbb-sign")) {
+            (Some(id), Some(sign)) => Some(LegacyHeaders {
+                authid: id.to_owned(),
+                sign: sign.to_owned(),
+            }),
+            _ => None,
+        };
+        let creds = Credentials {
+            auth: h.auth.clone(),
+            legacy,
+        };
+        let identity = match authenticate(&auth, &creds, unix_ms() / 1000) {
+            Ok(id) => id,
+            Err(e) => {
+                Metrics::inc(&node.metrics.auth_failures);
+                log::info!("connection refused from {:?}: {e}", h.remote);
+                pending.refuse(json!({ "message": e.client_message() }));
+                continue;
+            }
+        };
+        let conn = ConnId(node.next_conn.fetch_add(1, Relaxed));
+        let connection = pending.accept();
+        node.metrics.connections.fetch_add(1, Relaxed);
+        Metrics::inc(&node.metrics.connections_total);
+        log::debug!(
+            "{conn:?} is {} slot {} ({:?})",
+            identity.client,
+            identity.slot,
+            identity.mode
+        );
+        let shard = node.shard_of(&identity.client).clone();
+        let _ = shard
+            .send(ShardMsg::Connect {
+                conn,
+                socket: connection.socket.clone(),
+                identity,
+            })
+            .await;
+        let metrics = node.metrics.clone();
+        async_std::task::spawn(async move {
+            while let Ok(event) = connection.events.recv().await {
+                let input = match event {
+                    Event::Ack { id, .. } => Input::Ack {
+                        conn,
+                        ack: AckId(id),
+                    },
+                    Event::Message { name, args, .. } if name == "commit" => {
+                        let n = args.first().and_then(|v| {
+                            v.as_u64()
+                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        });
+                        match n {
+                            Some(n) => Input::Commit { conn, n },
+                            None => {
+                                log::info!("{conn:?}: commit without a count: ignored");
+                                continue;
+                            }
+                        }
+                    }
+                    Event::Message { name, .. } => {
+                        log::debug!("{conn:?}: event {name:?} ignored");
+                        continue;
+                    }
+                    Event::Closed { .. } => break,
+                };
+                if shard.send(ShardMsg::Hub(input)).await.is_err() {
+                    break;
+                }
+            }
+            metrics.connections.fetch_sub(1, Relaxed);
+            let _ = shard.send(ShardMsg::Hub(Input::Disconnect { conn })).await;
+        });
+    }
+}
+
+/// Runs retention every `every`, counting what it drops.
+pub async fn retention<S: MessageStore>(store: Arc<S>, metrics: Arc<Metrics>, every: Duration) {
+    loop {
+        async_std::task::sleep(every).await;
+        match store.purge(unix_ms()).await {
+            Ok(r) => {
+                metrics.retention_expired.fetch_add(r.expired, Relaxed);
+                metrics.retention_capped.fetch_add(r.capped, Relaxed);
+                if r.expired + r.capped > 0 {
+                    log::info!(
+                        "retention dropped {} expired and {} over the cap",
+                        r.expired,
+                        r.capped
+                    );
+                }
+            }
+            Err(e) => {
+                Metrics::inc(&metrics.store_errors);
+                log::warn!("retention pass failed: {e}");
+            }
+        }
+    }
+}
+
+/// The listeners of a node and what they serve.
+pub struct Listeners {
+    /// The REST API's bound address, when served.
+    pub api: Option<SocketAddr>,
+    /// The connector's bound address, when served.
+    pub connector: Option<SocketAddr>,
+    /// The accept loops; cancel them to stop accepting.
+    pub tasks: Vec<async_std::task::JoinHandle<()>>,
+}
+
+/// Builds the tide apps and binds them (one listener when both addresses are equal).
+///
+/// # Errors
+/// When an address cannot be bound.
+pub async fn listen<S: MessageStore, B: Broker>(
+    config: &Config,
+    node: &Arc<Node<S, B>>,
+    io: &SocketIo,
+    node_name: &str,
+) -> anyhow::Result<Listeners> {
+    let state = Arc::new(ApiState {
+        store: node.store.clone(),
+        subs: node.subs.clone(),
+        watchers: node.watchers.clone(),
+        metrics: node.metrics.clone(),
+        engine_counts: {
+            let node = node.clone();
+            Arc::new(move || node.engine_counts())
+        },
+        keys: config.api_keys.clone(),
+        max_body: config.api_max_body,
+        node: node_name.to_owned(),
+    });
+    let mut listeners = Listeners {
+        api: None,
+        connector: None,
+        tasks: Vec::new(),
+    };
+    if config.single_port() {
+        let mut app = tide::with_state(state);
+        api::routes(&mut app);
+        io.mount(&mut app);
+        let (addr, task) = bind(app, config.api_listen).await?;
+        listeners.api = Some(addr);
+        listeners.connector = Some(addr);
+        listeners.tasks.push(task);
+        return Ok(listeners);
+    }
+    if config.role.serves_api() {
+        let mut app = tide::with_state(state);
+        api::routes(&mut app);
+        let (addr, task) = bind(app, config.api_listen).await?;
+        listeners.api = Some(addr);
+        listeners.tasks.push(task);
+    }
+    if config.role.serves_connector() {
+        let mut app = tide::new();
+        io.mount(&mut app);
+        let (addr, task) = bind(app, config.connector_listen).await?;
+        listeners.connector = Some(addr);
+        listeners.tasks.push(task);
+    }
+    Ok(listeners)
+}
+
+async fn bind<State: Clone + Send + Sync + 'static>(
+    app: tide::Server<State>,
+    addr: SocketAddr,
+) -> anyhow::Result<(SocketAddr, async_std::task::JoinHandle<()>)> {
+    use tide::listener::{Listener, ToListener};
+    let mut listener = addr
+        .to_listener()
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    listener
+        .bind(app)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener
+        .info()
+        .first()
+        .and_then(|i| i.connection().trim_start_matches("http://").parse().ok())
+        .unwrap_or(addr);
+    let task = async_std::task::spawn(async move {
+        if let Err(e) = listener.accept().await {
+            log::error!("listener on {bound} failed: {e}");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// The Socket.IO server configuration of a node.
+pub fn socketio_config(config: &Config) -> ServerConfig {
+    ServerConfig {
+        ping_interval: config.ping_interval,
+        ping_timeout: config.ping_timeout,
+        max_payload: config.max_payload,
+        connect_timeout: config.connect_timeout,
+        ..ServerConfig::default()
+    }
+}
