@@ -33,7 +33,9 @@
 //!   turns are written in one transaction, so one fsync serves many pushes.
 //! - **Retention without stalls**: the per-client cap is enforced as messages are appended;
 //!   [`purge`](herald_core::MessageStore::purge) removes expired messages in bounded
-//!   transactions ([`PURGE_BATCH`]) and serves other requests between them.
+//!   transactions ([`PURGE_BATCH`]) and serves other requests between them. The first purge
+//!   after opening also sweeps every client once for messages beyond the cap, so a cap lowered
+//!   between runs applies to clients that receive nothing new.
 //! - Passes herald-core's contract suite (`cargo test -p herald-store-embedded`).
 //!
 //! The database is one file, [`EmbeddedConfig::DB_FILE`] in the data directory; one process

@@ -24,7 +24,10 @@
 //!
 //! Retention never holds up delivery: the cap is enforced on append (deleting the ids that fall
 //! below `last - cap`, usually one), and a purge removes expired messages in transactions of at
-//! most [`PURGE_BATCH`] messages, serving any waiting requests between two of them.
+//! most [`PURGE_BATCH`] messages, serving any waiting requests between two of them. The first
+//! purge after opening also sweeps every client once for messages beyond the cap, in the same
+//! bounded steps, so that a cap lowered between two runs also applies to clients that receive
+//! nothing new (the trait's rule: the cap is enforced by `purge` at the latest).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -194,6 +197,7 @@ impl EmbeddedStore {
             capped_pending: 0,
             expired_pending: 0,
             purge: None,
+            cap_sweep_due: true,
         };
         let thread = std::thread::Builder::new()
             .name("herald-store".into())
@@ -334,8 +338,24 @@ struct PurgeJob {
     now_ms: u64,
     /// Expired messages dropped so far.
     expired: u64,
+    /// What the next step does.
+    phase: PurgePhase,
     /// The callers waiting for the report.
     replies: Vec<Reply<RetentionReport>>,
+}
+
+/// The steps of a purge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PurgePhase {
+    /// Removing expired messages, soonest expiry first.
+    Expiry,
+    /// The once-per-open sweep of every client for messages beyond the cap (the cap may have
+    /// been lowered since the messages were stored), resuming after this client (`None`: from
+    /// the first).
+    Cap {
+        /// The last client fully swept.
+        after: Option<String>,
+    },
 }
 
 /// The database thread's state.
@@ -350,6 +370,8 @@ struct Worker {
     expired_pending: u64,
     /// The purge in progress, if any.
     purge: Option<PurgeJob>,
+    /// Whether the cap sweep is still to be done (once after opening).
+    cap_sweep_due: bool,
 }
 
 impl Worker {
@@ -398,6 +420,7 @@ impl Worker {
                         self.purge = Some(PurgeJob {
                             now_ms,
                             expired: 0,
+                            phase: PurgePhase::Expiry,
                             replies: vec![reply],
                         });
                     }
@@ -576,76 +599,165 @@ impl Worker {
         }
     }
 
-    /// Removes up to [`PURGE_BATCH`] expired messages in one transaction; answers the purge
-    /// when nothing expired is left.
+    /// Runs one bounded step of the purge in progress; answers it when it is complete.
     fn purge_step(&mut self) {
-        let Some(job) = &mut self.purge else {
+        let Some(mut job) = self.purge.take() else {
             return;
         };
-        let now_ms = job.now_ms;
-        let step = (|| -> Result<usize, EmbeddedError> {
-            let txn = self.db.begin_write()?;
-            let removed;
-            {
-                let mut messages = txn.open_table(MESSAGES)?;
-                let mut times = txn.open_table(TIMES)?;
-                let mut expiry = txn.open_table(EXPIRY)?;
-                let mut due = Vec::new();
-                for entry in expiry.range(..(now_ms.saturating_add(1), "", 0))? {
-                    let (key, _) = entry?;
-                    let (expires, c, id) = key.value();
-                    due.push((expires, c.to_owned(), id));
-                    if due.len() >= PURGE_BATCH {
-                        break;
-                    }
-                }
-                for (expires, c, id) in &due {
-                    expiry.remove((*expires, c.as_str(), *id))?;
-                    if let Some(value) = messages.remove((c.as_str(), *id))? {
-                        let h = Header::read(c, *id, value.value())?;
-                        drop(value);
-                        times.remove((c.as_str(), h.ts, *id))?;
-                    }
-                }
-                removed = due.len();
-            }
-            txn.commit()?;
-            Ok(removed)
-        })();
-        match step {
-            Ok(removed) => {
+        let step = match job.phase.clone() {
+            PurgePhase::Expiry => self.expiry_step(job.now_ms).map(|removed| {
                 job.expired += removed as u64;
-                if removed < PURGE_BATCH
-                    && let Some(job) = self.purge.take()
-                {
-                    let report = RetentionReport {
-                        expired: job.expired + std::mem::take(&mut self.expired_pending),
-                        capped: std::mem::take(&mut self.capped_pending),
-                    };
-                    if report.expired + report.capped > 0 {
-                        log::debug!(
-                            "embedded store purge dropped {} expired, {} capped",
-                            report.expired,
-                            report.capped
-                        );
+                if removed >= PURGE_BATCH {
+                    false
+                } else if self.cap_sweep_due {
+                    job.phase = PurgePhase::Cap { after: None };
+                    false
+                } else {
+                    true
+                }
+            }),
+            PurgePhase::Cap { after } => self.cap_step(after.as_deref()).map(|(next, capped)| {
+                self.capped_pending += capped;
+                match next {
+                    Some(after) => {
+                        job.phase = PurgePhase::Cap { after };
+                        false
                     }
-                    for reply in job.replies {
-                        let _ = reply.send(Ok(report));
+                    None => {
+                        self.cap_sweep_due = false;
+                        true
                     }
+                }
+            }),
+        };
+        match step {
+            Ok(false) => self.purge = Some(job),
+            Ok(true) => {
+                let report = RetentionReport {
+                    expired: job.expired + std::mem::take(&mut self.expired_pending),
+                    capped: std::mem::take(&mut self.capped_pending),
+                };
+                if report.expired + report.capped > 0 {
+                    log::debug!(
+                        "embedded store purge dropped {} expired, {} capped",
+                        report.expired,
+                        report.capped
+                    );
+                }
+                for reply in job.replies {
+                    let _ = reply.send(Ok(report));
                 }
             }
             Err(e) => {
                 log::error!("embedded store purge failed: {e}");
-                if let Some(job) = self.purge.take() {
-                    // What earlier steps removed stays counted for the next purge's report.
-                    self.expired_pending += job.expired;
-                    let err = StoreError::from(e);
-                    for reply in job.replies {
-                        let _ = reply.send(Err(err.clone()));
-                    }
+                // What earlier steps removed stays counted for the next purge's report.
+                self.expired_pending += job.expired;
+                let err = StoreError::from(e);
+                for reply in job.replies {
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }
+    }
+
+    /// Removes up to [`PURGE_BATCH`] messages expired at `now_ms` in one transaction and says
+    /// how many it removed.
+    fn expiry_step(&self, now_ms: u64) -> Result<usize, EmbeddedError> {
+        let txn = self.db.begin_write()?;
+        let removed;
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut times = txn.open_table(TIMES)?;
+            let mut expiry = txn.open_table(EXPIRY)?;
+            let mut due = Vec::new();
+            for entry in expiry.range(..(now_ms.saturating_add(1), "", 0))? {
+                let (key, _) = entry?;
+                let (expires, c, id) = key.value();
+                due.push((expires, c.to_owned(), id));
+                if due.len() >= PURGE_BATCH {
+                    break;
+                }
+            }
+            for (expires, c, id) in &due {
+                expiry.remove((*expires, c.as_str(), *id))?;
+                if let Some(value) = messages.remove((c.as_str(), *id))? {
+                    let h = Header::read(c, *id, value.value())?;
+                    drop(value);
+                    times.remove((c.as_str(), h.ts, *id))?;
+                }
+            }
+            removed = due.len();
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// One step of the cap sweep: visits up to [`PURGE_BATCH`] clients after `after` and
+    /// removes up to [`PURGE_BATCH`] messages beyond the cap among them, in one transaction.
+    ///
+    /// Returns where to resume (`None` when every client was swept) and how many messages it
+    /// removed.
+    fn cap_step(
+        &self,
+        after: Option<&str>,
+    ) -> Result<(Option<Option<String>>, u64), EmbeddedError> {
+        use std::ops::Bound;
+        let cap = self.retention.cap;
+        let txn = self.db.begin_write()?;
+        let mut removed = 0usize;
+        let mut resume = after.map(str::to_owned);
+        let more;
+        {
+            let counters = txn.open_table(COUNTERS)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut times = txn.open_table(TIMES)?;
+            let mut expiry = txn.open_table(EXPIRY)?;
+            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+            let mut clients = Vec::new();
+            for entry in counters.range::<&str>((lower, Bound::Unbounded))? {
+                let (key, last) = entry?;
+                clients.push((key.value().to_owned(), last.value()));
+                if clients.len() >= PURGE_BATCH {
+                    break;
+                }
+            }
+            let mut stopped_early = false;
+            for (c, last) in &clients {
+                if *last > cap {
+                    let allowance = PURGE_BATCH - removed;
+                    if allowance == 0 {
+                        stopped_early = true;
+                        break;
+                    }
+                    let below = last - cap;
+                    let mut dropped = Vec::new();
+                    // Only the entries read from the iterator are removed.
+                    for entry in messages
+                        .extract_from_if((c.as_str(), 0)..=(c.as_str(), below), |_, _| true)?
+                        .take(allowance)
+                    {
+                        let (key, value) = entry?;
+                        let id = key.value().1;
+                        dropped.push((id, Header::read(c, id, value.value())?));
+                    }
+                    let full = dropped.len() == allowance;
+                    for (id, h) in dropped {
+                        times.remove((c.as_str(), h.ts, id))?;
+                        expiry.remove((h.expires, c.as_str(), id))?;
+                        removed += 1;
+                    }
+                    if full {
+                        // This client may have more beyond the cap: visit it again.
+                        stopped_early = true;
+                        break;
+                    }
+                }
+                resume = Some(c.clone());
+            }
+            more = stopped_early || clients.len() >= PURGE_BATCH;
+        }
+        txn.commit()?;
+        Ok((more.then_some(resume), removed as u64))
     }
 }
 

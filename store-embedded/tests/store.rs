@@ -153,6 +153,78 @@ fn purge_works_in_bounded_steps() {
     );
 }
 
+fn open_with(dir: &std::path::Path, cap: u64) -> EmbeddedStore {
+    EmbeddedStore::open(EmbeddedConfig::new(dir).retention(Retention {
+        cap,
+        ttl: Duration::from_secs(3600),
+    }))
+    .unwrap()
+}
+
+fn history_ids(store: &EmbeddedStore, client: &ClientId) -> Vec<u64> {
+    block_on(store.history(client, 0, 10_000, T0))
+        .unwrap()
+        .iter()
+        .map(|m| m.id.0)
+        .collect()
+}
+
+#[test]
+fn a_cap_lowered_between_runs_is_enforced_by_the_first_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (cid("a"), cid("b"), cid("c"));
+    {
+        let store = open_with(dir.path(), 10);
+        for n in 0..10 {
+            block_on(store.append(&msg(n), &[a.clone(), b.clone()], T0)).unwrap();
+        }
+        block_on(store.append(&msg(0), std::slice::from_ref(&c), T0)).unwrap();
+    }
+    let store = open_with(dir.path(), 3);
+    let report = block_on(store.purge(T0)).unwrap();
+    assert_eq!(
+        report.capped, 14,
+        "7 of a and 7 of b are beyond the new cap"
+    );
+    assert_eq!(history_ids(&store, &a), [8, 9, 10]);
+    assert_eq!(history_ids(&store, &b), [8, 9, 10]);
+    assert_eq!(history_ids(&store, &c), [1]);
+    let r = block_on(store.append(&msg(11), std::slice::from_ref(&a), T0)).unwrap();
+    assert_eq!(r, vec![Ok(MessageId(11))]);
+    assert_eq!(history_ids(&store, &a), [9, 10, 11]);
+    // The sweep runs once per open; later purges report what appends dropped.
+    assert_eq!(block_on(store.purge(T0)).unwrap().capped, 1);
+    assert_eq!(block_on(store.purge(T0)).unwrap().capped, 0);
+}
+
+#[test]
+fn the_cap_sweep_works_in_bounded_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let many: Vec<ClientId> = (0..1500).map(|i| cid(&format!("m{i}"))).collect();
+    let big = cid("big");
+    {
+        let store = open_with(dir.path(), 100_000);
+        block_on(store.append(&msg(1), &many, T0)).unwrap();
+        block_on(store.append(&msg(2), &many, T0)).unwrap();
+        // Sent all at once, they share a few transactions (group commit).
+        let msgs: Vec<NewMessage> = (0..2500).map(msg).collect();
+        let pending: Vec<_> = msgs
+            .iter()
+            .map(|m| store.append(m, std::slice::from_ref(&big), T0))
+            .collect();
+        for p in pending {
+            block_on(p).unwrap();
+        }
+    }
+    let store = open_with(dir.path(), 1);
+    let report = block_on(store.purge(T0)).unwrap();
+    assert_eq!(report.capped, 1500 + 2499);
+    assert_eq!(history_ids(&store, &big), [2500]);
+    for client in [&many[0], &many[777], &many[1499]] {
+        assert_eq!(history_ids(&store, client), [2]);
+    }
+}
+
 /// The child half of `an_acknowledged_append_survives_a_kill`: appends, says so, and waits to
 /// be killed.
 fn crash_child(dir: &str) {
