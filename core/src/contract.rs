@@ -14,8 +14,12 @@
 //! Several runs may share one real database or Redis: every check uses fresh client ids made
 //! of the caller's [`ContractConfig::run_id`] and the check's name, so pick a run id that is
 //! unique per run (a random number, a time stamp taken by the adapter). Store times are
-//! [`ContractConfig::base_ms`] plus small offsets, so an adapter whose backend expires data by
-//! the wall clock (MongoDB's TTL index) can pass the real current time.
+//! [`ContractConfig::base_ms`] plus small offsets. An adapter whose backend also expires data
+//! by the wall clock (MongoDB's TTL index) should pass a time comfortably in the future (the
+//! real time plus an hour, say): the TTL check stores a message that lives 1 s from `base_ms`,
+//! and with `base_ms` = now a TTL monitor pass during the run could delete it before the check
+//! reads it. With a future base, the backend never deletes a run's data while it runs, and
+//! cleans it up by itself later.
 //!
 //! [`MessageStore::purge`] works on the whole store: when other runs (or other checks' data in
 //! the same database) may be purged by one pass, set [`ContractConfig::exact_purge_counts`] to

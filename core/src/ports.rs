@@ -6,8 +6,8 @@
 //! broker's events arrive on a [`futures_core::Stream`]. An adapter whose client library needs
 //! a particular runtime keeps that inside itself.
 //!
-//! Every adapter runs the contract suite ([`crate::contract`]) against itself with the real
-//! service behind it.
+//! Every adapter runs the contract suite (`herald_core::contract`, cargo feature `contract`)
+//! against itself with the real service behind it.
 
 use std::future::Future;
 use std::pin::Pin;
