@@ -804,6 +804,9 @@ struct Session {
     transport: Transport,
     /// A WebSocket being probed for upgrade (its sink; its reader feeds `Packets`).
     probing: Option<WsSink>,
+    /// The probe was answered: until the client sends `5`, every poll is answered at once
+    /// (with what is queued, or a noop) so the client can pause polling and finish upgrading.
+    upgrading: bool,
     queue: VecDeque<EioPacket>,
     queued: Arc<AtomicUsize>,
     nsps: HashMap<String, Nsp>,
@@ -828,6 +831,7 @@ impl Session {
             tx,
             transport: Transport::Polling { waiting: None },
             probing: None,
+            upgrading: false,
             queue: VecDeque::new(),
             queued: Arc::new(AtomicUsize::new(0)),
             nsps: HashMap::new(),
@@ -976,6 +980,14 @@ impl Session {
                             json!({"code": 3, "message": "Bad request"}),
                         ));
                         self.close("overlapping polls");
+                    } else if self.upgrading {
+                        let payload = if self.queue.is_empty() {
+                            EioPacket::Noop.encode()
+                        } else {
+                            let packets: Vec<EioPacket> = self.queue.drain(..).collect();
+                            eio::encode_payload(&packets)
+                        };
+                        let _ = answer.try_send(PollAnswer::Payload(payload));
                     } else {
                         *waiting = Some(answer);
                     }
@@ -1083,6 +1095,7 @@ impl Session {
                         return;
                     }
                     // Release a waiting poll so the client can finish the upgrade.
+                    self.upgrading = true;
                     if let Transport::Polling { waiting } = &mut self.transport {
                         if let Some(w) = waiting.take() {
                             let _ = w.try_send(PollAnswer::Payload(EioPacket::Noop.encode()));
@@ -1100,6 +1113,7 @@ impl Session {
                         }
                     }
                     self.transport = Transport::WebSocket { sink };
+                    self.upgrading = false;
                     log::debug!("engine.io session {} upgraded to websocket", self.sid);
                 }
                 None => self.close("upgrade without a probe"),

@@ -312,3 +312,29 @@ async fn invalid_websocket_packets_close_the_connection() {
         }
     }
 }
+
+#[async_std::test]
+async fn polls_during_an_upgrade_are_answered_at_once() {
+    use async_tungstenite::tungstenite::Message;
+    use futures::{SinkExt, StreamExt};
+    let addr = server(ServerConfig::default()).await;
+    let sid = handshake(addr).await;
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
+    let (mut ws, _) = connect(&url).await.expect("ws connect");
+    ws.send(Message::text("2probe")).await.unwrap();
+    let pong = ws.next().await.unwrap().unwrap();
+    assert_eq!(pong.to_text().unwrap(), "3probe");
+    // A poll that arrives after the probe must not be held: the client waits for it to end
+    // before it sends `5`.
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let answered = async_std::future::timeout(Duration::from_secs(5), raw(addr, &get(&path))).await;
+    let (status, body) = answered.expect("the poll was held during the upgrade");
+    assert_eq!((status, body.as_str()), (200, "6"));
+    ws.send(Message::text("5")).await.unwrap();
+    ws.send(Message::text("40")).await.unwrap();
+    let connected = ws.next().await.unwrap().unwrap();
+    assert!(
+        connected.to_text().unwrap().starts_with("40{\"sid\""),
+        "{connected:?}"
+    );
+}

@@ -334,6 +334,7 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
         if left.is_zero() {
             break ok(json!({ "ok": 1, "message": null }));
         }
+        log::debug!("watch of {client} slot {slot}: waiting");
         // Woken by a notification, or time's up (then one last read above decides).
         let _ = async_std::future::timeout(left, guard.woken.recv()).await;
     };

@@ -1,7 +1,10 @@
 //! Shared helpers of the end-to-end tests: the real `herald` binary on 127.0.0.1 with free
 //! ports, real HTTP, and real Socket.IO clients (npm `socket.io-client`, PyPI
 //! `python-socketio`) driven line by line.
-#![allow(dead_code, reason = "each test binary uses a different part of the helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the helpers"
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -160,7 +163,10 @@ impl Herald {
             if let Some(s) = c.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "herald did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "herald did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -191,7 +197,10 @@ fn field(line: &str, key: &str) -> Option<String> {
 }
 
 pub fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// HMAC connect auth as DESIGN.md defines it: hex HMAC-SHA256(secret, "<ts>:<client_id>").
