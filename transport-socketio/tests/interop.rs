@@ -316,7 +316,7 @@ async fn invalid_websocket_packets_close_the_connection() {
 #[async_std::test]
 async fn polls_during_an_upgrade_are_answered_at_once() {
     use async_tungstenite::tungstenite::Message;
-    use futures::{SinkExt, StreamExt};
+    use futures::StreamExt;
     let addr = server(ServerConfig::default()).await;
     let sid = handshake(addr).await;
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}");
