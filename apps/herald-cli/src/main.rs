@@ -3,11 +3,14 @@
 //! - `push`: send a message to recipients (`POST /push`).
 //! - `history`: list a client's recent messages (`GET /queues/:id`).
 //! - `watch`: wait for the oldest message a slot has not acknowledged (`GET /watch/:id`).
+//! - `tail`: connect as a client over Socket.IO (WebSocket), print and acknowledge messages.
 //!
 //! Settings come from flags or the same environment variables the server reads
 //! (`HERALD_API_KEY`), so one shell setup serves both.
 
 use std::process::ExitCode;
+
+mod tail;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -66,6 +69,31 @@ enum Command {
         /// How many at most (1..=1000).
         #[arg(long)]
         limit: Option<u32>,
+    },
+    /// Connect as a client, print each message as a JSON line and acknowledge it.
+    Tail {
+        /// The client id to connect as.
+        #[arg(long)]
+        client: String,
+        /// The slot (0..=15).
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
+        /// Base URL of the Socket.IO connector [env: HERALD_CLI_CONNECTOR]
+        #[arg(
+            long,
+            env = "HERALD_CLI_CONNECTOR",
+            default_value = "http://127.0.0.1:3001"
+        )]
+        connector: String,
+        /// The client auth secret [env: HERALD_SECRET]
+        #[arg(long, env = "HERALD_SECRET")]
+        secret: Option<String>,
+        /// A file holding the secret (a single node's generated one)
+        #[arg(long, default_value = "herald-data/secret")]
+        secret_file: std::path::PathBuf,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Wait for the oldest message a slot has not acknowledged.
     Watch {
@@ -134,6 +162,25 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 url.push_str(&format!("limit={l}"));
             }
             call(cli, surf::get(url)).await?
+        }
+        Command::Tail {
+            client,
+            slot,
+            connector,
+            secret,
+            secret_file,
+            count,
+        } => {
+            let secret = match secret {
+                Some(s) => s.clone(),
+                None => std::fs::read_to_string(secret_file)
+                    .with_context(|| {
+                        format!("no --secret and cannot read {}", secret_file.display())
+                    })?
+                    .trim()
+                    .to_owned(),
+            };
+            return tail::run(connector, client, *slot, &secret, *count).await;
         }
         Command::Watch {
             client,
