@@ -4,7 +4,8 @@
 //!   with `{"message":"refused"}`;
 //! - on every connection, emits `auth` with the CONNECT payload (`{}` if none);
 //! - `message` is echoed as `message-back` with the same arguments, binary included;
-//! - `message-with-ack` is answered with an ack of the same arguments.
+//! - `message-with-ack` is answered with an ack of the same arguments;
+//! - a bare Engine.IO echo on `/engine.io/`: every message is sent back as it came.
 //!
 //! `cargo run -p herald-socketio --example echo -- --port 3000 [--ping-interval MS]
 //!  [--ping-timeout MS] [--max-payload BYTES] [--connect-timeout MS]`
@@ -52,8 +53,29 @@ pub async fn echo(incoming: Receiver<Pending>) {
                         }
                         _ => {}
                     },
-                    Event::Ack { .. } => {}
+                    Event::Ack { .. } | Event::Text(_) | Event::Binary(_) => {}
                     Event::Closed { .. } => break,
+                }
+            }
+        });
+    }
+}
+
+/// The bare Engine.IO echo: every text or binary message goes back as it came.
+pub async fn engine_echo(incoming: Receiver<Pending>) {
+    while let Ok(pending) = incoming.recv().await {
+        let conn = pending.accept();
+        async_std::task::spawn(async move {
+            while let Ok(event) = conn.events.recv().await {
+                match event {
+                    Event::Text(t) => {
+                        let _ = conn.socket.send_text(t);
+                    }
+                    Event::Binary(b) => {
+                        let _ = conn.socket.send_binary(b);
+                    }
+                    Event::Closed { .. } => break,
+                    _ => {}
                 }
             }
         });
@@ -85,26 +107,33 @@ pub fn config(args: &[String]) -> Result<(u16, ServerConfig), String> {
     Ok((port, cfg))
 }
 
-/// Starts the echo server on `addr`; returns the bound address.
+/// Starts the echo server (`/socket.io/` and `/engine.io/` on one port) on `addr`; returns
+/// the Socket.IO server and the bound address.
 pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<(SocketIo, SocketAddr)> {
-    let (io, incoming) = SocketIo::new(cfg);
+    use tide::listener::{Listener, ToListener};
+    let (io, incoming) = SocketIo::new(cfg.clone());
+    let (engine, engine_incoming) = SocketIo::new(ServerConfig {
+        path: "/engine.io/".into(),
+        engine_only: true,
+        ..cfg
+    });
     async_std::task::spawn(echo(incoming));
-    let (tx, rx) = async_std::channel::bounded(1);
-    let server = io.clone();
+    async_std::task::spawn(engine_echo(engine_incoming));
+    let mut app = tide::new();
+    io.mount(&mut app);
+    engine.mount(&mut app);
+    let mut listener = addr.to_listener()?;
+    listener.bind(app).await?;
+    let bound = listener
+        .info()
+        .first()
+        .and_then(|i| i.connection().trim_start_matches("http://").parse().ok())
+        .unwrap_or(addr);
     async_std::task::spawn(async move {
-        let result = server
-            .serve(addr, move |bound| {
-                let _ = tx.try_send(bound);
-            })
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = listener.accept().await {
             eprintln!("echo server stopped: {e}");
         }
     });
-    let bound = rx
-        .recv()
-        .await
-        .map_err(|_| std::io::Error::other("the server did not start"))?;
     Ok((io, bound))
 }
 
@@ -119,7 +148,9 @@ async fn main() {
         }
     };
     match start(SocketAddr::from(([127, 0, 0, 1], port)), cfg).await {
-        Ok((_, addr)) => println!("echo server on http://{addr}/socket.io/"),
+        Ok((_, addr)) => {
+            println!("echo server on http://{addr}/socket.io/ and http://{addr}/engine.io/")
+        }
         Err(e) => {
             eprintln!("echo: {e}");
             std::process::exit(1);

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub namespaces: Vec<String>,
     /// Most packets waiting to be sent to one client before it is disconnected as too slow.
     pub queue_limit: usize,
+    /// Serve bare Engine.IO: no Socket.IO layer. Every session is offered to the app at once
+    /// (namespace `""`, no auth payload), and messages arrive as [`Event::Text`] and
+    /// [`Event::Binary`]; the app answers with [`Socket::send_text`] and [`Socket::send_binary`].
+    pub engine_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             connect_timeout: Duration::from_millis(45_000),
             namespaces: vec!["/".into()],
             queue_limit: 4096,
+            engine_only: false,
         }
     }
 }
@@ -108,6 +113,10 @@ pub enum Event {
         /// Binary attachments of the answer.
         attachments: Vec<Vec<u8>>,
     },
+    /// A text message (bare Engine.IO servers only).
+    Text(String),
+    /// A binary message (bare Engine.IO servers only).
+    Binary(Vec<u8>),
     /// The connection ended; nothing more will come.
     Closed {
         /// Why.
@@ -145,6 +154,8 @@ enum Input {
         text: String,
         attachments: Vec<Vec<u8>>,
     },
+    /// The app's raw Engine.IO message (bare Engine.IO servers).
+    SendRaw(EioPacket),
     /// The app's decision on a CONNECT.
     Decision {
         nsp: String,
@@ -338,6 +349,37 @@ impl Socket {
             nsp: self.nsp.clone(),
             close,
         });
+    }
+
+    /// Sends a bare Engine.IO text message (servers with `engine_only`).
+    ///
+    /// # Errors
+    /// [`EmitError`] when the connection is gone or too slow.
+    pub fn send_text(&self, text: String) -> Result<(), EmitError> {
+        self.send_raw(EioPacket::Message(text))
+    }
+
+    /// Sends a bare Engine.IO binary message (servers with `engine_only`).
+    ///
+    /// # Errors
+    /// [`EmitError`] when the connection is gone or too slow.
+    pub fn send_binary(&self, bytes: Vec<u8>) -> Result<(), EmitError> {
+        self.send_raw(EioPacket::Binary(bytes))
+    }
+
+    fn send_raw(&self, packet: EioPacket) -> Result<(), EmitError> {
+        if self.tx.is_closed() {
+            return Err(EmitError::Closed);
+        }
+        if self.queued.fetch_add(1, Ordering::Relaxed) + 1 > self.limit {
+            let _ = self
+                .tx
+                .try_send(Input::TransportError("outgoing queue full".into()));
+            return Err(EmitError::Full);
+        }
+        self.tx
+            .try_send(Input::SendRaw(packet))
+            .map_err(|_| EmitError::Closed)
     }
 
     /// Whether the connection has ended.
@@ -886,6 +928,9 @@ impl Session {
 
     async fn run(mut self, rx: Receiver<Input>) {
         log::debug!("engine.io session {} opened", self.sid);
+        if self.io.inner.config.engine_only {
+            self.offer();
+        }
         self.flush().await;
         while self.closed.is_none() {
             #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
@@ -1008,6 +1053,13 @@ impl Session {
                 self.probing = Some(sink);
                 self.spawn_reader(stream, true);
             }
+            Input::SendRaw(packet) => {
+                let queued = self.queued.load(Ordering::Relaxed);
+                self.queued.fetch_sub(1.min(queued), Ordering::Relaxed);
+                if matches!(self.nsps.get(""), Some(Nsp::Open(_))) {
+                    self.queue.push_back(packet);
+                }
+            }
             Input::Send {
                 nsp,
                 text,
@@ -1024,6 +1076,13 @@ impl Session {
                         .extend(attachments.into_iter().map(EioPacket::Binary));
                 }
             }
+            Input::Decision { nsp, result } if self.io.inner.config.engine_only => match result {
+                Ok(events) => {
+                    self.nsps.insert(nsp, Nsp::Open(events));
+                    self.connect_deadline = None;
+                }
+                Err(_) => self.close("refused by the app"),
+            },
             Input::Decision { nsp, result } => match result {
                 Ok(events) => {
                     let data = json!({ "sid": format!("{}#{}", self.sid, nsp) }).to_string();
@@ -1120,6 +1179,12 @@ impl Session {
             },
             EioPacket::Noop => {}
             EioPacket::Close => self.close("client close"),
+            EioPacket::Message(text) if self.io.inner.config.engine_only => {
+                self.raw(Event::Text(text))
+            }
+            EioPacket::Binary(bytes) if self.io.inner.config.engine_only => {
+                self.raw(Event::Binary(bytes))
+            }
             EioPacket::Message(text) => self.socketio(&text),
             EioPacket::Binary(bytes) => match self.assembling.take() {
                 Some(a) => match a.push(bytes) {
@@ -1129,6 +1194,39 @@ impl Session {
                 None => self.close("binary data without a binary packet"),
             },
             EioPacket::Open(_) | EioPacket::Ping(_) => self.close("invalid packet from client"),
+        }
+    }
+
+    /// A bare Engine.IO message for the app.
+    fn raw(&mut self, event: Event) {
+        if let Some(Nsp::Open(events)) = self.nsps.get("") {
+            let _ = events.try_send(event);
+        } else {
+            log::debug!(
+                "session {}: message before the app accepted it: dropped",
+                self.sid
+            );
+        }
+    }
+
+    /// Offers a bare Engine.IO session to the app (no CONNECT comes in that mode).
+    fn offer(&mut self) {
+        self.nsps.insert(String::new(), Nsp::Deciding);
+        let pending = Pending {
+            handshake: Handshake {
+                sid: self.sid.clone(),
+                namespace: String::new(),
+                auth: None,
+                headers: self.headers.clone(),
+                query: self.query.clone(),
+                remote: self.remote.clone(),
+            },
+            tx: self.tx.clone(),
+            queued: self.queued.clone(),
+            queue_limit: self.io.inner.config.queue_limit,
+        };
+        if self.io.inner.pending.try_send(pending).is_err() {
+            self.close("connection backlog full");
         }
     }
 

@@ -338,3 +338,30 @@ async fn polls_during_an_upgrade_are_answered_at_once() {
         "{connected:?}"
     );
 }
+
+#[async_std::test]
+async fn bare_engine_io_echo_with_the_official_client() {
+    let addr = server(ServerConfig::default()).await;
+    let env = test_env();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/engine.js");
+    for mode in ["websocket", "polling"] {
+        let url = format!("http://{addr}");
+        let script = script.clone();
+        let modules = env.join("node_modules");
+        let out = async_std::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(script)
+                .args([&url, mode])
+                .env("NODE_PATH", modules)
+                .output()
+        })
+        .await
+        .expect("run node");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

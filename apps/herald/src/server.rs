@@ -415,6 +415,7 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
                         log::debug!("{conn:?}: event {name:?} ignored");
                         continue;
                     }
+                    Event::Text(_) | Event::Binary(_) => continue,
                     Event::Closed { .. } => break,
                 };
                 if shard.send(ShardMsg::Hub(input)).await.is_err() {
