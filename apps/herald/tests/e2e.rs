@@ -441,3 +441,158 @@ async fn twenty_clients_receive_and_commit_while_pushes_arrive() {
         );
     }
 }
+
+#[async_std::test]
+async fn rest_answers_match_the_openapi_spec() {
+    let dir = TempDir::new("openapi");
+    let h = Herald::start(&dir.0, &[]);
+    let keyed_dir = TempDir::new("openapi-keyed");
+    let keyed = Herald::start(&keyed_dir.0, &["--api-key", "k"]);
+    let json_body = |v: Value| Some(("application/json", serde_json::to_vec(&v).unwrap()));
+    let mut samples = Vec::new();
+    let mut record = |path: &str, method: &str, a: support::Answer| {
+        samples.push(json!({
+            "method": method, "path": path, "status": a.status,
+            "content_type": a.content_type, "body": a.body,
+        }));
+    };
+    let api = &h.api;
+    record(
+        "/push",
+        "post",
+        http(
+            "POST",
+            &format!("{api}/push"),
+            json_body(body(&["o1", "o2"], json!({"x": [1]}))),
+            &[],
+        )
+        .await,
+    );
+    record(
+        "/push",
+        "post",
+        http(
+            "POST",
+            &format!("{api}/push"),
+            json_body(json!({"recv_id": "x"})),
+            &[],
+        )
+        .await,
+    );
+    record(
+        "/push",
+        "post",
+        http(
+            "POST",
+            &format!("{api}/push"),
+            Some(("text/plain", b"x".to_vec())),
+            &[],
+        )
+        .await,
+    );
+    let big = format!(
+        r#"{{"send_id":"s","recv_id":["a"],"data":"{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    record(
+        "/push",
+        "post",
+        http(
+            "POST",
+            &format!("{api}/push"),
+            Some(("application/json", big.into_bytes())),
+            &[],
+        )
+        .await,
+    );
+    record(
+        "/push",
+        "post",
+        http(
+            "POST",
+            &format!("{}/push", keyed.api),
+            json_body(body(&["o1"], json!(1))),
+            &[],
+        )
+        .await,
+    );
+    record(
+        "/queues/{id}",
+        "get",
+        http("GET", &format!("{api}/queues/o1?since=0"), None, &[]).await,
+    );
+    record(
+        "/queues/{id}",
+        "get",
+        http("GET", &format!("{api}/queues/o1?limit=5000"), None, &[]).await,
+    );
+    record(
+        "/queues/{id}",
+        "get",
+        http("GET", &format!("{api}/queues/bad%20id"), None, &[]).await,
+    );
+    record(
+        "/watch/{id}",
+        "get",
+        http("GET", &format!("{api}/watch/o1?timeout=0"), None, &[]).await,
+    );
+    record(
+        "/watch/{id}",
+        "get",
+        http("GET", &format!("{api}/watch/nobody?timeout=0"), None, &[]).await,
+    );
+    record(
+        "/watch/{id}",
+        "get",
+        http("GET", &format!("{api}/watch/o1?channel=99"), None, &[]).await,
+    );
+    record(
+        "/healthy",
+        "get",
+        http("GET", &format!("{api}/healthy"), None, &[]).await,
+    );
+    record(
+        "/healthy",
+        "get",
+        http("GET", &format!("{api}/healthy?timeout=x"), None, &[]).await,
+    );
+    record(
+        "/apis",
+        "get",
+        http("GET", &format!("{api}/apis"), None, &[]).await,
+    );
+    record(
+        "/metrics",
+        "get",
+        http("GET", &format!("{api}/metrics"), None, &[]).await,
+    );
+    let statuses: Vec<u64> = samples
+        .iter()
+        .map(|s| s["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            200, 400, 415, 413, 401, 200, 400, 400, 200, 200, 400, 200, 400, 200, 200
+        ]
+    );
+
+    let file = dir.0.join("samples.json");
+    std::fs::write(&file, serde_json::to_vec(&samples).unwrap()).unwrap();
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openapi_check.py");
+    let out = std::process::Command::new(test_env().join("venv/bin/python"))
+        .arg(script)
+        .arg(spec)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "answers do not match docs/openapi.yaml:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("15 samples, 0 problems"), "{report}");
+}

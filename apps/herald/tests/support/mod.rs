@@ -216,6 +216,7 @@ pub fn hmac_auth(secret: &str, client: &str, slot: u8, ts: u64) -> Value {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    pub content_type: String,
 }
 
 /// One HTTP request with a JSON or raw body.
@@ -236,9 +237,17 @@ pub async fn http(
     let client = surf::Client::new();
     let mut res = client.send(req).await.expect("HTTP request");
     let status = u16::from(res.status());
+    let content_type = res
+        .content_type()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     let text = res.body_string().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Answer { status, body }
+    Answer {
+        status,
+        body,
+        content_type,
+    }
 }
 
 /// `POST /push` with a JSON body.
