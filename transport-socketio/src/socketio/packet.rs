@@ -358,6 +358,13 @@ mod tests {
     }
 
     #[test]
+    fn floats_round_trip_exactly() {
+        // Found by the fuzzer: needs serde_json's correctly rounded float parsing.
+        let p = Packet::decode("4{\"a\":[0.999999999999949999999]}").unwrap();
+        assert_eq!(Packet::decode(&p.encode()).unwrap(), p);
+    }
+
+    #[test]
     fn raw_encoding_matches() {
         assert_eq!(
             encode_raw(PacketType::Event, "/", Some(3), 0, Some("[\"message\",[]]")),
