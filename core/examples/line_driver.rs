@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use herald_core::auth::{AuthConfig, Credentials, authenticate};
 use herald_core::memory::now_or_never;
 use herald_core::{
-    AckId, Broker, BrokerOp, BrokerReply, ConnId, Hub, HubConfig, Input, MemoryBroker, MemoryStore,
-    MessageStore, NodeId, Output, Retention, StoreOp, StoreReply,
+    AckId, Broker, ConnId, Hub, HubConfig, Input, MemoryBroker, MemoryStore, MessageStore, NodeId,
+    Output, Retention,
 };
 
 #[allow(clippy::disallowed_methods, reason = "the driver owns the wall clock")]
@@ -108,33 +108,11 @@ fn main() {
         while let Some(output) = hub.poll_output() {
             match output {
                 Output::Store { req, op } => {
-                    let result = match op {
-                        StoreOp::Unacked {
-                            client,
-                            slot,
-                            after,
-                            limit,
-                        } => now_or_never(store.unacked(&client, slot, after, limit, unix_ms()))
-                            .map(StoreReply::Messages),
-                        StoreOp::Ack { client, slot, ids } => {
-                            now_or_never(store.ack(&client, slot, &ids)).map(|()| StoreReply::Acked)
-                        }
-                    };
+                    let result = now_or_never(op.run(&store, unix_ms()));
                     hub.handle(now, Input::StoreDone { req, result });
                 }
                 Output::Broker { req, op } => {
-                    let result = match op {
-                        BrokerOp::Subscribe { client } => now_or_never(broker.subscribe(&client))
-                            .map(|()| BrokerReply::Subscribed),
-                        BrokerOp::Unsubscribe { client } => {
-                            now_or_never(broker.unsubscribe(&client))
-                                .map(|()| BrokerReply::Unsubscribed)
-                        }
-                        BrokerOp::Claim { client, slot, node } => {
-                            now_or_never(broker.claim(&client, slot, &node))
-                                .map(BrokerReply::Claimed)
-                        }
-                    };
+                    let result = now_or_never(op.run(&broker));
                     hub.handle(now, Input::BrokerDone { req, result });
                     while let Some(event) = next_event(&mut events) {
                         hub.handle(now, Input::Broker(event));

@@ -202,3 +202,53 @@ pub enum Output {
         op: BrokerOp,
     },
 }
+
+impl StoreOp {
+    /// Carries out this call on `store` (reads at `now_ms`, Unix milliseconds), giving the
+    /// result to feed back as [`Input::StoreDone`].
+    pub async fn run<S: crate::ports::MessageStore>(
+        self,
+        store: &S,
+        now_ms: u64,
+    ) -> Result<StoreReply, StoreError> {
+        match self {
+            StoreOp::Unacked {
+                client,
+                slot,
+                after,
+                limit,
+            } => store
+                .unacked(&client, slot, after, limit, now_ms)
+                .await
+                .map(StoreReply::Messages),
+            StoreOp::Ack { client, slot, ids } => store
+                .ack(&client, slot, &ids)
+                .await
+                .map(|()| StoreReply::Acked),
+        }
+    }
+}
+
+impl BrokerOp {
+    /// Carries out this call on `broker`, giving the result to feed back as
+    /// [`Input::BrokerDone`].
+    pub async fn run<B: crate::ports::Broker>(
+        self,
+        broker: &B,
+    ) -> Result<BrokerReply, BrokerError> {
+        match self {
+            BrokerOp::Subscribe { client } => broker
+                .subscribe(&client)
+                .await
+                .map(|()| BrokerReply::Subscribed),
+            BrokerOp::Unsubscribe { client } => broker
+                .unsubscribe(&client)
+                .await
+                .map(|()| BrokerReply::Unsubscribed),
+            BrokerOp::Claim { client, slot, node } => broker
+                .claim(&client, slot, &node)
+                .await
+                .map(BrokerReply::Claimed),
+        }
+    }
+}

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use herald_core::Broker;
 use herald_core::memory::now_or_never;
 use herald_core::{
-    BrokerEvents, BrokerOp, BrokerReply, ClientId, ConnId, Hub, HubConfig, Identity, Input,
-    MemoryBroker, MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode, NewMessage, NodeId,
-    Output, Payload, RequestId, Retention, Slot, StoreOp, StoreReply,
+    BrokerEvents, BrokerOp, ClientId, ConnId, Hub, HubConfig, Identity, Input, MemoryBroker,
+    MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode, NewMessage, NodeId, Output,
+    Payload, RequestId, Retention, Slot, StoreOp,
 };
 
 /// A small, fast, seedable PRNG (splitmix64): the simulation's only source of randomness.
@@ -353,19 +353,7 @@ impl Sim {
     }
 
     fn exec_store(&mut self, i: usize, inc: u64, req: RequestId, op: StoreOp) {
-        let now_ms = self.now_ms;
-        let result = match op {
-            StoreOp::Unacked {
-                client,
-                slot,
-                after,
-                limit,
-            } => ready(self.store.unacked(&client, slot, after, limit, now_ms))
-                .map(StoreReply::Messages),
-            StoreOp::Ack { client, slot, ids } => {
-                ready(self.store.ack(&client, slot, &ids)).map(|()| StoreReply::Acked)
-            }
-        };
+        let result = ready(op.run(&self.store, self.now_ms));
         let d = self.rng.below(20);
         self.schedule(
             d,
@@ -381,19 +369,7 @@ impl Sim {
         let Some(node) = self.nodes[i].as_ref().filter(|n| n.inc == inc) else {
             return; // the node crashed: its broker handle is gone
         };
-        let result = match op {
-            BrokerOp::Subscribe { client } => {
-                ready(node.broker.subscribe(&client)).map(|()| BrokerReply::Subscribed)
-            }
-            BrokerOp::Unsubscribe { client } => {
-                ready(node.broker.unsubscribe(&client)).map(|()| BrokerReply::Unsubscribed)
-            }
-            BrokerOp::Claim {
-                client,
-                slot,
-                node: id,
-            } => ready(node.broker.claim(&client, slot, &id)).map(BrokerReply::Claimed),
-        };
+        let result = ready(op.run(&node.broker));
         let d = self.rng.below(20);
         self.schedule(
             d,

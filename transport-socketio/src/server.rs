@@ -1197,6 +1197,23 @@ impl Session {
         }
     }
 
+    /// A connection of namespace `nsp` for the app to decide on.
+    fn pending(&self, nsp: String, auth: Option<Value>) -> Pending {
+        Pending {
+            handshake: Handshake {
+                sid: self.sid.clone(),
+                namespace: nsp,
+                auth,
+                headers: self.headers.clone(),
+                query: self.query.clone(),
+                remote: self.remote.clone(),
+            },
+            tx: self.tx.clone(),
+            queued: self.queued.clone(),
+            queue_limit: self.io.inner.config.queue_limit,
+        }
+    }
+
     /// A bare Engine.IO message for the app.
     fn raw(&mut self, event: Event) {
         if let Some(Nsp::Open(events)) = self.nsps.get("") {
@@ -1212,19 +1229,7 @@ impl Session {
     /// Offers a bare Engine.IO session to the app (no CONNECT comes in that mode).
     fn offer(&mut self) {
         self.nsps.insert(String::new(), Nsp::Deciding);
-        let pending = Pending {
-            handshake: Handshake {
-                sid: self.sid.clone(),
-                namespace: String::new(),
-                auth: None,
-                headers: self.headers.clone(),
-                query: self.query.clone(),
-                remote: self.remote.clone(),
-            },
-            tx: self.tx.clone(),
-            queued: self.queued.clone(),
-            queue_limit: self.io.inner.config.queue_limit,
-        };
+        let pending = self.pending(String::new(), None);
         if self.io.inner.pending.try_send(pending).is_err() {
             self.close("connection backlog full");
         }
@@ -1275,19 +1280,7 @@ impl Session {
                     return;
                 }
                 self.nsps.insert(nsp.clone(), Nsp::Deciding);
-                let pending = Pending {
-                    handshake: Handshake {
-                        sid: self.sid.clone(),
-                        namespace: nsp.clone(),
-                        auth: packet.data,
-                        headers: self.headers.clone(),
-                        query: self.query.clone(),
-                        remote: self.remote.clone(),
-                    },
-                    tx: self.tx.clone(),
-                    queued: self.queued.clone(),
-                    queue_limit: self.io.inner.config.queue_limit,
-                };
+                let pending = self.pending(nsp.clone(), packet.data);
                 if self.io.inner.pending.try_send(pending).is_err() {
                     log::warn!("connection backlog full: refusing {}", self.sid);
                     self.nsps.remove(&nsp);

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use herald_core::auth::{AuthConfig, Credentials, LegacyHeaders, authenticate};
 use herald_core::{
     AckId, Broker, BrokerEvent, BrokerOp, BrokerReply, ClientId, ConnId, Hub, HubConfig, HubStats,
-    Input, MessageStore, NodeId, Output, StoreOp, StoreReply,
+    Input, MessageStore, NodeId, Output,
 };
 use herald_socketio::{Event, Pending, ServerConfig, Socket, SocketIo};
 use serde_json::json;
@@ -278,23 +278,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             async_std::task::spawn(async move {
                 let _guard = node.inflight.enter();
                 let started = Instant::now();
-                let result = match op {
-                    StoreOp::Unacked {
-                        client,
-                        slot,
-                        after,
-                        limit,
-                    } => node
-                        .store
-                        .unacked(&client, slot, after, limit, unix_ms())
-                        .await
-                        .map(StoreReply::Messages),
-                    StoreOp::Ack { client, slot, ids } => node
-                        .store
-                        .ack(&client, slot, &ids)
-                        .await
-                        .map(|()| StoreReply::Acked),
-                };
+                let result = op.run(&*node.store, unix_ms()).await;
                 node.metrics.store_latency.observe(started.elapsed());
                 if result.is_err() {
                     Metrics::inc(&node.metrics.store_errors);
@@ -309,6 +293,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             let me = me.clone();
             async_std::task::spawn(async move {
                 let started = Instant::now();
+                // Subscriptions go through the node's refcount (shared with watchers).
                 let result = match op {
                     BrokerOp::Subscribe { client } => node
                         .subs
@@ -320,16 +305,7 @@ fn carry_out<S: MessageStore, B: Broker>(
                         .unsubscribe(&client)
                         .await
                         .map(|()| BrokerReply::Unsubscribed),
-                    BrokerOp::Claim {
-                        client,
-                        slot,
-                        node: id,
-                    } => node
-                        .subs
-                        .broker()
-                        .claim(&client, slot, &id)
-                        .await
-                        .map(BrokerReply::Claimed),
+                    claim => claim.run(&**node.subs.broker()).await,
                 };
                 node.metrics.broker_latency.observe(started.elapsed());
                 if result.is_err() {
