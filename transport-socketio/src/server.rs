@@ -241,23 +241,29 @@ impl Socket {
     }
 
     fn send(&self, text: String, attachments: Vec<Vec<u8>>) -> Result<(), EmitError> {
+        let n = 1 + attachments.len();
+        self.enqueue(
+            n,
+            Input::Send {
+                nsp: self.nsp.clone(),
+                text,
+                attachments,
+            },
+        )
+    }
+
+    /// Queues `input` worth `n` packets, unless the client is gone or too far behind.
+    fn enqueue(&self, n: usize, input: Input) -> Result<(), EmitError> {
         if self.tx.is_closed() {
             return Err(EmitError::Closed);
         }
-        let n = 1 + attachments.len();
         if self.queued.fetch_add(n, Ordering::Relaxed) + n > self.limit {
             let _ = self
                 .tx
                 .try_send(Input::TransportError("outgoing queue full".into()));
             return Err(EmitError::Full);
         }
-        self.tx
-            .try_send(Input::Send {
-                nsp: self.nsp.clone(),
-                text,
-                attachments,
-            })
-            .map_err(|_| EmitError::Closed)
+        self.tx.try_send(input).map_err(|_| EmitError::Closed)
     }
 
     /// Emits `event` with `args_json`, the JSON text of the argument array (e.g. `[1,"a"]`),
@@ -307,19 +313,7 @@ impl Socket {
     ) -> Result<(), EmitError> {
         let mut data = vec![Value::String(event.to_owned())];
         data.extend_from_slice(args);
-        let kind = if attachments.is_empty() {
-            PacketType::Event
-        } else {
-            PacketType::BinaryEvent
-        };
-        let text = sio::encode_raw(
-            kind,
-            &self.nsp,
-            ack,
-            attachments.len(),
-            Some(&Value::Array(data).to_string()),
-        );
-        self.send(text, attachments)
+        self.send_packet(PacketType::Event, ack, &Value::Array(data), attachments)
     }
 
     /// Answers the client's event that carried ack id `id`.
@@ -327,17 +321,33 @@ impl Socket {
     /// # Errors
     /// [`EmitError`] when the connection is gone or too slow.
     pub fn ack(&self, id: u64, args: &[Value], attachments: Vec<Vec<u8>>) -> Result<(), EmitError> {
-        let kind = if attachments.is_empty() {
-            PacketType::Ack
-        } else {
-            PacketType::BinaryAck
+        self.send_packet(
+            PacketType::Ack,
+            Some(id),
+            &Value::Array(args.to_vec()),
+            attachments,
+        )
+    }
+
+    /// Sends an event or an ack (their binary form when there are attachments).
+    fn send_packet(
+        &self,
+        kind: PacketType,
+        id: Option<u64>,
+        data: &Value,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), EmitError> {
+        let kind = match (kind, attachments.is_empty()) {
+            (PacketType::Event, false) => PacketType::BinaryEvent,
+            (PacketType::Ack, false) => PacketType::BinaryAck,
+            (kind, _) => kind,
         };
         let text = sio::encode_raw(
             kind,
             &self.nsp,
-            Some(id),
+            id,
             attachments.len(),
-            Some(&Value::Array(args.to_vec()).to_string()),
+            Some(&data.to_string()),
         );
         self.send(text, attachments)
     }
@@ -368,18 +378,7 @@ impl Socket {
     }
 
     fn send_raw(&self, packet: EioPacket) -> Result<(), EmitError> {
-        if self.tx.is_closed() {
-            return Err(EmitError::Closed);
-        }
-        if self.queued.fetch_add(1, Ordering::Relaxed) + 1 > self.limit {
-            let _ = self
-                .tx
-                .try_send(Input::TransportError("outgoing queue full".into()));
-            return Err(EmitError::Full);
-        }
-        self.tx
-            .try_send(Input::SendRaw(packet))
-            .map_err(|_| EmitError::Closed)
+        self.enqueue(1, Input::SendRaw(packet))
     }
 
     /// Whether the connection has ended.
