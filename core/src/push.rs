@@ -209,6 +209,10 @@ pub fn parse_push(body: &[u8]) -> Result<Push, Vec<FieldError>> {
     };
 
     let data = match raw.data {
+        None if value.get("data").is_some() => {
+            errors.push(err("data", "must not be null"));
+            None
+        }
         None => {
             errors.push(err("data", "required: any JSON value except null"));
             None
@@ -347,6 +351,14 @@ mod tests {
             fields(r#"{"send_id":"","recv_id":[],"data":1,"ttl":1.5,"channel":[1]}"#),
             vec!["send_id", "channel[0]", "recv_id", "ttl"]
         );
+    }
+
+    #[test]
+    fn null_data_and_missing_data_are_told_apart() {
+        let e = parse_push(br#"{"send_id":"s","recv_id":["a"],"data":null}"#).unwrap_err();
+        assert_eq!(e[0].to_string(), "data: must not be null");
+        let e = parse_push(br#"{"send_id":"s","recv_id":["a"]}"#).unwrap_err();
+        assert_eq!(e[0].to_string(), "data: required: any JSON value except null");
     }
 
     #[test]
