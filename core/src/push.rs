@@ -358,7 +358,10 @@ mod tests {
         let e = parse_push(br#"{"send_id":"s","recv_id":["a"],"data":null}"#).unwrap_err();
         assert_eq!(e[0].to_string(), "data: must not be null");
         let e = parse_push(br#"{"send_id":"s","recv_id":["a"]}"#).unwrap_err();
-        assert_eq!(e[0].to_string(), "data: required: any JSON value except null");
+        assert_eq!(
+            e[0].to_string(),
+            "data: required: any JSON value except null"
+        );
     }
 
     #[test]
