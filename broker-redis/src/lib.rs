@@ -1,4 +1,28 @@
 //! Broker over Redis, standalone and cluster (the redis crate).
 //!
-//! Not built yet: this crate is a placeholder in the workspace so that the layout of
-//! DESIGN.md exists from the start. It exports nothing.
+//! [`RedisBroker`] implements [`herald_core::ports::Broker`] as DESIGN.md lays it out. Every
+//! key and channel of one client carries the hash tag `{<client>}`, so a Redis Cluster keeps
+//! them on one shard:
+//! - `herald:n:{c}`: the notify channel; payload = the client's new last message id.
+//! - `herald:g:{c}:<slot>`: the generation counter of a slot (`INCR`).
+//! - `herald:s:{c}`: the claim channel; payload `<slot>:<generation>:<node>`.
+//!
+//! Standalone Redis (`redis://host:port`) uses `PUBLISH`/`SUBSCRIBE`; a cluster
+//! (`redis+cluster://h1:p1,h2:p2`) uses sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`). Each node
+//! holds one subscriber connection (RESP3, one per shard in a cluster) that multiplexes every
+//! channel of its sessions, and one command connection.
+//!
+//! When the subscriber connection drops, the broker reconnects with exponential backoff,
+//! subscribes to every channel again and then emits [`BrokerEvent::Resync`]. Malformed
+//! payloads are logged and dropped.
+//!
+//! [`BrokerEvent::Resync`]: herald_core::ports::BrokerEvent::Resync
+
+mod broker;
+mod config;
+mod error;
+mod keys;
+
+pub use broker::RedisBroker;
+pub use config::{RedisBrokerConfig, Topology};
+pub use error::RedisBrokerError;

@@ -1,4 +1,47 @@
-//! End-to-end tests: real herald processes, Redis and MongoDB in containers, real clients.
+//! Test harness for the adapters and the end-to-end tests: the real services they talk to.
 //!
-//! Not built yet: this crate is a placeholder in the workspace so that the layout of
-//! DESIGN.md exists from the start. It exports nothing.
+//! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
+//!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
+//! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
+//!   loopback ports.
+//!
+//! Images come from the environment:
+//! - `HERALD_IT_REDIS_IMAGE` (default [`DEFAULT_REDIS_IMAGE`], built by
+//!   `scripts/setup/50-images.sh`); the official `redis:7` works as well.
+//! - `HERALD_IT_MONGO_IMAGE` (default [`DEFAULT_MONGO_IMAGE`], SecantusDB, same script); the
+//!   official `mongo:8` works as well.
+//!
+//! The wait condition and the command are chosen by image ([`ImageKind`]). No registry is
+//! reachable where CI runs, and testcontainers pulls any image it does not find: build the
+//! local images first (`scripts/test.sh` does).
+//!
+//! Tests talk to loopback only: ports are published on `127.0.0.1`, never on every interface,
+//! and container addresses on the Docker bridge are never used.
+
+mod cluster;
+mod containers;
+
+pub use cluster::RedisCluster;
+pub use containers::{ImageKind, Mongo, Redis, image_from_env};
+
+/// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
+pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";
+
+/// The MongoDB-wire image used when `HERALD_IT_MONGO_IMAGE` is not set.
+pub const DEFAULT_MONGO_IMAGE: &str = "herald-test/secantusdb:0.7.0b3";
+
+/// The environment variable naming the Redis image.
+pub const REDIS_IMAGE_VAR: &str = "HERALD_IT_REDIS_IMAGE";
+
+/// The environment variable naming the MongoDB-wire image.
+pub const MONGO_IMAGE_VAR: &str = "HERALD_IT_MONGO_IMAGE";
+
+/// A free TCP port on `127.0.0.1` at the time of the call (the OS picks it; it is released at
+/// once, so a racing process could take it: callers retry on a bind failure).
+///
+/// # Errors
+/// When no port can be bound on loopback.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}

@@ -1,0 +1,132 @@
+//! Key and channel names, and the payloads on the channels: pure, no I/O.
+
+use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
+use herald_core::ports::BrokerEvent;
+
+const NOTIFY_PREFIX: &str = "herald:n:{";
+const CLAIM_PREFIX: &str = "herald:s:{";
+
+/// `herald:n:{c}`: where new last ids of `client` are published.
+pub(crate) fn notify_channel(client: &ClientId) -> String {
+    format!("{NOTIFY_PREFIX}{}}}", client.as_str())
+}
+
+/// `herald:s:{c}`: where claims of `client` are published.
+pub(crate) fn claim_channel(client: &ClientId) -> String {
+    format!("{CLAIM_PREFIX}{}}}", client.as_str())
+}
+
+/// `herald:g:{c}:<slot>`: the generation counter of `(client, slot)`.
+pub(crate) fn generation_key(client: &ClientId, slot: Slot) -> String {
+    format!("herald:g:{{{}}}:{}", client.as_str(), slot.get())
+}
+
+/// The claim payload `<slot>:<generation>:<node>` (CLAIM_SCRIPT in broker.rs builds it in Lua).
+#[cfg(test)]
+pub(crate) fn claim_payload(slot: Slot, generation: Generation, node: &NodeId) -> String {
+    format!("{}:{}:{}", slot.get(), generation.0, node.as_str())
+}
+
+/// The client named by a channel with the given prefix, `None` when it is not one.
+fn client_of(channel: &str, prefix: &str) -> Option<ClientId> {
+    let inner = channel.strip_prefix(prefix)?.strip_suffix('}')?;
+    ClientId::new(inner).ok()
+}
+
+/// Decodes a message on one of our channels into an event.
+///
+/// # Errors
+/// A description of what is wrong, for the log, when the channel or payload is malformed.
+pub(crate) fn decode(channel: &str, payload: &str) -> Result<BrokerEvent, String> {
+    if let Some(client) = client_of(channel, NOTIFY_PREFIX) {
+        let last = payload.parse::<u64>().map_err(|_| {
+            format!("notify payload {payload:?} on {channel}: expected a message id")
+        })?;
+        return Ok(BrokerEvent::Notify {
+            client,
+            last: MessageId(last),
+        });
+    }
+    if let Some(client) = client_of(channel, CLAIM_PREFIX) {
+        let bad = || {
+            format!("claim payload {payload:?} on {channel}: expected <slot>:<generation>:<node>")
+        };
+        let mut parts = payload.splitn(3, ':');
+        let slot = parts
+            .next()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(bad)?;
+        let slot = Slot::new(slot).map_err(|_| bad())?;
+        let generation = parts
+            .next()
+            .and_then(|g| g.parse::<u64>().ok())
+            .ok_or_else(bad)?;
+        let node = parts
+            .next()
+            .and_then(|n| NodeId::new(n).ok())
+            .ok_or_else(bad)?;
+        return Ok(BrokerEvent::Claim {
+            client,
+            slot,
+            generation: Generation(generation),
+            node,
+        });
+    }
+    Err(format!("message on unknown channel {channel:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(s: &str) -> ClientId {
+        ClientId::new(s).unwrap()
+    }
+
+    #[test]
+    fn names_share_the_client_hash_tag() {
+        let c = client("a:b@c");
+        assert_eq!(notify_channel(&c), "herald:n:{a:b@c}");
+        assert_eq!(claim_channel(&c), "herald:s:{a:b@c}");
+        assert_eq!(
+            generation_key(&c, Slot::new(3).unwrap()),
+            "herald:g:{a:b@c}:3"
+        );
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let c = client("u-1");
+        assert_eq!(
+            decode(&notify_channel(&c), "42"),
+            Ok(BrokerEvent::Notify {
+                client: c.clone(),
+                last: MessageId(42)
+            })
+        );
+        let node = NodeId::new("node-7").unwrap();
+        let slot = Slot::new(5).unwrap();
+        let payload = claim_payload(slot, Generation(9), &node);
+        assert_eq!(
+            decode(&claim_channel(&c), &payload),
+            Ok(BrokerEvent::Claim {
+                client: c,
+                slot,
+                generation: Generation(9),
+                node
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let c = client("u");
+        assert!(decode(&notify_channel(&c), "x").is_err());
+        assert!(decode(&notify_channel(&c), "-1").is_err());
+        assert!(decode(&claim_channel(&c), "1:2").is_err());
+        assert!(decode(&claim_channel(&c), "99:2:n").is_err());
+        assert!(decode(&claim_channel(&c), "1:x:n").is_err());
+        assert!(decode("other", "1").is_err());
+        assert!(decode("herald:n:{}", "1").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! The broker contract against real Redis: a standalone server in a container and a 3-master
+//! cluster; and recovery when Redis restarts.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
+use herald_core::contract::{ContractConfig, broker_suite};
+use herald_core::ids::{ClientId, MessageId, NodeId};
+use herald_core::ports::{Broker, BrokerEvent, BrokerEvents};
+use herald_it::{Redis, RedisCluster};
+
+/// A run id no other run (or earlier test on the same server) shares.
+fn run_id(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{name}-{}-{nanos}-", std::process::id())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn connect_nodes(url: &str, n: usize) -> Vec<RedisBroker> {
+    let mut brokers = Vec::new();
+    for i in 0..n {
+        let config = RedisBrokerConfig::from_url(url).expect("a valid URL");
+        let node = NodeId::new(&format!("node-{i}")).expect("a valid node id");
+        brokers.push(
+            RedisBroker::connect(config, node)
+                .await
+                .expect("connected to Redis"),
+        );
+    }
+    brokers
+}
+
+async fn run_suite(url: String, name: &str) -> anyhow::Result<()> {
+    let cfg = ContractConfig::new(&run_id(name), now_ms())?;
+    broker_suite(
+        &cfg,
+        |n| {
+            let url = url.clone();
+            async move { connect_nodes(&url, n).await }
+        },
+        async_std::task::sleep,
+    )
+    .await;
+    Ok(())
+}
+
+#[async_std::test]
+async fn contract_standalone() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    run_suite(redis.url(), "standalone").await
+}
+
+#[async_std::test]
+async fn contract_cluster() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start()?;
+    run_suite(cluster.url(), "cluster").await
+}
+
+/// The next event other than `Resync`, or an error after `timeout`.
+async fn next_event(events: &mut BrokerEvents, timeout: Duration) -> anyhow::Result<BrokerEvent> {
+    async_std::future::timeout(timeout, events.next())
+        .await
+        .context("no broker event in time")?
+        .context("the event stream ended")
+}
+
+#[async_std::test]
+async fn restart_of_redis_brings_resync_and_notifications_again() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    let config = RedisBrokerConfig::from_url(&redis.url())?
+        .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    let broker = RedisBroker::connect(config, NodeId::new("node-r")?).await?;
+    let mut events = broker.events();
+    let client = ClientId::new(&format!("{}c", run_id("restart")))?;
+    broker.subscribe(&client).await?;
+    broker.notify(&client, MessageId(1)).await?;
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await?,
+        BrokerEvent::Notify {
+            client: client.clone(),
+            last: MessageId(1)
+        }
+    );
+
+    redis.stop().await?;
+    assert!(
+        broker.ping().await.is_err(),
+        "ping must fail while Redis is down"
+    );
+    redis.start_again().await?;
+
+    // Resync comes once the subscriber connection is back and subscribed again.
+    let deadline = Duration::from_secs(20);
+    assert_eq!(
+        next_event(&mut events, deadline).await?,
+        BrokerEvent::Resync
+    );
+
+    // The command connection reconnects on use; poll until a notify goes through.
+    let started = Instant::now();
+    while let Err(e) = broker.notify(&client, MessageId(2)).await {
+        if started.elapsed() > deadline {
+            bail!("notify still failing after the restart: {e}");
+        }
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        match next_event(&mut events, Duration::from_secs(5)).await? {
+            // Another reconnection notice is allowed; the notification must follow.
+            BrokerEvent::Resync => continue,
+            event => {
+                assert_eq!(
+                    event,
+                    BrokerEvent::Notify {
+                        client,
+                        last: MessageId(2)
+                    }
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_std::test]
+async fn malformed_payloads_are_dropped() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    let broker = RedisBroker::connect(
+        RedisBrokerConfig::from_url(&redis.url())?,
+        NodeId::new("node-m")?,
+    )
+    .await?;
+    let mut events = broker.events();
+    let client = ClientId::new(&format!("{}c", run_id("malformed")))?;
+    broker.subscribe(&client).await?;
+
+    let raw = redis::Client::open(redis.url())?;
+    let mut raw = raw.get_multiplexed_async_connection().await?;
+    let c = client.as_str();
+    for (channel, payload) in [
+        (format!("herald:n:{{{c}}}"), "not-a-number"),
+        (format!("herald:s:{{{c}}}"), "3:4"),
+        (format!("herald:s:{{{c}}}"), "99:4:node-x"),
+    ] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut raw)
+            .await?;
+    }
+    broker.notify(&client, MessageId(7)).await?;
+    // Redis delivers in the order it ran the publishes: a malformed one let through would come first.
+    assert_eq!(
+        next_event(&mut events, Duration::from_secs(5)).await?,
+        BrokerEvent::Notify {
+            client,
+            last: MessageId(7)
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! A 3-master Redis Cluster of `redis-server` processes on loopback ports.
+//!
+//! Why processes on the host and not containers: a cluster tells its clients where each slot
+//! lives, at the address each node announces. Behind Docker's port mapping a node would
+//! announce its bridge address (off limits to tests) or need `cluster-announce-*` juggling;
+//! host processes bound to 127.0.0.1 announce exactly the address clients use. Debian's
+//! `redis-server` is installed by `scripts/setup/30-redis.sh` anyway (the image is built from
+//! it), and starting three processes takes a fraction of a second.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How many masters the cluster has (the smallest cluster `redis-cli --cluster create` makes).
+const MASTERS: usize = 3;
+
+/// How long the cluster may take to start and agree on its slots.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running 3-master Redis Cluster; dropping it stops the processes and removes their files.
+pub struct RedisCluster {
+    /// One `redis-server` per master.
+    nodes: Vec<Child>,
+    /// The loopback ports of the masters, in start order.
+    ports: Vec<u16>,
+    /// Logs and cluster config files of the nodes; removed on drop.
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server` processes in cluster mode on free loopback ports, assigns
+    /// the 16384 slots among them, and waits until every node reports `cluster_state:ok`.
+    ///
+    /// Blocking (it runs processes and polls them): call it at the start of a test.
+    ///
+    /// # Errors
+    /// When `redis-server` or `redis-cli` is missing (`scripts/setup/30-redis.sh` installs
+    /// them), or the cluster is not ready within 30 seconds.
+    pub fn start() -> anyhow::Result<RedisCluster> {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-redis-cluster-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..MASTERS {
+            let (child, port) = cluster.start_node()?;
+            cluster.nodes.push(child);
+            cluster.ports.push(port);
+        }
+        cluster.create()?;
+        Ok(cluster)
+    }
+
+    /// `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3`, the form herald's Redis broker
+    /// takes.
+    pub fn url(&self) -> String {
+        format!("redis+cluster://{}", self.addresses().join(","))
+    }
+
+    /// `redis://127.0.0.1:<port>` of each master, the form the redis crate's cluster client
+    /// takes.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.addresses()
+            .iter()
+            .map(|a| format!("redis://{a}"))
+            .collect()
+    }
+
+    /// The loopback ports of the masters.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// Starts one node on a free port whose cluster bus port (port + 10000) is free as well,
+    /// and waits until it accepts connections. Retries when another process wins the port.
+    fn start_node(&self) -> anyhow::Result<(Child, u16)> {
+        let mut last = String::new();
+        for _ in 0..10 {
+            let port = crate::free_port()?;
+            if port > 55535 || std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_err() {
+                continue;
+            }
+            let log = self.dir.join(format!("node-{port}.log"));
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--cluster-enabled", "yes"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.join(format!("nodes-{port}.conf")))
+                .args(["--cluster-node-timeout", "5000"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .arg("--logfile")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("running redis-server (install it with scripts/setup/30-redis.sh)")?;
+            let mut child = child;
+            match wait_for_log(&mut child, &log, "Ready to accept connections") {
+                Ok(()) => return Ok((child, port)),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last = format!("{e:#}");
+                }
+            }
+        }
+        bail!("no cluster node started on a free loopback port: {last}")
+    }
+
+    /// Assigns the slots with `redis-cli --cluster create` and waits until every node agrees.
+    fn create(&self) -> anyhow::Result<()> {
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(self.addresses())
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .context("running redis-cli (install it with scripts/setup/30-redis.sh)")?;
+        if !output.status.success() {
+            bail!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        for port in &self.ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &port.to_string(),
+                        "cluster",
+                        "info",
+                    ])
+                    .stdin(Stdio::null())
+                    .output()
+                    .context("running redis-cli")?;
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node 127.0.0.1:{port} did not report cluster_state:ok within {STARTUP_TIMEOUT:?}"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        log::info!("redis cluster ready: {}", self.url());
+        Ok(())
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls the node's log until it contains `ready`, failing if the process exits first.
+fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Ok(file) = File::open(log) {
+            let lines = BufReader::new(file).lines();
+            let mut text = String::new();
+            for line in lines.map_while(Result::ok) {
+                if line.contains(ready) {
+                    return Ok(());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("redis-server exited ({status}): {text}");
+            }
+        } else if let Some(status) = child.try_wait()? {
+            bail!(
+                "redis-server exited ({status}) before writing {}",
+                log.display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server did not log {ready:?} within {STARTUP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A number distinct per call within this process (for directory names).
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
