@@ -1,4 +1,361 @@
-//! MessageStore over MongoDB (the mongodb crate).
+//! # herald-store-mongo
 //!
-//! Not built yet: this crate is a placeholder in the workspace so that the layout of
-//! DESIGN.md exists from the start. It exports nothing.
+//! A [`MessageStore`] over MongoDB, for clusters: every node reads and writes the same queues.
+//! Only standard MongoDB commands are used (`findAndModify`, `insert`, `find`, `update`,
+//! `delete`, `createIndexes`, `ping`), so it runs on a replica set, a sharded cluster, or any
+//! server that speaks the wire protocol.
+//!
+//! Data model (DESIGN.md):
+//! - `messages`: `{c: client, i: id (i64), f: from, ch: [topics], d: data, t: Date, a: acked
+//!   bitmask (i32, bit = slot), x: expiry Date}`; unique index `{c:1, i:1}`, TTL index on `x`,
+//!   and `{c:1, t:1}` for history. `d` holds the payload's JSON text, so it is delivered byte for
+//!   byte as it was pushed (a BSON round trip would reorder keys and change number types).
+//!   Shard key: `{c: "hashed"}` or `{c: 1, i: 1}`.
+//! - `counters`: `{_id: client, n: last id}`, advanced by one atomic `findAndModify` per
+//!   recipient; the copies of one push are then written with one unordered `insert`.
+//!
+//! Reads filter out expired messages (`x > now`), whether or not the TTL monitor removed
+//! them yet; the per-client cap is enforced by [`MessageStore::purge`].
+//!
+//! Known limit: ids are taken before the insert, so two pushes to one client racing on two
+//! API nodes can become visible out of id order for a moment. The engine then delivers the
+//! later one first in that session and the earlier one on the next session.
+
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use herald_core::{
+    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
+    RetentionReport, Slot, StoreError,
+};
+use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+/// Where the queues live and how long messages are kept.
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    /// The connection string (`mongodb://...`).
+    pub url: String,
+    /// The database holding `messages` and `counters`.
+    pub database: String,
+    /// The per-client cap and default time to live.
+    pub retention: Retention,
+}
+
+impl MongoConfig {
+    /// Database `herald`, default retention.
+    pub fn new(url: impl Into<String>) -> MongoConfig {
+        MongoConfig {
+            url: url.into(),
+            database: "herald".into(),
+            retention: Retention::default(),
+        }
+    }
+
+    /// Uses database `name`.
+    pub fn database(mut self, name: impl Into<String>) -> MongoConfig {
+        self.database = name.into();
+        self
+    }
+
+    /// Keeps messages per `retention`.
+    pub fn retention(mut self, retention: Retention) -> MongoConfig {
+        self.retention = retention;
+        self
+    }
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum MongoError {
+    /// The driver failed (bad URL, unreachable server, refused command).
+    #[error("mongodb: {0}")]
+    Driver(#[from] mongodb::error::Error),
+}
+
+/// Queues in MongoDB. Cheap to clone (the driver's client is shared).
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    db: Database,
+    messages: Collection<Document>,
+    counters: Collection<Document>,
+    retention: Retention,
+}
+
+fn unavailable(e: mongodb::error::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Reads a numeric field whatever its BSON width (some servers keep `$bit` results as Int32).
+fn int(doc: &Document, key: &str) -> Option<i64> {
+    match doc.get(key)? {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        Bson::Double(f) if f.fract() == 0.0 => Some(*f as i64),
+        _ => None,
+    }
+}
+
+fn to_message(doc: &Document) -> Result<Message, StoreError> {
+    let bad = |what: &str| StoreError::Rejected(format!("malformed message document: {what}"));
+    let id = int(doc, "i").filter(|i| *i > 0).ok_or_else(|| bad("i"))?;
+    let from = doc.get_str("f").map_err(|_| bad("f"))?.to_owned();
+    let channel = doc
+        .get_array("ch")
+        .map_err(|_| bad("ch"))?
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad("ch")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = Payload::from_json(doc.get_str("d").map_err(|_| bad("d"))?).map_err(|_| bad("d"))?;
+    let ts = doc
+        .get_datetime("t")
+        .map_err(|_| bad("t"))?
+        .timestamp_millis();
+    Ok(Message {
+        id: MessageId(id as u64),
+        from,
+        channel,
+        data,
+        ts: u64::try_from(ts).unwrap_or(0),
+    })
+}
+
+impl MongoStore {
+    /// Connects and creates the indexes (idempotent).
+    ///
+    /// # Errors
+    /// [`MongoError`] when the URL is invalid or the server refuses the indexes.
+    pub async fn connect(config: MongoConfig) -> Result<MongoStore, MongoError> {
+        let mut options = ClientOptions::parse(&config.url).await?;
+        options.app_name = Some("herald".into());
+        if options.server_selection_timeout.is_none() {
+            options.server_selection_timeout = Some(Duration::from_secs(5));
+        }
+        let client = Client::with_options(options)?;
+        let db = client.database(&config.database);
+        let messages = db.collection::<Document>("messages");
+        let counters = db.collection::<Document>("counters");
+        messages
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"c": 1, "i": 1})
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
+        messages
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"x": 1})
+                    .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
+                    .build(),
+            )
+            .await?;
+        messages
+            .create_index(IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build())
+            .await?;
+        log::info!(
+            "mongodb store ready: database {} (cap {}, ttl {}s)",
+            config.database,
+            config.retention.cap,
+            config.retention.ttl.as_secs()
+        );
+        Ok(MongoStore {
+            db,
+            messages,
+            counters,
+            retention: config.retention,
+        })
+    }
+
+    /// Takes the next id of `client`.
+    async fn next_id(&self, client: &ClientId) -> Result<i64, StoreError> {
+        let doc = self
+            .counters
+            .find_one_and_update(doc! {"_id": client.as_str()}, doc! {"$inc": {"n": 1_i64}})
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| StoreError::Unavailable("counter upsert returned nothing".into()))?;
+        int(&doc, "n").ok_or_else(|| StoreError::Rejected("malformed counter".into()))
+    }
+}
+
+impl MessageStore for MongoStore {
+    async fn append(
+        &self,
+        msg: &NewMessage,
+        recipients: &[ClientId],
+        now_ms: u64,
+    ) -> Result<AppendResult, StoreError> {
+        let ttl = msg.ttl.unwrap_or(self.retention.ttl);
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let t = DateTime::from_millis(now);
+        let x = DateTime::from_millis(now.saturating_add(millis(ttl)));
+        let ids = futures::future::join_all(recipients.iter().map(|c| self.next_id(c))).await;
+        if ids.iter().all(Result::is_err) {
+            if let Some(Err(e)) = ids.into_iter().next() {
+                return Err(e);
+            }
+            return Ok(Vec::new());
+        }
+        let mut docs = Vec::with_capacity(recipients.len());
+        let mut slots = Vec::with_capacity(recipients.len());
+        for (client, id) in recipients.iter().zip(&ids) {
+            if let Ok(id) = id {
+                slots.push(docs.len());
+                docs.push(doc! {
+                    "c": client.as_str(), "i": *id, "f": &msg.from, "ch": &msg.channel,
+                    "d": msg.data.json(), "t": t, "a": 0_i32, "x": x,
+                });
+            } else {
+                slots.push(usize::MAX);
+            }
+        }
+        let mut failed_docs = std::collections::HashSet::new();
+        if let Err(e) = self.messages.insert_many(docs).ordered(false).await {
+            match *e.kind {
+                mongodb::error::ErrorKind::InsertMany(ref ime)
+                    if ime.write_concern_error.is_none() =>
+                {
+                    for we in ime.write_errors.iter().flatten() {
+                        failed_docs.insert(we.index);
+                    }
+                }
+                _ => return Err(unavailable(e)),
+            }
+        }
+        Ok(ids
+            .into_iter()
+            .zip(slots)
+            .map(|(id, slot)| match id {
+                Ok(_) if failed_docs.contains(&slot) => Err(StoreError::Rejected(
+                    "the message could not be written".into(),
+                )),
+                Ok(id) => Ok(MessageId(id as u64)),
+                Err(e) => Err(e),
+            })
+            .collect())
+    }
+
+    async fn unacked(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        after: MessageId,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        let filter = doc! {
+            "c": client.as_str(),
+            "i": {"$gt": i64::try_from(after.0).unwrap_or(i64::MAX)},
+            "a": {"$bitsAllClear": [i32::from(slot.get())]},
+            "x": {"$gt": now},
+        };
+        self.find(filter, limit).await
+    }
+
+    async fn ack(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = ids
+            .iter()
+            .map(|i| i64::try_from(i.0).unwrap_or(i64::MAX))
+            .collect();
+        self.messages
+            .update_many(
+                doc! {"c": client.as_str(), "i": {"$in": ids}},
+                doc! {"$bit": {"a": {"or": i32::from(slot.bit())}}},
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        client: &ClientId,
+        since_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let since = DateTime::from_millis(i64::try_from(since_ms).unwrap_or(i64::MAX));
+        let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        self.find(
+            doc! {"c": client.as_str(), "t": {"$gte": since}, "x": {"$gt": now}},
+            limit,
+        )
+        .await
+    }
+
+    async fn purge(&self, now_ms: u64) -> Result<RetentionReport, StoreError> {
+        let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        let expired = self
+            .messages
+            .delete_many(doc! {"x": {"$lte": now}})
+            .await
+            .map_err(unavailable)?
+            .deleted_count;
+        let cap = i64::try_from(self.retention.cap).unwrap_or(i64::MAX);
+        let mut over = self
+            .counters
+            .find(doc! {"n": {"$gt": cap}})
+            .await
+            .map_err(unavailable)?;
+        let mut capped = 0;
+        while let Some(counter) = over.try_next().await.map_err(unavailable)? {
+            let (Ok(client), Some(n)) = (counter.get_str("_id"), int(&counter, "n")) else {
+                continue;
+            };
+            capped += self
+                .messages
+                .delete_many(doc! {"c": client, "i": {"$lte": n - cap}})
+                .await
+                .map_err(unavailable)?
+                .deleted_count;
+        }
+        Ok(RetentionReport { expired, capped })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .run_command(doc! {"ping": 1})
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl MongoStore {
+    async fn find(&self, filter: Document, limit: usize) -> Result<Vec<Message>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new()); // MongoDB would read a limit of 0 as "no limit"
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut cursor = self
+            .messages
+            .find(filter)
+            .sort(doc! {"i": 1})
+            .limit(limit)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
+            out.push(to_message(&doc)?);
+        }
+        Ok(out)
+    }
+}

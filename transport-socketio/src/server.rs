@@ -1186,10 +1186,14 @@ impl Session {
             }
             EioPacket::Message(text) => self.socketio(&text),
             EioPacket::Binary(bytes) => match self.assembling.take() {
-                Some(a) => match a.push(bytes) {
-                    Ok((packet, attachments)) => self.dispatch(packet, attachments),
-                    Err(a) => self.assembling = Some(a),
-                },
+                Some(mut a) => {
+                    if a.push(bytes) {
+                        let (packet, attachments) = a.finish();
+                        self.dispatch(packet, attachments);
+                    } else {
+                        self.assembling = Some(a);
+                    }
+                }
                 None => self.close("binary data without a binary packet"),
             },
             EioPacket::Open(_) | EioPacket::Ping(_) => self.close("invalid packet from client"),

@@ -268,14 +268,15 @@ impl Assembler {
         }
     }
 
-    /// Adds one attachment; returns the packet and its attachments once all arrived.
-    pub fn push(mut self, buf: Vec<u8>) -> Result<(Packet, Vec<Vec<u8>>), Assembler> {
+    /// Adds one attachment; true once every attachment has arrived.
+    pub fn push(&mut self, buf: Vec<u8>) -> bool {
         self.buffers.push(buf);
-        if self.buffers.len() >= self.packet.attachments {
-            Ok((self.packet, self.buffers))
-        } else {
-            Err(self)
-        }
+        self.buffers.len() >= self.packet.attachments
+    }
+
+    /// The packet and its attachments.
+    pub fn finish(self) -> (Packet, Vec<Vec<u8>>) {
+        (self.packet, self.buffers)
     }
 }
 
