@@ -145,7 +145,10 @@ impl Server {
         }
         let e = last_error.map_or_else(|| anyhow::anyhow!("no attempt made"), anyhow::Error::from);
         Err(e).with_context(|| {
-            format!("starting {image} (a local image must exist: run scripts/setup/50-images.sh)")
+            format!(
+                "starting {image} (no registry is reachable here: the image must exist locally; \
+                 scripts/setup/50-images.sh builds the default ones)"
+            )
         })
     }
 
