@@ -10,10 +10,12 @@ use futures::StreamExt;
 use herald::config::{BrokerChoice, Config, Flags, StoreChoice};
 use herald::metrics::Metrics;
 use herald::{secret, server};
+use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
 use herald_core::auth::AuthConfig;
-use herald_core::{MemoryBroker, NodeId, Retention};
+use herald_core::{Broker, MemoryBroker, MessageStore, NodeId, Retention};
 use herald_socketio::SocketIo;
 use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
+use herald_store_mongo::{MongoConfig, MongoStore};
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -61,19 +63,6 @@ fn host_name() -> String {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let dir = match &config.store {
-        StoreChoice::Embedded(dir) => dir.clone(),
-        StoreChoice::Mongo(_) => anyhow::bail!(
-            "store.mongo: the MongoDB store is not part of this build yet; run without --mongo \
-             (the embedded store) for now"
-        ),
-    };
-    if let BrokerChoice::Redis(_) = &config.broker {
-        anyhow::bail!(
-            "broker.redis: the Redis broker is not part of this build yet; run a single node \
-             without --redis for now"
-        );
-    }
     let secret = match &config.secret {
         Some(s) => s.clone(),
         None => {
@@ -93,20 +82,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     auth.legacy = config.legacy_auth;
     auth.max_skew = config.max_skew;
 
-    let retention = Retention {
-        cap: config.retention_cap,
-        ttl: config.retention_ttl,
-    };
-    let store = Arc::new(
-        EmbeddedStore::open(EmbeddedConfig::new(&dir).retention(retention)).map_err(|e| {
-            anyhow::anyhow!("cannot open the embedded store in {}: {e}", dir.display())
-        })?,
-    );
-    let bus = MemoryBroker::new();
-    let broker = Arc::new(bus.node());
-    let metrics = Arc::new(Metrics::default());
-
-    let (io, incoming) = SocketIo::new(server::socketio_config(&config));
     // The default node id: host name and connector port (the process id when the port is 0).
     let provisional =
         config
@@ -117,7 +92,111 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 port => format!("{}_{port}", host_name()),
             });
     let node_id = NodeId::new(&provisional).map_err(|e| anyhow::anyhow!("node_id: {e}"))?;
-    let node = server::start_engine(&config, &node_id, store.clone(), broker, metrics.clone());
+
+    let retention = Retention {
+        cap: config.retention_cap,
+        ttl: config.retention_ttl,
+    };
+    let store_text;
+    let broker_text;
+    match (&config.store, &config.broker) {
+        (StoreChoice::Embedded(dir), BrokerChoice::InProcess) => {
+            let store = EmbeddedStore::open(EmbeddedConfig::new(dir).retention(retention))
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot open the embedded store in {}: {e}", dir.display())
+                })?;
+            store_text = format!("embedded:{}", dir.display());
+            broker_text = "in-process".to_owned();
+            serve(
+                config,
+                auth,
+                node_id,
+                store,
+                MemoryBroker::new().node(),
+                store_text,
+                broker_text,
+            )
+            .await
+        }
+        (StoreChoice::Mongo(url), broker) => {
+            let store = MongoStore::connect(MongoConfig::new(url.clone()).retention(retention))
+                .await
+                .map_err(|e| anyhow::anyhow!("store.mongo: cannot use {url}: {e}"))?;
+            store_text = format!("mongodb:{}", redact(url));
+            match broker {
+                BrokerChoice::InProcess => {
+                    broker_text = "in-process".to_owned();
+                    serve(
+                        config,
+                        auth,
+                        node_id,
+                        store,
+                        MemoryBroker::new().node(),
+                        store_text,
+                        broker_text,
+                    )
+                    .await
+                }
+                BrokerChoice::Redis(redis_url) => {
+                    let cfg = RedisBrokerConfig::from_url(redis_url)
+                        .map_err(|e| anyhow::anyhow!("broker.redis: {e}"))?;
+                    let broker = RedisBroker::connect(cfg, node_id.clone())
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("broker.redis: cannot use {}: {e}", redact(redis_url))
+                        })?;
+                    broker_text = format!("redis:{}", redact(redis_url));
+                    serve(
+                        config,
+                        auth,
+                        node_id,
+                        store,
+                        broker,
+                        store_text,
+                        broker_text,
+                    )
+                    .await
+                }
+            }
+        }
+        (StoreChoice::Embedded(_), BrokerChoice::Redis(_)) => {
+            anyhow::bail!(
+                "store.mongo: with Redis (several nodes) the queues must be shared: set --mongo"
+            )
+        }
+    }
+}
+
+/// A URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Runs the node on `store` and `broker` until SIGTERM or SIGINT.
+async fn serve<S: MessageStore, B: Broker>(
+    config: Config,
+    auth: AuthConfig,
+    node_id: NodeId,
+    store: S,
+    broker: B,
+    store_text: String,
+    broker_text: String,
+) -> anyhow::Result<()> {
+    let store = Arc::new(store);
+    let metrics = Arc::new(Metrics::default());
+    let (io, incoming) = SocketIo::new(server::socketio_config(&config));
+    let node = server::start_engine(
+        &config,
+        &node_id,
+        store.clone(),
+        Arc::new(broker),
+        metrics.clone(),
+    );
     let listeners = server::listen(&config, &node, &io, node_id.as_str()).await?;
     async_std::task::spawn(server::accept_connections(
         incoming,
@@ -133,12 +212,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let show =
         |a: Option<std::net::SocketAddr>| a.map_or("-".to_owned(), |a| format!("http://{a}"));
     log::info!(
-        "herald started: role={} node={} api={} connector={} store=embedded:{} broker=in-process",
+        "herald started: role={} node={} api={} connector={} store={} broker={}",
         config.role.as_str(),
         node_id,
         show(listeners.api),
         show(listeners.connector),
-        dir.display()
+        store_text,
+        broker_text
     );
 
     // Graceful stop on SIGTERM or SIGINT.
