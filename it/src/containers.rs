@@ -67,8 +67,10 @@ impl ImageKind {
         self == ImageKind::SecantusDb
     }
 
-    /// The command to run, when the image's default is not what tests need.
-    fn cmd(self) -> Option<Vec<&'static str>> {
+    /// The command to run, when the image's default is not what tests need. `durable`: the
+    /// data must survive a stop and start of the container (it lives in the container's own
+    /// filesystem, removed with the container); otherwise it may be kept in memory.
+    fn cmd(self, durable: bool) -> Option<Vec<&'static str>> {
         match self {
             ImageKind::LocalRedis => None,
             ImageKind::OfficialRedis => {
@@ -82,7 +84,7 @@ impl ImageKind {
                 "--port",
                 "27017",
                 "--storage-path",
-                ":memory:",
+                if durable { "/data/db" } else { ":memory:" },
                 "--standalone",
             ]),
             ImageKind::OfficialMongo => Some(vec!["mongod", "--bind_ip_all"]),
@@ -123,14 +125,14 @@ struct Server {
 }
 
 impl Server {
-    async fn start(image: &str) -> anyhow::Result<Server> {
+    async fn start(image: &str, durable: bool) -> anyhow::Result<Server> {
         let kind = ImageKind::of(image)?;
         let (name, tag) = split_image(image);
         let mut last_error = None;
         // The free port may be taken by someone else between the probe and docker's bind.
         for _ in 0..3 {
             let host_port = crate::free_port()?;
-            let request = request(name, tag, kind, host_port);
+            let request = request(name, tag, kind, host_port, durable);
             match request.start().await {
                 Ok(container) => {
                     log::info!("started {image} on 127.0.0.1:{host_port}");
@@ -204,6 +206,7 @@ fn request(
     tag: &str,
     kind: ImageKind,
     host_port: u16,
+    durable: bool,
 ) -> ContainerRequest<GenericImage> {
     let port: ContainerPort = kind.port().tcp();
     let image = GenericImage::new(name, tag)
@@ -227,7 +230,7 @@ fn request(
                 .collect(),
             );
         });
-    if let Some(cmd) = kind.cmd() {
+    if let Some(cmd) = kind.cmd(durable) {
         request = request.with_cmd(cmd);
     }
     request
@@ -256,7 +259,7 @@ impl Redis {
     /// As [`Redis::start`].
     pub async fn start_image(image: &str) -> anyhow::Result<Redis> {
         Ok(Redis {
-            server: Server::start(image).await?,
+            server: Server::start(image, false).await?,
         })
     }
 
@@ -311,8 +314,37 @@ impl Mongo {
     /// As [`Mongo::start`].
     pub async fn start_image(image: &str) -> anyhow::Result<Mongo> {
         Ok(Mongo {
-            server: Server::start(image).await?,
+            server: Server::start(image, false).await?,
         })
+    }
+
+    /// Like [`Mongo::start`], but the data survives [`Mongo::stop`] and
+    /// [`Mongo::start_again`] (SecantusDB stores it on the container's disk instead of in
+    /// memory; the official image always does), for tests of an outage.
+    ///
+    /// # Errors
+    /// As [`Mongo::start`].
+    pub async fn start_durable() -> anyhow::Result<Mongo> {
+        let image = image_from_env(MONGO_IMAGE_VAR, DEFAULT_MONGO_IMAGE);
+        Ok(Mongo {
+            server: Server::start(&image, true).await?,
+        })
+    }
+
+    /// Stops the server: clients see connections refused until [`Mongo::start_again`].
+    ///
+    /// # Errors
+    /// When the engine fails to stop the container.
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        self.server.stop().await
+    }
+
+    /// Starts a stopped server again on the same URL and waits until it is ready.
+    ///
+    /// # Errors
+    /// When the engine fails to start it or it does not get ready within a minute.
+    pub async fn start_again(&self) -> anyhow::Result<()> {
+        self.server.start_again().await
     }
 
     /// `mongodb://127.0.0.1:<port>/?directConnection=true`: a direct connection, so the driver

@@ -1,5 +1,9 @@
-//! Test harness for the adapters and the end-to-end tests: the real services they talk to.
+//! Test harness for the adapters and the end-to-end tests: the real services they talk to,
+//! the real `herald` binary, and the official Socket.IO clients.
 //!
+//! - [`Herald`] runs the `herald` binary on free loopback ports and reads its log;
+//!   [`Client`] runs a real client (npm `socket.io-client` or PyPI `python-socketio`, see
+//!   [`Lib`]) driven by JSON lines; [`http`] and [`push`] talk to the REST API.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
@@ -20,9 +24,14 @@
 
 mod cluster;
 mod containers;
+mod process;
 
 pub use cluster::RedisCluster;
 pub use containers::{ImageKind, Mongo, Redis, image_from_env};
+pub use process::{
+    Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
+    push, test_env, unix_secs,
+};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";

@@ -1,12 +1,11 @@
 //! End to end: the real `herald` binary on 127.0.0.1 (free ports, its own data directory),
 //! real HTTP, and the official clients — `socket.io-client` from npm and `python-socketio`
-//! from PyPI — driven line by line (tests/clients/). Waits poll for conditions; nothing sleeps
+//! from PyPI — driven line by line (it/clients/). Waits poll for conditions; nothing sleeps
 //! a fixed time to let something happen.
 
-mod support;
-
+use herald_it as support;
 use serde_json::{Value, json};
-use support::{Client, Herald, Lib, TempDir, http, push, test_env, unix_secs};
+use support::{Client, Herald, Lib, TempDir, clients_dir, http, push, test_env, unix_secs};
 
 fn ids(messages: &[Value]) -> Vec<u64> {
     messages.iter().map(|m| m["id"].as_u64().unwrap()).collect()
@@ -416,7 +415,7 @@ async fn twenty_clients_receive_and_commit_while_pushes_arrive() {
         })
         .collect();
     let env = test_env();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/many.js");
+    let script = clients_dir().join("many.js");
     let mut child = std::process::Command::new("node")
         .arg(script)
         .arg(json!({"url": h.connector, "auths": auths, "expect": 10}).to_string())
@@ -580,8 +579,7 @@ async fn rest_answers_match_the_openapi_spec() {
     let file = dir.0.join("samples.json");
     std::fs::write(&file, serde_json::to_vec(&samples).unwrap()).unwrap();
     let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/openapi_check.py");
+    let script = clients_dir().join("openapi_check.py");
     let out = std::process::Command::new(test_env().join("venv/bin/python"))
         .arg(script)
         .arg(spec)

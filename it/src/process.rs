@@ -1,10 +1,6 @@
-//! Shared helpers of the end-to-end tests: the real `herald` binary on 127.0.0.1 with free
-//! ports, real HTTP, and real Socket.IO clients (npm `socket.io-client`, PyPI
-//! `python-socketio`) driven line by line.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the helpers"
-)]
+//! The real `herald` binary on 127.0.0.1 with free ports, real HTTP, and real Socket.IO
+//! clients (npm `socket.io-client`, PyPI `python-socketio`) driven line by line by the scripts
+//! in `it/clients/`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -24,6 +20,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Creates `herald-e2e-<tag>-<pid>-<n>` (a leftover of that name is removed first).
+    ///
+    /// # Panics
+    /// When the directory cannot be created.
     pub fn new(tag: &str) -> TempDir {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
@@ -80,7 +80,7 @@ impl Herald {
 
     /// Starts `herald` with exactly `args` and waits for its start-up line.
     pub fn start_args(args: &[String]) -> Herald {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut child = Command::new(herald_bin())
             .args(args)
             .env("HERALD_LOG_LEVEL", "debug")
             .stdin(Stdio::null())
@@ -196,6 +196,7 @@ fn field(line: &str, key: &str) -> Option<String> {
     Some(rest[..end].to_string())
 }
 
+/// The wall clock in Unix seconds (what connect auth signs).
 pub fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -214,8 +215,11 @@ pub fn hmac_auth(secret: &str, client: &str, slot: u8, ts: u64) -> Value {
 /// An HTTP answer: status and parsed JSON body (or `Value::String` with the raw text).
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body as JSON, or `Value::String` holding the raw text when it is not JSON.
     pub body: Value,
+    /// The `Content-Type` header (empty when absent).
     pub content_type: String,
 }
 
@@ -261,11 +265,55 @@ pub async fn push(api: &str, body: Value) -> Answer {
     .await
 }
 
+/// The folder of the client scripts (`client.js`, `client.py`, `many.js`, `openapi_check.py`).
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// The `herald` binary the tests run: `HERALD_BIN` when set, else the one built beside the
+/// running test (tests run from `<target>/<profile>/deps/`, binaries sit in `<target>/<profile>/`).
+/// When it is not there (a test of this crate run alone), it is built once with `cargo build -p
+/// herald`, so a test never runs a stale or missing binary by accident.
+///
+/// # Panics
+/// When the binary is missing and cannot be built.
+pub fn herald_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HERALD_BIN") {
+            return PathBuf::from(bin);
+        }
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from <target>/<profile>/deps/");
+        let bin = profile_dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "-p", "herald", "--bin", "herald"])
+                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+            if profile_dir.file_name().is_some_and(|p| p == "release") {
+                build.arg("--release");
+            }
+            if let Some(target) = profile_dir.parent() {
+                build.env("CARGO_TARGET_DIR", target);
+            }
+            let status = build.status().expect("running cargo build -p herald");
+            assert!(status.success(), "cargo build -p herald failed");
+        }
+        bin
+    })
+    .clone()
+}
+
 /// Where `scripts/setup/20-test-clients.sh` put the Node packages and the Python venv.
 pub fn test_env() -> PathBuf {
     let dir = std::env::var_os("HERALD_TEST_ENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-env"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-env"));
     assert!(
         dir.join("node_modules/socket.io-client").exists() && dir.join("venv/bin/python").exists(),
         "the test clients are missing from {}: run scripts/setup/20-test-clients.sh",
@@ -293,10 +341,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts a client of `lib` with `options` (see tests/clients/client.js).
+    /// Starts a client of `lib` with `options` (see `it/clients/client.js`).
     pub fn start(lib: Lib, options: Value) -> Client {
         let env = test_env();
-        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+        let scripts = clients_dir();
         let mut cmd = match lib {
             Lib::Node => {
                 let mut c = Command::new("node");

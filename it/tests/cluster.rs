@@ -1,0 +1,460 @@
+//! A cluster end to end: real `herald` processes — two connector nodes (A and B) and one API
+//! node — sharing a MongoDB-wire server and Redis in containers (a 3-master Redis Cluster in
+//! the last scenario), driven by the official clients (`socket.io-client` from npm,
+//! `python-socketio` from PyPI) and real HTTP.
+//!
+//! Every scenario ends with an [`Audit`]: each message whose push was answered 200 was
+//! delivered to every slot that listened, no message was delivered that was not pushed, and
+//! within each session the ids only grow, in push order. Waits poll for a condition (bounded
+//! by [`WAIT`] or a stated limit); nothing sleeps to let something happen.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use herald_it::{Client, Herald, Lib, Mongo, Redis, RedisCluster, TempDir, WAIT, http, push};
+use serde_json::{Value, json};
+
+/// Two connectors and an API node on one store and one broker.
+struct Cluster {
+    /// The REST node (`--role api`).
+    api: Herald,
+    /// Connector A.
+    a: Herald,
+    /// Connector B.
+    b: Herald,
+    /// The nodes' data directories (unused with MongoDB, but each node gets its own).
+    _dirs: Vec<TempDir>,
+}
+
+impl Cluster {
+    fn start(mongo: &str, redis: &str) -> Cluster {
+        let mut dirs = Vec::new();
+        let mut node = |role: &str, name: &str| {
+            let dir = TempDir::new(name);
+            let h = Herald::start(
+                &dir.0,
+                &[
+                    "--role",
+                    role,
+                    "--mongo",
+                    mongo,
+                    "--redis",
+                    redis,
+                    "--node-id",
+                    name,
+                ],
+            );
+            dirs.push(dir);
+            h
+        };
+        let api = node("api", "api-1");
+        let a = node("connector", "conn-a");
+        let b = node("connector", "conn-b");
+        Cluster {
+            api,
+            a,
+            b,
+            _dirs: dirs,
+        }
+    }
+}
+
+/// A client session of `client` on `slot`, through the connector `node`.
+fn connect(lib: Lib, node: &Herald, client: &str, slot: u8, manual_ack: bool) -> Client {
+    let mut c = Client::start(
+        lib,
+        json!({
+            "url": node.connector,
+            "auth": node.auth(client, slot),
+            "transports": match lib { Lib::Node => json!(["polling", "websocket"]), Lib::Python => json!(["websocket"]) },
+            "ackPolicy": if manual_ack { "manual" } else { "auto" },
+        }),
+    );
+    c.wait_for("connect");
+    c
+}
+
+/// What was pushed and answered 200, and what each session received.
+#[derive(Default)]
+struct Audit {
+    /// Per client: the `seq` of every push answered 200 for it, in push order.
+    sent: BTreeMap<String, Vec<u64>>,
+    /// The next `seq` to push.
+    next: u64,
+}
+
+impl Audit {
+    /// Pushes one message carrying a fresh `seq` to `to` through `api`; records it for every
+    /// recipient the answer says it was stored for. Returns the HTTP status.
+    async fn push(&mut self, api: &str, to: &[&str]) -> u16 {
+        let seq = self.next;
+        self.next += 1;
+        let answer = push(
+            api,
+            json!({ "send_id": "it", "channel": ["audit"], "recv_id": to, "data": { "seq": seq } }),
+        )
+        .await;
+        if answer.status == 200 {
+            let failed: BTreeSet<&str> = answer.body["failed"]
+                .as_array()
+                .map(|f| f.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for client in to.iter().filter(|c| !failed.contains(*c)) {
+                self.sent.entry(client.to_string()).or_default().push(seq);
+            }
+        }
+        answer.status
+    }
+
+    /// Pushes `n` messages to `to`, each of which must be answered 200.
+    async fn push_ok(&mut self, api: &str, to: &[&str], n: usize) {
+        for _ in 0..n {
+            let status = self.push(api, to).await;
+            assert_eq!(status, 200, "push to {to:?}");
+        }
+    }
+
+    /// The seqs pushed to `client` so far.
+    fn sent_to(&self, client: &str) -> Vec<u64> {
+        self.sent.get(client).cloned().unwrap_or_default()
+    }
+
+    /// Waits until the sessions of one `(client, slot)` — in the order they ran — have received
+    /// every message pushed to `client`, then checks the audit on what they received.
+    fn settle(&self, client: &str, sessions: &mut [&mut Client]) {
+        let expected: BTreeSet<u64> = self.sent_to(client).into_iter().collect();
+        let last = sessions.len() - 1;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got: BTreeSet<u64> = sessions
+                .iter()
+                .flat_map(|s| delivered(s))
+                .map(|(_, seq)| seq)
+                .collect();
+            if expected.is_subset(&got) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{client}: missing {:?} after {WAIT:?}",
+                expected.difference(&got).collect::<Vec<_>>()
+            );
+            // Only the newest session is still receiving.
+            sessions[last].wait_for("message");
+        }
+        audit(client, &self.sent_to(client), sessions);
+    }
+}
+
+/// `(id, seq)` of every message a session received, in arrival order.
+fn delivered(session: &Client) -> Vec<(u64, u64)> {
+    session
+        .seen
+        .iter()
+        .filter(|e| e["ev"] == "message")
+        .flat_map(|e| e["batch"].as_array().cloned().unwrap_or_default())
+        .map(|m| {
+            (
+                m["id"].as_u64().expect("a message id"),
+                m["data"]["seq"].as_u64().expect("the audit's seq"),
+            )
+        })
+        .collect()
+}
+
+/// The audit of one `(client, slot)`: `sent` is what was answered 200, in push order; the
+/// sessions ran one after the other.
+fn audit(client: &str, sent: &[u64], sessions: &[&mut Client]) {
+    let mut by_id: BTreeMap<u64, u64> = BTreeMap::new();
+    for (n, session) in sessions.iter().enumerate() {
+        let got = delivered(session);
+        for pair in got.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "{client}: session {n} received id {} after id {}: {got:?}",
+                pair[1].0,
+                pair[0].0
+            );
+        }
+        for (id, seq) in got {
+            let before = by_id.insert(id, seq);
+            assert!(
+                before.is_none() || before == Some(seq),
+                "{client}: id {id} carried {before:?} and {seq}"
+            );
+        }
+    }
+    // Ordered by id, the messages are exactly what was pushed, in push order: none lost,
+    // none invented, none reordered.
+    let in_id_order: Vec<u64> = by_id.values().copied().collect();
+    assert_eq!(in_id_order, sent, "{client}: delivered (by id) vs pushed");
+}
+
+/// Polls `GET <api><path>` until it answers `status`, for at most `limit`.
+async fn until_status(api: &str, path: &str, status: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let a = http("GET", &format!("{api}{path}"), None, &[]).await;
+        if a.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {path} still answers {} ({}) after {limit:?}",
+            a.status,
+            a.body
+        );
+        async_std::task::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `GET /watch/<client>` until the oldest message not acked by slot 0 is `id` (`None`:
+/// none), i.e. until the acks before it are in the store.
+async fn until_oldest_unacked(api: &str, client: &str, id: Option<u64>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let a = http(
+            "GET",
+            &format!("{api}/watch/{client}?channel=0&timeout=1"),
+            None,
+            &[],
+        )
+        .await;
+        let oldest = a.body["message"]["id"].as_u64();
+        if a.status == 200 && oldest == id {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{client}: the oldest unacked is {oldest:?}, not {id:?}"
+        );
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[async_std::test]
+async fn a_push_through_the_api_node_reaches_clients_on_either_connector() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let mut on_a = connect(Lib::Node, &cl.a, "alice", 0, false);
+    let mut on_b = connect(Lib::Python, &cl.b, "bob", 0, false);
+    let mut audit = Audit::default();
+    audit.push_ok(&cl.api.api, &["alice", "bob"], 5).await;
+    audit.push_ok(&cl.api.api, &["bob"], 2).await;
+    audit.settle("alice", &mut [&mut on_a]);
+    audit.settle("bob", &mut [&mut on_b]);
+    assert!(cl.a.logged("herald started: role=connector node=conn-a"));
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_client_moving_from_a_to_b_gets_its_backlog_there() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let mut audit = Audit::default();
+    let mut first = connect(Lib::Node, &cl.a, "mover", 0, false);
+    audit.push_ok(&cl.api.api, &["mover"], 3).await;
+    assert_eq!(first.messages(3).len(), 3);
+    // Its acks are in the store once the oldest unacked is none.
+    until_oldest_unacked(&cl.api.api, "mover", None).await;
+    first.send(json!({"cmd": "disconnect"}));
+    first.wait_for("disconnect");
+    // Offline: the backlog grows.
+    audit.push_ok(&cl.api.api, &["mover"], 5).await;
+    let mut second = connect(Lib::Python, &cl.b, "mover", 0, false);
+    let backlog = second.messages(5);
+    let ids: Vec<u64> = backlog.iter().filter_map(|m| m["id"].as_u64()).collect();
+    assert_eq!(
+        ids,
+        vec![4, 5, 6, 7, 8],
+        "the backlog on B: acked ones never again"
+    );
+    audit.push_ok(&cl.api.api, &["mover"], 2).await;
+    audit.settle("mover", &mut [&mut first, &mut second]);
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_newer_login_on_b_kicks_the_older_on_a() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let mut audit = Audit::default();
+    let mut old = connect(Lib::Node, &cl.a, "kim", 0, false);
+    let mut other_slot = connect(Lib::Node, &cl.a, "kim", 1, false);
+    audit.push_ok(&cl.api.api, &["kim"], 2).await;
+    old.messages(2);
+    until_oldest_unacked(&cl.api.api, "kim", None).await;
+    let mut new = connect(Lib::Python, &cl.b, "kim", 0, false);
+    let kicked = old.wait_for("kicked");
+    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
+    old.wait_for("disconnect");
+    audit.push_ok(&cl.api.api, &["kim"], 3).await;
+    audit.settle("kim", &mut [&mut old, &mut new]);
+    // The other slot is another session: not kicked, it got everything.
+    audit.settle("kim", &mut [&mut other_slot]);
+    assert!(!other_slot.seen.iter().any(|e| e["ev"] == "kicked"));
+    // The old one received nothing after its kick.
+    let after_kick = old
+        .seen
+        .iter()
+        .skip_while(|e| e["ev"] != "kicked")
+        .filter(|e| e["ev"] == "message")
+        .count();
+    assert_eq!(after_kick, 0);
+    Ok(())
+}
+
+#[async_std::test]
+async fn killing_a_connector_with_unacked_messages_loses_none() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let mut cl = Cluster::start(&mongo.url(), &redis.url());
+    let mut audit = Audit::default();
+    // Manual acks: it holds six messages and acknowledges none.
+    let mut on_a = connect(Lib::Node, &cl.a, "holder", 0, true);
+    audit.push_ok(&cl.api.api, &["holder"], 6).await;
+    assert_eq!(on_a.messages(6).len(), 6);
+    cl.a.kill9();
+    on_a.wait_for("disconnect");
+    let mut on_b = connect(Lib::Python, &cl.b, "holder", 0, false);
+    let again: Vec<u64> = on_b
+        .messages(6)
+        .iter()
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(
+        again,
+        (1..=6).collect::<Vec<_>>(),
+        "all six, redelivered on B"
+    );
+    audit.push_ok(&cl.api.api, &["holder"], 2).await;
+    audit.settle("holder", &mut [&mut on_a, &mut on_b]);
+    Ok(())
+}
+
+#[async_std::test]
+async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let mut x = connect(Lib::Node, &cl.a, "x", 0, false);
+    let mut y = connect(Lib::Python, &cl.b, "y", 0, false);
+
+    // A pusher that keeps pushing (bounded: at most 400 pushes, paced) until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let pusher = {
+        let (stop, answered, api) = (stop.clone(), answered.clone(), cl.api.api.clone());
+        async_std::task::spawn(async move {
+            let mut audit = Audit::default();
+            let mut statuses = BTreeMap::<u16, usize>::new();
+            while !stop.load(Ordering::Relaxed) && audit.next < 400 {
+                let status = audit.push(&api, &["x", "y"]).await;
+                *statuses.entry(status).or_default() += 1;
+                answered.fetch_add(1, Ordering::Relaxed);
+                async_std::task::sleep(Duration::from_millis(10)).await;
+            }
+            (audit, statuses)
+        })
+    };
+    let until_answered = |n: usize| {
+        let answered = answered.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            while answered.load(Ordering::Relaxed) < n {
+                assert!(Instant::now() < deadline, "the pusher is stuck");
+                async_std::task::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until_answered(20).await;
+    redis.stop().await?;
+    let at_stop = answered.load(Ordering::Relaxed);
+    until_answered(at_stop + 10).await;
+    redis.start_again().await?;
+    let at_start = answered.load(Ordering::Relaxed);
+    until_answered(at_start + 20).await;
+    stop.store(true, Ordering::Relaxed);
+    let (audit, statuses) = pusher.await;
+
+    // Redis is coordination only: the store took every push while it was down.
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{statuses:?}"
+    );
+    // Some pushes were stored while their notifications could not be sent: those reach the
+    // clients only through the resync after the broker reconnects.
+    assert!(
+        cl.api.logged("notify x of message"),
+        "no notification failed: the outage did not overlap the pushes"
+    );
+    audit.settle("x", &mut [&mut x]);
+    audit.settle("y", &mut [&mut y]);
+    assert!(audit.sent_to("x").len() >= 50);
+    Ok(())
+}
+
+#[async_std::test]
+async fn with_mongodb_stopped_pushes_answer_503_and_recovery_is_automatic() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start_durable().await?);
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let mut audit = Audit::default();
+    let mut online = connect(Lib::Node, &cl.a, "m1", 0, false);
+    audit.push_ok(&cl.api.api, &["m1", "late"], 3).await;
+    online.messages(3);
+    until_oldest_unacked(&cl.api.api, "m1", None).await;
+
+    mongo.stop().await?;
+    let status = audit.push(&cl.api.api, &["m1"]).await;
+    assert_eq!(status, 503, "a push the store cannot take");
+    until_status(&cl.api.api, "/healthy", 503, WAIT).await;
+    // A session that starts during the outage waits for its backlog.
+    let mut late = connect(Lib::Python, &cl.b, "late", 0, false);
+
+    mongo.start_again().await?;
+    until_status(&cl.api.api, "/healthy", 200, Duration::from_secs(60)).await;
+    audit.push_ok(&cl.api.api, &["m1", "late"], 3).await;
+    audit.settle("m1", &mut [&mut online]);
+    audit.settle("late", &mut [&mut late]);
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_redis_cluster_coordinates_clients_spread_across_connectors() -> anyhow::Result<()> {
+    let redis = RedisCluster::start()?;
+    let mongo = Mongo::start().await?;
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let names: Vec<String> = (0..9).map(|i| format!("spread{i}")).collect();
+    let mut sessions: Vec<Client> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let node = if i % 2 == 0 { &cl.a } else { &cl.b };
+            let lib = if i % 3 == 0 { Lib::Python } else { Lib::Node };
+            connect(lib, node, name, 0, false)
+        })
+        .collect();
+    let to: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut audit = Audit::default();
+    audit.push_ok(&cl.api.api, &to, 4).await;
+    for (name, session) in names.iter().zip(sessions.iter_mut()) {
+        audit.settle(name, &mut [session]);
+    }
+    // Their keys live on every master (hash tags spread the clients over the slots).
+    for port in redis.ports() {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "dbsize"])
+            .output()?;
+        let keys: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+        assert!(keys > 0, "master {port} holds no key of these clients");
+    }
+    // A kick across nodes, through the cluster: spread0 is on A, its newer login on B.
+    let mut newer = connect(Lib::Node, &cl.b, "spread0", 0, false);
+    let kicked = sessions[0].wait_for("kicked");
+    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
+    audit.push_ok(&cl.api.api, &["spread0"], 2).await;
+    let (first, _) = sessions.split_at_mut(1);
+    audit.settle("spread0", &mut [&mut first[0], &mut newer]);
+    Ok(())
+}
