@@ -12,6 +12,11 @@
 //! - A failed store or broker call pauses the session's progress and is retried with
 //!   exponential backoff; nothing is dropped or reordered because of it.
 //! - A session with a lower generation than one seen for its `(client, slot)` is kicked.
+//! - A broker resync starts a new epoch: the broker may have lost its state (a Redis restarted
+//!   without persistence counts generations from zero again), so the generations seen before
+//!   are forgotten, every live session claims anew (delivering meanwhile), and a claim answered
+//!   across the resync is asked again. A login after the resync thus still outranks the sessions
+//!   that were already there.
 //! - Unknown, duplicate or late acknowledgements and results are ignored (logged at debug).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -174,6 +179,11 @@ enum Pending {
     Claim {
         conn: ConnId,
         sid: u64,
+        /// A live session renewing its claim after a broker resync (it keeps delivering).
+        renew: bool,
+        /// [`Hub::epoch`] when the claim was asked for: a generation handed out before the
+        /// latest resync may come from a broker state that is gone.
+        epoch: u64,
     },
     Subscribe {
         client: ClientId,
@@ -199,6 +209,7 @@ enum Timer {
     RetryClaim {
         conn: ConnId,
         sid: u64,
+        renew: bool,
     },
     RetrySubscribe {
         client: ClientId,
@@ -230,6 +241,8 @@ pub struct Hub {
     by_slot: HashMap<(ClientId, Slot), Vec<ConnId>>,
     clients: HashMap<ClientId, ClientEntry>,
     highest: HashMap<(ClientId, Slot), Generation>,
+    /// How many broker resyncs this Hub has seen; claims are tagged with it.
+    epoch: u64,
     delivered_high: HashMap<(ClientId, Slot), MessageId>,
     pending: HashMap<RequestId, Pending>,
     timers: BTreeMap<TimerKey, Timer>,
@@ -248,6 +261,7 @@ impl Hub {
             by_slot: HashMap::new(),
             clients: HashMap::new(),
             highest: HashMap::new(),
+            epoch: 0,
             delivered_high: HashMap::new(),
             pending: HashMap::new(),
             timers: BTreeMap::new(),
@@ -362,7 +376,7 @@ impl Hub {
         });
         entry.conns.insert(conn);
         match entry.sub {
-            Sub::Subscribed => self.start_claim(conn),
+            Sub::Subscribed => self.request_claim(conn, false),
             Sub::Unsubscribed => {
                 entry.sub = Sub::Subscribing;
                 self.request_broker(
@@ -522,8 +536,20 @@ impl Hub {
         match pending {
             Pending::Subscribe { client } => self.subscribe_done(client, result.is_ok()),
             Pending::Unsubscribe { client } => self.unsubscribe_done(client, result.is_ok()),
-            Pending::Claim { conn, sid } => match result {
-                Ok(BrokerReply::Claimed(g)) => self.claimed(conn, sid, g),
+            Pending::Claim {
+                conn,
+                sid,
+                renew,
+                epoch,
+            } => match result {
+                Ok(BrokerReply::Claimed(_)) if epoch != self.epoch => {
+                    // Answered across a resync: claim again in the broker's present state.
+                    let live = self.session_mut(conn, sid).map(|s| s.phase == Phase::Live);
+                    if let Some(live) = live {
+                        self.request_claim(conn, live);
+                    }
+                }
+                Ok(BrokerReply::Claimed(g)) => self.claimed(conn, sid, g, renew),
                 other => {
                     let Some(s) = self.session_mut(conn, sid) else {
                         return;
@@ -536,7 +562,7 @@ impl Hub {
                     s.failures += 1;
                     let n = s.failures;
                     let delay = self.backoff(n);
-                    self.set_timer(delay, Timer::RetryClaim { conn, sid });
+                    self.set_timer(delay, Timer::RetryClaim { conn, sid, renew });
                 }
             },
             other => log::warn!("broker result for a store request {other:?}: ignored"),
@@ -577,8 +603,23 @@ impl Hub {
                 self.kick_older(&key, generation);
             }
             BrokerEvent::Resync => {
-                log::info!("broker resync: every session re-reads its queue");
+                log::info!("broker resync: every session renews its claim and re-reads its queue");
+                // The broker may have lost its state (a restarted Redis counts generations from
+                // zero again): generations seen before mean nothing now. Every live session
+                // claims anew, so that a login after the resync gets a higher generation than
+                // the sessions that were already there, and wins as it should.
+                self.highest.clear();
+                self.epoch += 1;
                 let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+                for conn in &conns {
+                    if self
+                        .sessions
+                        .get(conn)
+                        .is_some_and(|s| s.phase == Phase::Live)
+                    {
+                        self.request_claim(*conn, true);
+                    }
+                }
                 for conn in conns {
                     if let Some(s) = self.sessions.get_mut(&conn) {
                         s.drained = false;
@@ -615,9 +656,9 @@ impl Hub {
                     self.progress(conn);
                 }
             }
-            Timer::RetryClaim { conn, sid } => {
+            Timer::RetryClaim { conn, sid, renew } => {
                 if self.session_mut(conn, sid).is_some() {
-                    self.start_claim(conn);
+                    self.request_claim(conn, renew);
                 }
             }
             Timer::RetrySubscribe { client } => {
@@ -660,20 +701,34 @@ impl Hub {
 
     // ---- steps --------------------------------------------------------------------------
 
-    fn start_claim(&mut self, conn: ConnId) {
+    /// Claims a generation for a session: a new one (`renew` false) waits for it before it
+    /// delivers; a live one renewing its claim (`renew` true) keeps delivering meanwhile, and
+    /// holds no generation until the answer, so that its own renewed claim, echoed by the
+    /// broker, does not kick it.
+    fn request_claim(&mut self, conn: ConnId, renew: bool) {
         let node = self.config.node.clone();
         let Some(s) = self.sessions.get_mut(&conn) else {
             return;
         };
-        s.phase = Phase::Claiming;
+        if renew {
+            s.generation = None;
+        } else {
+            s.phase = Phase::Claiming;
+        }
         let (client, slot, sid) = (s.client.clone(), s.slot, s.sid);
+        let epoch = self.epoch;
         self.request_broker(
             BrokerOp::Claim { client, slot, node },
-            Pending::Claim { conn, sid },
+            Pending::Claim {
+                conn,
+                sid,
+                renew,
+                epoch,
+            },
         );
     }
 
-    fn claimed(&mut self, conn: ConnId, sid: u64, generation: Generation) {
+    fn claimed(&mut self, conn: ConnId, sid: u64, generation: Generation, renew: bool) {
         let Some(s) = self.session_mut(conn, sid) else {
             return;
         };
@@ -690,6 +745,11 @@ impl Hub {
         }
         let s = self.sessions.get_mut(&conn).expect("checked above");
         s.generation = Some(generation);
+        if renew {
+            self.highest.insert(key.clone(), generation);
+            self.kick_older(&key, generation);
+            return;
+        }
         s.phase = Phase::Live;
         s.failures = 0;
         let commit_mode = s.mode == Mode::Commit;
@@ -923,7 +983,7 @@ impl Hub {
                 .get(&conn)
                 .is_some_and(|s| s.phase == Phase::Subscribing)
             {
-                self.start_claim(conn);
+                self.request_claim(conn, false);
             }
         }
     }
@@ -1568,6 +1628,67 @@ mod tests {
         });
         let out = t.input(Input::Broker(BrokerEvent::Resync));
         assert_eq!(load_req(&out).map(|l| l.1), Some(MessageId(1)));
+    }
+
+    #[test]
+    fn after_a_resync_live_sessions_renew_their_claims_and_a_newer_login_still_wins() {
+        let mut t = T::new(8);
+        t.live(1, "a", 0, Mode::Ack, 5);
+        // The broker comes back empty (a restarted Redis counts from zero again).
+        let out = t.input(Input::Broker(BrokerEvent::Resync));
+        let renew = claim_req(&out).expect("the live session claims anew");
+        // Its own renewed claim, echoed before the answer, does not kick it.
+        let out = t.input(Input::Broker(BrokerEvent::Claim {
+            client: c("a"),
+            slot: Slot::new(0).unwrap(),
+            generation: Generation(1),
+            node: NodeId::new("n1").unwrap(),
+        }));
+        assert!(!out.iter().any(|o| matches!(o, Output::Kick { .. })));
+        let out = t.input(Input::BrokerDone {
+            req: renew,
+            result: Ok(BrokerReply::Claimed(Generation(1))),
+        });
+        assert!(!out.iter().any(|o| matches!(o, Output::Kick { .. })));
+        assert!(t.hub.has_session(ConnId(1)));
+        // A login after the resync gets generation 2 and replaces the older session, instead
+        // of being refused for being below the generation 5 seen before the reset.
+        let out = t.live(2, "a", 0, Mode::Ack, 2);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Kick {
+                conn: ConnId(1),
+                ..
+            }
+        )));
+        assert!(t.hub.has_session(ConnId(2)));
+    }
+
+    #[test]
+    fn a_failed_renewal_is_retried_and_the_session_keeps_delivering() {
+        let mut t = T::new(8);
+        let out = t.live(1, "a", 0, Mode::Ack, 3);
+        let (req, _) = load_req(&out).unwrap();
+        t.input(Input::StoreDone {
+            req,
+            result: messages(&[]),
+        });
+        let out = t.input(Input::Broker(BrokerEvent::Resync));
+        let renew = claim_req(&out).unwrap();
+        let (load, _) = load_req(&out).expect("the resync re-reads too");
+        t.input(Input::BrokerDone {
+            req: renew,
+            result: Err(crate::BrokerError::Unavailable("down".into())),
+        });
+        // Still live: what the read finds is delivered while the claim is retried.
+        let out = t.input(Input::StoreDone {
+            req: load,
+            result: messages(&[1]),
+        });
+        let batches: Vec<Vec<u64>> = delivers(&out).into_iter().map(|(_, ids)| ids).collect();
+        assert_eq!(batches, vec![vec![1]]);
+        let out = t.advance(Duration::from_secs(60));
+        assert!(claim_req(&out).is_some(), "the renewal is retried");
     }
 
     #[test]

@@ -323,6 +323,12 @@ impl MemoryBroker {
         }
     }
 
+    /// Forgets every generation handed out, as a Redis restarted without persistence does:
+    /// the next claim of each `(client, slot)` gets generation 1 again.
+    pub fn forget_generations(&self) {
+        lock(&self.inner.state).generations.clear();
+    }
+
     fn check_up(&self) -> Result<(), BrokerError> {
         if self.inner.down.load(Ordering::SeqCst) {
             Err(BrokerError::Unavailable(

@@ -4,7 +4,8 @@
 //! Each scenario runs random client connects (to random nodes, sometimes two devices on one
 //! client and slot), disconnects, node crashes and restarts, pushes (append, then notify, as an
 //! API node does), acknowledgements with random delays (some never sent), and store and broker
-//! outages. Store and broker calls execute and answer after random delays, so nodes interleave.
+//! outages (half the broker outages end as a restart that forgot every generation, as a Redis
+//! without persistence does). Store and broker calls execute and answer after random delays, so nodes interleave.
 //! Then a settle phase clears the faults, reconnects every device and lets everything finish,
 //! and the checks run:
 //! - within every session, delivered ids strictly increase (checked as they arrive);
@@ -430,7 +431,12 @@ impl Sim {
                 if store {
                     self.store.set_down(false);
                     self.store_down = false;
-                } else {
+                } else if self.broker_down {
+                    // Half the outages are restarts that lost the broker's state. (The outage
+                    // may be over already: settling ends them all at once.)
+                    if self.rng.below(2) == 0 {
+                        self.bus.forget_generations();
+                    }
                     self.bus.set_down(false);
                     self.broker_down = false;
                     self.pump_all();

@@ -272,11 +272,12 @@ pub fn clients_dir() -> PathBuf {
 
 /// The `herald` binary the tests run: `HERALD_BIN` when set, else the one built beside the
 /// running test (tests run from `<target>/<profile>/deps/`, binaries sit in `<target>/<profile>/`).
-/// When it is not there (a test of this crate run alone), it is built once with `cargo build -p
-/// herald`, so a test never runs a stale or missing binary by accident.
+/// `cargo test --workspace` builds it before any test runs; a test of this crate run alone
+/// (`cargo test -p herald-it`) does not, so a missing binary, or one older than the workspace's
+/// sources, stops the test with the command to run instead of testing stale code.
 ///
 /// # Panics
-/// When the binary is missing and cannot be built.
+/// When the binary is missing or older than the sources.
 pub fn herald_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
@@ -289,24 +290,59 @@ pub fn herald_bin() -> PathBuf {
             .and_then(Path::parent)
             .expect("tests run from <target>/<profile>/deps/");
         let bin = profile_dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut build = Command::new(cargo);
-            build
-                .args(["build", "-p", "herald", "--bin", "herald"])
-                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-            if profile_dir.file_name().is_some_and(|p| p == "release") {
-                build.arg("--release");
-            }
-            if let Some(target) = profile_dir.parent() {
-                build.env("CARGO_TARGET_DIR", target);
-            }
-            let status = build.status().expect("running cargo build -p herald");
-            assert!(status.success(), "cargo build -p herald failed");
+        let built = modified(&bin);
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let sources = newest_source(&workspace);
+        match built {
+            None => panic!(
+                "{} is missing: run `cargo build -p herald` first (or `cargo test --workspace`)",
+                bin.display()
+            ),
+            Some(built) if sources.is_some_and(|s| s > built) => panic!(
+                "{} is older than the sources: run `cargo build -p herald` first (or `cargo test \
+                 --workspace`)",
+                bin.display()
+            ),
+            Some(_) => bin,
         }
-        bin
     })
     .clone()
+}
+
+/// The newest modification time of the Rust sources and manifests the server is built from.
+fn newest_source(workspace: &Path) -> Option<SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, newest);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                || path.file_name().is_some_and(|n| n == "Cargo.toml")
+            {
+                *newest = (*newest).max(modified(&path));
+            }
+        }
+    }
+    let mut newest = None;
+    for krate in [
+        "core",
+        "transport-socketio",
+        "store-embedded",
+        "store-mongo",
+        "broker-redis",
+        "apps/herald",
+    ] {
+        walk(&workspace.join(krate).join("src"), &mut newest);
+        newest = newest.max(modified(&workspace.join(krate).join("Cargo.toml")));
+    }
+    newest.max(modified(&workspace.join("Cargo.lock")))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Where `scripts/setup/20-test-clients.sh` put the Node packages and the Python venv.

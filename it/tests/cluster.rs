@@ -392,6 +392,15 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
     audit.settle("x", &mut [&mut x]);
     audit.settle("y", &mut [&mut y]);
     assert!(audit.sent_to("x").len() >= 50);
+
+    // The restarted Redis counts generations from zero again; the sessions renewed their
+    // claims when their nodes resynced, so a newer login still replaces the older one.
+    let mut newer = connect(Lib::Python, &cl.b, "x", 0, false);
+    let kicked = x.wait_for("kicked");
+    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
+    let mut audit = audit;
+    audit.push_ok(&cl.api.api, &["x"], 2).await;
+    audit.settle("x", &mut [&mut x, &mut newer]);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
+use futures::StreamExt;
 use herald_core::{Broker, ClientId, MessageId, MessageStore, Slot, StoreError};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -16,6 +17,9 @@ use tide::{Request, Response, StatusCode};
 
 use crate::metrics::{EngineCounts, Metrics};
 use crate::subs::{Subscriptions, Watchers};
+
+/// How many new-message notifications of one push are in flight at once.
+const NOTIFY_CONCURRENCY: usize = 64;
 
 /// Everything the REST handlers need, shared by all requests.
 pub struct ApiState<S, B> {
@@ -197,13 +201,18 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
     }
     // Stored: the answer is 200 whatever the broker does. A failed notification only delays
     // delivery until the broker resyncs (sessions then re-read their queues).
+    // Notifications go out concurrently (bounded): a push to thousands of recipients must not
+    // wait for thousands of broker round trips one after the other.
     let started = Instant::now();
-    for (client, id) in &notify {
-        if let Err(e) = state.subs.broker().notify(client, *id).await {
-            Metrics::inc(&state.metrics.broker_errors);
-            log::warn!("notify {client} of message {id} failed: {e}");
-        }
-    }
+    let (broker, metrics) = (state.subs.broker(), &state.metrics);
+    futures::stream::iter(&notify)
+        .for_each_concurrent(NOTIFY_CONCURRENCY, |(client, id)| async move {
+            if let Err(e) = broker.notify(client, *id).await {
+                Metrics::inc(&metrics.broker_errors);
+                log::warn!("notify {client} of message {id} failed: {e}");
+            }
+        })
+        .await;
     state.metrics.broker_latency.observe(started.elapsed());
     Metrics::inc(&state.metrics.push_requests);
     state.metrics.pushed_messages.fetch_add(sent, Relaxed);
