@@ -226,6 +226,15 @@ enum Timer {
     },
 }
 
+/// The items in order: what the Hub does for many sessions or clients at once happens in an
+/// order that does not depend on hash maps' per-process random seeds, so a simulation replays
+/// exactly from its seed.
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v: Vec<T> = items.collect();
+    v.sort_unstable();
+    v
+}
+
 /// Timers are ordered by deadline, then by creation.
 type TimerKey = (Instant, u64);
 
@@ -572,8 +581,8 @@ impl Hub {
     fn broker_event(&mut self, event: BrokerEvent) {
         match event {
             BrokerEvent::Notify { client, last } => {
-                let conns: Vec<ConnId> = match self.clients.get(&client) {
-                    Some(e) => e.conns.iter().copied().collect(),
+                let conns = match self.clients.get(&client) {
+                    Some(e) => sorted(e.conns.iter().copied()),
                     None => return,
                 };
                 for conn in conns {
@@ -610,7 +619,7 @@ impl Hub {
                 // the sessions that were already there, and wins as it should.
                 self.highest.clear();
                 self.epoch += 1;
-                let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+                let conns = sorted(self.sessions.keys().copied());
                 for conn in &conns {
                     if self
                         .sessions
@@ -630,12 +639,12 @@ impl Hub {
                     self.progress(conn);
                 }
                 // Subscriptions that were being retried go now.
-                let retry: Vec<ClientId> = self
-                    .clients
-                    .iter()
-                    .filter(|(_, e)| e.sub == Sub::Retrying)
-                    .map(|(c, _)| c.clone())
-                    .collect();
+                let retry = sorted(
+                    self.clients
+                        .iter()
+                        .filter(|(_, e)| e.sub == Sub::Retrying)
+                        .map(|(c, _)| c.clone()),
+                );
                 for client in retry {
                     self.resubscribe(client);
                 }
@@ -976,7 +985,7 @@ impl Hub {
             self.release(client);
             return;
         }
-        let conns: Vec<ConnId> = entry.conns.iter().copied().collect();
+        let conns = sorted(entry.conns.iter().copied());
         for conn in conns {
             if self
                 .sessions
