@@ -17,9 +17,15 @@
 //! Reads filter out expired messages (`x > now`), whether or not the TTL monitor removed
 //! them yet; the per-client cap is enforced by [`MessageStore::purge`].
 //!
-//! Known limit: ids are taken before the insert, so two pushes to one client racing on two
-//! API nodes can become visible out of id order for a moment. The engine then delivers the
-//! later one first in that session and the earlier one on the next session.
+//! Ids are taken before the insert, so two pushes to one client racing (on one API node or on
+//! several) can become visible out of id order for a moment: id 7 stored while id 6 is still
+//! on its way. A read of unacknowledged messages never hands out a message beyond such a gap:
+//! when an id is missing between stored ones, and the message after it was stored less than
+//! [`MongoConfig::settle`] ago, the read waits (re-reading every few milliseconds) until the
+//! missing id appears or that time has passed, after which the id counts as gone for good (a
+//! push whose insert failed). Ids below the retention cap and ids that were acknowledged are
+//! never gaps. So sessions receive every client's messages in id order, as the engine
+//! requires; the price is a wait of at most `settle` after a failed push, once.
 
 use std::time::Duration;
 
@@ -41,6 +47,9 @@ pub struct MongoConfig {
     pub database: String,
     /// The per-client cap and default time to live.
     pub retention: Retention,
+    /// How long an id missing between stored messages may still be an insert under way (see
+    /// the crate docs). Longer than an insert can take; default 5 s.
+    pub settle: Duration,
 }
 
 impl MongoConfig {
@@ -50,7 +59,14 @@ impl MongoConfig {
             url: url.into(),
             database: "herald".into(),
             retention: Retention::default(),
+            settle: Duration::from_secs(5),
         }
+    }
+
+    /// Waits at most `settle` for an id missing between stored messages (see the crate docs).
+    pub fn settle(mut self, settle: Duration) -> MongoConfig {
+        self.settle = settle;
+        self
     }
 
     /// Uses database `name`.
@@ -81,6 +97,7 @@ pub struct MongoStore {
     messages: Collection<Document>,
     counters: Collection<Document>,
     retention: Retention,
+    settle: Duration,
 }
 
 fn unavailable(e: mongodb::error::Error) -> StoreError {
@@ -170,6 +187,7 @@ impl MongoStore {
             messages,
             counters,
             retention: config.retention,
+            settle: config.settle,
         })
     }
 
@@ -253,13 +271,34 @@ impl MessageStore for MongoStore {
         now_ms: u64,
     ) -> Result<Vec<Message>, StoreError> {
         let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+        let after = i64::try_from(after.0).unwrap_or(i64::MAX);
         let filter = doc! {
             "c": client.as_str(),
-            "i": {"$gt": i64::try_from(after.0).unwrap_or(i64::MAX)},
+            "i": {"$gt": after},
             "a": {"$bitsAllClear": [i32::from(slot.get())]},
             "x": {"$gt": now},
         };
-        self.find(filter, limit).await
+        let started = std::time::Instant::now();
+        loop {
+            let messages = self.find(filter.clone(), limit).await?;
+            // Time goes on while we wait: the caller's clock plus what we waited.
+            let waited = started.elapsed();
+            let now_ms = now_ms.saturating_add(u64::try_from(waited.as_millis()).unwrap_or(0));
+            match self.young_gap(client, after, &messages, now_ms).await? {
+                Some(missing) if waited < self.settle => {
+                    log::debug!("{client}: id {missing} is not stored yet; waiting for it");
+                    tokio::time::sleep(GAP_POLL).await;
+                }
+                Some(missing) => {
+                    log::warn!(
+                        "{client}: id {missing} never appeared within {:?}: delivering past it",
+                        self.settle
+                    );
+                    return Ok(messages);
+                }
+                None => return Ok(messages),
+            }
+        }
     }
 
     async fn ack(
@@ -339,7 +378,74 @@ impl MessageStore for MongoStore {
     }
 }
 
+/// How often a read waiting for a missing id looks again.
+const GAP_POLL: Duration = Duration::from_millis(20);
+
 impl MongoStore {
+    /// The first id that is missing among `messages` (unacknowledged ones after `after`, in id
+    /// order) while it may still be an insert under way: not below the retention cap, not
+    /// stored at all (acknowledged or not), and followed by a message stored less than
+    /// `settle` before `now_ms`. `None` when `messages` may be delivered as they are.
+    async fn young_gap(
+        &self,
+        client: &ClientId,
+        after: i64,
+        messages: &[Message],
+        now_ms: u64,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(last) = messages.last() else {
+            return Ok(None);
+        };
+        let hi = i64::try_from(last.id.0).unwrap_or(i64::MAX);
+        let span = |lo: i64| u64::try_from(hi.saturating_sub(lo)).unwrap_or(0);
+        // The common case: contiguous ids right after the cursor.
+        if messages.len() as u64 == span(after) {
+            return Ok(None);
+        }
+        // Ids at or below the cap's floor are gone by retention, never on their way.
+        let counter = self
+            .counters
+            .find_one(doc! {"_id": client.as_str()})
+            .await
+            .map_err(unavailable)?;
+        let last_id = counter.as_ref().and_then(|c| int(c, "n")).unwrap_or(hi);
+        let cap = i64::try_from(self.retention.cap).unwrap_or(i64::MAX);
+        let lo = after.max(last_id.saturating_sub(cap));
+        let range = doc! {"c": client.as_str(), "i": {"$gt": lo, "$lte": hi}};
+        // Acknowledged (or expired, not yet removed) messages fill the rest of the range?
+        let stored = self
+            .messages
+            .count_documents(range.clone())
+            .await
+            .map_err(unavailable)?;
+        if stored >= span(lo) {
+            return Ok(None);
+        }
+        // Some id is missing: find the first whose successor is young.
+        let mut cursor = self
+            .messages
+            .find(range)
+            .projection(doc! {"i": 1, "t": 1, "_id": 0})
+            .sort(doc! {"i": 1})
+            .await
+            .map_err(unavailable)?;
+        let settle_ms = u64::try_from(self.settle.as_millis()).unwrap_or(u64::MAX);
+        let mut expected = lo + 1;
+        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
+            let Some(id) = int(&doc, "i") else { continue };
+            if id > expected {
+                let stored_at = doc
+                    .get_datetime("t")
+                    .map_or(0, |t| u64::try_from(t.timestamp_millis()).unwrap_or(0));
+                if now_ms.saturating_sub(stored_at) < settle_ms {
+                    return Ok(Some(expected));
+                }
+            }
+            expected = id + 1;
+        }
+        Ok(None)
+    }
+
     async fn find(&self, filter: Document, limit: usize) -> Result<Vec<Message>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new()); // MongoDB would read a limit of 0 as "no limit"

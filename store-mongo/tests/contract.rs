@@ -88,3 +88,93 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(store.ping().await.is_err());
 }
+
+/// Two pushes racing: the earlier one took id `n` but its insert lands after the later one's.
+/// A read must not hand out the later message past the missing one while it may still come.
+#[async_std::test]
+async fn a_read_never_skips_an_id_still_on_its_way() {
+    use mongodb::bson::{DateTime, doc};
+    let mongo = herald_it::Mongo::start()
+        .await
+        .expect("start the MongoDB-wire container");
+    let store = MongoStore::connect(
+        MongoConfig::new(mongo.url())
+            .database("race")
+            .settle(Duration::from_secs(2)),
+    )
+    .await
+    .expect("connect");
+    let raw = mongodb::Client::with_uri_str(mongo.url()).await.unwrap();
+    let db = raw.database("race");
+    let counters = db.collection::<mongodb::bson::Document>("counters");
+    let messages = db.collection::<mongodb::bson::Document>("messages");
+    let client = ClientId::new("racer").unwrap();
+    let slot = Slot::new(0).unwrap();
+    let msg = NewMessage {
+        from: "t".into(),
+        channel: vec![],
+        data: Payload::from_json(r#""later""#).unwrap(),
+        ttl: None,
+    };
+    // The slow push takes id 1, as an append does, and has not inserted yet.
+    let take_id = || async {
+        counters
+            .find_one_and_update(doc! {"_id": "racer"}, doc! {"$inc": {"n": 1_i64}})
+            .upsert(true)
+            .await
+            .unwrap();
+    };
+    take_id().await;
+    let ids = store
+        .append(&msg, std::slice::from_ref(&client), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![Ok(MessageId(2))]);
+    let slow_insert = async {
+        async_std::task::sleep(Duration::from_millis(300)).await;
+        let t = DateTime::from_millis(now_ms() as i64);
+        let x = DateTime::from_millis(now_ms() as i64 + 3_600_000);
+        messages
+            .insert_one(doc! {
+                "c": "racer", "i": 1_i64, "f": "t", "ch": [], "d": r#""earlier""#,
+                "t": t, "a": 0_i32, "x": x,
+            })
+            .await
+            .unwrap();
+    };
+    let read = store.unacked(&client, slot, MessageId::ZERO, 10, now_ms());
+    let (got, ()) = futures::join!(read, slow_insert);
+    let got: Vec<(u64, String)> = got
+        .unwrap()
+        .iter()
+        .map(|m| (m.id.0, m.data.json().to_owned()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, r#""earlier""#.into()), (2, r#""later""#.into())],
+        "in id order, the late insert included"
+    );
+
+    // A push whose insert never happens: after `settle` its id counts as gone.
+    store
+        .ack(&client, slot, &[MessageId(1), MessageId(2)])
+        .await
+        .unwrap();
+    take_id().await; // id 3, never inserted
+    let ids = store
+        .append(&msg, std::slice::from_ref(&client), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![Ok(MessageId(4))]);
+    let got = store
+        .unacked(&client, slot, MessageId(2), 10, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![4]);
+    // Acknowledged ids are no gap: a read from zero does not wait for 1 and 2.
+    let got = store
+        .unacked(&client, slot, MessageId::ZERO, 10, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![4]);
+}
