@@ -1,8 +1,11 @@
 // A real socket.io-client (npm) driven over stdin/stdout by Herald's end-to-end tests.
 //
 // Usage: node client.js '<options JSON>'
-//   options: { url, auth?, transports? (["websocket"] | ["polling","websocket"]), extraHeaders?,
-//              ackPolicy?: "auto" | "manual" }
+//   options: { url, auth?, query?, transports? (["websocket"] | ["polling","websocket"]),
+//              extraHeaders?, ackPolicy?: "auto" | "manual", v2?: bool }
+// With v2, the client is socket.io-client 2.x (Engine.IO v3, the protocol of xiucall-push's
+// clients): it sends no CONNECT auth (credentials travel as headers or query parameters) and
+// reports a refusal, which 2.x delivers as an `error` event, as connect_error.
 // Writes one JSON object per line to stdout for everything that happens:
 //   {"ev":"connect","transport":..}, {"ev":"upgrade","transport":..},
 //   {"ev":"message","batch":[..],"hasAck":bool}, {"ev":"kicked","data":..},
@@ -12,14 +15,14 @@
 //   {"cmd":"commit","n":N} emits `commit` with N, {"cmd":"disconnect"}, {"cmd":"exit"}.
 "use strict";
 const readline = require("readline");
-const { io } = require("socket.io-client");
-
 const opts = JSON.parse(process.argv[2] || "{}");
+const io = opts.v2 ? require("socket.io-client-v2") : require("socket.io-client").io;
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const pending = [];
 
 const socket = io(opts.url, {
   auth: opts.auth,
+  query: opts.query,
   transports: opts.transports || ["polling", "websocket"],
   extraHeaders: opts.extraHeaders,
   reconnection: false,
@@ -31,7 +34,10 @@ socket.on("connect", () => {
   out({ ev: "connect", transport: socket.io.engine.transport.name });
   socket.io.engine.on("upgrade", (t) => out({ ev: "upgrade", transport: t.name }));
 });
-socket.on("connect_error", (err) => out({ ev: "connect_error", data: err.data || null, message: err.message }));
+socket.on("connect_error", (err) => out({ ev: "connect_error", data: err.data || null, message: err.message || String(err) }));
+if (opts.v2) {
+  socket.on("error", (data) => out({ ev: "connect_error", data, message: (data && data.message) || String(data) }));
+}
 socket.on("disconnect", (reason) => out({ ev: "disconnect", reason }));
 socket.on("kicked", (data) => out({ ev: "kicked", data }));
 socket.on("message", (batch, ack) => {

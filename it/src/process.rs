@@ -361,8 +361,11 @@ pub fn test_env() -> PathBuf {
 /// Which real client library drives a [`Client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lib {
-    /// npm `socket.io-client`.
+    /// npm `socket.io-client` 4.x.
     Node,
+    /// npm `socket.io-client` 2.x (Engine.IO v3, as xiucall-push's clients): no CONNECT auth,
+    /// so its options take `query` and `extraHeaders` instead of `auth`.
+    NodeV2,
     /// PyPI `python-socketio`.
     Python,
 }
@@ -382,7 +385,7 @@ impl Client {
         let env = test_env();
         let scripts = clients_dir();
         let mut cmd = match lib {
-            Lib::Node => {
+            Lib::Node | Lib::NodeV2 => {
                 let mut c = Command::new("node");
                 c.arg(scripts.join("client.js"))
                     .env("NODE_PATH", env.join("node_modules"));
@@ -394,6 +397,10 @@ impl Client {
                 c
             }
         };
+        let mut options = options;
+        if lib == Lib::NodeV2 {
+            options["v2"] = json!(true);
+        }
         let mut child = cmd
             .arg(options.to_string())
             .stdin(Stdio::piped())

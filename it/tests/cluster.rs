@@ -61,17 +61,21 @@ impl Cluster {
     }
 }
 
-/// A client session of `client` on `slot`, through the connector `node`.
+/// A client session of `client` on `slot`, through the connector `node`: socket.io 4.x over
+/// polling with upgrade, socket.io 2.x (Engine.IO v3, credentials in the query) over polling
+/// with upgrade, or python-socketio over WebSocket.
 fn connect(lib: Lib, node: &Herald, client: &str, slot: u8, manual_ack: bool) -> Client {
-    let mut c = Client::start(
-        lib,
-        json!({
-            "url": node.connector,
-            "auth": node.auth(client, slot),
-            "transports": match lib { Lib::Node => json!(["polling", "websocket"]), Lib::Python => json!(["websocket"]) },
-            "ackPolicy": if manual_ack { "manual" } else { "auto" },
-        }),
-    );
+    let mut options = json!({
+        "url": node.connector,
+        "transports": match lib {
+            Lib::Node | Lib::NodeV2 => json!(["polling", "websocket"]),
+            Lib::Python => json!(["websocket"]),
+        },
+        "ackPolicy": if manual_ack { "manual" } else { "auto" },
+    });
+    let credentials = if lib == Lib::NodeV2 { "query" } else { "auth" };
+    options[credentials] = node.auth(client, slot);
+    let mut c = Client::start(lib, options);
     c.wait_for("connect");
     c
 }
@@ -440,7 +444,7 @@ async fn a_redis_cluster_coordinates_clients_spread_across_connectors() -> anyho
         .enumerate()
         .map(|(i, name)| {
             let node = if i % 2 == 0 { &cl.a } else { &cl.b };
-            let lib = if i % 3 == 0 { Lib::Python } else { Lib::Node };
+            let lib = [Lib::Python, Lib::Node, Lib::NodeV2][i % 3];
             connect(lib, node, name, 0, false)
         })
         .collect();

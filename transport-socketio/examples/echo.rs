@@ -1,7 +1,8 @@
 //! The echo server the interop tests run against, and a small demo of the library.
 //!
-//! - namespaces `/` and `/custom`; a CONNECT whose auth holds `"refuse": true` is refused
-//!   with `{"message":"refused"}`;
+//! - namespaces `/` and `/custom`; a CONNECT whose auth holds `"refuse": true` (or, for
+//!   socket.io 2.x clients, which send no auth, a query `refuse=true`) is refused with
+//!   `{"message":"refused"}`;
 //! - on every connection, emits `auth` with the CONNECT payload (`{}` if none);
 //! - `message` is echoed as `message-back` with the same arguments, binary included;
 //! - `message-with-ack` is answered with an ack of the same arguments;
@@ -27,7 +28,12 @@ use serde_json::{Value, json};
 pub async fn echo(incoming: Receiver<Pending>) {
     while let Ok(pending) = incoming.recv().await {
         let auth = pending.handshake.auth.clone().unwrap_or_else(|| json!({}));
-        if auth.get("refuse") == Some(&Value::Bool(true)) {
+        let refuse_query = pending
+            .handshake
+            .query
+            .iter()
+            .any(|(k, v)| k == "refuse" && v == "true");
+        if auth.get("refuse") == Some(&Value::Bool(true)) || refuse_query {
             pending.refuse(json!({ "message": "refused" }));
             continue;
         }

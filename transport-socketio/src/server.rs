@@ -78,6 +78,10 @@ pub struct Handshake {
     pub query: Vec<(String, String)>,
     /// The peer address, as the HTTP layer reported it.
     pub remote: Option<String>,
+    /// The Engine.IO protocol of the client: 4 (socket.io 3.x and later) or 3 (socket.io
+    /// 1.x/2.x). A v3 client connects to `/` without a CONNECT packet, so its `auth` is `None`:
+    /// it authenticates with headers or query parameters.
+    pub protocol: u8,
 }
 
 impl Handshake {
@@ -610,8 +614,14 @@ impl SocketIo {
         }
         let input = match String::from_utf8(body)
             .map_err(|_| "polling body is not UTF-8".to_owned())
-            .and_then(|s| eio::decode_payload(&s).map_err(|e| e.to_string()))
-        {
+            .and_then(|s| {
+                let packets = if q.eio3() {
+                    eio::decode_payload_v3(&s)
+                } else {
+                    eio::decode_payload(&s)
+                };
+                packets.map_err(|e| e.to_string())
+            }) {
             Ok(packets) => Input::Packets(packets),
             Err(e) => Input::TransportError(format!("invalid polling payload: {e}")),
         };
@@ -634,6 +644,7 @@ impl SocketIo {
         let sid = random_id();
         let (tx, rx) = unbounded();
         let open = self.open_packet(&sid, true);
+        let eio3 = q.eio3();
         let origin = req.header("origin").map(|h| h.as_str().to_owned());
         self.lock().insert(sid.clone(), tx.clone());
         self.spawn_session(
@@ -645,10 +656,15 @@ impl SocketIo {
                 query: q.pairs.clone(),
                 remote: req.remote().map(str::to_owned),
                 ws: None,
+                eio3,
             },
         );
         let mut res = Response::new(StatusCode::Ok);
-        res.set_body(open.encode());
+        res.set_body(if eio3 {
+            eio::encode_payload_v3(&[open])
+        } else {
+            open.encode()
+        });
         res.set_content_type("text/plain; charset=UTF-8");
         cors(&mut res, origin.as_deref());
         res
@@ -721,6 +737,7 @@ impl SocketIo {
                         rx,
                         SessionStart {
                             headers,
+                            eio3: q.eio3(),
                             query: q.pairs,
                             remote,
                             ws: Some(ws),
@@ -754,6 +771,18 @@ struct SessionStart {
     query: Vec<(String, String)>,
     remote: Option<String>,
     ws: Option<WebSocketStream<tide::http::upgrade::Connection>>,
+    /// Engine.IO v3: the client pings, the server answers; v3 polling framing; `/` is
+    /// connected without a CONNECT packet.
+    eio3: bool,
+}
+
+/// A polling payload in the session's Engine.IO version.
+fn encode_payload(eio3: bool, packets: &[EioPacket]) -> String {
+    if eio3 {
+        eio::encode_payload_v3(packets)
+    } else {
+        eio::encode_payload(packets)
+    }
 }
 
 fn headers_of<State>(req: &Request<State>) -> Vec<(String, String)> {
@@ -799,6 +828,11 @@ impl Query {
         }
     }
 
+    /// Whether the client speaks Engine.IO v3 (socket.io 1.x/2.x).
+    fn eio3(&self) -> bool {
+        self.get("EIO") == Some("3")
+    }
+
     fn get(&self, k: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -806,9 +840,9 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The Engine.IO checks every request passes: protocol 4, a known transport.
+    /// The Engine.IO checks every request passes: protocol 4 (or 3), a known transport.
     fn check(&self) -> Option<Response> {
-        if self.get("EIO") != Some("4") {
+        if !matches!(self.get("EIO"), Some("4" | "3")) {
             return Some(eio_error(UNSUPPORTED_VERSION));
         }
         match self.get("transport") {
@@ -855,10 +889,15 @@ struct Session {
     headers: Vec<(String, String)>,
     query: Vec<(String, String)>,
     remote: Option<String>,
+    /// Engine.IO v3 (see [`SessionStart::eio3`]).
+    eio3: bool,
+    /// v4: when the server pings next. v3: by when the client must have pinged.
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     connect_deadline: Option<Instant>,
     closed: Option<String>,
+    /// Close (with this reason) as soon as everything queued has been sent.
+    close_when_flushed: Option<String>,
 }
 
 impl Session {
@@ -880,10 +919,16 @@ impl Session {
             headers: start.headers,
             query: start.query,
             remote: start.remote,
-            next_ping: now + cfg.ping_interval,
+            eio3: start.eio3,
+            next_ping: if start.eio3 {
+                now + cfg.ping_interval + cfg.ping_timeout
+            } else {
+                now + cfg.ping_interval
+            },
             pong_deadline: None,
             connect_deadline: Some(now + cfg.connect_timeout),
             closed: None,
+            close_when_flushed: None,
         };
         if let Some(ws) = start.ws {
             let (sink, stream) = ws.split();
@@ -929,6 +974,9 @@ impl Session {
         log::debug!("engine.io session {} opened", self.sid);
         if self.io.inner.config.engine_only {
             self.offer();
+        } else if self.eio3 {
+            // socket.io 1.x/2.x clients are in `/` as soon as the handshake is done.
+            self.connect_nsp("/".into(), None);
         }
         self.flush().await;
         while self.closed.is_none() {
@@ -951,6 +999,11 @@ impl Session {
             }
             if self.closed.is_none() {
                 self.flush().await;
+                if self.queue.is_empty() {
+                    if let Some(reason) = self.close_when_flushed.take() {
+                        self.close(&reason);
+                    }
+                }
             }
         }
         let reason = self.closed.clone().unwrap_or_default();
@@ -967,7 +1020,8 @@ impl Session {
         match &mut self.transport {
             Transport::Polling { waiting } => {
                 if let Some(w) = waiting.take() {
-                    let _ = w.try_send(PollAnswer::Payload(EioPacket::Close.encode()));
+                    let close = encode_payload(self.eio3, &[EioPacket::Close]);
+                    let _ = w.try_send(PollAnswer::Payload(close));
                 }
             }
             Transport::WebSocket { sink } => {
@@ -998,6 +1052,13 @@ impl Session {
         if self.pong_deadline.is_some_and(|d| d <= now) {
             return self.close("ping timeout");
         }
+        if self.eio3 {
+            // v3: the client pings; silence past interval + timeout ends the session.
+            if self.next_ping <= now {
+                self.close("ping timeout");
+            }
+            return;
+        }
         if self.next_ping <= now {
             self.queue.push_back(EioPacket::Ping(String::new()));
             self.pong_deadline = Some(now + cfg.ping_timeout);
@@ -1026,10 +1087,10 @@ impl Session {
                         self.close("overlapping polls");
                     } else if self.upgrading {
                         let payload = if self.queue.is_empty() {
-                            EioPacket::Noop.encode()
+                            encode_payload(self.eio3, &[EioPacket::Noop])
                         } else {
                             let packets: Vec<EioPacket> = self.queue.drain(..).collect();
-                            eio::encode_payload(&packets)
+                            encode_payload(self.eio3, &packets)
                         };
                         let _ = answer.try_send(PollAnswer::Payload(payload));
                     } else {
@@ -1084,19 +1145,21 @@ impl Session {
             },
             Input::Decision { nsp, result } => match result {
                 Ok(events) => {
+                    // v5 answers with the namespace's sid; v4 (socket.io 2.x) with nothing.
                     let data = json!({ "sid": format!("{}#{}", self.sid, nsp) }).to_string();
                     self.queue.push_back(EioPacket::Message(sio::encode_raw(
                         PacketType::Connect,
                         &nsp,
                         None,
                         0,
-                        Some(&data),
+                        (!self.eio3).then_some(data.as_str()),
                     )));
                     self.nsps.insert(nsp, Nsp::Open(events));
                     self.connect_deadline = None;
                 }
                 Err(data) => {
                     self.nsps.remove(&nsp);
+                    // v5 CONNECT_ERROR; for socket.io 2.x the same type (4) is its ERROR packet.
                     let text = sio::encode_raw(
                         PacketType::ConnectError,
                         &nsp,
@@ -1105,6 +1168,12 @@ impl Session {
                         Some(&data.to_string()),
                     );
                     self.queue.push_back(EioPacket::Message(text));
+                    if self.eio3 && nsp == "/" {
+                        // A v3 client had no say in joining `/`: refused there, it is done
+                        // once it has the refusal and the close (polling: with its next poll).
+                        self.queue.push_back(EioPacket::Close);
+                        self.close_when_flushed = Some("refused by the app".into());
+                    }
                 }
             },
             Input::Disconnect { nsp, close } => {
@@ -1135,6 +1204,13 @@ impl Session {
 
     async fn packet(&mut self, p: EioPacket) {
         match p {
+            EioPacket::Ping(data) if self.eio3 && data != "probe" => {
+                #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
+                let now = Instant::now();
+                let cfg = &self.io.inner.config;
+                self.next_ping = now + cfg.ping_interval + cfg.ping_timeout;
+                self.queue.push_back(EioPacket::Pong(data));
+            }
             EioPacket::Pong(_) => {
                 if self.pong_deadline.take().is_some() {
                     #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
@@ -1154,9 +1230,10 @@ impl Session {
                     }
                     // Release a waiting poll so the client can finish the upgrade.
                     self.upgrading = true;
+                    let noop = encode_payload(self.eio3, &[EioPacket::Noop]);
                     if let Transport::Polling { waiting } = &mut self.transport {
                         if let Some(w) = waiting.take() {
-                            let _ = w.try_send(PollAnswer::Payload(EioPacket::Noop.encode()));
+                            let _ = w.try_send(PollAnswer::Payload(noop));
                         }
                     }
                 } else {
@@ -1165,9 +1242,10 @@ impl Session {
             }
             EioPacket::Upgrade => match self.probing.take() {
                 Some(sink) => {
+                    let noop = encode_payload(self.eio3, &[EioPacket::Noop]);
                     if let Transport::Polling { waiting } = &mut self.transport {
                         if let Some(w) = waiting.take() {
-                            let _ = w.try_send(PollAnswer::Payload(EioPacket::Noop.encode()));
+                            let _ = w.try_send(PollAnswer::Payload(noop));
                         }
                     }
                     self.transport = Transport::WebSocket { sink };
@@ -1210,10 +1288,29 @@ impl Session {
                 headers: self.headers.clone(),
                 query: self.query.clone(),
                 remote: self.remote.clone(),
+                protocol: if self.eio3 { 3 } else { 4 },
             },
             tx: self.tx.clone(),
             queued: self.queued.clone(),
             queue_limit: self.io.inner.config.queue_limit,
+        }
+    }
+
+    /// Offers a connection to `nsp` to the app (refused at once when the backlog is full).
+    fn connect_nsp(&mut self, nsp: String, auth: Option<Value>) {
+        self.nsps.insert(nsp.clone(), Nsp::Deciding);
+        let pending = self.pending(nsp.clone(), auth);
+        if self.io.inner.pending.try_send(pending).is_err() {
+            log::warn!("connection backlog full: refusing {}", self.sid);
+            self.nsps.remove(&nsp);
+            let text = sio::encode_raw(
+                PacketType::ConnectError,
+                &nsp,
+                None,
+                0,
+                Some(r#"{"message":"server busy"}"#),
+            );
+            self.queue.push_back(EioPacket::Message(text));
         }
     }
 
@@ -1268,13 +1365,14 @@ impl Session {
         match packet.kind {
             PacketType::Connect => {
                 if !self.io.inner.config.namespaces.contains(&nsp) {
-                    let text = sio::encode_raw(
-                        PacketType::ConnectError,
-                        &nsp,
-                        None,
-                        0,
-                        Some(r#"{"message":"Invalid namespace"}"#),
-                    );
+                    // socket.io 2.x servers said it with a bare string.
+                    let reason = if self.eio3 {
+                        r#""Invalid namespace""#
+                    } else {
+                        r#"{"message":"Invalid namespace"}"#
+                    };
+                    let text =
+                        sio::encode_raw(PacketType::ConnectError, &nsp, None, 0, Some(reason));
                     self.queue.push_back(EioPacket::Message(text));
                     return;
                 }
@@ -1282,20 +1380,7 @@ impl Session {
                     log::debug!("session {}: second CONNECT of {nsp} ignored", self.sid);
                     return;
                 }
-                self.nsps.insert(nsp.clone(), Nsp::Deciding);
-                let pending = self.pending(nsp.clone(), packet.data);
-                if self.io.inner.pending.try_send(pending).is_err() {
-                    log::warn!("connection backlog full: refusing {}", self.sid);
-                    self.nsps.remove(&nsp);
-                    let text = sio::encode_raw(
-                        PacketType::ConnectError,
-                        &nsp,
-                        None,
-                        0,
-                        Some(r#"{"message":"server busy"}"#),
-                    );
-                    self.queue.push_back(EioPacket::Message(text));
-                }
+                self.connect_nsp(nsp, packet.data);
             }
             PacketType::Disconnect => {
                 if let Some(Nsp::Open(events)) = self.nsps.remove(&nsp) {
@@ -1353,7 +1438,7 @@ impl Session {
             Transport::Polling { waiting } => {
                 if let Some(w) = waiting.take() {
                     let packets: Vec<EioPacket> = self.queue.drain(..).collect();
-                    let _ = w.try_send(PollAnswer::Payload(eio::encode_payload(&packets)));
+                    let _ = w.try_send(PollAnswer::Payload(encode_payload(self.eio3, &packets)));
                 }
             }
             Transport::WebSocket { sink } => {

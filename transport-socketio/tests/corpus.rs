@@ -2,7 +2,9 @@
 //! decoders in plain `cargo test`: each must decode or fail cleanly, and what decodes must
 //! round-trip.
 
-use herald_socketio::engineio::packet::{Packet as Eio, decode_payload, encode_payload};
+use herald_socketio::engineio::packet::{
+    Packet as Eio, decode_payload, decode_payload_v3, encode_payload, encode_payload_v3,
+};
 use herald_socketio::socketio::packet::Packet as Sio;
 
 #[test]
@@ -16,6 +18,13 @@ fn corpus_decodes_or_fails_cleanly() {
         if let Ok(ps) = decode_payload(&text) {
             assert_eq!(
                 decode_payload(&encode_payload(&ps)).unwrap(),
+                ps,
+                "{text:?}"
+            );
+        }
+        if let Ok(ps) = decode_payload_v3(&text) {
+            assert_eq!(
+                decode_payload_v3(&encode_payload_v3(&ps)).unwrap(),
                 ps,
                 "{text:?}"
             );

@@ -42,22 +42,36 @@ async fn server(cfg: ServerConfig) -> SocketAddr {
         .1
 }
 
+/// The official clients the interop tests run.
+#[derive(Clone, Copy)]
+enum Lib {
+    /// npm `socket.io-client` 4.x.
+    Node,
+    /// npm `socket.io-client` 2.x (Engine.IO v3).
+    NodeV2,
+    /// PyPI `python-socketio`.
+    Python,
+}
+
 /// Runs a client script; returns its JSON report, failing the test on a failed check.
-fn run_client(python: bool, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
+fn run_client(lib: Lib, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
     let env = test_env();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let url = format!("http://{addr}");
-    let out = if python {
-        Command::new(env.join("venv/bin/python"))
-            .arg(scripts.join("interop.py"))
-            .args([&url, mode, nsp])
-            .output()
-    } else {
+    let node = |script: &str| {
         Command::new("node")
-            .arg(scripts.join("interop.js"))
+            .arg(scripts.join(script))
             .args([&url, mode, nsp])
             .env("NODE_PATH", env.join("node_modules"))
             .output()
+    };
+    let out = match lib {
+        Lib::Python => Command::new(env.join("venv/bin/python"))
+            .arg(scripts.join("interop.py"))
+            .args([&url, mode, nsp])
+            .output(),
+        Lib::Node => node("interop.js"),
+        Lib::NodeV2 => node("interop_v2.js"),
     }
     .expect("run the client");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -74,21 +88,29 @@ fn run_client(python: bool, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
     report
 }
 
+/// socket.io-client 4.x and 2.x (Engine.IO v4 and v3) on every transport and namespace.
 #[async_std::test]
-async fn node_client_over_websocket_and_polling_with_upgrade() {
-    let addr = server(ServerConfig::default()).await;
-    for (mode, nsp) in [
-        ("websocket", "/"),
-        ("polling", "/"),
-        ("websocket", "/custom"),
-        ("polling", "/custom"),
-    ] {
-        let report =
-            async_std::task::spawn_blocking(move || run_client(false, addr, mode, nsp)).await;
-        assert_eq!(
-            report["transport"], "websocket",
-            "{mode}: polling upgrades to websocket"
-        );
+async fn node_clients_over_websocket_and_polling_with_upgrade() {
+    // Heartbeats short enough that a v3 client's ping comes within the test.
+    let addr = server(ServerConfig {
+        ping_interval: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    for lib in [Lib::Node, Lib::NodeV2] {
+        for (mode, nsp) in [
+            ("websocket", "/"),
+            ("polling", "/"),
+            ("websocket", "/custom"),
+            ("polling", "/custom"),
+        ] {
+            let report =
+                async_std::task::spawn_blocking(move || run_client(lib, addr, mode, nsp)).await;
+            assert_eq!(
+                report["transport"], "websocket",
+                "{mode}: polling upgrades to websocket ({report})"
+            );
+        }
     }
 }
 
@@ -97,7 +119,7 @@ async fn python_client_over_websocket_and_polling_with_upgrade() {
     let addr = server(ServerConfig::default()).await;
     for (mode, nsp) in [("websocket", "/"), ("polling", "/"), ("polling", "/custom")] {
         let report =
-            async_std::task::spawn_blocking(move || run_client(true, addr, mode, nsp)).await;
+            async_std::task::spawn_blocking(move || run_client(Lib::Python, addr, mode, nsp)).await;
         assert_eq!(report["checks"]["refused"], true);
     }
 }
@@ -173,7 +195,7 @@ async fn handshake(addr: SocketAddr) -> String {
 async fn handshake_errors_use_engine_io_codes() {
     let addr = server(ServerConfig::default()).await;
     for (req, code) in [
-        (get("/socket.io/?EIO=3&transport=polling"), 5),
+        (get("/socket.io/?EIO=2&transport=polling"), 5),
         (get("/socket.io/?transport=polling"), 5),
         (get("/socket.io/?EIO=4&transport=carrier-pigeon"), 0),
         (get("/socket.io/?EIO=4&transport=polling&sid=nope"), 1),
@@ -362,6 +384,51 @@ async fn bare_engine_io_echo_with_the_official_client() {
             out.status.success(),
             "{mode}: {stdout} {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[async_std::test]
+async fn engine_io_v3_polling_frames_heartbeat_and_timeout() {
+    let addr = server(ServerConfig {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    let (status, body) = raw(addr, &get("/socket.io/?EIO=3&transport=polling")).await;
+    assert_eq!(status, 200, "{body}");
+    // `<length>:<packet>`: the open packet in v3 framing.
+    let (len, open) = body.split_once(':').expect("a v3 record");
+    assert_eq!(len.parse::<usize>().unwrap(), open.encode_utf16().count());
+    let open: Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let path = format!("/socket.io/?EIO=3&transport=polling&sid={sid}");
+    // `/` is connected without a CONNECT, then the auth event follows.
+    let (_, body) = raw(addr, &get(&path)).await;
+    assert!(body.starts_with("2:40"), "{body}");
+    // The client pings; the server answers.
+    assert_eq!(raw(addr, &post(&path, "1:2")).await.0, 200);
+    let (_, body) = raw(addr, &get(&path)).await;
+    assert!(body.contains("1:3"), "{body}");
+    // A record whose length runs past the payload is refused.
+    assert_eq!(raw(addr, &post(&path, "9:42")).await.0, 400);
+    // A fresh session that never pings is closed after pingInterval + pingTimeout.
+    let (_, body) = raw(addr, &get("/socket.io/?EIO=3&transport=polling")).await;
+    let open: Value = serde_json::from_str(&body[body.find('{').unwrap()..]).unwrap();
+    let path = format!(
+        "/socket.io/?EIO=3&transport=polling&sid={}",
+        open["sid"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = raw(addr, &get(&path)).await;
+        if status == 400 {
+            break; // unknown sid: the session is gone
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a silent v3 client was never timed out"
         );
     }
 }

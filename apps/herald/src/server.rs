@@ -336,7 +336,7 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
             _ => None,
         };
         let creds = Credentials {
-            auth: h.auth.clone(),
+            auth: h.auth.clone().or_else(|| auth_from_query(&h.query)),
             legacy,
         };
         let identity = match authenticate(&auth, &creds, unix_ms() / 1000) {
@@ -349,14 +349,16 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
             }
         };
         let conn = ConnId(node.next_conn.fetch_add(1, Relaxed));
+        let protocol = pending.handshake.protocol;
         let connection = pending.accept();
         node.metrics.connections.fetch_add(1, Relaxed);
         Metrics::inc(&node.metrics.connections_total);
         log::debug!(
-            "{conn:?} is {} slot {} ({:?})",
+            "{conn:?} is {} slot {} ({:?}, Engine.IO v{})",
             identity.client,
             identity.slot,
-            identity.mode
+            identity.mode,
+            protocol
         );
         let shard = node.shard_of(&identity.client).clone();
         let _ = shard
@@ -402,6 +404,27 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
             let _ = shard.send(ShardMsg::Hub(Input::Disconnect { conn })).await;
         });
     }
+}
+
+/// Connect auth from query parameters, for clients that send no CONNECT auth (socket.io 1.x
+/// and 2.x): `client_id`, `ts`, `sig` (HMAC) or `token` (JWT), and `slot`, `mode`. `None` when
+/// the query names neither `client_id` nor `token`. Numbers are passed as numbers, so the
+/// same checks apply as to a CONNECT payload.
+fn auth_from_query(query: &[(String, String)]) -> Option<serde_json::Value> {
+    const KEYS: [&str; 6] = ["client_id", "ts", "sig", "token", "slot", "mode"];
+    let mut auth = serde_json::Map::new();
+    for (k, v) in query {
+        if !KEYS.contains(&k.as_str()) || auth.contains_key(k) {
+            continue;
+        }
+        let value = match k.as_str() {
+            "ts" | "slot" => v.parse::<u64>().map_or_else(|_| json!(v), |n| json!(n)),
+            _ => json!(v),
+        };
+        auth.insert(k.clone(), value);
+    }
+    (auth.contains_key("client_id") || auth.contains_key("token"))
+        .then_some(serde_json::Value::Object(auth))
 }
 
 /// Runs retention every `every`, counting what it drops.

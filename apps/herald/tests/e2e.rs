@@ -244,7 +244,7 @@ async fn bad_stale_and_missing_auth_are_refused() {
             let refused = c.wait_for("connect_error");
             let message = match lib {
                 Lib::Node => refused["message"].clone(),
-                Lib::Python => refused["data"]["message"].clone(),
+                Lib::Python | Lib::NodeV2 => refused["data"]["message"].clone(),
             };
             if i == 4 {
                 assert!(message.as_str().unwrap().contains("token"), "{refused}");
@@ -309,6 +309,69 @@ async fn commit_mode_and_legacy_headers_follow_the_seed_protocol() {
     assert_eq!(first["batch"], json!([]));
     c.send(json!({"cmd": "commit", "n": 0}));
     assert_eq!(c.wait_for("message")["batch"][0]["data"], "hello");
+}
+
+#[async_std::test]
+async fn the_seeds_socket_io_2_clients_connect_over_engine_io_v3() {
+    let dir = TempDir::new("eio3");
+    let h = Herald::start(&dir.0, &["--legacy-auth"]);
+    for i in 0..3 {
+        push(&h.api, body(&["seed"], json!(i))).await;
+    }
+    // xiucall-push's client: socket.io 2.x, x-nbb-* headers, commit mode, polling first.
+    use md5::{Digest, Md5};
+    let ts = unix_secs();
+    let sign = format!(
+        "{:x},{ts}",
+        Md5::digest(format!("{ts}{}seed", support::SECRET))
+    );
+    let mut c = Client::start(
+        Lib::NodeV2,
+        json!({
+            "url": h.connector,
+            "transports": ["polling", "websocket"],
+            "extraHeaders": {"x-nbb-authid": "seed", "x-nbb-sign": sign},
+        }),
+    );
+    assert_eq!(
+        c.wait_for("message")["batch"],
+        json!([]),
+        "the empty first message"
+    );
+    for (n, id) in [(0, 1), (1, 2), (1, 3)] {
+        c.send(json!({"cmd": "commit", "n": n}));
+        let m = c.wait_for("message");
+        assert_eq!(ids(m["batch"].as_array().unwrap()), vec![id]);
+    }
+    assert!(
+        c.seen
+            .iter()
+            .any(|e| e["ev"] == "upgrade" && e["transport"] == "websocket"),
+        "polling upgraded to websocket: {:?}",
+        c.seen
+    );
+
+    // HMAC credentials in the query (socket.io 2.x sends no CONNECT auth), ack mode.
+    let auth = h.auth("q2", 0);
+    push(&h.api, body(&["q2"], json!("x"))).await;
+    let mut c = Client::start(
+        Lib::NodeV2,
+        json!({"url": h.connector, "transports": ["websocket"], "query": auth}),
+    );
+    let m = c.wait_for("message");
+    assert_eq!(m["hasAck"], true);
+    assert_eq!(m["batch"][0]["data"], "x");
+
+    // Bad credentials: refused with the reason, then the connection ends.
+    let mut bad = h.auth("q3", 0);
+    bad["sig"] = json!("00");
+    let mut c = Client::start(
+        Lib::NodeV2,
+        json!({"url": h.connector, "transports": ["polling", "websocket"], "query": bad}),
+    );
+    let refused = c.wait_for("connect_error");
+    assert_eq!(refused["data"], json!({"message": "unauthorized"}));
+    c.wait_for("disconnect");
 }
 
 #[async_std::test]

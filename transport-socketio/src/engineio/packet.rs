@@ -1,8 +1,15 @@
-//! Engine.IO v4 packets, pure: encode and decode, for WebSocket frames and polling payloads.
+//! Engine.IO packets, pure: encode and decode, for WebSocket frames and polling payloads.
 //!
 //! A text packet is one type digit followed by its data; a binary packet is a `message` whose
-//! data is bytes (a WebSocket binary frame, or `b<base64>` in a polling payload). A polling
-//! payload joins packets with the record separator `\x1e`.
+//! data is bytes (a WebSocket binary frame, or `b<base64>` in a v4 polling payload). A v4
+//! polling payload joins packets with the record separator `\x1e`.
+//!
+//! Engine.IO v3 (socket.io 1.x and 2.x clients) frames a polling payload differently: each
+//! packet is preceded by its length and a colon, `<len>:<packet>`, where the length counts
+//! UTF-16 code units (JavaScript's string length), and a binary message is `b4<base64>`.
+//! WebSocket frames are the same in both versions. Only the text form of v3 payloads is
+//! spoken (what clients send and expect whenever no binary data travels by polling; a v3 client
+//! that posts the binary form gets a decode error).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -46,6 +53,10 @@ pub enum DecodeError {
     /// Data where the packet type carries none.
     #[error("packet type {0} carries no data")]
     UnexpectedData(char),
+    /// An Engine.IO v3 payload record whose `<len>:` is missing, not a number, or longer than
+    /// what follows.
+    #[error("invalid record length in an Engine.IO v3 payload")]
+    BadLength,
 }
 
 impl Packet {
@@ -101,6 +112,67 @@ impl Packet {
     }
 }
 
+/// Decodes an Engine.IO v3 text polling payload: `<len>:<packet>` records.
+///
+/// # Errors
+/// [`DecodeError::BadLength`] when a record's length is missing, not a number or runs past
+/// the payload; the first [`DecodeError`] of a record otherwise.
+pub fn decode_payload_v3(s: &str) -> Result<Vec<Packet>, DecodeError> {
+    let mut packets = Vec::new();
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    while !rest.is_empty() {
+        let colon = rest.find(':').ok_or(DecodeError::BadLength)?;
+        let digits = &rest[..colon];
+        if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(DecodeError::BadLength);
+        }
+        let units: usize = digits.parse().map_err(|_| DecodeError::BadLength)?;
+        let body = &rest[colon + 1..];
+        // Walk `units` UTF-16 code units into the body.
+        let mut counted = 0;
+        let mut end = 0;
+        for c in body.chars() {
+            if counted >= units {
+                break;
+            }
+            counted += c.len_utf16();
+            end += c.len_utf8();
+        }
+        if counted != units {
+            return Err(DecodeError::BadLength);
+        }
+        let record = &body[..end];
+        packets.push(match record.strip_prefix("b4") {
+            Some(b64) => STANDARD
+                .decode(b64)
+                .map(Packet::Binary)
+                .map_err(|_| DecodeError::Base64)?,
+            None => Packet::decode(record)?,
+        });
+        rest = &body[end..];
+    }
+    Ok(packets)
+}
+
+/// Encodes packets as one Engine.IO v3 text polling payload.
+pub fn encode_payload_v3(packets: &[Packet]) -> String {
+    let mut out = String::new();
+    for p in packets {
+        let text = match p {
+            Packet::Binary(b) => format!("b4{}", STANDARD.encode(b)),
+            other => other.encode(),
+        };
+        let units: usize = text.chars().map(char::len_utf16).sum();
+        out.push_str(&units.to_string());
+        out.push(':');
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Decodes a polling payload: packets separated by `\x1e`.
 ///
 /// # Errors
@@ -153,6 +225,36 @@ mod tests {
         );
     }
 
+    #[test]
+    fn v3_payloads() {
+        // Lengths count UTF-16 code units: "é" is one, an emoji two.
+        assert_eq!(
+            encode_payload_v3(&[Packet::Message("2[\"é😀\"]".into()), Packet::Noop]),
+            "9:42[\"é😀\"]1:6"
+        );
+        assert_eq!(
+            decode_payload_v3("9:42[\"é😀\"]1:6").unwrap(),
+            vec![Packet::Message("2[\"é😀\"]".into()), Packet::Noop]
+        );
+        assert_eq!(
+            decode_payload_v3("6:b4AQI=").unwrap(),
+            vec![Packet::Binary(vec![1, 2])]
+        );
+        assert_eq!(encode_payload_v3(&[Packet::Binary(vec![1, 2])]), "6:b4AQI=");
+        for bad in [
+            "",
+            "4",
+            "x:4a",
+            "3:4a",
+            ":4a",
+            "2:4a1",
+            "9999999999:4",
+            "1:7",
+        ] {
+            assert!(decode_payload_v3(bad).is_err(), "{bad:?}");
+        }
+    }
+
     fn packet() -> impl Strategy<Value = Packet> {
         let text = "[^\u{1e}]{0,20}";
         prop_oneof![
@@ -179,8 +281,14 @@ mod tests {
         }
 
         #[test]
+        fn v3_payload_round_trip(ps in proptest::collection::vec(packet(), 1..6)) {
+            prop_assert_eq!(decode_payload_v3(&encode_payload_v3(&ps)).unwrap(), ps);
+        }
+
+        #[test]
         fn any_text_decodes_or_errs(s in ".{0,40}") {
             let _ = decode_payload(&s);
+            let _ = decode_payload_v3(&s);
         }
     }
 }
