@@ -551,3 +551,42 @@ pub fn socketio_config(config: &Config) -> ServerConfig {
         ..ServerConfig::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn query_auth_takes_the_known_fields_with_numbers_as_numbers() {
+        let q = query(&[
+            ("EIO", "3"),
+            ("client_id", "u42"),
+            ("ts", "1764000000"),
+            ("sig", "ab"),
+            ("slot", "2"),
+            ("client_id", "second"),
+            ("other", "x"),
+        ]);
+        assert_eq!(
+            auth_from_query(&q),
+            Some(json!({"client_id": "u42", "ts": 1_764_000_000, "sig": "ab", "slot": 2}))
+        );
+        // A malformed number stays a string, for the same error as in a CONNECT payload.
+        assert_eq!(
+            auth_from_query(&query(&[("client_id", "u"), ("ts", "soon")])),
+            Some(json!({"client_id": "u", "ts": "soon"}))
+        );
+        assert_eq!(
+            auth_from_query(&query(&[("token", "a.b.c")])),
+            Some(json!({"token": "a.b.c"}))
+        );
+        assert_eq!(auth_from_query(&query(&[("EIO", "3"), ("t", "x")])), None);
+    }
+}
