@@ -2,10 +2,11 @@
 //
 // Usage: node client.js '<options JSON>'
 //   options: { url, auth?, query?, transports? (["websocket"] | ["polling","websocket"]),
-//              extraHeaders?, ackPolicy?: "auto" | "manual", v2?: bool }
-// With v2, the client is socket.io-client 2.x (Engine.IO v3, the protocol of xiucall-push's
-// clients): it sends no CONNECT auth (credentials travel as headers or query parameters) and
-// reports a refusal, which 2.x delivers as an `error` event, as connect_error.
+//              extraHeaders?, ackPolicy?: "auto" | "manual", legacy?: npm package name }
+// With legacy (socket.io-client-v2 or socket.io-client-v1: 2.x or 1.4, Engine.IO v3, the
+// protocol of xiucall-push's clients), the client sends no CONNECT auth (credentials travel as
+// headers or query parameters) and a refusal, which those deliver as an `error` event, is
+// reported as connect_error.
 // Writes one JSON object per line to stdout for everything that happens:
 //   {"ev":"connect","transport":..}, {"ev":"upgrade","transport":..},
 //   {"ev":"message","batch":[..],"hasAck":bool}, {"ev":"kicked","data":..},
@@ -16,7 +17,7 @@
 "use strict";
 const readline = require("readline");
 const opts = JSON.parse(process.argv[2] || "{}");
-const io = opts.v2 ? require("socket.io-client-v2") : require("socket.io-client").io;
+const io = opts.legacy ? require(opts.legacy) : require("socket.io-client").io;
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 const pending = [];
 
@@ -35,7 +36,7 @@ socket.on("connect", () => {
   socket.io.engine.on("upgrade", (t) => out({ ev: "upgrade", transport: t.name }));
 });
 socket.on("connect_error", (err) => out({ ev: "connect_error", data: err.data || null, message: err.message || String(err) }));
-if (opts.v2) {
+if (opts.legacy) {
   socket.on("error", (data) => out({ ev: "connect_error", data, message: (data && data.message) || String(data) }));
 }
 socket.on("disconnect", (reason) => out({ ev: "disconnect", reason }));

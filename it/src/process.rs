@@ -363,9 +363,12 @@ pub fn test_env() -> PathBuf {
 pub enum Lib {
     /// npm `socket.io-client` 4.x.
     Node,
-    /// npm `socket.io-client` 2.x (Engine.IO v3, as xiucall-push's clients): no CONNECT auth,
-    /// so its options take `query` and `extraHeaders` instead of `auth`.
+    /// npm `socket.io-client` 2.x (Engine.IO v3): no CONNECT auth, so its options take
+    /// `query` and `extraHeaders` instead of `auth`.
     NodeV2,
+    /// npm `socket.io-client` 1.4, the client xiucall-push's apps used (Engine.IO v3), with
+    /// the same options as [`Lib::NodeV2`].
+    NodeV1,
     /// PyPI `python-socketio`.
     Python,
 }
@@ -385,7 +388,7 @@ impl Client {
         let env = test_env();
         let scripts = clients_dir();
         let mut cmd = match lib {
-            Lib::Node | Lib::NodeV2 => {
+            Lib::Node | Lib::NodeV2 | Lib::NodeV1 => {
                 let mut c = Command::new("node");
                 c.arg(scripts.join("client.js"))
                     .env("NODE_PATH", env.join("node_modules"));
@@ -398,8 +401,10 @@ impl Client {
             }
         };
         let mut options = options;
-        if lib == Lib::NodeV2 {
-            options["v2"] = json!(true);
+        match lib {
+            Lib::NodeV2 => options["legacy"] = json!("socket.io-client-v2"),
+            Lib::NodeV1 => options["legacy"] = json!("socket.io-client-v1"),
+            Lib::Node | Lib::Python => {}
         }
         let mut child = cmd
             .arg(options.to_string())

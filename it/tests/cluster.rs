@@ -68,12 +68,16 @@ fn connect(lib: Lib, node: &Herald, client: &str, slot: u8, manual_ack: bool) ->
     let mut options = json!({
         "url": node.connector,
         "transports": match lib {
-            Lib::Node | Lib::NodeV2 => json!(["polling", "websocket"]),
+            Lib::Node | Lib::NodeV2 | Lib::NodeV1 => json!(["polling", "websocket"]),
             Lib::Python => json!(["websocket"]),
         },
         "ackPolicy": if manual_ack { "manual" } else { "auto" },
     });
-    let credentials = if lib == Lib::NodeV2 { "query" } else { "auth" };
+    let credentials = if matches!(lib, Lib::NodeV2 | Lib::NodeV1) {
+        "query"
+    } else {
+        "auth"
+    };
     options[credentials] = node.auth(client, slot);
     let mut c = Client::start(lib, options);
     c.wait_for("connect");
@@ -444,7 +448,7 @@ async fn a_redis_cluster_coordinates_clients_spread_across_connectors() -> anyho
         .enumerate()
         .map(|(i, name)| {
             let node = if i % 2 == 0 { &cl.a } else { &cl.b };
-            let lib = [Lib::Python, Lib::Node, Lib::NodeV2][i % 3];
+            let lib = [Lib::Python, Lib::Node, Lib::NodeV2, Lib::NodeV1][i % 4];
             connect(lib, node, name, 0, false)
         })
         .collect();

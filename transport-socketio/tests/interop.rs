@@ -49,6 +49,8 @@ enum Lib {
     Node,
     /// npm `socket.io-client` 2.x (Engine.IO v3).
     NodeV2,
+    /// npm `socket.io-client` 1.4 (Engine.IO v3), the seed's client.
+    NodeV1,
     /// PyPI `python-socketio`.
     Python,
 }
@@ -58,10 +60,10 @@ fn run_client(lib: Lib, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
     let env = test_env();
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let url = format!("http://{addr}");
-    let node = |script: &str| {
+    let node = |script: &str, package: &str| {
         Command::new("node")
             .arg(scripts.join(script))
-            .args([&url, mode, nsp])
+            .args([&url, mode, nsp, package])
             .env("NODE_PATH", env.join("node_modules"))
             .output()
     };
@@ -70,8 +72,9 @@ fn run_client(lib: Lib, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
             .arg(scripts.join("interop.py"))
             .args([&url, mode, nsp])
             .output(),
-        Lib::Node => node("interop.js"),
-        Lib::NodeV2 => node("interop_v2.js"),
+        Lib::Node => node("interop.js", "socket.io-client"),
+        Lib::NodeV2 => node("interop_v2.js", "socket.io-client-v2"),
+        Lib::NodeV1 => node("interop_v2.js", "socket.io-client-v1"),
     }
     .expect("run the client");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -88,7 +91,7 @@ fn run_client(lib: Lib, addr: SocketAddr, mode: &str, nsp: &str) -> Value {
     report
 }
 
-/// socket.io-client 4.x and 2.x (Engine.IO v4 and v3) on every transport and namespace.
+/// socket.io-client 4.x, 2.x and 1.4 (Engine.IO v4, v3, v3) on every transport and namespace.
 #[async_std::test]
 async fn node_clients_over_websocket_and_polling_with_upgrade() {
     // Heartbeats short enough that a v3 client's ping comes within the test.
@@ -97,7 +100,7 @@ async fn node_clients_over_websocket_and_polling_with_upgrade() {
         ..ServerConfig::default()
     })
     .await;
-    for lib in [Lib::Node, Lib::NodeV2] {
+    for lib in [Lib::Node, Lib::NodeV2, Lib::NodeV1] {
         for (mode, nsp) in [
             ("websocket", "/"),
             ("polling", "/"),

@@ -244,7 +244,7 @@ async fn bad_stale_and_missing_auth_are_refused() {
             let refused = c.wait_for("connect_error");
             let message = match lib {
                 Lib::Node => refused["message"].clone(),
-                Lib::Python | Lib::NodeV2 => refused["data"]["message"].clone(),
+                Lib::Python | Lib::NodeV2 | Lib::NodeV1 => refused["data"]["message"].clone(),
             };
             if i == 4 {
                 assert!(message.as_str().unwrap().contains("token"), "{refused}");
@@ -318,7 +318,7 @@ async fn the_seeds_socket_io_2_clients_connect_over_engine_io_v3() {
     for i in 0..3 {
         push(&h.api, body(&["seed"], json!(i))).await;
     }
-    // xiucall-push's client: socket.io 2.x, x-nbb-* headers, commit mode, polling first.
+    // xiucall-push's client: socket.io 1.4, x-nbb-* headers, commit mode, polling first.
     use md5::{Digest, Md5};
     let ts = unix_secs();
     let sign = format!(
@@ -326,7 +326,7 @@ async fn the_seeds_socket_io_2_clients_connect_over_engine_io_v3() {
         Md5::digest(format!("{ts}{}seed", support::SECRET))
     );
     let mut c = Client::start(
-        Lib::NodeV2,
+        Lib::NodeV1,
         json!({
             "url": h.connector,
             "transports": ["polling", "websocket"],

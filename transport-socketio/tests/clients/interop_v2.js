@@ -1,13 +1,13 @@
-// Interop checks with socket.io-client 2.x (Engine.IO v3, the protocol of xiucall-push's
-// clients) against the echo example.
-// Usage: node interop_v2.js <url> <transports: websocket | polling> <namespace>
+// Interop checks with socket.io-client 2.x or 1.4 (Engine.IO v3; 1.4 is what xiucall-push's
+// clients used) against the echo example.
+// Usage: node interop_v2.js <url> <transports: websocket | polling> <namespace> [package]
+//   package: the npm name the client is installed under (default socket.io-client-v2).
 // Prints one JSON object with what happened; exits 0 when every check passed.
 "use strict";
-const io = require("socket.io-client-v2");
-
-const [url, mode, nsp] = process.argv.slice(2);
+const [url, mode, nsp, pkg = "socket.io-client-v2"] = process.argv.slice(2);
+const io = require(pkg);
 const transports = mode === "websocket" ? ["websocket"] : ["polling", "websocket"];
-const result = { checks: {}, version: require("socket.io-client-v2/package.json").version };
+const result = { checks: {}, version: require(pkg + "/package.json").version };
 const done = (code) => { process.stdout.write(JSON.stringify(result) + "\n"); process.exit(code); };
 setTimeout(() => { result.error = "timeout"; done(1); }, 15000);
 const expect = (name, ok) => { result.checks[name] = !!ok; };
