@@ -54,6 +54,8 @@ def per_rep(rows):
             m["fanout_p50"].append(r["latency_ms"]["p50"])
             m["fanout_p99"].append(r["latency_ms"]["p99"])
             m["fanout_lost"].append(r["lost"])
+            if r.get("server_cpu") is not None:
+                m["fanout_server_cpu"].append(r["server_cpu"])
         elif scen == "push":
             good = [r for r in rs if qualifies(r)]
             key = f"b{batch}"
@@ -67,6 +69,14 @@ def per_rep(rows):
             else:
                 m[f"{key}_rate"].append(0)
                 m[f"{key}_delivered"].append(0)
+            past = [r for r in rs if not qualifies(r)]
+            if past:
+                first = min(past, key=lambda r: r["rate"])
+                m[f"{key}_fail_rate"].append(first["rate"])
+                if first.get("server_cpu") is not None:
+                    m[f"{key}_fail_server_cpu"].append(first["server_cpu"])
+                if first.get("bench_cpu") is not None:
+                    m[f"{key}_fail_bench_cpu"].append(first["bench_cpu"])
             if any(r.get("acks", 0) > 0 for r in rs):
                 m[f"{key}_acked"].append(1)
     return out
@@ -89,13 +99,18 @@ ROWS = [
     ("push B=100", "best rate with p99 < 100 ms, requests/s", "b100_rate", "{:,.0f}"),
     ("push B=100", "delivered messages/s at that rate", "b100_delivered", "{:,.0f}"),
     ("push B=100", "latency p50 / p99 at that rate, ms", ("b100_p50", "b100_p99"), "{:,.1f}"),
+    ("push B=100", "first rate past it, requests/s", "b100_fail_rate", "{:,.0f}"),
+    ("push B=100", "server / load generator CPU there, cores", ("b100_fail_server_cpu", "b100_fail_bench_cpu"), "{:,.2f}"),
     ("push B=100", "messages lost (all rates)", "b100_lost", "{:,.0f}"),
     ("push B=1", "saturation: best rate with p99 < 100 ms, requests/s", "b1_rate", "{:,.0f}"),
     ("push B=1", "latency p50 / p99 at that rate, ms", ("b1_p50", "b1_p99"), "{:,.1f}"),
+    ("push B=1", "first rate past it, requests/s", "b1_fail_rate", "{:,.0f}"),
+    ("push B=1", "server / load generator CPU there, cores", ("b1_fail_server_cpu", "b1_fail_bench_cpu"), "{:,.2f}"),
     ("push B=1", "messages lost (all rates)", "b1_lost", "{:,.0f}"),
     ("fanout", "clients", "fanout_conns", "{:,.0f}"),
     ("fanout", "time until all received (median round), ms", "fanout_round_ms", "{:,.1f}"),
     ("fanout", "per-client latency p50 / p99, ms", ("fanout_p50", "fanout_p99"), "{:,.1f}"),
+    ("fanout", "server CPU during the rounds, cores", "fanout_server_cpu", "{:,.2f}"),
     ("fanout", "messages lost", "fanout_lost", "{:,.0f}"),
 ]
 

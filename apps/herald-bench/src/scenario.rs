@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::client::{self, Shared};
 use crate::http::HttpConn;
 use crate::stats::summarize;
-use crate::sys::{rss_bytes, unix_us};
+use crate::sys::{cpu_seconds, cpu_share, rss_bytes, unix_us};
 
 /// Most recipients one `POST /push` may name (DESIGN.md).
 const MAX_RECIPIENTS: usize = 10_000;
@@ -58,6 +58,17 @@ impl Setup {
             }
         }
         Some(sum)
+    }
+
+    /// CPU seconds used so far by this process and by the servers (summed).
+    fn cpu(&self) -> (Option<f64>, Option<f64>) {
+        let me = cpu_seconds(std::process::id());
+        let servers = self
+            .server_pids
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .sum::<Option<f64>>();
+        (me, servers.filter(|_| !self.server_pids.is_empty()))
     }
 
     fn source(&self, i: usize) -> Option<IpAddr> {
@@ -369,6 +380,7 @@ pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
             }
         }));
     }
+    let cpu_before = setup.cpu();
     // The generator: every request is due at t0 + seq / rate.
     let lead = Duration::from_millis(50);
     let t0 = Instant::now() + lead;
@@ -400,6 +412,8 @@ pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
     let sent_s = t0.elapsed().as_secs_f64();
     let expected = pushed.expected.load(Relaxed);
     wait_received(&clients.shared, expected, setup.drain).await;
+    let cpu_after = setup.cpu();
+    let busy_s = t0.elapsed().as_secs_f64();
     let shared = clients.shared.clone();
     let rss = setup.rss();
     let mut report = json!({
@@ -431,6 +445,8 @@ pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
             "acks": shared.acks.load(Relaxed),
             "lost": pushed.lost(received),
             "delivered_per_s": round3(received as f64 / span_s),
+            "bench_cpu": cpu_share(cpu_before.0, cpu_after.0, busy_s),
+            "server_cpu": cpu_share(cpu_before.1, cpu_after.1, busy_s),
             "latency_ms": summarize(&mut latencies),
             "server_rss_mb": rss.map(mb),
         }),
@@ -452,6 +468,8 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
     let pushed = Pushed::default();
     let mut round_ms = Vec::new();
     let mut conns_http: Vec<Option<HttpConn>> = Vec::new();
+    let cpu_before = setup.cpu();
+    let started = Instant::now();
     for round in 0..rounds {
         let before = clients.shared.received.load(Relaxed);
         let expected_before = pushed.expected.load(Relaxed);
@@ -479,6 +497,8 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
         round_ms.push(last.saturating_sub(t_us) as f64 / 1000.0);
         async_std::task::sleep(Duration::from_millis(100)).await;
     }
+    let busy_s = started.elapsed().as_secs_f64() - 0.1 * rounds as f64;
+    let cpu_after = setup.cpu();
     let shared = clients.shared.clone();
     let rss = setup.rss();
     let mut report = json!({
@@ -502,6 +522,8 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
             "duplicates": shared.duplicates.load(Relaxed),
             "acks": shared.acks.load(Relaxed),
             "lost": pushed.lost(received),
+            "bench_cpu": cpu_share(cpu_before.0, cpu_after.0, busy_s),
+            "server_cpu": cpu_share(cpu_before.1, cpu_after.1, busy_s),
             "round_ms": round_ms.iter().map(|m| round3(*m)).collect::<Vec<_>>(),
             "round_ms_median": sorted.get(sorted.len() / 2).copied().map(round3),
             "round_ms_max": sorted.last().copied().map(round3),

@@ -43,3 +43,22 @@ pub fn unix_us() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+/// CPU time (user + system) process `pid` has used so far, in seconds, from
+/// `/proc/<pid>/stat`; `None` when it cannot be read. Ticks are taken as 1/100 s, Linux's
+/// `USER_HZ` on every common architecture.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Share of one core processes used between two [`cpu_seconds`] readings `secs` apart.
+pub fn cpu_share(before: Option<f64>, after: Option<f64>, secs: f64) -> Option<f64> {
+    let used = after? - before?;
+    Some((used / secs.max(1e-9) * 1000.0).round() / 1000.0)
+}

@@ -11,7 +11,8 @@ const { Server } = require("socket.io");
 const [host, port] = (process.argv[2] || "127.0.0.1:3000").split(":");
 let nextId = 1;
 
-const server = http.createServer((req, res) => {
+// noDelay (Node's default, said here): Nagle off, like Herald and the socketioxide peer.
+const server = http.createServer({ noDelay: true }, (req, res) => {
   if (req.method !== "POST" || req.url !== "/push") {
     res.writeHead(404, { "content-type": "application/json" });
     res.end('{"ok":0,"errors":["not found"]}');

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
+use axum::serve::ListenerExt;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -77,6 +78,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(layer);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("socketioxide-peer listening on {}", listener.local_addr()?);
+    // Like Herald and Node: Nagle off, so small deliveries never wait for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }
