@@ -173,7 +173,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     ap.add_argument("out")
-    for k in ("started", "rev", "versions", "machine", "command", "settings"):
+    for k in ("started", "rev", "versions", "machine", "command", "settings", "load"):
         ap.add_argument("--" + k, default="")
     a = ap.parse_args()
     rows = load(a.results)
@@ -198,6 +198,7 @@ on the same machine, in one session, by one command. This file is written by
   (`herald-bench`) to core 1 with `taskset`.
 - **Command:** `{a.command}`
 - **Settings:** {a.settings}.
+- **Load average** (1, 5, 15 min) {a.load}: other work on the machine shows here.
 
 Herald runs as its own peer: single port (`--api-listen` = `--connector-listen`), embedded
 store, in-process broker, HMAC connect auth, **every message durable before `POST /push`

@@ -38,7 +38,8 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SERVER_CPU=${SERVER_CPU:-0}
 BENCH_CPU=${BENCH_CPU:-1}
 SECRET=bench-secret
-PORT=39100
+# Below the ephemeral port range (32768-60999 here), so that no client socket holds it.
+PORT=${BASE_PORT:-21000}
 
 WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
@@ -100,7 +101,11 @@ start_server() {
   esac
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
-  wait_port "$PORT"
+  if ! wait_port "$PORT"; then
+    log "$name did not start; its log: $(tail -3 "$logf")"
+    stop_server
+    return 1
+  fi
 }
 
 stop_server() {
@@ -123,20 +128,24 @@ bench() {
   echo "$line"
 }
 
-# sweep NAME REP BATCH RATES: push at increasing rates on one fresh server each, until p99
-# reaches 100 ms, something is lost, or fewer requests are answered than offered.
+# sweep NAME REP BATCH RATES: push at increasing rates on one fresh server each, until two
+# rates in a row break p99 < 100 ms, lose a message, or answer fewer requests than offered
+# (one alone may be a disturbance: report.py takes the highest rate that passed).
 sweep() {
-  local name=$1 rep=$2 batch=$3 rates=$4
+  local name=$1 rep=$2 batch=$3 rates=$4 failed=0
   for rate in $rates; do
-    start_server "$name"
+    start_server "$name" || continue
     local r
     r=$(bench "$name" "$rep" push --conns "$PUSH_CONNS" --batch "$batch" --rate "$rate" \
           --secs "$PUSH_SECS" --drain 5)
     stop_server
-    log "$name B=$batch R=$rate: $(echo "$r" | jq -c '{delivered_per_s,p99:.latency_ms.p99,lost,requests_per_s}')"
-    if ! echo "$r" | jq -e --argjson rate "$rate" \
+    log "$name B=$batch R=$rate: $(echo "$r" | jq -c '{delivered_per_s,p99:.latency_ms.p99,lost,requests_per_s,server_cpu,bench_cpu}')"
+    if echo "$r" | jq -e --argjson rate "$rate" \
         '.lost == 0 and .latency_ms.p99 < 100 and .requests_per_s >= 0.95 * $rate' >/dev/null; then
-      break
+      failed=0
+    else
+      failed=$((failed + 1))
+      [ "$failed" -ge 2 ] && break
     fi
   done
 }
@@ -144,13 +153,15 @@ sweep() {
 run_server() {
   local name=$1 rep=$2
   log "$name rep $rep: idle $IDLE_CONNS"
-  start_server "$name"
-  bench "$name" "$rep" idle --conns "$IDLE_CONNS" --hold "$IDLE_HOLD" >/dev/null
-  stop_server
+  if start_server "$name"; then
+    bench "$name" "$rep" idle --conns "$IDLE_CONNS" --hold "$IDLE_HOLD" >/dev/null
+    stop_server
+  fi
   log "$name rep $rep: fanout $FANOUT_CONNS x $FANOUT_ROUNDS"
-  start_server "$name"
-  bench "$name" "$rep" fanout --conns "$FANOUT_CONNS" --rounds "$FANOUT_ROUNDS" --drain 10 >/dev/null
-  stop_server
+  if start_server "$name"; then
+    bench "$name" "$rep" fanout --conns "$FANOUT_CONNS" --rounds "$FANOUT_ROUNDS" --drain 10 >/dev/null
+    stop_server
+  fi
   log "$name rep $rep: push B=100"
   sweep "$name" "$rep" 100 "$RATES_B100"
   log "$name rep $rep: push B=1"
@@ -158,6 +169,7 @@ run_server() {
 }
 
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq "$REPS"); do
   for name in $SERVERS; do
     run_server "$name" "$rep"
@@ -181,5 +193,6 @@ python3 scripts/bench/report.py "$RESULTS" "$OUT" \
   --versions "socket.io $SIO_VERSION; socketioxide $SIOXIDE_VERSION; node $(node --version); $(rustc --version)" \
   --machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); fd limit $(ulimit -n)" \
   --command "REPS=$REPS QUICK=$QUICK EXTRA=\"$EXTRA\" scripts/bench/run.sh" \
+  --load "before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
   --settings "idle $IDLE_CONNS conns hold ${IDLE_HOLD}s; fanout $FANOUT_CONNS conns x $FANOUT_ROUNDS rounds; push $PUSH_CONNS conns, ${PUSH_SECS}s per rate; rates B=100: $RATES_B100; rates B=1: $RATES_B1"
 log "wrote $OUT"
