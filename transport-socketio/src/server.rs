@@ -152,23 +152,27 @@ enum Input {
     Poll(async_std::channel::Sender<PollAnswer>),
     /// A WebSocket arrived for this session (upgrade).
     Upgrade(Box<WebSocketStream<tide::http::upgrade::Connection>>),
-    /// The app's text packet for the client.
-    Send {
-        nsp: String,
-        text: String,
-        attachments: Vec<Vec<u8>>,
-    },
+    /// The app's text packet for the client (boxed: every queued input is as large as the
+    /// largest variant, and each session keeps a block of them).
+    Send(Box<Outgoing>),
     /// The app's raw Engine.IO message (bare Engine.IO servers).
     SendRaw(EioPacket),
     /// The app's decision on a CONNECT.
     Decision {
         nsp: String,
-        result: Result<Sender<Event>, Value>,
+        result: Result<Sender<Event>, Box<Value>>,
     },
     /// The app disconnects a namespace (and the session if `close`).
     Disconnect { nsp: String, close: bool },
     /// The server stops.
     Shutdown,
+}
+
+/// A text packet (and its attachments) the app sends to one namespace.
+struct Outgoing {
+    nsp: String,
+    text: String,
+    attachments: Vec<Vec<u8>>,
 }
 
 /// What a poll gets.
@@ -212,7 +216,7 @@ impl Pending {
     pub fn refuse(self, data: Value) {
         let _ = self.tx.try_send(Input::Decision {
             nsp: self.handshake.namespace.clone(),
-            result: Err(data),
+            result: Err(Box::new(data)),
         });
     }
 }
@@ -248,11 +252,11 @@ impl Socket {
         let n = 1 + attachments.len();
         self.enqueue(
             n,
-            Input::Send {
+            Input::Send(Box::new(Outgoing {
                 nsp: self.nsp.clone(),
                 text,
                 attachments,
-            },
+            })),
         )
     }
 
@@ -719,7 +723,10 @@ impl SocketIo {
                 log::debug!("websocket upgrade did not complete");
                 return;
             };
+            // A small read buffer: the default (128 KiB) is what an idle connection would
+            // cost in memory. It grows when a large message arrives.
             let config = WebSocketConfig::default()
+                .read_buffer_size(1024)
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));
             let ws = WebSocketStream::from_raw_socket(conn, Role::Server, Some(config)).await;
@@ -992,17 +999,19 @@ impl Session {
             .min()
             .expect("next_ping is always set");
             let wait = deadline.saturating_duration_since(now);
+            // The handlers' futures are boxed: this loop's own future is what an idle session
+            // costs in memory, and it would otherwise be as large as the largest of them.
             match async_std::future::timeout(wait, rx.recv()).await {
-                Ok(Ok(input)) => self.input(input).await,
+                Ok(Ok(input)) => Box::pin(self.input(input)).await,
                 Ok(Err(_)) => self.close("server gone"),
                 Err(_) => self.timers().await,
             }
-            if self.closed.is_none() {
-                self.flush().await;
-                if self.queue.is_empty() {
-                    if let Some(reason) = self.close_when_flushed.take() {
-                        self.close(&reason);
-                    }
+            if self.closed.is_none() && !self.queue.is_empty() {
+                Box::pin(self.flush()).await;
+            }
+            if self.closed.is_none() && self.queue.is_empty() {
+                if let Some(reason) = self.close_when_flushed.take() {
+                    self.close(&reason);
                 }
             }
         }
@@ -1120,11 +1129,12 @@ impl Session {
                     self.queue.push_back(packet);
                 }
             }
-            Input::Send {
-                nsp,
-                text,
-                attachments,
-            } => {
+            Input::Send(out) => {
+                let Outgoing {
+                    nsp,
+                    text,
+                    attachments,
+                } = *out;
                 let n = 1 + attachments.len();
                 self.queued.fetch_sub(
                     n.min(self.queued.load(Ordering::Relaxed)),

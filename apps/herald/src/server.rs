@@ -520,25 +520,59 @@ async fn bind<State: Clone + Send + Sync + 'static>(
     app: tide::Server<State>,
     addr: SocketAddr,
 ) -> anyhow::Result<(SocketAddr, async_std::task::JoinHandle<()>)> {
-    use tide::listener::{Listener, ToListener};
-    let mut listener = addr
-        .to_listener()
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    listener
-        .bind(app)
+    let listener = async_std::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let bound = listener
-        .info()
-        .first()
-        .and_then(|i| i.connection().trim_start_matches("http://").parse().ok())
-        .unwrap_or(addr);
+    let bound = listener.local_addr().unwrap_or(addr);
     let task = async_std::task::spawn(async move {
-        if let Err(e) = listener.accept().await {
-            log::error!("listener on {bound} failed: {e}");
+        let mut incoming = listener.incoming();
+        while let Some(stream) = incoming.next().await {
+            match stream {
+                Ok(stream) => serve_http(app.clone(), stream),
+                Err(e) if is_transient(&e) => {}
+                Err(e) => {
+                    // Out of file descriptors, typically: wait instead of spinning.
+                    log::error!("accepting on {bound} failed: {e}; pausing 500 ms");
+                    async_std::task::sleep(Duration::from_millis(500)).await;
+                }
+            }
         }
     });
     Ok((bound, task))
+}
+
+/// Serves HTTP (and the WebSocket upgrades) on one accepted connection: tide's own listener,
+/// plus `TCP_NODELAY`. Answers and deliveries are small writes, and without it each one
+/// written while the previous is unacknowledged waits for the peer's delayed ACK (40 ms).
+fn serve_http<State: Clone + Send + Sync + 'static>(
+    app: tide::Server<State>,
+    stream: async_std::net::TcpStream,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("TCP_NODELAY not set: {e}");
+    }
+    async_std::task::spawn(async move {
+        let local = stream.local_addr().ok();
+        let peer = stream.peer_addr().ok();
+        let served = async_h1::accept(stream, |mut req| async {
+            req.set_local_addr(local);
+            req.set_peer_addr(peer);
+            app.respond(req).await
+        })
+        .await;
+        if let Err(e) = served {
+            log::debug!("HTTP connection from {peer:?} ended: {e}");
+        }
+    });
+}
+
+/// Accept errors that concern one connection only (as tide's listener treats them).
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// The Socket.IO server configuration of a node.

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Herald beyond the embedded store, for docs/benchmarks.md (called by run.sh with EXTRA set):
+#   extra.sh mongo   RESULTS BENCH HERALD   one node on MongoDB (SecantusDB in docker)
+#   extra.sh cluster RESULTS BENCH HERALD   two nodes, Redis broker, the same MongoDB store
+# Smaller sizes than the main runs: SecantusDB, a Python server (about 1,000 inserts/s), is
+# what bounds these figures, not Herald. Servers on core 0, herald-bench on core 1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MODE=$1 RESULTS=$2 BENCH=$3 HERALD=$4
+IMAGE=${MONGO_IMAGE:-herald-test/secantusdb:0.7.0b3}
+SECRET=bench-secret
+SERVER_CPU=${SERVER_CPU:-0}
+BENCH_CPU=${BENCH_CPU:-1}
+REPS=${REPS:-3}
+WORK=$(mktemp -d /tmp/herald-bench-extra.XXXXXX)
+PORT=${BASE_PORT:-23000}
+CONTAINER=""
+PIDS=()
+log() { echo "[bench-extra $(date -u +%H:%M:%S)] $*" >&2; }
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -n "$CONTAINER" ] && docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "nothing listens on port $1 after 30 s"; return 1
+}
+
+# A fresh SecantusDB (in memory) on core 0; sets MONGO_URL.
+start_mongo() {
+  stop_mongo
+  PORT=$((PORT + 1))
+  CONTAINER=herald-bench-mongo-$$-$PORT
+  docker run -d --rm --name "$CONTAINER" --cpuset-cpus "$SERVER_CPU" \
+    -p "127.0.0.1:$PORT:27017" "$IMAGE" >/dev/null
+  for _ in $(seq 300); do
+    docker logs "$CONTAINER" 2>&1 | grep -q "secantus listening on" && break
+    sleep 0.1
+  done
+  MONGO_URL="mongodb://127.0.0.1:$PORT/herald_bench?directConnection=true"
+}
+stop_mongo() {
+  [ -n "$CONTAINER" ] && docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
+  CONTAINER=""
+}
+
+# herald_node EXTRA_FLAGS...: one Herald node, single port, on core 0; appends its URL to
+# URLS and its pid to NODE_PIDS.
+herald_node() {
+  PORT=$((PORT + 1))
+  HERALD_LOG_LEVEL=warn taskset -c "$SERVER_CPU" "$HERALD" \
+    --api-listen 127.0.0.1:$PORT --connector-listen 127.0.0.1:$PORT \
+    --secret "$SECRET" --node-id "bench-$PORT" --data-dir "$WORK/data-$PORT" \
+    --mongo "$MONGO_URL" "$@" > "$WORK/herald-$PORT.log" 2>&1 &
+  NODE_PIDS+=("$!")
+  PIDS+=("$!")
+  wait_port "$PORT"
+  URLS+=(--url "http://127.0.0.1:$PORT")
+}
+
+# start_setup: the servers of MODE, fresh; sets URLS, NODE_PIDS, LABEL.
+start_setup() {
+  URLS=()
+  NODE_PIDS=()
+  start_mongo
+  case $MODE in
+    mongo)
+      LABEL=herald-mongo
+      herald_node ;;
+    cluster)
+      LABEL=herald-cluster
+      PORT=$((PORT + 1))
+      taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no > "$WORK/redis-$PORT.log" 2>&1 &
+      REDIS_PID=$!
+      PIDS+=("$REDIS_PID")
+      wait_port "$PORT"
+      local redis=redis://127.0.0.1:$PORT
+      herald_node --redis "$redis"
+      herald_node --redis "$redis"
+      NODE_PIDS+=("$REDIS_PID") ;;
+    *) log "unknown mode $MODE (expected mongo or cluster)"; exit 2 ;;
+  esac
+}
+
+stop_setup() {
+  for p in "${NODE_PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  stop_mongo
+}
+
+# bench REP ARGS...: one run against the current setup (clients and pushes spread over its
+# nodes), its JSON line appended to RESULTS.
+bench() {
+  local rep=$1; shift
+  local line pids=()
+  for p in "${NODE_PIDS[@]}"; do pids+=(--server-pid "$p"); done
+  if ! line=$(taskset -c "$BENCH_CPU" "$BENCH" "${URLS[@]}" "${pids[@]}" --label "$LABEL" \
+      --secret "$SECRET" --drain 10 "$@"); then
+    log "herald-bench $* failed against $LABEL"
+    line=$(jq -nc --arg s "$LABEL" --arg a "$*" '{server:$s,error:$a}')
+  fi
+  line=$(echo "$line" | jq -c --argjson rep "$rep" '. + {rep:$rep}')
+  echo "$line" >> "$RESULTS"
+  log "$LABEL: $(echo "$line" | jq -c '{scenario,rate,batch,delivered_per_s,p99:.latency_ms.p99,lost,still_open,rss_per_conn_kb,round_ms_median}')"
+  LAST=$line
+}
+
+sweep() {
+  local rep=$1 batch=$2 rates=$3
+  for rate in $rates; do
+    start_setup
+    bench "$rep" push --conns 500 --batch "$batch" --rate "$rate" --secs 4
+    stop_setup
+    if ! echo "$LAST" | jq -e --argjson rate "$rate" \
+        '.lost == 0 and .latency_ms.p99 < 100 and .requests_per_s >= 0.95 * $rate' >/dev/null; then
+      break
+    fi
+  done
+}
+
+for rep in $(seq "$REPS"); do
+  log "$MODE rep $rep"
+  start_setup
+  bench "$rep" idle --conns 5000 --hold 5
+  stop_setup
+  start_setup
+  bench "$rep" fanout --conns 1000 --rounds 3
+  stop_setup
+  sweep "$rep" 100 "${MONGO_RATES_B100:-1 2 4 8 16 32}"
+  sweep "$rep" 1 "${MONGO_RATES_B1:-25 50 100 200 400 800}"
+done

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Turns herald-bench's JSON lines (one per run) into docs/benchmarks.md: medians with
+min-max over the repetitions, and each target of issue 6 checked as met or not.
+
+Usage: report.py RESULTS.jsonl OUT.md --started ... --rev ... --versions ... --machine ...
+       --command ... --settings ...
+The hand-written analysis in scripts/bench/analysis.md is appended as it is."""
+import argparse
+import json
+import os
+import statistics
+from collections import defaultdict
+
+MAIN = ["herald", "socketio-node", "socketioxide"]
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows
+
+
+def qualifies(r):
+    """A push run that kept up: nothing lost, p99 under 100 ms, 95% of the offered rate."""
+    return (r.get("lost") == 0 and r["latency_ms"]["p99"] < 100
+            and r["requests_per_s"] >= 0.95 * r["rate"])
+
+
+def per_rep(rows):
+    """{server: {metric: [value per repetition]}}"""
+    out = defaultdict(lambda: defaultdict(list))
+    by = defaultdict(list)
+    for r in rows:
+        if "error" in r:
+            continue
+        by[(r["server"], r.get("rep", 1), r["scenario"], r.get("batch"))].append(r)
+    for (server, rep, scen, batch), rs in sorted(by.items(), key=lambda kv: str(kv[0])):
+        m = out[server]
+        if scen == "idle":
+            r = rs[-1]
+            m["idle_connected"].append(r["still_open"])
+            m["idle_connect_per_s"].append(r["connect_per_s"])
+            if r.get("rss_per_conn_kb") is not None:
+                m["idle_rss_kb"].append(r["rss_per_conn_kb"])
+            m["idle_lost"].append(r["conns"] - r["still_open"])
+        elif scen == "fanout":
+            r = rs[-1]
+            m["fanout_conns"].append(r["connected"])
+            m["fanout_round_ms"].append(r["round_ms_median"])
+            m["fanout_p50"].append(r["latency_ms"]["p50"])
+            m["fanout_p99"].append(r["latency_ms"]["p99"])
+            m["fanout_lost"].append(r["lost"])
+            if r.get("server_cpu") is not None:
+                m["fanout_server_cpu"].append(r["server_cpu"])
+        elif scen == "push":
+            good = [r for r in rs if qualifies(r)]
+            key = f"b{batch}"
+            m[f"{key}_lost"].append(sum(r["lost"] for r in rs))
+            if good:
+                best = max(good, key=lambda r: r["rate"])
+                m[f"{key}_rate"].append(best["rate"])
+                m[f"{key}_delivered"].append(best["delivered_per_s"])
+                m[f"{key}_p50"].append(best["latency_ms"]["p50"])
+                m[f"{key}_p99"].append(best["latency_ms"]["p99"])
+            else:
+                m[f"{key}_rate"].append(0)
+                m[f"{key}_delivered"].append(0)
+            past = [r for r in rs if not qualifies(r)]
+            if past:
+                first = min(past, key=lambda r: r["rate"])
+                m[f"{key}_fail_rate"].append(first["rate"])
+                if first.get("server_cpu") is not None:
+                    m[f"{key}_fail_server_cpu"].append(first["server_cpu"])
+                if first.get("bench_cpu") is not None:
+                    m[f"{key}_fail_bench_cpu"].append(first["bench_cpu"])
+            if any(r.get("acks", 0) > 0 for r in rs):
+                m[f"{key}_acked"].append(1)
+    return out
+
+
+def cell(values, fmt="{:,.0f}"):
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1 or min(values) == max(values):
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
+ROWS = [
+    ("idle", "connections held (of those opened)", "idle_connected", "{:,.0f}"),
+    ("idle", "connects/s", "idle_connect_per_s", "{:,.0f}"),
+    ("idle", "server RSS per idle connection, KiB", "idle_rss_kb", "{:,.1f}"),
+    ("idle", "connections lost while held", "idle_lost", "{:,.0f}"),
+    ("push B=100", "best rate with p99 < 100 ms, requests/s", "b100_rate", "{:,.0f}"),
+    ("push B=100", "delivered messages/s at that rate", "b100_delivered", "{:,.0f}"),
+    ("push B=100", "latency p50 / p99 at that rate, ms", ("b100_p50", "b100_p99"), "{:,.1f}"),
+    ("push B=100", "first rate past it, requests/s", "b100_fail_rate", "{:,.0f}"),
+    ("push B=100", "server / load generator CPU there, cores", ("b100_fail_server_cpu", "b100_fail_bench_cpu"), "{:,.2f}"),
+    ("push B=100", "messages lost (all rates)", "b100_lost", "{:,.0f}"),
+    ("push B=1", "saturation: best rate with p99 < 100 ms, requests/s", "b1_rate", "{:,.0f}"),
+    ("push B=1", "latency p50 / p99 at that rate, ms", ("b1_p50", "b1_p99"), "{:,.1f}"),
+    ("push B=1", "first rate past it, requests/s", "b1_fail_rate", "{:,.0f}"),
+    ("push B=1", "server / load generator CPU there, cores", ("b1_fail_server_cpu", "b1_fail_bench_cpu"), "{:,.2f}"),
+    ("push B=1", "messages lost (all rates)", "b1_lost", "{:,.0f}"),
+    ("fanout", "clients", "fanout_conns", "{:,.0f}"),
+    ("fanout", "time until all received (median round), ms", "fanout_round_ms", "{:,.1f}"),
+    ("fanout", "per-client latency p50 / p99, ms", ("fanout_p50", "fanout_p99"), "{:,.1f}"),
+    ("fanout", "server CPU during the rounds, cores", "fanout_server_cpu", "{:,.2f}"),
+    ("fanout", "messages lost", "fanout_lost", "{:,.0f}"),
+]
+
+
+def table(data, servers):
+    lines = ["| scenario | figure | " + " | ".join(servers) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in servers) + " |"]
+    for scen, label, key, fmt in ROWS:
+        cells = []
+        for s in servers:
+            m = data.get(s, {})
+            if isinstance(key, tuple):
+                cells.append(" / ".join(cell(m.get(k, []), fmt) for k in key))
+            else:
+                cells.append(cell(m.get(key, []), fmt))
+        if all(c in ("–", "– / –") for c in cells):
+            continue
+        lines.append(f"| {scen} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def med(m, key):
+    v = m.get(key, [])
+    return statistics.median(v) if v else None
+
+
+def targets(data):
+    h, n, x = data.get("herald", {}), data.get("socketio-node", {}), data.get("socketioxide", {})
+    out = []
+
+    def row(name, ok, figures):
+        state = "–" if ok is None else ("**met**" if ok else "**not met**")
+        out.append(f"| {name} | {figures} | {state} |")
+
+    held = med(h, "idle_connected")
+    row("idle: 19,000+ connections held", None if held is None else held >= 19000,
+        f"Herald held {held:,.0f}" if held is not None else "not run")
+    hr, nr = med(h, "idle_rss_kb"), med(n, "idle_rss_kb")
+    row("idle: RSS per connection ≤ ½ of Node socket.io's",
+        None if hr is None or nr is None else hr <= nr / 2,
+        f"Herald {hr:.1f} KiB, Node {nr:.1f} KiB (half: {nr / 2:.1f})" if hr and nr else "not run")
+    hd, xd = med(h, "b100_delivered"), med(x, "b100_delivered")
+    row("push B=100: delivered+acked msgs/s at p99 < 100 ms ≥ socketioxide's",
+        None if hd is None or xd is None else hd >= xd,
+        f"Herald {hd:,.0f}/s, socketioxide {xd:,.0f}/s" if hd is not None and xd is not None else "not run")
+    hb, xb = med(h, "b1_rate"), med(x, "b1_rate")
+    row("push B=1: rate ≥ socketioxide's saturation rate",
+        None if hb is None or xb is None else hb >= xb,
+        f"Herald {hb:,.0f}/s, socketioxide {xb:,.0f}/s" if hb is not None and xb is not None else "not run")
+    hp, xp, hl = med(h, "fanout_p99"), med(x, "fanout_p99"), med(h, "fanout_lost")
+    row("fanout to 10,000: all received, p99 ≤ socketioxide's",
+        None if hp is None or xp is None else (hp <= xp and hl == 0),
+        f"Herald p99 {hp:,.1f} ms (lost {hl:,.0f}), socketioxide p99 {xp:,.1f} ms" if hp is not None and xp is not None else "not run")
+    lost = sum(sum(h.get(k, [])) for k in ("idle_lost", "b100_lost", "b1_lost", "fanout_lost"))
+    row("no loss in any scenario (Herald)", lost == 0 if h else None, f"Herald lost {lost:,}")
+    return "\n".join(["| target | figures (medians) | state |", "| --- | --- | --- |"] + out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("out")
+    for k in ("started", "rev", "versions", "machine", "command", "settings", "load"):
+        ap.add_argument("--" + k, default="")
+    a = ap.parse_args()
+    rows = load(a.results)
+    data = per_rep(rows)
+    reps = max((r.get("rep", 1) for r in rows), default=0)
+    main_servers = [s for s in MAIN if s in data]
+    extra = sorted(s for s in data if s not in MAIN)
+    errors = [r for r in rows if "error" in r]
+    here = os.path.dirname(os.path.abspath(__file__))
+    analysis_path = os.path.join(here, "analysis.md")
+    analysis = open(analysis_path).read().strip() if os.path.exists(analysis_path) else ""
+    doc = f"""# Benchmarks
+
+Herald against the Socket.IO servers its users would otherwise pick — Node
+[socket.io](https://socket.io) and Rust [socketioxide](https://github.com/Totodore/socketioxide) —
+on the same machine, in one session, by one command. This file is written by
+`scripts/bench/run.sh` (tables) and `scripts/bench/analysis.md` (the analysis below them).
+
+- **Run:** {a.started}; Herald at git `{a.rev}`; {reps} repetition(s).
+- **Versions:** {a.versions}.
+- **Machine:** {a.machine}. The server is pinned to core 0 and the load generator
+  (`herald-bench`) to core 1 with `taskset`.
+- **Command:** `{a.command}`
+- **Settings:** {a.settings}.
+- **Load average** (1, 5, 15 min) {a.load}: other work on the machine shows here.
+
+Herald runs as its own peer: single port (`--api-listen` = `--connector-listen`), embedded
+store, in-process broker, HMAC connect auth, **every message durable before `POST /push`
+answers and acknowledged by the client** (`43<id>[]` per batch). The peers
+(`bench/peers/`) keep nothing and ask for no ack: each is a minimal server with the same
+surface (WebSocket Socket.IO, `POST /push` emitting `message` `[msg]` to a room per client id).
+Each cell is the median over the repetitions, with min–max in brackets when they differ.
+Every run starts a fresh server.
+
+## Results
+
+{table(data, main_servers)}
+
+How the figures are taken: `idle` opens the connections (200 handshakes in flight, from
+16 source addresses 127.0.0.2–17), holds them, and reads the server's `VmRSS` before and after
+(`/proc/<pid>/status`); "per connection" is the difference over the connections held.
+`push` is open loop: requests are due at fixed times (rate R), each carries its due time in
+`data.t`, and latency is receive time minus due time, so a server that falls behind is charged
+for its queue. It is run at increasing rates on a fresh server each; the table gives the highest
+rate that kept p99 under 100 ms with nothing lost and at least 95% of the offered requests
+answered. `fanout` pushes one message to every connected client (requests of 10,000
+recipients), waits until all have it, five rounds; latency is per client and message.
+Loss is counted per message after a drain (messages accepted by the server and not received).
+
+## Targets
+
+{targets(data)}
+"""
+    if extra:
+        doc += f"""
+## Herald on MongoDB and in a cluster
+
+{table(data, extra)}
+"""
+    if errors:
+        doc += "\nRuns that failed to produce a report: " + "; ".join(
+            f"{e['server']}: `{e['error']}`" for e in errors) + "\n"
+    if analysis:
+        doc += "\n" + analysis + "\n"
+    with open(a.out, "w") as f:
+        f.write(doc)
+
+
+if __name__ == "__main__":
+    main()
