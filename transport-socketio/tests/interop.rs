@@ -12,26 +12,15 @@
 mod echo;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
+use herald_it::test_env;
 use herald_socketio::ServerConfig;
 use serde_json::Value;
-
-fn test_env() -> PathBuf {
-    let dir = std::env::var_os("HERALD_TEST_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-env"));
-    assert!(
-        dir.join("node_modules/socket.io-client").exists() && dir.join("venv/bin/python").exists(),
-        "the test clients are missing from {}: run scripts/setup/20-test-clients.sh",
-        dir.display()
-    );
-    dir
-}
 
 async fn server(cfg: ServerConfig) -> SocketAddr {
     let mut cfg = cfg;
