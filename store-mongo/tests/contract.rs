@@ -97,10 +97,11 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
     let mongo = herald_it::Mongo::start()
         .await
         .expect("start the MongoDB-wire container");
+    // A settle time far longer than the slow insert takes, however loaded the machine is.
     let store = MongoStore::connect(
         MongoConfig::new(mongo.url())
             .database("race")
-            .settle(Duration::from_secs(2)),
+            .settle(Duration::from_secs(60)),
     )
     .await
     .expect("connect");
@@ -155,7 +156,15 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
         "in id order, the late insert included"
     );
 
-    // A push whose insert never happens: after `settle` its id counts as gone.
+    // A push whose insert never happens: after `settle` its id counts as gone (a store with a
+    // short one, on the same data).
+    let store = MongoStore::connect(
+        MongoConfig::new(mongo.url())
+            .database("race")
+            .settle(Duration::from_millis(500)),
+    )
+    .await
+    .expect("connect");
     store
         .ack(&client, slot, &[MessageId(1), MessageId(2)])
         .await
