@@ -204,7 +204,7 @@ pub fn unix_secs() -> u64 {
         .as_secs()
 }
 
-/// HMAC connect auth as DESIGN.md defines it: hex HMAC-SHA256(secret, "<ts>:<client_id>").
+/// HMAC connect auth as DESIGN.md defines it: hex HMAC-SHA256(secret, `"<ts>:<client_id>"`).
 pub fn hmac_auth(secret: &str, client: &str, slot: u8, ts: u64) -> Value {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{ts}:{client}").as_bytes());

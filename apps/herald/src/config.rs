@@ -1,7 +1,7 @@
 //! Configuration: defaults, overridden by the TOML file (`--config`), overridden by
 //! `HERALD_*` environment variables, overridden by command-line flags.
 //!
-//! Every key is declared once in [`KEYS`] with its type and its environment variable, so that
+//! Every key is declared once in `KEYS` with its type and its environment variable, so that
 //! the file, the environment and the flags are checked the same way: an unknown key or a bad
 //! value stops start-up with the key's name and the reason. Unknown `HERALD_*` environment
 //! variables are only warned about, because other tools (the test harness) share the prefix.
@@ -201,7 +201,7 @@ const KEYS: &[Key] = &[
     },
 ];
 
-/// Command-line flags. Each one is the twin of a key in [`KEYS`] (see [`Flags::to_overrides`]).
+/// Command-line flags. Each one is the twin of a key in `KEYS` (see `Flags::to_overrides`).
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "herald",
