@@ -8,7 +8,8 @@
 # Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide"), IDLE_CONNS,
 # IDLE_HOLD, FANOUT_CONNS, FANOUT_ROUNDS, PUSH_CONNS, PUSH_SECS, RATES_B100, RATES_B1,
 # EXTRA ("mongo cluster": Herald on MongoDB (SecantusDB in docker) and a two-node cluster
-# with Redis), OUT (default docs/benchmarks.md), CARGO_TARGET_DIR.
+# with Redis), APPEND_TO (earlier results to keep), OUT (default docs/benchmarks.md),
+# CARGO_TARGET_DIR.
 # The server runs on core 0 and the load generator on core 1 (taskset). Everything listens
 # and connects on 127.0.0.0/8 only.
 set -euo pipefail
@@ -43,7 +44,9 @@ PORT=${BASE_PORT:-21000}
 
 WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
-: > "$RESULTS"
+# APPEND_TO=FILE: start from an earlier run's results (e.g. SERVERS="" EXTRA=mongo after a
+# main run) so that one report holds both.
+if [ -n "${APPEND_TO:-}" ]; then cp "$APPEND_TO" "$RESULTS"; else : > "$RESULTS"; fi
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -192,7 +195,7 @@ python3 scripts/bench/report.py "$RESULTS" "$OUT" \
   --rev "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo '+changes')" \
   --versions "socket.io $SIO_VERSION; socketioxide $SIOXIDE_VERSION; node $(node --version); $(rustc --version)" \
   --machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); fd limit $(ulimit -n)" \
-  --command "REPS=$REPS QUICK=$QUICK EXTRA=\"$EXTRA\" scripts/bench/run.sh" \
+  --command "${BENCH_COMMAND:-REPS=$REPS QUICK=$QUICK EXTRA=\"$EXTRA\" scripts/bench/run.sh}" \
   --load "before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
   --settings "idle $IDLE_CONNS conns hold ${IDLE_HOLD}s; fanout $FANOUT_CONNS conns x $FANOUT_ROUNDS rounds; push $PUSH_CONNS conns, ${PUSH_SECS}s per rate; rates B=100: $RATES_B100; rates B=1: $RATES_B1"
 log "wrote $OUT"
