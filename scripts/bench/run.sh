@@ -18,7 +18,7 @@ ROOT=$(pwd)
 
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"herald socketio-node socketioxide"}
+SERVERS=${SERVERS-"herald socketio-node socketioxide"}
 EXTRA=${EXTRA:-}
 if [ "$QUICK" = 1 ]; then
   IDLE_CONNS=${IDLE_CONNS:-2000}; IDLE_HOLD=${IDLE_HOLD:-3}
@@ -151,6 +151,7 @@ sweep() {
       [ "$failed" -ge 2 ] && break
     fi
   done
+  return 0
 }
 
 run_server() {
@@ -192,7 +193,7 @@ SIOXIDE_VERSION=$(grep -A1 '^name = "socketioxide"$' bench/peers/socketioxide/Ca
   | sed -n 's/^version = "\(.*\)"/\1/p')
 python3 scripts/bench/report.py "$RESULTS" "$OUT" \
   --started "$STARTED" \
-  --rev "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo '+changes')" \
+  --rev "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' ':!scripts/bench' || echo '+changes')" \
   --versions "socket.io $SIO_VERSION; socketioxide $SIOXIDE_VERSION; node $(node --version); $(rustc --version)" \
   --machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); fd limit $(ulimit -n)" \
   --command "${BENCH_COMMAND:-REPS=$REPS QUICK=$QUICK EXTRA=\"$EXTRA\" scripts/bench/run.sh}" \
