@@ -5,7 +5,8 @@
 #   scripts/bench/run.sh            # everything, REPS=3
 #   REPS=1 QUICK=1 scripts/bench/run.sh   # a fast look (small sizes)
 #
-# Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide"), IDLE_CONNS,
+# Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide"), SCENARIOS
+# ("idle fanout push"), IDLE_CONNS,
 # IDLE_HOLD, FANOUT_CONNS, FANOUT_ROUNDS, PUSH_CONNS, PUSH_SECS, RATES_B100, RATES_B1,
 # EXTRA ("mongo cluster": Herald on MongoDB (SecantusDB in docker) and a two-node cluster
 # with Redis), APPEND_TO (earlier results to keep), OUT (default docs/benchmarks.md),
@@ -19,6 +20,7 @@ ROOT=$(pwd)
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
 SERVERS=${SERVERS-"herald socketio-node socketioxide"}
+SCENARIOS=${SCENARIOS:-"idle fanout push"}
 EXTRA=${EXTRA:-}
 if [ "$QUICK" = 1 ]; then
   IDLE_CONNS=${IDLE_CONNS:-2000}; IDLE_HOLD=${IDLE_HOLD:-3}
@@ -154,22 +156,27 @@ sweep() {
   return 0
 }
 
+# Whether scenario $1 is among SCENARIOS.
+wanted() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 run_server() {
   local name=$1 rep=$2
-  log "$name rep $rep: idle $IDLE_CONNS"
-  if start_server "$name"; then
+  if wanted idle && start_server "$name"; then
+    log "$name rep $rep: idle $IDLE_CONNS"
     bench "$name" "$rep" idle --conns "$IDLE_CONNS" --hold "$IDLE_HOLD" >/dev/null
     stop_server
   fi
-  log "$name rep $rep: fanout $FANOUT_CONNS x $FANOUT_ROUNDS"
-  if start_server "$name"; then
+  if wanted fanout && start_server "$name"; then
+    log "$name rep $rep: fanout $FANOUT_CONNS x $FANOUT_ROUNDS"
     bench "$name" "$rep" fanout --conns "$FANOUT_CONNS" --rounds "$FANOUT_ROUNDS" --drain 10 >/dev/null
     stop_server
   fi
-  log "$name rep $rep: push B=100"
-  sweep "$name" "$rep" 100 "$RATES_B100"
-  log "$name rep $rep: push B=1"
-  sweep "$name" "$rep" 1 "$RATES_B1"
+  if wanted push; then
+    log "$name rep $rep: push B=100"
+    sweep "$name" "$rep" 100 "$RATES_B100"
+    log "$name rep $rep: push B=1"
+    sweep "$name" "$rep" 1 "$RATES_B1"
+  fi
 }
 
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
