@@ -69,6 +69,10 @@ def per_rep(rows):
             else:
                 m[f"{key}_rate"].append(0)
                 m[f"{key}_delivered"].append(0)
+            low = min(rs, key=lambda r: r["rate"])
+            m[f"{key}_low_rate"].append(low["rate"])
+            m[f"{key}_low_delivered"].append(low["delivered_per_s"])
+            m[f"{key}_low_p99"].append(low["latency_ms"]["p99"])
             past = [r for r in rs if not qualifies(r)]
             if past:
                 first = min(past, key=lambda r: r["rate"])
@@ -80,6 +84,14 @@ def per_rep(rows):
             if any(r.get("acks", 0) > 0 for r in rs):
                 m[f"{key}_acked"].append(1)
     return out
+
+
+class Rate:
+    """A requests/s figure: whole numbers with separators, below 10 one decimal (0.5/s)."""
+
+    @staticmethod
+    def format(v):
+        return f"{v:,.0f}" if v >= 10 or v == int(v) else f"{v:.1f}"
 
 
 def cell(values, fmt="{:,.0f}"):
@@ -96,15 +108,15 @@ ROWS = [
     ("idle", "connects/s", "idle_connect_per_s", "{:,.0f}"),
     ("idle", "server RSS per idle connection, KiB", "idle_rss_kb", "{:,.1f}"),
     ("idle", "connections lost while held", "idle_lost", "{:,.0f}"),
-    ("push B=100", "best rate with p99 < 100 ms, requests/s", "b100_rate", "{:,.0f}"),
+    ("push B=100", "best rate with p99 < 100 ms, requests/s", "b100_rate", Rate),
     ("push B=100", "delivered messages/s at that rate", "b100_delivered", "{:,.0f}"),
     ("push B=100", "latency p50 / p99 at that rate, ms", ("b100_p50", "b100_p99"), "{:,.1f}"),
-    ("push B=100", "first rate past it, requests/s", "b100_fail_rate", "{:,.0f}"),
+    ("push B=100", "first rate past it, requests/s", "b100_fail_rate", Rate),
     ("push B=100", "server / load generator CPU there, cores", ("b100_fail_server_cpu", "b100_fail_bench_cpu"), "{:,.2f}"),
     ("push B=100", "messages lost (all rates)", "b100_lost", "{:,.0f}"),
-    ("push B=1", "saturation: best rate with p99 < 100 ms, requests/s", "b1_rate", "{:,.0f}"),
+    ("push B=1", "saturation: best rate with p99 < 100 ms, requests/s", "b1_rate", Rate),
     ("push B=1", "latency p50 / p99 at that rate, ms", ("b1_p50", "b1_p99"), "{:,.1f}"),
-    ("push B=1", "first rate past it, requests/s", "b1_fail_rate", "{:,.0f}"),
+    ("push B=1", "first rate past it, requests/s", "b1_fail_rate", Rate),
     ("push B=1", "server / load generator CPU there, cores", ("b1_fail_server_cpu", "b1_fail_bench_cpu"), "{:,.2f}"),
     ("push B=1", "messages lost (all rates)", "b1_lost", "{:,.0f}"),
     ("fanout", "clients", "fanout_conns", "{:,.0f}"),
@@ -115,10 +127,19 @@ ROWS = [
 ]
 
 
-def table(data, servers):
+# For the slower setups (MongoDB), whose best rate may be none of those tried.
+LOW_ROWS = [
+    ("push B=100", "lowest rate tried, requests/s", "b100_low_rate", Rate),
+    ("push B=100", "there: delivered messages/s / p99 ms", ("b100_low_delivered", "b100_low_p99"), "{:,.0f}"),
+    ("push B=1", "lowest rate tried, requests/s", "b1_low_rate", Rate),
+    ("push B=1", "there: delivered messages/s / p99 ms", ("b1_low_delivered", "b1_low_p99"), "{:,.0f}"),
+]
+
+
+def table(data, servers, rows=ROWS):
     lines = ["| scenario | figure | " + " | ".join(servers) + " |",
              "| --- | --- | " + " | ".join("---:" for _ in servers) + " |"]
-    for scen, label, key, fmt in ROWS:
+    for scen, label, key, fmt in rows:
         cells = []
         for s in servers:
             m = data.get(s, {})
@@ -178,7 +199,10 @@ def main():
     a = ap.parse_args()
     rows = load(a.results)
     data = per_rep(rows)
-    reps = max((r.get("rep", 1) for r in rows), default=0)
+    reps_of = defaultdict(set)
+    for r in rows:
+        reps_of[r.get("server")].add(r.get("rep", 1))
+    reps = ", ".join(f"{s} {len(v)}" for s, v in sorted(reps_of.items()))
     main_servers = [s for s in MAIN if s in data]
     extra = sorted(s for s in data if s not in MAIN)
     errors = [r for r in rows if "error" in r]
@@ -192,7 +216,7 @@ Herald against the Socket.IO servers its users would otherwise pick — Node
 on the same machine, in one session, by one command. This file is written by
 `scripts/bench/run.sh` (tables) and `scripts/bench/analysis.md` (the analysis below them).
 
-- **Run:** {a.started}; Herald at git `{a.rev}`; {reps} repetition(s).
+- **Run:** {a.started}; Herald at git `{a.rev}`; repetitions: {reps}.
 - **Versions:** {a.versions}.
 - **Machine:** {a.machine}. The server is pinned to core 0 and the load generator
   (`herald-bench`) to core 1 with `taskset`.
@@ -231,7 +255,7 @@ Loss is counted per message after a drain (messages accepted by the server and n
         doc += f"""
 ## Herald on MongoDB and in a cluster
 
-{table(data, extra)}
+{table(data, extra, ROWS + LOW_ROWS)}
 """
     if errors:
         doc += "\nRuns that failed to produce a report: " + "; ".join(

@@ -5,10 +5,12 @@
 #   scripts/bench/run.sh            # everything, REPS=3
 #   REPS=1 QUICK=1 scripts/bench/run.sh   # a fast look (small sizes)
 #
-# Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide"), IDLE_CONNS,
+# Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide"), SCENARIOS
+# ("idle fanout push"), IDLE_CONNS,
 # IDLE_HOLD, FANOUT_CONNS, FANOUT_ROUNDS, PUSH_CONNS, PUSH_SECS, RATES_B100, RATES_B1,
 # EXTRA ("mongo cluster": Herald on MongoDB (SecantusDB in docker) and a two-node cluster
-# with Redis), OUT (default docs/benchmarks.md), CARGO_TARGET_DIR.
+# with Redis), APPEND_TO (earlier results to keep), OUT (default docs/benchmarks.md),
+# CARGO_TARGET_DIR.
 # The server runs on core 0 and the load generator on core 1 (taskset). Everything listens
 # and connects on 127.0.0.0/8 only.
 set -euo pipefail
@@ -17,7 +19,8 @@ ROOT=$(pwd)
 
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS:-"herald socketio-node socketioxide"}
+SERVERS=${SERVERS-"herald socketio-node socketioxide"}
+SCENARIOS=${SCENARIOS:-"idle fanout push"}
 EXTRA=${EXTRA:-}
 if [ "$QUICK" = 1 ]; then
   IDLE_CONNS=${IDLE_CONNS:-2000}; IDLE_HOLD=${IDLE_HOLD:-3}
@@ -43,7 +46,9 @@ PORT=${BASE_PORT:-21000}
 
 WORK=$(mktemp -d /tmp/herald-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
-: > "$RESULTS"
+# APPEND_TO=FILE: start from an earlier run's results (e.g. SERVERS="" EXTRA=mongo after a
+# main run) so that one report holds both.
+if [ -n "${APPEND_TO:-}" ]; then cp "$APPEND_TO" "$RESULTS"; else : > "$RESULTS"; fi
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -148,24 +153,30 @@ sweep() {
       [ "$failed" -ge 2 ] && break
     fi
   done
+  return 0
 }
+
+# Whether scenario $1 is among SCENARIOS.
+wanted() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 run_server() {
   local name=$1 rep=$2
-  log "$name rep $rep: idle $IDLE_CONNS"
-  if start_server "$name"; then
+  if wanted idle && start_server "$name"; then
+    log "$name rep $rep: idle $IDLE_CONNS"
     bench "$name" "$rep" idle --conns "$IDLE_CONNS" --hold "$IDLE_HOLD" >/dev/null
     stop_server
   fi
-  log "$name rep $rep: fanout $FANOUT_CONNS x $FANOUT_ROUNDS"
-  if start_server "$name"; then
+  if wanted fanout && start_server "$name"; then
+    log "$name rep $rep: fanout $FANOUT_CONNS x $FANOUT_ROUNDS"
     bench "$name" "$rep" fanout --conns "$FANOUT_CONNS" --rounds "$FANOUT_ROUNDS" --drain 10 >/dev/null
     stop_server
   fi
-  log "$name rep $rep: push B=100"
-  sweep "$name" "$rep" 100 "$RATES_B100"
-  log "$name rep $rep: push B=1"
-  sweep "$name" "$rep" 1 "$RATES_B1"
+  if wanted push; then
+    log "$name rep $rep: push B=100"
+    sweep "$name" "$rep" 100 "$RATES_B100"
+    log "$name rep $rep: push B=1"
+    sweep "$name" "$rep" 1 "$RATES_B1"
+  fi
 }
 
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -189,10 +200,10 @@ SIOXIDE_VERSION=$(grep -A1 '^name = "socketioxide"$' bench/peers/socketioxide/Ca
   | sed -n 's/^version = "\(.*\)"/\1/p')
 python3 scripts/bench/report.py "$RESULTS" "$OUT" \
   --started "$STARTED" \
-  --rev "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' || echo '+changes')" \
+  --rev "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' ':!scripts/bench' || echo '+changes')" \
   --versions "socket.io $SIO_VERSION; socketioxide $SIOXIDE_VERSION; node $(node --version); $(rustc --version)" \
   --machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r); fd limit $(ulimit -n)" \
-  --command "REPS=$REPS QUICK=$QUICK EXTRA=\"$EXTRA\" scripts/bench/run.sh" \
+  --command "${BENCH_COMMAND:-REPS=$REPS QUICK=$QUICK EXTRA=\"$EXTRA\" scripts/bench/run.sh}" \
   --load "before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
   --settings "idle $IDLE_CONNS conns hold ${IDLE_HOLD}s; fanout $FANOUT_CONNS conns x $FANOUT_ROUNDS rounds; push $PUSH_CONNS conns, ${PUSH_SECS}s per rate; rates B=100: $RATES_B100; rates B=1: $RATES_B1"
 log "wrote $OUT"

@@ -726,7 +726,7 @@ impl SocketIo {
             // A small read buffer: the default (128 KiB) is what an idle connection would
             // cost in memory. It grows when a large message arrives.
             let config = WebSocketConfig::default()
-                .read_buffer_size(1024)
+                .read_buffer_size(512)
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));
             let ws = WebSocketStream::from_raw_socket(conn, Role::Server, Some(config)).await;
@@ -764,8 +764,10 @@ impl SocketIo {
         start: SessionStart,
     ) {
         let io = self.clone();
+        // Built before the task and boxed: the task's future then holds a pointer, not the
+        // session next to the values it was made from (an idle connection's largest cost).
+        let session = Box::new(Session::new(io.clone(), sid.clone(), tx, start));
         async_std::task::spawn(async move {
-            let session = Session::new(io.clone(), sid.clone(), tx, start);
             session.run(rx).await;
             io.lock().remove(&sid);
         });
@@ -977,7 +979,7 @@ impl Session {
         });
     }
 
-    async fn run(mut self, rx: Receiver<Input>) {
+    async fn run(mut self: Box<Self>, rx: Receiver<Input>) {
         log::debug!("engine.io session {} opened", self.sid);
         if self.io.inner.config.engine_only {
             self.offer();

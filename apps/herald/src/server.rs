@@ -369,8 +369,11 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
             })
             .await;
         let metrics = node.metrics.clone();
+        // Only the event stream moves into the task: the handshake (headers, query, auth) is
+        // not needed after authentication, and every idle connection would keep a copy.
+        let events = connection.events;
         async_std::task::spawn(async move {
-            while let Ok(event) = connection.events.recv().await {
+            while let Ok(event) = events.recv().await {
                 let input = match event {
                     Event::Ack { id, .. } => Input::Ack {
                         conn,
