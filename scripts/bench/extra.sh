@@ -23,13 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listens on port $1 after 30 s"; return 1
-}
+. scripts/bench/lib.sh
 
 # A fresh SecantusDB (in memory) on core 0; sets MONGO_URL.
 start_mongo() {

@@ -73,14 +73,7 @@ cargo build --release --locked --manifest-path bench/peers/socketioxide/Cargo.to
   --target-dir "$TARGET/peer-socketioxide" >&2
 SIOXIDE=$TARGET/peer-socketioxide/release/socketioxide-peer
 
-# Waits until something accepts TCP connections on 127.0.0.1:$1 (bounded: 30 s).
-wait_port() {
-  for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listens on port $1 after 30 s"; return 1
-}
+. scripts/bench/lib.sh
 
 # start_server NAME: starts a fresh server on core $SERVER_CPU; sets SERVER_PID, SERVER_URL,
 # BENCH_ARGS (extra herald-bench flags: the secret for Herald).
