@@ -284,20 +284,27 @@ impl MessageStore for MongoStore {
             // Time goes on while we wait: the caller's clock plus what we waited.
             let waited = started.elapsed();
             let now_ms = now_ms.saturating_add(u64::try_from(waited.as_millis()).unwrap_or(0));
-            match self.young_gap(client, after, &messages, now_ms).await? {
-                Some(missing) if waited < self.settle => {
+            let hi = match self.young_gap(client, after, &messages, now_ms).await? {
+                Gap::Contiguous => return Ok(messages),
+                Gap::Young { missing, .. } if waited < self.settle => {
                     log::debug!("{client}: id {missing} is not stored yet; waiting for it");
                     tokio::time::sleep(GAP_POLL).await;
+                    continue;
                 }
-                Some(missing) => {
+                Gap::Young { missing, hi } => {
                     log::warn!(
                         "{client}: id {missing} never appeared within {:?}: delivering past it",
                         self.settle
                     );
-                    return Ok(messages);
+                    hi
                 }
-                None => return Ok(messages),
-            }
+                Gap::Settled { hi } => hi,
+            };
+            // The list was read before the check: an insert that landed in between is in the
+            // range now but not in the list. Read the range again, as far as the check went.
+            let mut upto = filter.clone();
+            upto.insert("i", doc! {"$gt": after, "$lte": hi});
+            return self.find(upto, limit).await;
         }
     }
 
@@ -381,26 +388,37 @@ impl MessageStore for MongoStore {
 /// How often a read waiting for a missing id looks again.
 const GAP_POLL: Duration = Duration::from_millis(20);
 
+/// What [`MongoStore::young_gap`] found among the ids of a read.
+enum Gap {
+    /// The ids follow the cursor without a hole: the read stands as it is.
+    Contiguous,
+    /// Every id up to `hi` is stored (acknowledged ones fill the holes of the read).
+    Settled { hi: i64 },
+    /// `missing` (below `hi`) is not stored, and what follows it is young: it may be an insert
+    /// still under way.
+    Young { missing: i64, hi: i64 },
+}
+
 impl MongoStore {
-    /// The first id that is missing among `messages` (unacknowledged ones after `after`, in id
-    /// order) while it may still be an insert under way: not below the retention cap, not
-    /// stored at all (acknowledged or not), and followed by a message stored less than
-    /// `settle` before `now_ms`. `None` when `messages` may be delivered as they are.
+    /// Whether `messages` (unacknowledged ones after `after`, in id order) may skip an id
+    /// that is still on its way: one not below the retention cap, not stored at all
+    /// (acknowledged or not), and followed by a message stored less than `settle` before
+    /// `now_ms`.
     async fn young_gap(
         &self,
         client: &ClientId,
         after: i64,
         messages: &[Message],
         now_ms: u64,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Gap, StoreError> {
         let Some(last) = messages.last() else {
-            return Ok(None);
+            return Ok(Gap::Contiguous);
         };
         let hi = i64::try_from(last.id.0).unwrap_or(i64::MAX);
         let span = |lo: i64| u64::try_from(hi.saturating_sub(lo)).unwrap_or(0);
         // The common case: contiguous ids right after the cursor.
         if messages.len() as u64 == span(after) {
-            return Ok(None);
+            return Ok(Gap::Contiguous);
         }
         // Ids at or below the cap's floor are gone by retention, never on their way.
         let counter = self
@@ -419,7 +437,7 @@ impl MongoStore {
             .await
             .map_err(unavailable)?;
         if stored >= span(lo) {
-            return Ok(None);
+            return Ok(Gap::Settled { hi });
         }
         // Some id is missing: find the first whose successor is young.
         let mut cursor = self
@@ -438,12 +456,15 @@ impl MongoStore {
                     .get_datetime("t")
                     .map_or(0, |t| u64::try_from(t.timestamp_millis()).unwrap_or(0));
                 if now_ms.saturating_sub(stored_at) < settle_ms {
-                    return Ok(Some(expected));
+                    return Ok(Gap::Young {
+                        missing: expected,
+                        hi,
+                    });
                 }
             }
             expected = id + 1;
         }
-        Ok(None)
+        Ok(Gap::Settled { hi })
     }
 
     async fn find(&self, filter: Document, limit: usize) -> Result<Vec<Message>, StoreError> {

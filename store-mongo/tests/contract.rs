@@ -187,3 +187,65 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
         .unwrap();
     assert_eq!(got.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![4]);
 }
+
+/// The same race with the slow insert landing at various moments of the read (before it,
+/// between its queries, after it): whenever it lands, the read has both, in id order.
+#[async_std::test]
+async fn racing_inserts_landing_at_any_moment_are_never_skipped() {
+    use mongodb::bson::{DateTime, doc};
+    let mongo = herald_it::Mongo::start()
+        .await
+        .expect("start the MongoDB-wire container");
+    let store = MongoStore::connect(
+        MongoConfig::new(mongo.url())
+            .database("races")
+            .settle(Duration::from_secs(60)),
+    )
+    .await
+    .expect("connect");
+    let raw = mongodb::Client::with_uri_str(mongo.url()).await.unwrap();
+    let db = raw.database("races");
+    let counters = db.collection::<mongodb::bson::Document>("counters");
+    let messages = db.collection::<mongodb::bson::Document>("messages");
+    let msg = NewMessage {
+        from: "t".into(),
+        channel: vec![],
+        data: Payload::from_json("2").unwrap(),
+        ttl: None,
+    };
+    for (n, delay_ms) in [0u64, 1, 2, 3, 5, 8, 13, 21, 34].into_iter().enumerate() {
+        let name = format!("racer{n}");
+        let client = ClientId::new(&name).unwrap();
+        counters
+            .find_one_and_update(doc! {"_id": &name}, doc! {"$inc": {"n": 1_i64}})
+            .upsert(true)
+            .await
+            .unwrap();
+        store
+            .append(&msg, std::slice::from_ref(&client), now_ms())
+            .await
+            .unwrap();
+        let slow_insert = async {
+            async_std::task::sleep(Duration::from_millis(delay_ms)).await;
+            let t = DateTime::from_millis(now_ms() as i64);
+            let x = DateTime::from_millis(now_ms() as i64 + 3_600_000);
+            messages
+                .insert_one(doc! {
+                    "c": &name, "i": 1_i64, "f": "t", "ch": [], "d": "1",
+                    "t": t, "a": 0_i32, "x": x,
+                })
+                .await
+                .unwrap();
+        };
+        let read = store.unacked(
+            &client,
+            Slot::new(0).unwrap(),
+            MessageId::ZERO,
+            10,
+            now_ms(),
+        );
+        let (got, ()) = futures::join!(read, slow_insert);
+        let ids: Vec<u64> = got.unwrap().iter().map(|m| m.id.0).collect();
+        assert_eq!(ids, vec![1, 2], "insert after {delay_ms} ms");
+    }
+}
