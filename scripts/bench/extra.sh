@@ -112,8 +112,7 @@ sweep() {
     start_setup
     bench "$rep" push --conns 500 --batch "$batch" --rate "$rate" --secs 8
     stop_setup
-    if echo "$LAST" | jq -e --argjson rate "$rate" \
-        '.lost == 0 and .latency_ms.p99 < 100 and .requests_per_s >= 0.95 * $rate' >/dev/null; then
+    if rate_ok "$LAST" "$rate"; then
       failed=0
     else
       failed=$((failed + 1))

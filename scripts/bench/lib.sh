@@ -8,3 +8,10 @@ wait_port() {
   done
   log "nothing listens on port $1 after 30 s"; return 1
 }
+
+# Whether the push report $1 kept up at rate $2: nothing lost, p99 under 100 ms, and at
+# least 95% of the offered requests answered (the rule of the tables in docs/benchmarks.md).
+rate_ok() {
+  echo "$1" | jq -e --argjson rate "$2" \
+    '.lost == 0 and .latency_ms.p99 < 100 and .requests_per_s >= 0.95 * $rate' >/dev/null
+}

@@ -138,8 +138,7 @@ sweep() {
           --secs "$PUSH_SECS" --drain 5)
     stop_server
     log "$name B=$batch R=$rate: $(echo "$r" | jq -c '{delivered_per_s,p99:.latency_ms.p99,lost,requests_per_s,server_cpu,bench_cpu}')"
-    if echo "$r" | jq -e --argjson rate "$rate" \
-        '.lost == 0 and .latency_ms.p99 < 100 and .requests_per_s >= 0.95 * $rate' >/dev/null; then
+    if rate_ok "$r" "$rate"; then
       failed=0
     else
       failed=$((failed + 1))
