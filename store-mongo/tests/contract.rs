@@ -89,61 +89,88 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
     assert!(store.ping().await.is_err());
 }
 
+/// A push racing another, played by hand on the raw collections: it takes its id as an
+/// append does, and inserts its copy later.
+struct SlowPush {
+    counters: mongodb::Collection<mongodb::bson::Document>,
+    messages: mongodb::Collection<mongodb::bson::Document>,
+}
+
+impl SlowPush {
+    /// A MongoDB-wire server, a store on database `db` that waits far longer for a missing
+    /// id than a slow insert takes however loaded the machine is, and the raw collections.
+    async fn start(db: &str) -> (herald_it::Mongo, MongoStore, SlowPush) {
+        let mongo = herald_it::Mongo::start()
+            .await
+            .expect("start the MongoDB-wire container");
+        let store = MongoStore::connect(
+            MongoConfig::new(mongo.url())
+                .database(db)
+                .settle(Duration::from_secs(60)),
+        )
+        .await
+        .expect("connect");
+        let raw = mongodb::Client::with_uri_str(mongo.url()).await.unwrap();
+        let raw = raw.database(db);
+        let slow = SlowPush {
+            counters: raw.collection("counters"),
+            messages: raw.collection("messages"),
+        };
+        (mongo, store, slow)
+    }
+
+    /// Takes the client's next id, as an append does, and inserts nothing yet.
+    async fn take_id(&self, client: &str) {
+        use mongodb::bson::doc;
+        self.counters
+            .find_one_and_update(doc! {"_id": client}, doc! {"$inc": {"n": 1_i64}})
+            .upsert(true)
+            .await
+            .unwrap();
+    }
+
+    /// After `delay`, inserts the copy of id `id` carrying `data` (JSON text).
+    async fn insert_after(&self, delay: Duration, client: &str, id: i64, data: &str) {
+        use mongodb::bson::{DateTime, doc};
+        async_std::task::sleep(delay).await;
+        let t = DateTime::from_millis(now_ms() as i64);
+        let x = DateTime::from_millis(now_ms() as i64 + 3_600_000);
+        self.messages
+            .insert_one(doc! {
+                "c": client, "i": id, "f": "t", "ch": [], "d": data,
+                "t": t, "a": 0_i32, "x": x,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn later(data: &str) -> NewMessage {
+    NewMessage {
+        from: "t".into(),
+        channel: vec![],
+        data: Payload::from_json(data).unwrap(),
+        ttl: None,
+    }
+}
+
 /// Two pushes racing: the earlier one took id `n` but its insert lands after the later one's.
 /// A read must not hand out the later message past the missing one while it may still come.
 #[async_std::test]
 async fn a_read_never_skips_an_id_still_on_its_way() {
-    use mongodb::bson::{DateTime, doc};
-    let mongo = herald_it::Mongo::start()
-        .await
-        .expect("start the MongoDB-wire container");
-    // A settle time far longer than the slow insert takes, however loaded the machine is.
-    let store = MongoStore::connect(
-        MongoConfig::new(mongo.url())
-            .database("race")
-            .settle(Duration::from_secs(60)),
-    )
-    .await
-    .expect("connect");
-    let raw = mongodb::Client::with_uri_str(mongo.url()).await.unwrap();
-    let db = raw.database("race");
-    let counters = db.collection::<mongodb::bson::Document>("counters");
-    let messages = db.collection::<mongodb::bson::Document>("messages");
+    let (mongo, store, slow) = SlowPush::start("race").await;
     let client = ClientId::new("racer").unwrap();
     let slot = Slot::new(0).unwrap();
-    let msg = NewMessage {
-        from: "t".into(),
-        channel: vec![],
-        data: Payload::from_json(r#""later""#).unwrap(),
-        ttl: None,
-    };
-    // The slow push takes id 1, as an append does, and has not inserted yet.
-    let take_id = || async {
-        counters
-            .find_one_and_update(doc! {"_id": "racer"}, doc! {"$inc": {"n": 1_i64}})
-            .upsert(true)
-            .await
-            .unwrap();
-    };
-    take_id().await;
+    let msg = later(r#""later""#);
+    // The slow push takes id 1 and has not inserted yet.
+    slow.take_id("racer").await;
     let ids = store
         .append(&msg, std::slice::from_ref(&client), now_ms())
         .await
         .unwrap();
     assert_eq!(ids, vec![Ok(MessageId(2))]);
-    let slow_insert = async {
-        async_std::task::sleep(Duration::from_millis(300)).await;
-        let t = DateTime::from_millis(now_ms() as i64);
-        let x = DateTime::from_millis(now_ms() as i64 + 3_600_000);
-        messages
-            .insert_one(doc! {
-                "c": "racer", "i": 1_i64, "f": "t", "ch": [], "d": r#""earlier""#,
-                "t": t, "a": 0_i32, "x": x,
-            })
-            .await
-            .unwrap();
-    };
     let read = store.unacked(&client, slot, MessageId::ZERO, 10, now_ms());
+    let slow_insert = slow.insert_after(Duration::from_millis(300), "racer", 1, r#""earlier""#);
     let (got, ()) = futures::join!(read, slow_insert);
     let got: Vec<(u64, String)> = got
         .unwrap()
@@ -169,7 +196,7 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
         .ack(&client, slot, &[MessageId(1), MessageId(2)])
         .await
         .unwrap();
-    take_id().await; // id 3, never inserted
+    slow.take_id("racer").await; // id 3, never inserted
     let ids = store
         .append(&msg, std::slice::from_ref(&client), now_ms())
         .await
@@ -192,51 +219,16 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
 /// between its queries, after it): whenever it lands, the read has both, in id order.
 #[async_std::test]
 async fn racing_inserts_landing_at_any_moment_are_never_skipped() {
-    use mongodb::bson::{DateTime, doc};
-    let mongo = herald_it::Mongo::start()
-        .await
-        .expect("start the MongoDB-wire container");
-    let store = MongoStore::connect(
-        MongoConfig::new(mongo.url())
-            .database("races")
-            .settle(Duration::from_secs(60)),
-    )
-    .await
-    .expect("connect");
-    let raw = mongodb::Client::with_uri_str(mongo.url()).await.unwrap();
-    let db = raw.database("races");
-    let counters = db.collection::<mongodb::bson::Document>("counters");
-    let messages = db.collection::<mongodb::bson::Document>("messages");
-    let msg = NewMessage {
-        from: "t".into(),
-        channel: vec![],
-        data: Payload::from_json("2").unwrap(),
-        ttl: None,
-    };
+    let (_mongo, store, slow) = SlowPush::start("races").await;
+    let msg = later("2");
     for (n, delay_ms) in [0u64, 1, 2, 3, 5, 8, 13, 21, 34].into_iter().enumerate() {
         let name = format!("racer{n}");
         let client = ClientId::new(&name).unwrap();
-        counters
-            .find_one_and_update(doc! {"_id": &name}, doc! {"$inc": {"n": 1_i64}})
-            .upsert(true)
-            .await
-            .unwrap();
+        slow.take_id(&name).await;
         store
             .append(&msg, std::slice::from_ref(&client), now_ms())
             .await
             .unwrap();
-        let slow_insert = async {
-            async_std::task::sleep(Duration::from_millis(delay_ms)).await;
-            let t = DateTime::from_millis(now_ms() as i64);
-            let x = DateTime::from_millis(now_ms() as i64 + 3_600_000);
-            messages
-                .insert_one(doc! {
-                    "c": &name, "i": 1_i64, "f": "t", "ch": [], "d": "1",
-                    "t": t, "a": 0_i32, "x": x,
-                })
-                .await
-                .unwrap();
-        };
         let read = store.unacked(
             &client,
             Slot::new(0).unwrap(),
@@ -244,6 +236,7 @@ async fn racing_inserts_landing_at_any_moment_are_never_skipped() {
             10,
             now_ms(),
         );
+        let slow_insert = slow.insert_after(Duration::from_millis(delay_ms), &name, 1, "1");
         let (got, ()) = futures::join!(read, slow_insert);
         let ids: Vec<u64> = got.unwrap().iter().map(|m| m.id.0).collect();
         assert_eq!(ids, vec![1, 2], "insert after {delay_ms} ms");
