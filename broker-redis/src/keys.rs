@@ -45,6 +45,7 @@ pub(crate) fn decode(channel: &str, payload: &str) -> Result<BrokerEvent, String
         return Ok(BrokerEvent::Notify {
             client,
             last: MessageId(last),
+            message: None,
         });
     }
     if let Some(client) = client_of(channel, CLAIM_PREFIX) {
@@ -101,7 +102,8 @@ mod tests {
             decode(&notify_channel(&c), "42"),
             Ok(BrokerEvent::Notify {
                 client: c.clone(),
-                last: MessageId(42)
+                last: MessageId(42),
+                message: None,
             })
         );
         let node = NodeId::new("node-7").unwrap();

@@ -87,7 +87,8 @@ async fn restart_of_redis_brings_resync_and_notifications_again() -> anyhow::Res
         next_event(&mut events, Duration::from_secs(5)).await?,
         BrokerEvent::Notify {
             client: client.clone(),
-            last: MessageId(1)
+            last: MessageId(1),
+            message: None,
         }
     );
 
@@ -122,7 +123,8 @@ async fn restart_of_redis_brings_resync_and_notifications_again() -> anyhow::Res
                     event,
                     BrokerEvent::Notify {
                         client,
-                        last: MessageId(2)
+                        last: MessageId(2),
+                        message: None,
                     }
                 );
                 break;
@@ -164,7 +166,8 @@ async fn malformed_payloads_are_dropped() -> anyhow::Result<()> {
         next_event(&mut events, Duration::from_secs(5)).await?,
         BrokerEvent::Notify {
             client,
-            last: MessageId(7)
+            last: MessageId(7),
+            message: None,
         }
     );
     Ok(())

@@ -872,6 +872,7 @@ async fn broker_notify<B: Broker, Z, ZFut>(
     let want = BrokerEvent::Notify {
         client: a.clone(),
         last: MessageId(7),
+        message: None,
     };
     for (i, e) in [(0, &mut *e0), (1, &mut *e1)] {
         let got = w.expect(C, i, e, "Notify(a, 7)").await;
@@ -888,6 +889,7 @@ async fn broker_notify<B: Broker, Z, ZFut>(
     let want = BrokerEvent::Notify {
         client: a.clone(),
         last: MessageId(8),
+        message: None,
     };
     check!(C, got == want, "node 0 got {got:?}, expected {want:?}");
     w.expect_none(C, 1, e1, "node 1 unsubscribed from a").await;
@@ -899,8 +901,43 @@ async fn broker_notify<B: Broker, Z, ZFut>(
     let want = BrokerEvent::Notify {
         client: other.clone(),
         last: MessageId(1),
+        message: None,
     };
     check!(C, got == want, "node 2 got {got:?}, expected {want:?}");
+    w.expect_none(C, 0, e0, "node 0 is not subscribed to other")
+        .await;
+
+    // A notification with the message attached: the same event, the message carried intact
+    // or dropped (a broker may always send the id alone).
+    let msg = Message {
+        id: MessageId(2),
+        from: "contract".into(),
+        channel: vec!["topic".into()],
+        data: Payload::from_json(r#"{"n":[1,"two"]}"#).expect("valid JSON"),
+        ts: 1_700_000_000_123,
+    };
+    ok(C, "notify_message", n1.notify_message(&other, &msg).await);
+    let got = w
+        .expect(C, 2, e2, "Notify(other, 2) with its message")
+        .await;
+    let carried = match &got {
+        BrokerEvent::Notify {
+            client,
+            last,
+            message,
+        } if client == &other && *last == MessageId(2) => message.as_ref(),
+        _ => {
+            check!(C, false, "node 2 got {got:?}, expected Notify(other, 2)");
+            None
+        }
+    };
+    if let Some(m) = carried {
+        check!(
+            C,
+            *m == msg,
+            "the message arrived as {m:?}, sent as {msg:?}"
+        );
+    }
     w.expect_none(C, 0, e0, "node 0 is not subscribed to other")
         .await;
 }

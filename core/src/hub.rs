@@ -580,18 +580,39 @@ impl Hub {
 
     fn broker_event(&mut self, event: BrokerEvent) {
         match event {
-            BrokerEvent::Notify { client, last } => {
+            BrokerEvent::Notify {
+                client,
+                last,
+                message,
+            } => {
                 let conns = match self.clients.get(&client) {
                     Some(e) => sorted(e.conns.iter().copied()),
                     None => return,
                 };
+                // The notified message, when attached, is usable only as `last` itself.
+                let message = message.filter(|m| m.id == last);
+                let room = self.config.window.max(1);
                 for conn in conns {
                     if let Some(s) = self.sessions.get_mut(&conn) {
-                        if last > s.cursor {
-                            s.drained = false;
-                            if let Load::Reading { .. } = s.load {
-                                s.load = Load::Reading { again: true };
+                        match &message {
+                            // The very next message after the cursor, and room to buffer it:
+                            // exactly what a read would return next, so no read is needed.
+                            // (Anything later than the cursor + 1 may have a gap before it,
+                            // and a full buffer is left to reads, to stay bounded.)
+                            Some(m)
+                                if s.cursor.0.checked_add(1) == Some(last.0)
+                                    && s.buffer.len() < room =>
+                            {
+                                s.cursor = last;
+                                s.buffer.push_back(m.clone());
                             }
+                            _ if last > s.cursor => {
+                                s.drained = false;
+                                if let Load::Reading { .. } = s.load {
+                                    s.load = Load::Reading { again: true };
+                                }
+                            }
+                            _ => {}
                         }
                     }
                     self.progress(conn);
@@ -1285,13 +1306,15 @@ mod tests {
         assert!(
             t.input(Input::Broker(BrokerEvent::Notify {
                 client: c("a"),
-                last: MessageId(1)
+                last: MessageId(1),
+                message: None,
             }))
             .is_empty()
         );
         let out = t.input(Input::Broker(BrokerEvent::Notify {
             client: c("a"),
             last: MessageId(2),
+            message: None,
         }));
         let (req, after) = load_req(&out).unwrap();
         assert_eq!(after, MessageId(1));
@@ -1299,6 +1322,7 @@ mod tests {
         let none = t.input(Input::Broker(BrokerEvent::Notify {
             client: c("a"),
             last: MessageId(3),
+            message: None,
         }));
         assert!(load_req(&none).is_none());
         let out = t.input(Input::StoreDone {
@@ -1311,6 +1335,69 @@ mod tests {
             "ids at or below the cursor are dropped"
         );
         assert_eq!(load_req(&out).map(|l| l.1), Some(MessageId(2)));
+    }
+
+    #[test]
+    fn a_notified_next_message_is_delivered_without_a_read() {
+        let mut t = T::new(2);
+        let out = t.live(1, "a", 0, Mode::Ack, 1);
+        let (req, _) = load_req(&out).unwrap();
+        let out = t.input(Input::StoreDone {
+            req,
+            result: messages(&[1]),
+        });
+        let (first_ack, ids) = delivers(&out).remove(0);
+        assert_eq!(ids, vec![1]);
+        let notify = |id: u64, message: Option<Message>| {
+            Input::Broker(BrokerEvent::Notify {
+                client: c("a"),
+                last: MessageId(id),
+                message,
+            })
+        };
+        // The next id, attached: delivered at once, no read.
+        let out = t.input(notify(2, Some(msg(2))));
+        assert_eq!(delivers(&out).len(), 1);
+        let (second_ack, ids) = delivers(&out).remove(0);
+        assert_eq!(ids, vec![2]);
+        assert!(load_req(&out).is_none(), "no read for a message in hand");
+        // The window (2) is full: the next two are buffered (the buffer holds up to a window),
+        // still without a read.
+        let out = t.input(notify(3, Some(msg(3))));
+        assert!(out.is_empty(), "buffered until an ack makes room: {out:?}");
+        let out = t.input(notify(4, Some(msg(4))));
+        assert!(out.is_empty(), "buffered: {out:?}");
+        // The buffer is full: the next one is left to the store, read once there is room.
+        let out = t.input(notify(5, Some(msg(5))));
+        assert!(out.is_empty(), "no read while the buffer is full: {out:?}");
+        let out = t.input(Input::Ack {
+            conn: ConnId(1),
+            ack: first_ack.expect("ack mode"),
+        });
+        assert_eq!(
+            delivers(&out)[0].1,
+            vec![3],
+            "room for one: from the buffer"
+        );
+        let (req, after) = load_req(&out).expect("5 was not taken: read it");
+        assert_eq!(after, MessageId(4));
+        let out = t.input(Input::StoreDone {
+            req,
+            result: messages(&[5]),
+        });
+        assert!(delivers(&out).is_empty(), "the window is full again");
+        let out = t.input(Input::Ack {
+            conn: ConnId(1),
+            ack: second_ack.expect("ack mode"),
+        });
+        assert_eq!(delivers(&out)[0].1, vec![4]);
+        assert!(load_req(&out).is_none(), "the store had nothing beyond 5");
+        // An attached message past a gap (7 while the cursor is at 5) is not taken: 6 may
+        // still be on its way, so the store is asked.
+        let out = t.input(notify(7, Some(msg(7))));
+        let (_, after) = load_req(&out).expect("a read after the gap");
+        assert_eq!(after, MessageId(5));
+        assert!(delivers(&out).is_empty());
     }
 
     #[test]
@@ -1430,6 +1517,7 @@ mod tests {
         let out = t.input(Input::Broker(BrokerEvent::Notify {
             client: c("a"),
             last: MessageId(3),
+            message: None,
         }));
         let (req, _) = load_req(&out).unwrap();
         let out = t.input(Input::StoreDone {

@@ -380,11 +380,17 @@ impl MemoryBrokerNode {
         })
     }
 
-    fn notify_now(&self, client: &ClientId, last: MessageId) -> Result<(), BrokerError> {
+    fn notify_now(
+        &self,
+        client: &ClientId,
+        last: MessageId,
+        message: Option<&Message>,
+    ) -> Result<(), BrokerError> {
         self.with_node(|s| {
             let event = BrokerEvent::Notify {
                 client: client.clone(),
                 last,
+                message: message.cloned(),
             };
             MemoryBroker::fan_out(s, client, &event);
         })
@@ -445,7 +451,15 @@ impl Broker for MemoryBrokerNode {
         client: &ClientId,
         last: MessageId,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send {
-        std::future::ready(self.notify_now(client, last))
+        std::future::ready(self.notify_now(client, last, None))
+    }
+
+    fn notify_message(
+        &self,
+        client: &ClientId,
+        message: &Message,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        std::future::ready(self.notify_now(client, message.id, Some(message)))
     }
 
     fn claim(
@@ -578,7 +592,8 @@ mod tests {
             next_event(&mut e1),
             Some(BrokerEvent::Notify {
                 client: c("a"),
-                last: MessageId(3)
+                last: MessageId(3),
+                message: None,
             })
         );
         assert_eq!(next_event(&mut e2), None, "n2 is not subscribed");

@@ -162,6 +162,11 @@ pub enum BrokerEvent {
         client: ClientId,
         /// The newest id in its queue.
         last: MessageId,
+        /// The message `last` itself, when the notifier attached it
+        /// ([`Broker::notify_message`]) and the broker carried it: a session whose cursor is
+        /// just below `last` delivers it without reading the store. `None` says only "look
+        /// again"; a broker may always drop it.
+        message: Option<Message>,
     },
     /// A session claimed `(client, slot)` with `generation` on `node`. Sessions of that
     /// `(client, slot)` with a lower generation, on any node, must be kicked.
@@ -213,6 +218,21 @@ pub trait Broker: Send + Sync + 'static {
         client: &ClientId,
         last: MessageId,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// [`Broker::notify`] with the message itself attached (`message.id` is the new last id),
+    /// for the subscribers to deliver without a store read. `message` must be exactly what the
+    /// store now holds under that id (its `ts` is the `now_ms` the append was given). The
+    /// default sends the id alone; a broker that can carry the message overrides it.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    fn notify_message(
+        &self,
+        client: &ClientId,
+        message: &Message,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.notify(client, message.id)
+    }
 
     /// Takes the next generation of `(client, slot)` (strictly increasing cluster-wide) and
     /// announces the claim, by `node`, to every node subscribed to `client`.

@@ -314,6 +314,7 @@ fn run(actions: Vec<Action>, window: usize) -> Result<(), TestCaseError> {
                 Input::Broker(BrokerEvent::Notify {
                     client: client(c),
                     last: MessageId(last),
+                    message: None,
                 }),
             ),
             Action::Claim {

@@ -26,8 +26,8 @@ use herald_core::Broker;
 use herald_core::memory::now_or_never;
 use herald_core::{
     BrokerEvents, BrokerOp, ClientId, ConnId, Hub, HubConfig, Identity, Input, MemoryBroker,
-    MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode, NewMessage, NodeId, Output,
-    Payload, RequestId, Retention, Slot, StoreOp,
+    MemoryBrokerNode, MemoryStore, Message, MessageId, MessageStore, Mode, NewMessage, NodeId,
+    Output, Payload, RequestId, Retention, Slot, StoreOp,
 };
 
 /// A small, fast, seedable PRNG (splitmix64): the simulation's only source of randomness.
@@ -131,6 +131,9 @@ struct Sim {
     next_conn: u64,
     conn_owner: HashMap<ConnId, usize>,
     pushed: u64,
+    /// What each stored message holds (`data`, `ts`), by client and id: deliveries must
+    /// carry exactly that, whether read from the store or taken from a notification.
+    contents: HashMap<(ClientId, MessageId), (String, u64)>,
     settling: bool,
     store_down: bool,
     broker_down: bool,
@@ -202,6 +205,7 @@ impl Sim {
             next_conn: 1,
             conn_owner: HashMap::new(),
             pushed: 0,
+            contents: HashMap::new(),
             settling: false,
             store_down: false,
             broker_down: false,
@@ -328,6 +332,17 @@ impl Sim {
                 ));
             }
             self.devices[d].last_in_session = m.id;
+            let dev = &self.devices[d];
+            let want = self.contents.get(&(dev.client.clone(), m.id));
+            if want != Some(&(m.data.json().to_owned(), m.ts)) {
+                self.fail(&format!(
+                    "{} got id {} as ({}, ts {}), stored as {want:?}",
+                    dev.client,
+                    m.id,
+                    m.data.json(),
+                    m.ts
+                ));
+            }
         }
         let dev = &self.devices[d];
         let session = dev.session;
@@ -550,10 +565,28 @@ impl Sim {
         let Ok(results) = now_or_never(self.store.append(&msg, &recipients, self.now_ms)) else {
             return; // store down: the API would answer 503, nothing promised
         };
+        // Half the pushes attach the message to the notification, as the server does; the
+        // others send the id alone, as a broker that cannot carry the message does.
+        let attach = self.rng.below(2) == 0;
         for (client, r) in recipients.iter().zip(results) {
             if let Ok(id) = r {
+                self.contents.insert(
+                    (client.clone(), id),
+                    (msg.data.json().to_owned(), self.now_ms),
+                );
                 // A failed notify only delays delivery until a resync or the next notify.
-                let _ = now_or_never(self.api_broker.notify(client, id));
+                let _ = if attach {
+                    let stored = Message {
+                        id,
+                        from: msg.from.clone(),
+                        channel: msg.channel.clone(),
+                        data: msg.data.clone(),
+                        ts: self.now_ms,
+                    };
+                    now_or_never(self.api_broker.notify_message(client, &stored))
+                } else {
+                    now_or_never(self.api_broker.notify(client, id))
+                };
             }
         }
         self.pump_all();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
 use futures::StreamExt;
-use herald_core::{Broker, ClientId, MessageId, MessageStore, Slot, StoreError};
+use herald_core::{Broker, ClientId, Message, MessageId, MessageStore, Slot, StoreError};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tide::{Request, Response, StatusCode};
@@ -160,9 +160,10 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
         }
     };
     let started = Instant::now();
+    let now_ms = unix_ms();
     let result = state
         .store
-        .append(&push.message, &push.recipients, unix_ms())
+        .append(&push.message, &push.recipients, now_ms)
         .await;
     state.metrics.store_latency.observe(started.elapsed());
     let results = match result {
@@ -205,9 +206,18 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
     // wait for thousands of broker round trips one after the other.
     let started = Instant::now();
     let (broker, metrics) = (state.subs.broker(), &state.metrics);
+    // Each notification carries the message, so that a session waiting for exactly this id
+    // delivers it without reading it back from the store.
+    let stored = |id| Message {
+        id,
+        from: push.message.from.clone(),
+        channel: push.message.channel.clone(),
+        data: push.message.data.clone(),
+        ts: now_ms,
+    };
     futures::stream::iter(&notify)
         .for_each_concurrent(NOTIFY_CONCURRENCY, |(client, id)| async move {
-            if let Err(e) = broker.notify(client, *id).await {
+            if let Err(e) = broker.notify_message(client, &stored(*id)).await {
                 Metrics::inc(&metrics.broker_errors);
                 log::warn!("notify {client} of message {id} failed: {e}");
             }
