@@ -31,6 +31,9 @@ pub enum EmbeddedError {
     /// A commit failed; nothing of the transaction was stored.
     #[error("database commit failed: {0}")]
     Commit(#[from] redb::CommitError),
+    /// A transaction's durability could not be set.
+    #[error("database durability setting failed: {0}")]
+    Durability(#[from] redb::SetDurabilityError),
     /// A stored record could not be decoded (the file is corrupt or from another program).
     #[error("corrupt record for client {client} id {id}: {reason}")]
     Corrupt {

@@ -47,4 +47,4 @@ mod store;
 
 pub use config::EmbeddedConfig;
 pub use error::EmbeddedError;
-pub use store::{EmbeddedStore, MAX_BATCH, PURGE_BATCH};
+pub use store::{EmbeddedStore, LAZY_ACKS_FOR, MAX_BATCH, PURGE_BATCH};

@@ -22,6 +22,12 @@
 //! write transaction, one commit and one fsync: group commit. Then it answers the reads of the
 //! batch from one read transaction, which sees those writes.
 //!
+//! A batch of acknowledgements alone is committed without its own fsync
+//! ([`Durability::None`]): the next append's commit makes it durable with it, and an idle
+//! store makes it durable after at most [`LAZY_ACKS_FOR`]. A crash in between forgets those
+//! acknowledgements, so their messages are delivered again: at-least-once allows that, and a
+//! stream of acks (every delivered batch has one) no longer costs an fsync each.
+//!
 //! Retention never holds up delivery: the cap is enforced on append (deleting the ids that fall
 //! below `last - cap`, usually one), and a purge removes expired messages in transactions of at
 //! most [`PURGE_BATCH`] messages, serving any waiting requests between two of them. The first
@@ -40,7 +46,8 @@ use herald_core::{
     RetentionReport, Slot, StoreError,
 };
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 
 use crate::config::EmbeddedConfig;
@@ -57,6 +64,10 @@ const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters"
 
 /// Most requests served by one turn of the thread (one write transaction).
 pub const MAX_BATCH: usize = 512;
+/// Longest time acknowledgements committed without an fsync wait for one, when nothing else
+/// is written.
+pub const LAZY_ACKS_FOR: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Most expired messages one purge transaction removes.
 pub const PURGE_BATCH: usize = 1000;
 
@@ -198,6 +209,7 @@ impl EmbeddedStore {
             expired_pending: 0,
             purge: None,
             cap_sweep_due: true,
+            lazy_acks: false,
         };
         let thread = std::thread::Builder::new()
             .name("herald-store".into())
@@ -372,6 +384,8 @@ struct Worker {
     purge: Option<PurgeJob>,
     /// Whether the cap sweep is still to be done (once after opening).
     cap_sweep_due: bool,
+    /// Acknowledgements were committed without an fsync since the last durable commit.
+    lazy_acks: bool,
 }
 
 impl Worker {
@@ -383,6 +397,15 @@ impl Worker {
                     Ok(req) => Some(req),
                     Err(mpsc::TryRecvError::Empty) => None,
                     Err(mpsc::TryRecvError::Disconnected) => break,
+                }
+            } else if self.lazy_acks {
+                match rx.recv_timeout(LAZY_ACKS_FOR) {
+                    Ok(req) => Some(req),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.make_durable();
+                        None
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             } else {
                 match rx.recv() {
@@ -404,7 +427,26 @@ impl Worker {
                 self.purge_step();
             }
         }
+        self.make_durable();
         log::debug!("embedded store thread stopping");
+    }
+
+    /// Makes acknowledgements committed without an fsync durable (an empty durable commit).
+    fn make_durable(&mut self) {
+        if !self.lazy_acks {
+            return;
+        }
+        let done = self
+            .db
+            .begin_write()
+            .map_err(EmbeddedError::from)
+            .and_then(|txn| txn.commit().map_err(EmbeddedError::from));
+        match done {
+            Ok(()) => self.lazy_acks = false,
+            // Still lazy: the next write or timeout tries again; a crash meanwhile only
+            // causes redeliveries.
+            Err(e) => log::warn!("embedded store could not make acknowledgements durable: {e}"),
+        }
     }
 
     /// Serves one batch: writes in one transaction, then reads.
@@ -439,8 +481,13 @@ impl Worker {
     /// Applies `writes` in one transaction and answers them after the commit.
     fn write_batch(&mut self, writes: Vec<Request>) {
         let capped_before = self.capped_pending;
+        // Acknowledgements alone are committed without an fsync (see the module's docs).
+        let lazy = writes.iter().all(|w| matches!(w, Request::Ack { .. }));
         let result = (|| -> Result<Vec<Option<AppendResult>>, EmbeddedError> {
-            let txn = self.db.begin_write()?;
+            let mut txn = self.db.begin_write()?;
+            if lazy {
+                txn.set_durability(Durability::None)?;
+            }
             let mut outcomes = Vec::with_capacity(writes.len());
             for req in &writes {
                 outcomes.push(match req {
@@ -465,6 +512,8 @@ impl Worker {
         })();
         match result {
             Ok(outcomes) => {
+                // A durable commit also makes every earlier lazy one durable.
+                self.lazy_acks = lazy;
                 for (req, outcome) in writes.into_iter().zip(outcomes) {
                     match (req, outcome) {
                         (Request::Append { reply, .. }, Some(ids)) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_executor::block_on;
 use herald_core::contract::{ContractConfig, store_suite};
 use herald_core::{ClientId, MessageId, MessageStore, NewMessage, Payload, Retention, Slot};
-use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
+use herald_store_embedded::{EmbeddedConfig, EmbeddedStore, LAZY_ACKS_FOR};
 
 /// Store times of these tests: any fixed instant will do, the store takes time as an input.
 const T0: u64 = 1_764_000_000_000;
@@ -225,12 +225,18 @@ fn the_cap_sweep_works_in_bounded_steps() {
     }
 }
 
-/// The child half of `an_acknowledged_append_survives_a_kill`: appends, says so, and waits to
-/// be killed.
+/// The child half of `an_acknowledged_append_survives_a_kill`: appends, acknowledges one of
+/// two messages and leaves the store idle for ten times [`LAZY_ACKS_FOR`] (an ack alone is
+/// committed without an fsync, then made durable when nothing else comes), says so, and waits
+/// to be killed.
 fn crash_child(dir: &str) {
     let store = open(std::path::Path::new(dir));
     let r = block_on(store.append(&msg(42), &[cid("crash")], T0)).unwrap();
     assert_eq!(r, vec![Ok(MessageId(1))]);
+    let r = block_on(store.append(&msg(43), &[cid("crash")], T0)).unwrap();
+    assert_eq!(r, vec![Ok(MessageId(2))]);
+    block_on(store.ack(&cid("crash"), Slot::default(), &[MessageId(2)])).unwrap();
+    std::thread::sleep(LAZY_ACKS_FOR * 10);
     let mut out = std::io::stdout();
     writeln!(out, "appended").unwrap();
     out.flush().unwrap();
@@ -270,6 +276,6 @@ fn an_acknowledged_append_survives_a_kill() {
     let store = open(dir.path());
     let got =
         block_on(store.unacked(&cid("crash"), Slot::default(), MessageId::ZERO, 10, T0)).unwrap();
-    assert_eq!(got.len(), 1);
+    assert_eq!(got.len(), 1, "message 2 was acknowledged: {got:?}");
     assert_eq!(got[0].data.json(), r#"{"n":42}"#);
 }
