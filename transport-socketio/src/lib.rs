@@ -7,6 +7,7 @@
 //! events.
 
 pub mod engineio;
+mod mailbox;
 pub mod server;
 pub mod socketio;
 

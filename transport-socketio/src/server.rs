@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use tide::{Request, Response, StatusCode};
 
 use crate::engineio::packet::{self as eio, Packet as EioPacket};
+use crate::mailbox::{self, mailbox};
 use crate::socketio::packet::{self as sio, Packet as SioPacket, PacketType};
 
 /// How the server behaves.
@@ -160,7 +161,7 @@ enum Input {
     /// The app's decision on a CONNECT.
     Decision {
         nsp: String,
-        result: Result<Sender<Event>, Box<Value>>,
+        result: Result<EventSink, Box<Value>>,
     },
     /// The app disconnects a namespace (and the session if `close`).
     Disconnect { nsp: String, close: bool },
@@ -186,7 +187,7 @@ enum PollAnswer {
 pub struct Pending {
     /// What the client presented.
     pub handshake: Handshake,
-    tx: Sender<Input>,
+    tx: mailbox::Sender<Input>,
     queued: Arc<AtomicUsize>,
     queue_limit: usize,
 }
@@ -195,20 +196,34 @@ impl Pending {
     /// Accepts: the client gets its CONNECT answer, the app gets the connection.
     pub fn accept(self) -> Connection {
         let (etx, erx) = unbounded();
-        let _ = self.tx.try_send(Input::Decision {
-            nsp: self.handshake.namespace.clone(),
-            result: Ok(etx),
-        });
+        let socket = self.decide(EventSink::Channel(etx));
         Connection {
-            socket: Socket {
-                sid: self.handshake.sid.clone(),
-                nsp: self.handshake.namespace.clone(),
-                tx: self.tx,
-                queued: self.queued,
-                limit: self.queue_limit,
-            },
+            socket,
             events: erx,
             handshake: self.handshake,
+        }
+    }
+
+    /// Accepts, with the client's events handed to `on_event` instead of a channel: the
+    /// session calls it for each [`Event`], in order, ending with [`Event::Closed`]. It runs
+    /// on the session's task, so it must not block (enqueue, count, return). No channel and
+    /// no task of the app's per connection: what an app with many idle clients wants.
+    pub fn accept_with(self, on_event: impl Fn(Event) + Send + Sync + 'static) -> Socket {
+        self.decide(EventSink::Handler(Box::new(on_event)))
+    }
+
+    /// Sends the acceptance with the namespace's event sink; the socket to emit with.
+    fn decide(&self, sink: EventSink) -> Socket {
+        let _ = self.tx.try_send(Input::Decision {
+            nsp: self.handshake.namespace.clone(),
+            result: Ok(sink),
+        });
+        Socket {
+            sid: self.handshake.sid.clone(),
+            nsp: self.handshake.namespace.clone(),
+            tx: self.tx.clone(),
+            queued: self.queued.clone(),
+            limit: self.queue_limit,
         }
     }
 
@@ -237,7 +252,7 @@ pub struct Connection {
 pub struct Socket {
     sid: String,
     nsp: String,
-    tx: Sender<Input>,
+    tx: mailbox::Sender<Input>,
     queued: Arc<AtomicUsize>,
     limit: usize,
 }
@@ -403,7 +418,7 @@ pub struct SocketIo {
 
 struct Inner {
     config: ServerConfig,
-    sessions: Mutex<HashMap<String, Sender<Input>>>,
+    sessions: Mutex<HashMap<String, mailbox::Sender<Input>>>,
     pending: Sender<Pending>,
 }
 
@@ -512,7 +527,7 @@ impl SocketIo {
 
     /// Tells every client the server is going away (Engine.IO close) and ends every session.
     pub fn close_all(&self) {
-        let sessions: Vec<Sender<Input>> = self.lock().values().cloned().collect();
+        let sessions: Vec<mailbox::Sender<Input>> = self.lock().values().cloned().collect();
         for tx in sessions {
             let _ = tx.try_send(Input::Shutdown);
         }
@@ -523,14 +538,14 @@ impl SocketIo {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sender<Input>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mailbox::Sender<Input>>> {
         self.inner
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn session(&self, sid: &str) -> Option<Sender<Input>> {
+    fn session(&self, sid: &str) -> Option<mailbox::Sender<Input>> {
         self.lock().get(sid).cloned()
     }
 
@@ -646,7 +661,7 @@ impl SocketIo {
     /// Opens a polling session: answers the handshake.
     fn open<State>(&self, req: &Request<State>, q: &Query, _: Option<()>) -> Response {
         let sid = random_id();
-        let (tx, rx) = unbounded();
+        let (tx, rx) = mailbox();
         let open = self.open_packet(&sid, true);
         let eio3 = q.eio3();
         let origin = req.header("origin").map(|h| h.as_str().to_owned());
@@ -694,7 +709,7 @@ impl SocketIo {
         &self,
         req: Request<State>,
         q: Query,
-        to: Option<Sender<Input>>,
+        to: Option<mailbox::Sender<Input>>,
     ) -> Response {
         let upgrade = req
             .header("upgrade")
@@ -736,7 +751,7 @@ impl SocketIo {
                 }
                 None => {
                     let sid = random_id();
-                    let (tx, rx) = unbounded();
+                    let (tx, rx) = mailbox();
                     io.lock().insert(sid.clone(), tx.clone());
                     io.spawn_session(
                         sid,
@@ -759,8 +774,8 @@ impl SocketIo {
     fn spawn_session(
         &self,
         sid: String,
-        tx: Sender<Input>,
-        rx: Receiver<Input>,
+        tx: mailbox::Sender<Input>,
+        rx: mailbox::Receiver<Input>,
         start: SessionStart,
     ) {
         let io = self.clone();
@@ -878,13 +893,33 @@ enum Nsp {
     /// CONNECT received, the app is deciding.
     Deciding,
     /// Connected: events go to the app.
-    Open(Sender<Event>),
+    Open(EventSink),
+}
+
+/// Where a connected namespace's events go: a channel the app reads
+/// ([`Pending::accept`]), or a handler the session calls itself ([`Pending::accept_with`]).
+enum EventSink {
+    Channel(Sender<Event>),
+    Handler(Box<dyn Fn(Event) + Send + Sync>),
+}
+
+impl EventSink {
+    /// Hands `event` over; never waits (the channel is unbounded, a handler must not block).
+    fn try_send(&self, event: Event) -> Result<(), Event> {
+        match self {
+            EventSink::Channel(tx) => tx.try_send(event).map_err(|e| e.into_inner()),
+            EventSink::Handler(f) => {
+                f(event);
+                Ok(())
+            }
+        }
+    }
 }
 
 struct Session {
     io: SocketIo,
     sid: String,
-    tx: Sender<Input>,
+    tx: mailbox::Sender<Input>,
     transport: Transport,
     /// A WebSocket being probed for upgrade (its sink; its reader feeds `Packets`).
     probing: Option<WsSink>,
@@ -910,7 +945,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(io: SocketIo, sid: String, tx: Sender<Input>, start: SessionStart) -> Session {
+    fn new(io: SocketIo, sid: String, tx: mailbox::Sender<Input>, start: SessionStart) -> Session {
         let cfg = io.inner.config.clone();
         #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
         let now = Instant::now();
@@ -979,7 +1014,7 @@ impl Session {
         });
     }
 
-    async fn run(mut self: Box<Self>, rx: Receiver<Input>) {
+    async fn run(mut self: Box<Self>, rx: mailbox::Receiver<Input>) {
         log::debug!("engine.io session {} opened", self.sid);
         if self.io.inner.config.engine_only {
             self.offer();

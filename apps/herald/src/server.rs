@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -350,7 +350,6 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
         };
         let conn = ConnId(node.next_conn.fetch_add(1, Relaxed));
         let protocol = pending.handshake.protocol;
-        let connection = pending.accept();
         node.metrics.connections.fetch_add(1, Relaxed);
         Metrics::inc(&node.metrics.connections_total);
         log::debug!(
@@ -361,51 +360,101 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
             protocol
         );
         let shard = node.shard_of(&identity.client).clone();
-        let _ = shard
-            .send(ShardMsg::Connect {
+        // The client's events go straight from its session to the shard (no channel or task
+        // of ours per connection); those that come before the shard has the connection wait.
+        let forward = Arc::new(Forward {
+            conn,
+            shard: shard.clone(),
+            metrics: node.metrics.clone(),
+            early: Mutex::new(Some(Vec::new())),
+            closed: AtomicBool::new(false),
+        });
+        let handler = forward.clone();
+        let socket = pending.accept_with(move |event| handler.event(event));
+        let _ = shard.try_send(ShardMsg::Connect {
+            conn,
+            socket,
+            identity,
+        });
+        forward.open();
+    }
+}
+
+/// Hands one connection's events to its shard as Hub inputs, the end exactly once.
+struct Forward {
+    conn: ConnId,
+    shard: Sender<ShardMsg>,
+    metrics: Arc<Metrics>,
+    /// Inputs that came before the shard was sent the connection; `None` once it was.
+    early: Mutex<Option<Vec<Input>>>,
+    /// The end (`Disconnect`) was sent.
+    closed: AtomicBool,
+}
+
+impl Forward {
+    /// Called by the transport, on the connection's session task, for each event.
+    fn event(&self, event: Event) {
+        let conn = self.conn;
+        let input = match event {
+            Event::Ack { id, .. } => Input::Ack {
                 conn,
-                socket: connection.socket.clone(),
-                identity,
-            })
-            .await;
-        let metrics = node.metrics.clone();
-        // Only the event stream moves into the task: the handshake (headers, query, auth) is
-        // not needed after authentication, and every idle connection would keep a copy.
-        let events = connection.events;
-        async_std::task::spawn(async move {
-            while let Ok(event) = events.recv().await {
-                let input = match event {
-                    Event::Ack { id, .. } => Input::Ack {
-                        conn,
-                        ack: AckId(id),
-                    },
-                    Event::Message { name, args, .. } if name == "commit" => {
-                        let n = args.first().and_then(|v| {
-                            v.as_u64()
-                                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                        });
-                        match n {
-                            Some(n) => Input::Commit { conn, n },
-                            None => {
-                                log::info!("{conn:?}: commit without a count: ignored");
-                                continue;
-                            }
-                        }
+                ack: AckId(id),
+            },
+            Event::Message { name, args, .. } if name == "commit" => {
+                let n = args.first().and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                });
+                match n {
+                    Some(n) => Input::Commit { conn, n },
+                    None => {
+                        log::info!("{conn:?}: commit without a count: ignored");
+                        return;
                     }
-                    Event::Message { name, .. } => {
-                        log::debug!("{conn:?}: event {name:?} ignored");
-                        continue;
-                    }
-                    Event::Text(_) | Event::Binary(_) => continue,
-                    Event::Closed { .. } => break,
-                };
-                if shard.send(ShardMsg::Hub(input)).await.is_err() {
-                    break;
                 }
             }
-            metrics.connections.fetch_sub(1, Relaxed);
-            let _ = shard.send(ShardMsg::Hub(Input::Disconnect { conn })).await;
-        });
+            Event::Message { name, .. } => {
+                log::debug!("{conn:?}: event {name:?} ignored");
+                return;
+            }
+            Event::Text(_) | Event::Binary(_) => return,
+            Event::Closed { .. } => return self.close(),
+        };
+        self.send(input);
+    }
+
+    fn send(&self, input: Input) {
+        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+        match early.as_mut() {
+            Some(waiting) => waiting.push(input),
+            None => {
+                let _ = self.shard.try_send(ShardMsg::Hub(input));
+            }
+        }
+    }
+
+    /// The shard has the connection: what waited goes, in order, and the rest goes directly.
+    fn open(&self) {
+        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+        for input in early.take().unwrap_or_default() {
+            let _ = self.shard.try_send(ShardMsg::Hub(input));
+        }
+    }
+
+    /// The connection ended: its session leaves the Hub (once).
+    fn close(&self) {
+        if !self.closed.swap(true, Relaxed) {
+            self.metrics.connections.fetch_sub(1, Relaxed);
+            self.send(Input::Disconnect { conn: self.conn });
+        }
+    }
+}
+
+impl Drop for Forward {
+    /// A session that ended without saying so (it panicked) still leaves the Hub.
+    fn drop(&mut self) {
+        self.close();
+        self.open();
     }
 }
 
