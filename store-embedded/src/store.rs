@@ -569,15 +569,29 @@ impl Worker {
         let mut times = txn.open_table(TIMES)?;
         let mut expiry = txn.open_table(EXPIRY)?;
         let mut counters = txn.open_table(COUNTERS)?;
-        let mut ids = Vec::with_capacity(recipients.len());
-        for client in recipients {
-            let c = client.as_str();
-            let last = counters.get(c)?.map_or(0, |g| g.value());
-            let id = last + 1;
+        // Recipients in key order, one table at a time: consecutive inserts land on the same
+        // or neighbouring pages, so a push to thousands touches each page once instead of in
+        // random order (a stable sort: a repeated recipient gets its ids in push order).
+        let mut order: Vec<usize> = (0..recipients.len()).collect();
+        order.sort_by(|a, b| recipients[*a].as_str().cmp(recipients[*b].as_str()));
+        let mut ids = vec![MessageId::ZERO; recipients.len()];
+        for &i in &order {
+            let c = recipients[i].as_str();
+            let id = counters.get(c)?.map_or(0, |g| g.value()) + 1;
             counters.insert(c, id)?;
-            messages.insert((c, id), record.as_slice())?;
-            times.insert((c, now_ms, id), ())?;
-            expiry.insert((expires, c, id), ())?;
+            ids[i] = MessageId(id);
+        }
+        for &i in &order {
+            messages.insert((recipients[i].as_str(), ids[i].0), record.as_slice())?;
+        }
+        for &i in &order {
+            times.insert((recipients[i].as_str(), now_ms, ids[i].0), ())?;
+        }
+        for &i in &order {
+            expiry.insert((expires, recipients[i].as_str(), ids[i].0), ())?;
+        }
+        for &i in &order {
+            let (c, id) = (recipients[i].as_str(), ids[i].0);
             if id > self.retention.cap {
                 let below = id - self.retention.cap;
                 let mut dropped = Vec::new();
@@ -592,9 +606,8 @@ impl Worker {
                     self.capped_pending += 1;
                 }
             }
-            ids.push(Ok(MessageId(id)));
         }
-        Ok(ids)
+        Ok(ids.into_iter().map(Ok).collect())
     }
 
     /// Answers `reads` from one read transaction.
