@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use herald_core::Message;
 use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -103,6 +104,15 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
+    /// Publishes a notify payload (`<id>` or the message's JSON) on `client`'s channel.
+    async fn publish_notify(&self, client: &ClientId, payload: String) -> Result<(), BrokerError> {
+        let commands = &self.inner.commands;
+        let mut cmd = redis::cmd(commands.publish_command());
+        cmd.arg(keys::notify_channel(client)).arg(payload);
+        commands.query::<i64>(&cmd).await.map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Connects to Redis (both connections) and starts the task that delivers events.
     ///
     /// # Errors
@@ -227,11 +237,16 @@ impl Broker for RedisBroker {
     }
 
     async fn notify(&self, client: &ClientId, last: MessageId) -> Result<(), BrokerError> {
-        let commands = &self.inner.commands;
-        let mut cmd = redis::cmd(commands.publish_command());
-        cmd.arg(keys::notify_channel(client)).arg(last.0);
-        commands.query::<i64>(&cmd).await.map_err(unavailable)?;
-        Ok(())
+        self.publish_notify(client, last.0.to_string()).await
+    }
+
+    async fn notify_message(
+        &self,
+        client: &ClientId,
+        message: &Message,
+    ) -> Result<(), BrokerError> {
+        let payload = keys::notify_payload(message).unwrap_or_else(|| message.id.0.to_string());
+        self.publish_notify(client, payload).await
     }
 
     async fn claim(

@@ -1,7 +1,12 @@
 //! Key and channel names, and the payloads on the channels: pure, no I/O.
 
+use herald_core::Message;
 use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use herald_core::ports::BrokerEvent;
+
+/// Largest notification payload that carries its message (its JSON text); a larger message
+/// is notified by id alone and read from the store by the sessions that want it.
+pub(crate) const MAX_CARRIED: usize = 16 * 1024;
 
 const NOTIFY_PREFIX: &str = "herald:n:{";
 const CLAIM_PREFIX: &str = "herald:s:{";
@@ -27,6 +32,14 @@ pub(crate) fn claim_payload(slot: Slot, generation: Generation, node: &NodeId) -
     format!("{}:{}:{}", slot.get(), generation.0, node.as_str())
 }
 
+/// The notify payload that carries `message` itself: its wire JSON (the id included), or
+/// `None` when it is larger than [`MAX_CARRIED`].
+pub(crate) fn notify_payload(message: &Message) -> Option<String> {
+    serde_json::to_string(message)
+        .ok()
+        .filter(|json| json.len() <= MAX_CARRIED)
+}
+
 /// The client named by a channel with the given prefix, `None` when it is not one.
 fn client_of(channel: &str, prefix: &str) -> Option<ClientId> {
     let inner = channel.strip_prefix(prefix)?.strip_suffix('}')?;
@@ -39,6 +52,17 @@ fn client_of(channel: &str, prefix: &str) -> Option<ClientId> {
 /// A description of what is wrong, for the log, when the channel or payload is malformed.
 pub(crate) fn decode(channel: &str, payload: &str) -> Result<BrokerEvent, String> {
     if let Some(client) = client_of(channel, NOTIFY_PREFIX) {
+        // `<id>`, or the message's JSON (which names its id).
+        if payload.starts_with('{') {
+            let message: Message = serde_json::from_str(payload).map_err(|e| {
+                format!("notify payload on {channel}: not a message ({e}): {payload:.200}")
+            })?;
+            return Ok(BrokerEvent::Notify {
+                client,
+                last: message.id,
+                message: Some(message),
+            });
+        }
         let last = payload.parse::<u64>().map_err(|_| {
             format!("notify payload {payload:?} on {channel}: expected a message id")
         })?;
@@ -93,6 +117,33 @@ mod tests {
             generation_key(&c, Slot::new(3).unwrap()),
             "herald:g:{a:b@c}:3"
         );
+    }
+
+    #[test]
+    fn a_notification_carries_its_message_up_to_the_limit() {
+        let c = client("u-1");
+        let mut msg = Message {
+            id: MessageId(43),
+            from: "billing".into(),
+            channel: vec!["invoice".into()],
+            data: herald_core::Payload::from_json(r#"{"amount": 12.50, "ok": [true]}"#).unwrap(),
+            ts: 1_764_000_000_123,
+        };
+        let payload = notify_payload(&msg).expect("small enough");
+        assert_eq!(
+            decode(&notify_channel(&c), &payload),
+            Ok(BrokerEvent::Notify {
+                client: c.clone(),
+                last: MessageId(43),
+                message: Some(msg.clone()),
+            }),
+            "data keeps its exact text: {payload}"
+        );
+        let big = format!("\"{}\"", "x".repeat(MAX_CARRIED));
+        msg.data = herald_core::Payload::from_json(&big).unwrap();
+        assert_eq!(notify_payload(&msg), None, "too large: the id alone");
+        let err = decode(&notify_channel(&c), r#"{"id":"seven"}"#).unwrap_err();
+        assert!(err.contains("not a message"), "{err}");
     }
 
     #[test]

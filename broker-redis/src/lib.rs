@@ -3,7 +3,8 @@
 //! [`RedisBroker`] implements [`herald_core::ports::Broker`] as DESIGN.md lays it out. Every
 //! key and channel of one client carries the hash tag `{<client>}`, so a Redis Cluster keeps
 //! them on one shard:
-//! - `herald:n:{c}`: the notify channel; payload = the client's new last message id.
+//! - `herald:n:{c}`: the notify channel; payload = the client's new last message id, or the
+//!   message itself in its wire JSON (which names the id) when that is at most 16 KiB.
 //! - `herald:g:{c}:<slot>`: the generation counter of a slot (`INCR`).
 //! - `herald:s:{c}`: the claim channel; payload `<slot>:<generation>:<node>`.
 //!
