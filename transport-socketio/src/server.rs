@@ -18,7 +18,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message as WsMessage;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tide::{Request, Response, StatusCode};
 
@@ -1038,7 +1038,13 @@ impl Session {
             let wait = deadline.saturating_duration_since(now);
             // The handlers' futures are boxed: this loop's own future is what an idle session
             // costs in memory, and it would otherwise be as large as the largest of them.
-            match async_std::future::timeout(wait, rx.recv()).await {
+            // An input already waiting is taken without arming a timer (one per input
+            // otherwise, registered with the reactor and removed again).
+            let next = match rx.recv().now_or_never() {
+                Some(r) => Ok(r),
+                None => async_std::future::timeout(wait, rx.recv()).await,
+            };
+            match next {
                 Ok(Ok(input)) => Box::pin(self.input(input)).await,
                 Ok(Err(_)) => self.close("server gone"),
                 Err(_) => self.timers().await,
@@ -1489,17 +1495,26 @@ impl Session {
                 }
             }
             Transport::WebSocket { sink } => {
-                let sink_result = async_std::future::timeout(timeout, async {
-                    while let Some(p) = self.queue.pop_front() {
-                        let msg = match p {
-                            EioPacket::Binary(b) => WsMessage::Binary(b.into()),
-                            other => WsMessage::text(other.encode()),
-                        };
-                        sink.feed(msg).await?;
+                let sink_result = {
+                    let queue = &mut self.queue;
+                    let write = async {
+                        while let Some(p) = queue.pop_front() {
+                            let msg = match p {
+                                EioPacket::Binary(b) => WsMessage::Binary(b.into()),
+                                other => WsMessage::text(other.encode()),
+                            };
+                            sink.feed(msg).await?;
+                        }
+                        sink.flush().await
+                    };
+                    let mut write = std::pin::pin!(write);
+                    // Usually the socket takes it all at once: the timer (for a client too slow to
+                    // read) is armed only when it does not.
+                    match (&mut write).now_or_never() {
+                        Some(r) => Ok(r),
+                        None => async_std::future::timeout(timeout, write).await,
                     }
-                    sink.flush().await
-                })
-                .await;
+                };
                 match sink_result {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => self.close(&format!("transport error: {e}")),

@@ -181,12 +181,16 @@ async fn run_shard<S: MessageStore, B: Broker>(
 ) {
     let mut sockets: HashMap<ConnId, Socket> = HashMap::new();
     loop {
-        let next = match hub.poll_timeout() {
-            Some(at) => {
+        // A message already waiting is taken without arming a timer for the Hub's next
+        // deadline (one timer registration per turn otherwise).
+        let next = match (rx.try_recv(), hub.poll_timeout()) {
+            (Ok(msg), _) => Ok(Ok(msg)),
+            (Err(async_std::channel::TryRecvError::Closed), _) => return,
+            (Err(_), Some(at)) => {
                 let wait = at.saturating_duration_since(Instant::now());
                 async_std::future::timeout(wait, rx.recv()).await
             }
-            None => Ok(rx.recv().await),
+            (Err(_), None) => Ok(rx.recv().await),
         };
         match next {
             Ok(Ok(msg)) => {
@@ -201,6 +205,11 @@ async fn run_shard<S: MessageStore, B: Broker>(
             }
             Ok(Err(_)) => return,
             Err(_) => hub.handle_timeout(Instant::now()),
+        }
+        // Deadlines due while inputs kept coming (a busy shard never waits for them).
+        let now = Instant::now();
+        if hub.poll_timeout().is_some_and(|at| at <= now) {
+            hub.handle_timeout(now);
         }
         while let Some(out) = hub.poll_output() {
             carry_out(out, &mut hub, &mut sockets, &me, &node);
