@@ -8,6 +8,7 @@
 //! | `times` | `(client, ts, id)` | `()` | `history` (range from `(client, since, 0)`) |
 //! | `expiry` | `(expires, client, id)` | `()` | TTL purge (range up to `now`, in bounded batches) |
 //! | `counters` | `client` | last id | the per-client sequence; never deleted, so ids never restart |
+//! | `floors` | `(client, slot)` | id | every id up to it is acknowledged by the slot |
 //!
 //! A record is `ts: u64 LE`, `expires: u64 LE`, `acked: u16 LE`, then the JSON text
 //! `{"f":from,"ch":[topics],"d":data}` (`data` kept as its raw text). The body is encoded once
@@ -21,6 +22,12 @@
 //! channel (up to [`MAX_BATCH`]) and applies all the writes among them (appends and acks) in one
 //! write transaction, one commit and one fsync: group commit. Then it answers the reads of the
 //! batch from one read transaction, which sees those writes.
+//!
+//! An acknowledgement moves the slot's floor when it continues it (the common case: batches
+//! are acknowledged in order), a write to one small table instead of a rewrite of each
+//! message's record; an id acknowledged out of order gets its bit in its record, and the floor
+//! passes over such ids (and over ids retention removed) when it next moves. A message is
+//! acknowledged by a slot when its id is at or below the slot's floor or its bit is set.
 //!
 //! A batch of acknowledgements alone is committed without its own fsync
 //! ([`Durability::None`]): the next append's commit makes it durable with it, and an idle
@@ -61,6 +68,12 @@ const TIMES: TableDefinition<'_, (&str, u64, u64), ()> = TableDefinition::new("t
 const EXPIRY: TableDefinition<'_, (u64, &str, u64), ()> = TableDefinition::new("expiry");
 /// `client` → the last id handed out.
 const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
+/// `(client, slot)` → every id up to this one is acknowledged by the slot.
+const FLOORS: TableDefinition<'_, (&str, u8), u64> = TableDefinition::new("floors");
+
+/// Most records an acknowledgement looks at beyond its own ids to carry the floor over ids
+/// acknowledged earlier out of order.
+const FLOOR_LOOKAHEAD: usize = 256;
 
 /// Most requests served by one turn of the thread (one write transaction).
 pub const MAX_BATCH: usize = 512;
@@ -193,6 +206,7 @@ impl EmbeddedStore {
             txn.open_table(TIMES)?;
             txn.open_table(EXPIRY)?;
             txn.open_table(COUNTERS)?;
+            txn.open_table(FLOORS)?;
         }
         txn.commit()?;
         log::info!(
@@ -823,7 +837,9 @@ impl Worker {
     }
 }
 
-/// Sets `slot`'s bit on every existing id of `client` among `ids`.
+/// Acknowledges every existing id of `client` among `ids` for `slot`: the slot's floor moves
+/// over those that continue it (and over earlier out-of-order acks and ids no longer stored
+/// that follow), the others get their bit in their record.
 fn ack(
     txn: &WriteTransaction,
     client: &ClientId,
@@ -831,24 +847,69 @@ fn ack(
     ids: &[MessageId],
 ) -> Result<(), EmbeddedError> {
     let c = client.as_str();
+    let mut floors = txn.open_table(FLOORS)?;
+    let floor = floors.get((c, slot.get()))?.map_or(0, |g| g.value());
+    // Ids above the last one handed out do not exist yet: ignored, never a floor.
+    let last = txn.open_table(COUNTERS)?.get(c)?.map_or(0, |g| g.value());
+    let mut ids: Vec<u64> = ids
+        .iter()
+        .map(|i| i.0)
+        .filter(|i| *i > floor && *i <= last)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let Some(&top) = ids.last() else {
+        return Ok(());
+    };
     let mut messages = txn.open_table(MESSAGES)?;
-    for id in ids {
-        let updated = match messages.get((c, id.0))? {
+    let mut new_floor = floor;
+    let mut contiguous = true;
+    let mut bits = Vec::new();
+    let mut beyond = 0;
+    for entry in messages.range((c, floor + 1)..=(c, u64::MAX))? {
+        let (key, value) = entry?;
+        let id = key.value().1;
+        let acked_now = ids.binary_search(&id).is_ok();
+        let acked_before = Header::read(c, id, value.value())?.acked & slot.bit() != 0;
+        if id > top {
+            // Past this ack's ids: only earlier out-of-order acks extend the floor.
+            beyond += 1;
+            if !contiguous || !acked_before || beyond > FLOOR_LOOKAHEAD {
+                break;
+            }
+            new_floor = id;
+            continue;
+        }
+        if contiguous && (acked_now || acked_before) {
+            new_floor = id;
+        } else {
+            contiguous = false;
+            if acked_now && !acked_before {
+                bits.push(id);
+            }
+        }
+    }
+    if contiguous && new_floor < top {
+        // The ids up to `top` (handed out, so stored once) that are not stored any more
+        // (retention) are no gap.
+        new_floor = top;
+    }
+    if new_floor > floor {
+        floors.insert((c, slot.get()), new_floor)?;
+    }
+    for id in bits {
+        let updated = match messages.get((c, id))? {
             None => None,
             Some(guard) => {
                 let record = guard.value();
-                let h = Header::read(c, id.0, record)?;
-                if h.acked & slot.bit() != 0 {
-                    None
-                } else {
-                    let mut record = record.to_vec();
-                    record[16..18].copy_from_slice(&(h.acked | slot.bit()).to_le_bytes());
-                    Some(record)
-                }
+                let h = Header::read(c, id, record)?;
+                let mut record = record.to_vec();
+                record[16..18].copy_from_slice(&(h.acked | slot.bit()).to_le_bytes());
+                Some(record)
             }
         };
         if let Some(record) = updated {
-            messages.insert((c, id.0), record.as_slice())?;
+            messages.insert((c, id), record.as_slice())?;
         }
     }
     Ok(())
@@ -865,11 +926,16 @@ fn unacked(
 ) -> Result<Vec<Message>, EmbeddedError> {
     let c = client.as_str();
     let messages = txn.open_table(MESSAGES)?;
+    let floor = txn
+        .open_table(FLOORS)?
+        .get((c, slot.get()))?
+        .map_or(0, |g| g.value());
     let mut out = Vec::new();
-    if limit == 0 || after.0 == u64::MAX {
+    let after = after.0.max(floor);
+    if limit == 0 || after == u64::MAX {
         return Ok(out);
     }
-    for entry in messages.range((c, after.0 + 1)..=(c, u64::MAX))? {
+    for entry in messages.range((c, after + 1)..=(c, u64::MAX))? {
         let (key, value) = entry?;
         let id = key.value().1;
         let record = value.value();
