@@ -26,8 +26,8 @@ use herald_core::Broker;
 use herald_core::memory::now_or_never;
 use herald_core::{
     BrokerEvents, BrokerOp, ClientId, ConnId, Hub, HubConfig, Identity, Input, MemoryBroker,
-    MemoryBrokerNode, MemoryStore, Message, MessageId, MessageStore, Mode, NewMessage, NodeId,
-    Output, Payload, RequestId, Retention, Slot, StoreOp,
+    MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode, NewMessage, NodeId, Output,
+    Payload, RequestId, Retention, Slot, StoreOp,
 };
 
 /// A small, fast, seedable PRNG (splitmix64): the simulation's only source of randomness.
@@ -576,13 +576,7 @@ impl Sim {
                 );
                 // A failed notify only delays delivery until a resync or the next notify.
                 let _ = if attach {
-                    let stored = Message {
-                        id,
-                        from: msg.from.clone(),
-                        channel: msg.channel.clone(),
-                        data: msg.data.clone(),
-                        ts: self.now_ms,
-                    };
+                    let stored = msg.to_message(id, self.now_ms);
                     now_or_never(self.api_broker.notify_message(client, &stored))
                 } else {
                     now_or_never(self.api_broker.notify(client, id))

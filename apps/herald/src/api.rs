@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
 use futures::StreamExt;
-use herald_core::{Broker, ClientId, Message, MessageId, MessageStore, Slot, StoreError};
+use herald_core::{Broker, ClientId, MessageId, MessageStore, Slot, StoreError};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tide::{Request, Response, StatusCode};
@@ -208,13 +208,7 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
     let (broker, metrics) = (state.subs.broker(), &state.metrics);
     // Each notification carries the message, so that a session waiting for exactly this id
     // delivers it without reading it back from the store.
-    let stored = |id| Message {
-        id,
-        from: push.message.from.clone(),
-        channel: push.message.channel.clone(),
-        data: push.message.data.clone(),
-        ts: now_ms,
-    };
+    let stored = |id| push.message.to_message(id, now_ms);
     futures::stream::iter(&notify)
         .for_each_concurrent(NOTIFY_CONCURRENCY, |(client, id)| async move {
             if let Err(e) = broker.notify_message(client, &stored(*id)).await {
