@@ -104,22 +104,20 @@ bench() {
   LAST=$line
 }
 
+# push_at REP BATCH RATE: one push run on a fresh setup, its report in SWEEP_RESULT. The
+# rates here are low, so the runs are longer than run.sh's.
+push_at() {
+  local rep=$1 batch=$2 rate=$3
+  start_setup
+  bench "$rep" push --conns 500 --batch "$batch" --rate "$rate" --secs 8
+  stop_setup
+  SWEEP_RESULT=$LAST
+}
+
 # sweep REP BATCH RATES: as run.sh does (fresh servers per rate, stop after two failing
-# rates in a row), with longer runs: the rates here are low.
+# rates in a row).
 sweep() {
-  local rep=$1 batch=$2 rates=$3 failed=0
-  for rate in $rates; do
-    start_setup
-    bench "$rep" push --conns 500 --batch "$batch" --rate "$rate" --secs 8
-    stop_setup
-    if rate_ok "$LAST" "$rate"; then
-      failed=0
-    else
-      failed=$((failed + 1))
-      [ "$failed" -ge 2 ] && break
-    fi
-  done
-  return 0
+  sweep_rates "$3" push_at "$1" "$2"
 }
 
 for rep in $(seq "$REPS"); do

@@ -15,3 +15,24 @@ rate_ok() {
   echo "$1" | jq -e --argjson rate "$2" \
     '.lost == 0 and .latency_ms.p99 < 100 and .requests_per_s >= 0.95 * $rate' >/dev/null
 }
+
+# sweep_rates RATES FN ARGS...: for each rate of RATES in turn, runs `FN ARGS... RATE`, which
+# leaves its push report in SWEEP_RESULT, or sets SWEEP_SKIP to pass over that rate (FN runs
+# under the caller's `set -e`); stops after two rates in a row that do not keep up (rate_ok).
+# One alone may be a disturbance: report.py takes the highest rate that passed.
+sweep_rates() {
+  local rates=$1 failed=0; shift
+  for rate in $rates; do
+    SWEEP_RESULT=""
+    SWEEP_SKIP=""
+    "$@" "$rate"
+    [ -n "$SWEEP_SKIP" ] && continue
+    if rate_ok "$SWEEP_RESULT" "$rate"; then
+      failed=0
+    else
+      failed=$((failed + 1))
+      [ "$failed" -ge 2 ] && break
+    fi
+  done
+  return 0
+}

@@ -126,26 +126,23 @@ bench() {
   echo "$line"
 }
 
+# push_at NAME REP BATCH RATE: one push run on a fresh server, its report in SWEEP_RESULT.
+push_at() {
+  local name=$1 rep=$2 batch=$3 rate=$4
+  if ! start_server "$name"; then
+    SWEEP_SKIP=1
+    return 0
+  fi
+  SWEEP_RESULT=$(bench "$name" "$rep" push --conns "$PUSH_CONNS" --batch "$batch" \
+    --rate "$rate" --secs "$PUSH_SECS" --drain 5)
+  stop_server
+  log "$name B=$batch R=$rate: $(echo "$SWEEP_RESULT" | jq -c '{delivered_per_s,p99:.latency_ms.p99,lost,requests_per_s,server_cpu,bench_cpu}')"
+}
+
 # sweep NAME REP BATCH RATES: push at increasing rates on one fresh server each, until two
-# rates in a row break p99 < 100 ms, lose a message, or answer fewer requests than offered
-# (one alone may be a disturbance: report.py takes the highest rate that passed).
+# rates in a row break p99 < 100 ms, lose a message, or answer fewer requests than offered.
 sweep() {
-  local name=$1 rep=$2 batch=$3 rates=$4 failed=0
-  for rate in $rates; do
-    start_server "$name" || continue
-    local r
-    r=$(bench "$name" "$rep" push --conns "$PUSH_CONNS" --batch "$batch" --rate "$rate" \
-          --secs "$PUSH_SECS" --drain 5)
-    stop_server
-    log "$name B=$batch R=$rate: $(echo "$r" | jq -c '{delivered_per_s,p99:.latency_ms.p99,lost,requests_per_s,server_cpu,bench_cpu}')"
-    if rate_ok "$r" "$rate"; then
-      failed=0
-    else
-      failed=$((failed + 1))
-      [ "$failed" -ge 2 ] && break
-    fi
-  done
-  return 0
+  sweep_rates "$4" push_at "$1" "$2" "$3"
 }
 
 # Whether scenario $1 is among SCENARIOS.
