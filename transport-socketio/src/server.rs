@@ -977,7 +977,7 @@ impl Session {
         if let Some(ws) = start.ws {
             let (sink, stream) = ws.split();
             s.transport = Transport::WebSocket { sink };
-            s.spawn_reader(stream, false);
+            s.spawn_reader(stream);
             let open = s.io.open_packet(&s.sid, false);
             s.queue.push_back(open);
         }
@@ -987,21 +987,28 @@ impl Session {
     fn spawn_reader(
         &self,
         mut stream: async_tungstenite::WebSocketReceiver<tide::http::upgrade::Connection>,
-        probe: bool,
     ) {
         let tx = self.tx.clone();
+        let eio3 = self.eio3;
         async_std::task::spawn(async move {
-            let _ = probe;
             while let Some(msg) = stream.next().await {
-                let input = match msg {
-                    Ok(WsMessage::Text(t)) => match EioPacket::decode(t.as_str()) {
-                        Ok(p) => Input::Packets(vec![p]),
-                        Err(e) => Input::TransportError(format!("invalid packet: {e}")),
-                    },
-                    Ok(WsMessage::Binary(b)) => Input::Packets(vec![EioPacket::Binary(b.to_vec())]),
-                    Ok(WsMessage::Close(_)) => Input::TransportError("transport close".into()),
+                let decoded = match msg {
+                    Ok(WsMessage::Text(t)) => EioPacket::decode(t.as_str()),
+                    // v3 frames its bytes behind a type byte, v4 sends them bare.
+                    Ok(WsMessage::Binary(b)) if eio3 => eio::decode_binary_frame_v3(&b),
+                    Ok(WsMessage::Binary(b)) => Ok(EioPacket::Binary(b.to_vec())),
+                    Ok(WsMessage::Close(_)) => break,
                     Ok(_) => continue,
-                    Err(e) => Input::TransportError(format!("transport error: {e}")),
+                    Err(e) => {
+                        let _ = tx
+                            .send(Input::TransportError(format!("transport error: {e}")))
+                            .await;
+                        return;
+                    }
+                };
+                let input = match decoded {
+                    Ok(p) => Input::Packets(vec![p]),
+                    Err(e) => Input::TransportError(format!("invalid packet: {e}")),
                 };
                 let stop = matches!(input, Input::TransportError(_));
                 if tx.send(input).await.is_err() || stop {
@@ -1163,7 +1170,7 @@ impl Session {
                 }
                 let (sink, stream) = (*ws).split();
                 self.probing = Some(sink);
-                self.spawn_reader(stream, true);
+                self.spawn_reader(stream);
             }
             Input::SendRaw(packet) => {
                 let queued = self.queued.load(Ordering::Relaxed);
@@ -1487,6 +1494,7 @@ impl Session {
             return;
         }
         let timeout = self.io.inner.config.ping_timeout;
+        let eio3 = self.eio3;
         match &mut self.transport {
             Transport::Polling { waiting } => {
                 if let Some(w) = waiting.take() {
@@ -1500,6 +1508,9 @@ impl Session {
                     let write = async {
                         while let Some(p) = queue.pop_front() {
                             let msg = match p {
+                                EioPacket::Binary(b) if eio3 => {
+                                    WsMessage::Binary(eio::encode_binary_frame_v3(&b).into())
+                                }
                                 EioPacket::Binary(b) => WsMessage::Binary(b.into()),
                                 other => WsMessage::text(other.encode()),
                             };

@@ -425,3 +425,73 @@ async fn engine_io_v3_polling_frames_heartbeat_and_timeout() {
         );
     }
 }
+
+/// `future` with the tests' patience (10 s).
+async fn timeout<F: std::future::Future>(
+    future: F,
+) -> Result<F::Output, async_std::future::TimeoutError> {
+    async_std::future::timeout(Duration::from_secs(10), future).await
+}
+
+/// Engine.IO v3 puts a type byte (`4`) before a binary frame's bytes; v4 does not. Bytes a
+/// v3 client posted by polling go back over the WebSocket it upgraded to, so both directions
+/// are checked separately (an echo on one transport would hide a mistake made both ways).
+#[async_std::test]
+async fn engine_io_v3_binary_frames_carry_a_type_byte() {
+    use async_tungstenite::tungstenite::Message;
+    use futures::StreamExt;
+    let addr = server(ServerConfig::default()).await;
+    let (_, body) = raw(addr, &get("/socket.io/?EIO=3&transport=polling")).await;
+    let open: Value = serde_json::from_str(&body[body.find('{').unwrap()..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    let path = format!("/socket.io/?EIO=3&transport=polling&sid={sid}");
+    // A binary event by polling: its attachment is `b4<base64>` there.
+    let event = r#"451-["message",{"_placeholder":true,"num":0}]"#;
+    let payload = format!("{}:{event}6:b4AQID", event.len());
+    assert_eq!(raw(addr, &post(&path, &payload)).await.0, 200);
+    // Upgrade without polling: the echo waits in the queue for the WebSocket.
+    let url = format!("ws://{addr}/socket.io/?EIO=3&transport=websocket&sid={sid}");
+    let (mut ws, _) = connect(&url).await.expect("ws connect");
+    ws.send(Message::text("2probe")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().to_text().unwrap(),
+        "3probe"
+    );
+    ws.send(Message::text("5")).await.unwrap();
+    // What was queued since the handshake (never polled for) comes first: `40`, `auth`.
+    loop {
+        let frame = timeout(ws.next())
+            .await
+            .expect("the echo")
+            .unwrap()
+            .unwrap();
+        match frame.to_text().unwrap() {
+            "40" | r#"42["auth",{}]"# => {}
+            header => {
+                assert_eq!(
+                    header,
+                    r#"451-["message-back",{"_placeholder":true,"num":0}]"#
+                );
+                break;
+            }
+        }
+    }
+    let bytes = timeout(ws.next())
+        .await
+        .expect("the attachment")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        bytes,
+        Message::binary(vec![4, 1, 2, 3]),
+        "type byte, then the data"
+    );
+    // A binary frame of another type is not a message: the connection is closed.
+    ws.send(Message::text(event)).await.unwrap();
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    match timeout(ws.next()).await {
+        Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => {}
+        Ok(Some(Ok(m))) => panic!("answered a binary frame of type 1: {m:?}"),
+        Err(_) => panic!("the connection stayed open after a binary frame of type 1"),
+    }
+}

@@ -7,9 +7,10 @@
 //! Engine.IO v3 (socket.io 1.x and 2.x clients) frames a polling payload differently: each
 //! packet is preceded by its length and a colon, `<len>:<packet>`, where the length counts
 //! UTF-16 code units (JavaScript's string length), and a binary message is `b4<base64>`.
-//! WebSocket frames are the same in both versions. Only the text form of v3 payloads is
-//! spoken (what clients send and expect whenever no binary data travels by polling; a v3 client
-//! that posts the binary form gets a decode error).
+//! WebSocket text frames are the same in both versions; a v3 binary frame starts with the
+//! packet type as one byte (`4`, message) before the data, a v4 one is the data alone. Only the
+//! text form of v3 payloads is spoken (what clients send and expect whenever no binary data
+//! travels by polling; a v3 client that posts the binary form gets a decode error).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -57,6 +58,32 @@ pub enum DecodeError {
     /// what follows.
     #[error("invalid record length in an Engine.IO v3 payload")]
     BadLength,
+    /// An Engine.IO v3 binary frame whose type byte is not `4` (message).
+    #[error("binary frame of packet type {0}: only messages carry bytes")]
+    BinaryType(u8),
+}
+
+/// The type byte of a v3 binary frame: a message.
+const V3_BINARY_MESSAGE: u8 = 4;
+
+/// Decodes an Engine.IO v3 WebSocket binary frame: a type byte (`4`) and the message's bytes.
+///
+/// # Errors
+/// [`DecodeError::Empty`] for an empty frame, [`DecodeError::BinaryType`] for another type.
+pub fn decode_binary_frame_v3(frame: &[u8]) -> Result<Packet, DecodeError> {
+    match frame.split_first() {
+        None => Err(DecodeError::Empty),
+        Some((&V3_BINARY_MESSAGE, data)) => Ok(Packet::Binary(data.to_vec())),
+        Some((&t, _)) => Err(DecodeError::BinaryType(t)),
+    }
+}
+
+/// Encodes a binary message as an Engine.IO v3 WebSocket binary frame (type byte first).
+pub fn encode_binary_frame_v3(data: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(1 + data.len());
+    frame.push(V3_BINARY_MESSAGE);
+    frame.extend_from_slice(data);
+    frame
 }
 
 impl Packet {
@@ -226,6 +253,24 @@ mod tests {
     }
 
     #[test]
+    fn v3_binary_frames_carry_a_type_byte() {
+        assert_eq!(encode_binary_frame_v3(&[1, 2, 3]), vec![4, 1, 2, 3]);
+        assert_eq!(
+            decode_binary_frame_v3(&[4, 1, 2, 3]).unwrap(),
+            Packet::Binary(vec![1, 2, 3])
+        );
+        assert_eq!(
+            decode_binary_frame_v3(&[4]).unwrap(),
+            Packet::Binary(vec![])
+        );
+        assert_eq!(decode_binary_frame_v3(&[]), Err(DecodeError::Empty));
+        assert_eq!(
+            decode_binary_frame_v3(&[1, 2, 3]),
+            Err(DecodeError::BinaryType(1))
+        );
+    }
+
+    #[test]
     fn v3_payloads() {
         // Lengths count UTF-16 code units: "é" is one, an emoji two.
         assert_eq!(
@@ -278,6 +323,14 @@ mod tests {
         #[test]
         fn payload_round_trip(ps in proptest::collection::vec(packet(), 1..6)) {
             prop_assert_eq!(decode_payload(&encode_payload(&ps)).unwrap(), ps);
+        }
+
+        #[test]
+        fn v3_binary_frame_round_trip(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(
+                decode_binary_frame_v3(&encode_binary_frame_v3(&data)).unwrap(),
+                Packet::Binary(data)
+            );
         }
 
         #[test]
