@@ -343,3 +343,79 @@ fn acknowledgements_in_any_order_match_a_model() {
     let store = open(dir.path());
     check(&store, &acked, last);
 }
+
+#[test]
+fn history_finds_since_among_gaps_and_store_times_never_go_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), 150);
+    let a = cid("a");
+    // 200 messages 10 ms apart; every third lives 1 ms only, so a purge leaves gaps; the cap
+    // keeps the last 150 (the 201st append drops ids up to 51).
+    for n in 0..200u64 {
+        let mut m = msg(n);
+        if n % 3 == 0 {
+            m.ttl = Some(Duration::from_millis(1));
+        }
+        block_on(store.append(&m, std::slice::from_ref(&a), T0 + n * 10)).unwrap();
+    }
+    let now = T0 + 5000;
+    block_on(store.purge(now)).unwrap();
+    // The clock goes back 1 s: the message keeps its predecessor's store time.
+    block_on(store.append(&msg(200), std::slice::from_ref(&a), T0 + 990)).unwrap();
+    let all = block_on(store.history(&a, 0, 10_000, now)).unwrap();
+    let stored: Vec<(u64, u64)> = all.iter().map(|m| (m.id.0, m.ts)).collect();
+    let want: Vec<(u64, u64)> = (52..=200u64)
+        .filter(|id| (id - 1) % 3 != 0)
+        .map(|id| (id, T0 + (id - 1) * 10))
+        .chain([(201, T0 + 1990)])
+        .collect();
+    assert_eq!(stored, want, "kept, in order, with their store times");
+    // Every `since` and a few limits: what a scan of the whole queue would give.
+    for since in (T0..=T0 + 2010).step_by(7) {
+        for limit in [1, 5, 10_000] {
+            let got: Vec<u64> = block_on(store.history(&a, since, limit, now))
+                .unwrap()
+                .iter()
+                .map(|m| m.id.0)
+                .collect();
+            let want: Vec<u64> = stored
+                .iter()
+                .filter(|(_, ts)| *ts >= since)
+                .map(|(id, _)| *id)
+                .take(limit)
+                .collect();
+            assert_eq!(got, want, "since +{} limit {limit}", since - T0);
+        }
+    }
+}
+
+#[test]
+fn the_time_index_of_an_earlier_version_is_dropped_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = cid("a");
+    block_on(store.append(&msg(1), std::slice::from_ref(&a), T0)).unwrap();
+    drop(store);
+    // What an earlier version kept besides: `(client, ts, id)` in a `times` table.
+    let file = EmbeddedConfig::new(dir.path()).db_file();
+    let times: redb::TableDefinition<'_, (&str, u64, u64), ()> =
+        redb::TableDefinition::new("times");
+    {
+        let db = redb::Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(times)
+            .unwrap()
+            .insert(("a", T0, 1), ())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(history_ids(&store, &a), [1], "the messages are kept");
+    drop(store);
+    let db = redb::Database::create(&file).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    assert!(
+        txn.open_table(times).is_err(),
+        "the old index is gone from the file"
+    );
+}
