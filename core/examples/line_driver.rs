@@ -136,10 +136,10 @@ fn main() {
             }
         }
         // A real driver sleeps until poll_timeout(); here timers fire on the next line.
-        if let Some(at) = hub.poll_timeout() {
-            if at <= now + Duration::from_millis(1) {
-                hub.handle_timeout(now);
-            }
+        if let Some(at) = hub.poll_timeout()
+            && at <= now + Duration::from_millis(1)
+        {
+            hub.handle_timeout(now);
         }
     }
 }

@@ -850,11 +850,12 @@ impl Hub {
                 }
             }
             Mode::Commit => {
-                if s.commit_owed && s.in_flight_count == 0 {
-                    if let Some(m) = s.buffer.pop_front() {
-                        s.commit_owed = false;
-                        delivered.push(m);
-                    }
+                if s.commit_owed
+                    && s.in_flight_count == 0
+                    && let Some(m) = s.buffer.pop_front()
+                {
+                    s.commit_owed = false;
+                    delivered.push(m);
                 }
             }
         }

@@ -240,12 +240,12 @@ fn run(actions: Vec<Action>, window: usize) -> Result<(), TestCaseError> {
             ),
             Action::Commit { conn, n } => {
                 let conn = ConnId(conn);
-                if let Some(o) = m.outstanding.get_mut(&conn) {
-                    if m.modes.get(&conn) == Some(&Mode::Commit) {
-                        let mut left = n as usize;
-                        while left > 0 && !o.is_empty() {
-                            left = left.saturating_sub(o.remove(0).1);
-                        }
+                if let Some(o) = m.outstanding.get_mut(&conn)
+                    && m.modes.get(&conn) == Some(&Mode::Commit)
+                {
+                    let mut left = n as usize;
+                    while left > 0 && !o.is_empty() {
+                        left = left.saturating_sub(o.remove(0).1);
                     }
                 }
                 hub.handle(now, Input::Commit { conn, n });

@@ -434,12 +434,11 @@ impl Sim {
                 input,
             } => {
                 let dev = &self.devices[device];
-                if dev.session == session {
-                    if let Some((node, inc, _)) = dev.conn {
-                        if self.nodes[node].as_ref().is_some_and(|n| n.inc == inc) {
-                            self.feed(node, input);
-                        }
-                    }
+                if dev.session == session
+                    && let Some((node, inc, _)) = dev.conn
+                    && self.nodes[node].as_ref().is_some_and(|n| n.inc == inc)
+                {
+                    self.feed(node, input);
                 }
             }
             Event::Heal { store } => {

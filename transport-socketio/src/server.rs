@@ -1059,10 +1059,11 @@ impl Session {
             if self.closed.is_none() && !self.queue.is_empty() {
                 Box::pin(self.flush()).await;
             }
-            if self.closed.is_none() && self.queue.is_empty() {
-                if let Some(reason) = self.close_when_flushed.take() {
-                    self.close(&reason);
-                }
+            if self.closed.is_none()
+                && self.queue.is_empty()
+                && let Some(reason) = self.close_when_flushed.take()
+            {
+                self.close(&reason);
             }
         }
         let reason = self.closed.clone().unwrap_or_default();
@@ -1291,10 +1292,10 @@ impl Session {
                     // Release a waiting poll so the client can finish the upgrade.
                     self.upgrading = true;
                     let noop = encode_payload(self.eio3, &[EioPacket::Noop]);
-                    if let Transport::Polling { waiting } = &mut self.transport {
-                        if let Some(w) = waiting.take() {
-                            let _ = w.try_send(PollAnswer::Payload(noop));
-                        }
+                    if let Transport::Polling { waiting } = &mut self.transport
+                        && let Some(w) = waiting.take()
+                    {
+                        let _ = w.try_send(PollAnswer::Payload(noop));
                     }
                 } else {
                     self.close("probe without an upgrade");
@@ -1303,10 +1304,10 @@ impl Session {
             EioPacket::Upgrade => match self.probing.take() {
                 Some(sink) => {
                     let noop = encode_payload(self.eio3, &[EioPacket::Noop]);
-                    if let Transport::Polling { waiting } = &mut self.transport {
-                        if let Some(w) = waiting.take() {
-                            let _ = w.try_send(PollAnswer::Payload(noop));
-                        }
+                    if let Transport::Polling { waiting } = &mut self.transport
+                        && let Some(w) = waiting.take()
+                    {
+                        let _ = w.try_send(PollAnswer::Payload(noop));
                     }
                     self.transport = Transport::WebSocket { sink };
                     self.upgrading = false;
