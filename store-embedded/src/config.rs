@@ -1,22 +1,33 @@
-//! Where the database lives and what it keeps.
+//! Where the store lives and what it keeps.
 
 use std::path::PathBuf;
 
 use herald_core::Retention;
 
-/// The embedded store's configuration: a directory and a retention policy.
+/// The embedded store's configuration: a directory, a retention policy, and when the log is
+/// compacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbeddedConfig {
-    /// The data directory; created if missing. The database is the file
-    /// [`EmbeddedConfig::DB_FILE`] in it.
+    /// The data directory; created if missing. The log is the file
+    /// [`EmbeddedConfig::LOG_FILE`] in it.
     pub path: PathBuf,
     /// The per-client cap and the default time to live.
     pub retention: Retention,
+    /// The smallest log, in bytes, that is compacted (when it is also mostly garbage).
+    pub compact_at: u64,
 }
 
 impl EmbeddedConfig {
-    /// The database file's name inside [`EmbeddedConfig::path`].
-    pub const DB_FILE: &'static str = "herald.redb";
+    /// The log's name inside [`EmbeddedConfig::path`].
+    pub const LOG_FILE: &'static str = "herald.log";
+    /// A compaction's new log until it is complete, then renamed to [`EmbeddedConfig::LOG_FILE`].
+    pub const COMPACT_FILE: &'static str = "herald.log.new";
+    /// The lock file: one process at a time per data directory.
+    pub const LOCK_FILE: &'static str = "herald.lock";
+    /// The database of earlier versions (redb), converted to a log when found.
+    pub const LEGACY_DB_FILE: &'static str = "herald.redb";
+    /// The default [`EmbeddedConfig::compact_at`]: 64 MiB.
+    pub const COMPACT_AT: u64 = 64 << 20;
 
     /// A configuration for the data directory `path`, with the default retention
     /// (10 000 messages per client, 7 days).
@@ -24,6 +35,7 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             path: path.into(),
             retention: Retention::default(),
+            compact_at: Self::COMPACT_AT,
         }
     }
 
@@ -39,9 +51,30 @@ impl EmbeddedConfig {
         self
     }
 
-    /// The database file: [`EmbeddedConfig::DB_FILE`] inside the data directory.
-    pub fn db_file(&self) -> PathBuf {
-        self.path.join(Self::DB_FILE)
+    /// Sets the smallest log that is compacted.
+    pub fn compact_at(mut self, bytes: u64) -> EmbeddedConfig {
+        self.compact_at = bytes;
+        self
+    }
+
+    /// The log: [`EmbeddedConfig::LOG_FILE`] inside the data directory.
+    pub fn log_file(&self) -> PathBuf {
+        self.path.join(Self::LOG_FILE)
+    }
+
+    /// A compaction's unfinished log.
+    pub fn compact_file(&self) -> PathBuf {
+        self.path.join(Self::COMPACT_FILE)
+    }
+
+    /// The lock file.
+    pub fn lock_file(&self) -> PathBuf {
+        self.path.join(Self::LOCK_FILE)
+    }
+
+    /// Where an earlier version's database would be.
+    pub fn legacy_db_file(&self) -> PathBuf {
+        self.path.join(Self::LEGACY_DB_FILE)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use herald_core::StoreError;
 
-/// An error of the embedded store: opening it, or a database operation.
+/// An error of the embedded store: opening it, a log operation, or converting an earlier
+/// version's database.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
     /// The data directory could not be created.
@@ -13,11 +14,35 @@ pub enum EmbeddedError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// Another process (or another store in this one) has the data directory open.
+    #[error("the data directory is in use by another process (lock file {0})")]
+    Locked(std::path::PathBuf),
+    /// Reading, writing or syncing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The log holds something this version cannot read.
+    #[error("the log {path} cannot be read at byte {offset}: {reason}")]
+    Log {
+        /// The log.
+        path: std::path::PathBuf,
+        /// Where the bad record starts.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An earlier version's database holds something that cannot be converted.
+    #[error("the earlier version's database cannot be converted: {0}")]
+    Legacy(String),
     /// The store's thread could not be started.
     #[error("cannot start the store thread: {0}")]
     Thread(std::io::Error),
-    /// Opening or creating the database failed (locked by another process, corrupt, I/O).
-    #[error("cannot open the database: {0}")]
+    /// Opening an earlier version's database failed (locked, corrupt, I/O).
+    #[error("cannot open the earlier version's database: {0}")]
     Database(#[from] redb::DatabaseError),
     /// A transaction could not begin.
     #[error("database transaction failed: {0}")]
@@ -28,22 +53,6 @@ pub enum EmbeddedError {
     /// Reading or writing the file failed.
     #[error("database storage error: {0}")]
     Storage(#[from] redb::StorageError),
-    /// A commit failed; nothing of the transaction was stored.
-    #[error("database commit failed: {0}")]
-    Commit(#[from] redb::CommitError),
-    /// A transaction's durability could not be set.
-    #[error("database durability setting failed: {0}")]
-    Durability(#[from] redb::SetDurabilityError),
-    /// A stored record could not be decoded (the file is corrupt or from another program).
-    #[error("corrupt record for client {client} id {id}: {reason}")]
-    Corrupt {
-        /// The client.
-        client: String,
-        /// The message id.
-        id: u64,
-        /// What was wrong.
-        reason: String,
-    },
 }
 
 impl From<EmbeddedError> for StoreError {

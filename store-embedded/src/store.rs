@@ -1,54 +1,69 @@
-//! [`EmbeddedStore`]: the handle, the database thread and the key layout.
+//! [`EmbeddedStore`]: the handle, the store thread, the log file and its compaction.
 //!
-//! # Key layout
+//! # Layout
 //!
-//! | table | key | value | serves |
-//! | --- | --- | --- | --- |
-//! | `messages` | `(client, id)` | record: header (`ts`, `expires`, `acked`) + JSON body | `unacked` (range from `(client, after + 1)`), `ack` (point updates), `history` (a binary search on `ts`) |
-//! | `expiry` | `(expires, client, id)` | `()` | TTL purge (range up to `now`, in bounded batches) |
-//! | `counters` | `client` | last id | the per-client sequence; never deleted, so ids never restart |
-//! | `floors` | `(client, slot)` | id | every id up to it is acknowledged by the slot |
+//! The data directory holds one append-only log, [`EmbeddedConfig::LOG_FILE`] (record layout
+//! in [`crate::record`]), and a lock file. A push is written once, as one record with its
+//! body and every recipient's id and store time, however many recipients it has; an
+//! acknowledgement is a small record of the ids it changed. Nothing is rewritten in place.
 //!
-//! A record is `ts: u64 LE`, `expires: u64 LE`, `acked: u16 LE`, then the JSON text
-//! `{"f":from,"ch":[topics],"d":data}` (`data` kept as its raw text). The body is encoded once
-//! per push, whatever the number of recipients.
+//! In memory the store keeps an index ([`crate::queues`]): per client its last id and its
+//! kept entries (id, store time, expiry, acknowledged slots, which push), 40 bytes each; per
+//! push where its body is in the log. Reads answer from the index and read bodies back with
+//! positioned reads (from the page cache, as a rule). Opening the store replays the log to
+//! rebuild the index; a record cut short by a crash at the end of the log (its length or
+//! checksum does not match) is dropped, and the file truncated there.
 //!
 //! Store times never go down within a client's queue: a message gets `now` or, if the clock
-//! went back, its predecessor's time. So `ts` grows with the id, and `history` finds where
-//! `since` starts by a binary search over the client's records instead of keeping a time
-//! index: that index was a third of the cost of an append (a key per recipient in another
-//! tree, on another page each). A database written by an earlier version has its `times`
-//! table dropped when it is opened.
+//! went back, its predecessor's time, so `history` finds where `since` starts by a binary
+//! search.
 //!
 //! # The thread
 //!
-//! redb is blocking and the [`MessageStore`] trait is runtime-free, so one std thread owns the
-//! database and serves requests from a channel; every reply travels on a futures-channel
-//! oneshot, so callers await it on any runtime. The thread takes every request waiting in the
-//! channel (up to [`MAX_BATCH`]) and applies all the writes among them (appends and acks) in one
-//! write transaction, one commit and one fsync: group commit. Then it answers the reads of the
-//! batch from one read transaction, which sees those writes.
+//! The [`MessageStore`] trait is runtime-free, so one std thread owns the log and the index
+//! and serves requests from a channel; every reply travels on a futures-channel oneshot, so
+//! callers await it on any runtime. The thread takes every request waiting in the channel (up
+//! to [`MAX_BATCH`]), applies the writes among them (appends and acks) to the index, writes
+//! their records with one `write` and, if the batch holds an append, one `fdatasync`: group
+//! commit. Then it answers the writes, and the reads of the batch, which see them.
 //!
-//! An acknowledgement moves the slot's floor when it continues it (the common case: batches
-//! are acknowledged in order), a write to one small table instead of a rewrite of each
-//! message's record; an id acknowledged out of order gets its bit in its record, and the floor
-//! passes over such ids (and over ids retention removed) when it next moves. A message is
-//! acknowledged by a slot when its id is at or below the slot's floor or its bit is set.
+//! A batch of acknowledgements alone is written without an fsync: the next append's sync
+//! makes it durable with it, and an idle store syncs after at most [`LAZY_ACKS_FOR`]. A crash
+//! in between forgets those acknowledgements, so their messages are delivered again:
+//! at-least-once allows that, and a stream of acks no longer costs an fsync each.
 //!
-//! A batch of acknowledgements alone is committed without its own fsync
-//! ([`Durability::None`]): the next append's commit makes it durable with it, and an idle
-//! store makes it durable after at most [`LAZY_ACKS_FOR`]. A crash in between forgets those
-//! acknowledgements, so their messages are delivered again: at-least-once allows that, and a
-//! stream of acks (every delivered batch has one) no longer costs an fsync each.
+//! If a write or a sync fails, the log is cut back to where the batch began and the index
+//! rebuilt from it, so nothing the callers were told failed is visible; if even that fails,
+//! the store answers every request as unavailable until it is reopened.
 //!
-//! Retention never holds up delivery: the cap is enforced on append (deleting the ids that fall
-//! below `last - cap`, usually one), and a purge removes expired messages in transactions of at
-//! most [`PURGE_BATCH`] messages, serving any waiting requests between two of them. The first
-//! purge after opening also sweeps every client once for messages beyond the cap, in the same
-//! bounded steps, so that a cap lowered between two runs also applies to clients that receive
-//! nothing new (the trait's rule: the cap is enforced by `purge` at the latest).
+//! # Retention and compaction
+//!
+//! The per-client cap is applied on append (the entries below `last - cap` leave the index).
+//! A purge removes expired entries from the index in steps of [`PURGE_BATCH`] queues, serving
+//! waiting requests between two steps, then writes a record saying up to when everything
+//! expired is gone. Neither rewrites the log: replay applies the same rules (the log records
+//! the cap in force, and each purge's time), so a restart brings back nothing retention
+//! dropped. A cap lowered between two runs is applied when the store opens, and the next
+//! purge reports those drops.
+//!
+//! What retention dropped, and acknowledgement records, are garbage in the log. When the log
+//! is at least [`EmbeddedConfig::compact_at`] bytes, twice its size after the last compaction,
+//! and more than half of it garbage by the index's estimate, the thread writes the live state
+//! (the cap, the last purge, every client's last id, every kept push with its kept copies and
+//! their acknowledgements) to a new file, syncs it and renames it over the log. A crash before
+//! the rename leaves the old log, and the unfinished file is removed on the next open.
+//!
+//! # Earlier versions
+//!
+//! Herald up to this one kept the store in a redb database ([`EmbeddedConfig::LEGACY_DB_FILE`]).
+//! Opening a data directory that has one and no log converts it ([`crate::migrate`]): every
+//! message with its id, time, expiry and acknowledgements, and every client's last id, then
+//! the old file is removed.
 
+use std::fs::File;
 use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -58,44 +73,31 @@ use herald_core::{
     AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
     RetentionReport, Slot, StoreError,
 };
-use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
 
 use crate::config::EmbeddedConfig;
 use crate::error::EmbeddedError;
+use crate::queues::{Entry, Queues};
+use crate::record::{self, Record};
 
-/// `(client, id)` → record.
-const MESSAGES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("messages");
-/// `(client, ts, id)` → nothing: the time index earlier versions kept (dropped on open).
-const LEGACY_TIMES: TableDefinition<'_, (&str, u64, u64), ()> = TableDefinition::new("times");
-/// `(expires, client, id)` → nothing: the expiry index for purges.
-const EXPIRY: TableDefinition<'_, (u64, &str, u64), ()> = TableDefinition::new("expiry");
-/// `client` → the last id handed out.
-const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
-/// `(client, slot)` → every id up to this one is acknowledged by the slot.
-const FLOORS: TableDefinition<'_, (&str, u8), u64> = TableDefinition::new("floors");
-
-/// Most records an acknowledgement looks at beyond its own ids to carry the floor over ids
-/// acknowledged earlier out of order.
-const FLOOR_LOOKAHEAD: usize = 256;
-
-/// Most requests served by one turn of the thread (one write transaction).
+/// Most requests served by one turn of the thread (one write and one sync).
 pub const MAX_BATCH: usize = 512;
-/// Longest time acknowledgements committed without an fsync wait for one, when nothing else
+/// Longest time acknowledgements written without an fsync wait for one, when nothing else
 /// is written.
 pub const LAZY_ACKS_FOR: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Most expired messages one purge transaction removes.
+/// Most queues one purge step looks at.
 pub const PURGE_BATCH: usize = 1000;
 
-/// Length of a record's fixed header: `ts`, `expires`, `acked`.
-const HEADER: usize = 18;
+/// Estimated log bytes of one kept copy (client id, id, time, acknowledgements), for the
+/// garbage estimate that decides compaction.
+const COPY_BYTES: u64 = 40;
+/// Estimated log bytes of a push record besides its body and copies.
+const PUSH_BYTES: u64 = 25;
 
-/// A durable [`MessageStore`] in one redb file, served by a dedicated thread.
+/// A durable [`MessageStore`] in an append-only log on local disk, served by a dedicated
+/// thread.
 ///
-/// Clones share the database. The thread stops, and the file is closed, when the last clone
+/// Clones share the store. The thread stops, and the files are closed, when the last clone
 /// is dropped (after the requests already sent are answered).
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -106,9 +108,9 @@ pub struct EmbeddedStore {
 /// What the clones share; dropping it stops the thread and waits for it.
 #[derive(Debug)]
 struct Inner {
-    /// Requests to the database thread; `None` once dropping.
+    /// Requests to the store thread; `None` once dropping.
     tx: Option<mpsc::Sender<Request>>,
-    /// The thread, joined on drop so that the file is closed when the store is gone.
+    /// The thread, joined on drop so that the files are closed when the store is gone.
     thread: Option<JoinHandle<()>>,
 }
 
@@ -195,44 +197,70 @@ enum Request {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the database in `config.path` and starts its thread.
+    /// Opens (or creates) the store in `config.path` and starts its thread: takes the
+    /// directory's lock, converts an earlier version's database if there is one, and replays
+    /// the log.
     ///
     /// # Errors
-    /// When the directory cannot be created, the file cannot be opened (another process holds
-    /// it, it is corrupt), or the thread cannot start.
+    /// When the directory cannot be created, another process holds it, the log cannot be
+    /// read or is not a Herald log, or the thread cannot start.
     pub fn open(config: EmbeddedConfig) -> Result<EmbeddedStore, EmbeddedError> {
         std::fs::create_dir_all(&config.path).map_err(|source| EmbeddedError::CreateDir {
             path: config.path.clone(),
             source,
         })?;
-        let db = Database::create(config.db_file())?;
-        let txn = db.begin_write()?;
-        {
-            txn.open_table(MESSAGES)?;
-            if txn.delete_table(LEGACY_TIMES)? {
-                log::info!("embedded store: dropped the time index of an earlier version");
-            }
-            txn.open_table(EXPIRY)?;
-            txn.open_table(COUNTERS)?;
-            txn.open_table(FLOORS)?;
+        let lock = take_lock(&config.lock_file())?;
+        let tmp = config.compact_file();
+        if tmp.exists() {
+            log::warn!(
+                "embedded store: removing {}, a compaction a crash interrupted (the log is intact)",
+                tmp.display()
+            );
+            std::fs::remove_file(&tmp).map_err(|e| io_error(&tmp, e))?;
         }
-        txn.commit()?;
+        let log_path = config.log_file();
+        let legacy = config.legacy_db_file();
+        if legacy.exists() {
+            if log_path.exists() {
+                // The conversion finished (the log is renamed into place only when complete)
+                // but the old file was not removed yet.
+                std::fs::remove_file(&legacy).map_err(|e| io_error(&legacy, e))?;
+            } else {
+                crate::migrate::convert(&legacy, &tmp, &log_path)?;
+                std::fs::remove_file(&legacy).map_err(|e| io_error(&legacy, e))?;
+                sync_dir(&config.path)?;
+            }
+        }
+        let loaded = load(&log_path, config.retention.cap)?;
         log::info!(
-            "embedded store open at {} (cap {}, ttl {:?})",
-            config.db_file().display(),
+            "embedded store open at {} (cap {}, ttl {:?}): {} clients, {} messages, {} bytes of log",
+            log_path.display(),
             config.retention.cap,
-            config.retention.ttl
+            config.retention.ttl,
+            loaded.queues.queues.len(),
+            loaded.queues.entries,
+            loaded.end
         );
         let (tx, rx) = mpsc::channel();
-        let worker = Worker {
-            db,
+        let mut worker = Worker {
+            dir: config.path.clone(),
+            log_path,
+            file: loaded.file,
+            end: loaded.end,
+            compacted: loaded.end,
+            compact_at: config.compact_at,
+            queues: loaded.queues,
+            last_purge: loaded.last_purge,
             retention: config.retention,
-            capped_pending: 0,
-            expired_pending: 0,
+            capped_pending: loaded.capped,
             purge: None,
-            cap_sweep_due: true,
             lazy_acks: false,
+            broken: None,
+            buf: Vec::new(),
+            _lock: lock,
         };
+        // What the log held before is unknown garbage: measure from what it needs.
+        worker.compacted = worker.live_bytes().min(worker.end);
         let thread = std::thread::Builder::new()
             .name("herald-store".into())
             .spawn(move || worker.run(&rx))
@@ -275,6 +303,36 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the embedded store thread has stopped".into())
 }
 
+/// An I/O error on `path`.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> EmbeddedError {
+    EmbeddedError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Makes a rename or removal in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), EmbeddedError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+/// Opens and locks the lock file: one process at a time per data directory.
+fn take_lock(path: &Path) -> Result<File, EmbeddedError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EmbeddedError::Locked(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(path, e)),
+    }
+}
+
 /// Milliseconds in a duration, saturating.
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -302,112 +360,219 @@ struct Body {
     d: Payload,
 }
 
-/// A record's fixed header.
-#[derive(Debug, Clone, Copy)]
-struct Header {
-    /// Store time.
-    ts: u64,
-    /// Expiry time: expired when `now >= expires`.
-    expires: u64,
-    /// Ack bitmask.
-    acked: u16,
+/// What replaying a log gives.
+struct Loaded {
+    /// The log, open for reading and writing.
+    file: File,
+    /// Its length: where the next record goes.
+    end: u64,
+    /// The index.
+    queues: Queues,
+    /// The time of the last purge recorded.
+    last_purge: u64,
+    /// Entries the cap (lowered since the log was written) dropped on opening.
+    capped: u64,
 }
 
-impl Header {
-    /// Reads the header of `record`.
-    fn read(client: &str, id: u64, record: &[u8]) -> Result<Header, EmbeddedError> {
-        let corrupt = || EmbeddedError::Corrupt {
-            client: client.to_owned(),
-            id,
-            reason: format!(
-                "record of {} bytes is shorter than its header",
-                record.len()
-            ),
-        };
-        let u64_at = |at: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(record.get(at..at + 8)?.try_into().ok()?))
-        };
-        let ts = u64_at(0).ok_or_else(corrupt)?;
-        let expires = u64_at(8).ok_or_else(corrupt)?;
-        let acked = record
-            .get(16..18)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(corrupt)?;
-        Ok(Header { ts, expires, acked })
+/// Opens the log at `path` (creating it if missing), replays it into an index and applies
+/// `cap`, recording it if the log had another.
+fn load(path: &Path, cap: u64) -> Result<Loaded, EmbeddedError> {
+    use std::io::Seek;
+    let err = |e| io_error(path, e);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(err)?;
+    let mut len = file.metadata().map_err(err)?.len();
+    if len > 0 && len < record::MAGIC.len() as u64 {
+        // A crash right after the log was created: what is there must be the magic's start.
+        let mut start = vec![0; len as usize];
+        file.read_exact_at(&mut start, 0).map_err(err)?;
+        if record::MAGIC.starts_with(&start) {
+            file.set_len(0).map_err(err)?;
+            len = 0;
+        }
     }
-
-    /// Writes the header in front of `body`.
-    fn record(self, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER + body.len());
-        out.extend_from_slice(&self.ts.to_le_bytes());
-        out.extend_from_slice(&self.expires.to_le_bytes());
-        out.extend_from_slice(&self.acked.to_le_bytes());
-        out.extend_from_slice(body);
-        out
+    if len == 0 {
+        file.write_all_at(record::MAGIC, 0).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     }
-}
-
-/// Decodes a whole record into a message.
-fn decode(client: &str, id: u64, record: &[u8]) -> Result<(Header, Message), EmbeddedError> {
-    let header = Header::read(client, id, record)?;
-    let body: Body =
-        serde_json::from_slice(&record[HEADER..]).map_err(|e| EmbeddedError::Corrupt {
-            client: client.to_owned(),
-            id,
-            reason: e.to_string(),
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
+    reader.rewind().map_err(err)?;
+    let mut magic = [0u8; 8];
+    if read_full(&mut reader, &mut magic).map_err(err)? < magic.len() || &magic != record::MAGIC {
+        return Err(EmbeddedError::Log {
+            path: path.to_owned(),
+            offset: 0,
+            reason: "not a Herald log (wrong magic bytes)".into(),
+        });
+    }
+    let mut queues = Queues::default();
+    let mut log_cap = None;
+    let mut last_purge = 0;
+    let mut at = record::MAGIC.len() as u64;
+    let mut payload = Vec::new();
+    let torn = loop {
+        let mut header = [0u8; record::FRAME_HEADER];
+        match read_full(&mut reader, &mut header).map_err(err)? {
+            0 => break None,
+            n if n < header.len() => break Some("a frame header cut short"),
+            _ => {}
+        }
+        let Ok((n, crc)) = record::read_header(&header) else {
+            break Some("a frame header with an impossible length");
+        };
+        payload.resize(n, 0);
+        if read_full(&mut reader, &mut payload).map_err(err)? < n {
+            break Some("a record cut short");
+        }
+        if record::crc32(&payload) != crc {
+            break Some("a record whose checksum does not match");
+        }
+        let decoded = record::decode(&payload).map_err(|e| EmbeddedError::Log {
+            path: path.to_owned(),
+            offset: at,
+            reason: e.0,
         })?;
-    let msg = Message {
-        id: MessageId(id),
-        from: body.f,
-        channel: body.ch,
-        data: body.d,
-        ts: header.ts,
+        apply(&mut queues, decoded, at, &mut log_cap, &mut last_purge);
+        at += (record::FRAME_HEADER + n) as u64;
     };
-    Ok((header, msg))
+    drop(reader);
+    if let Some(what) = torn {
+        log::warn!(
+            "embedded store: {} ends with {what} at byte {at}; dropping the last {} bytes \
+             (a write a crash interrupted, never acknowledged)",
+            path.display(),
+            len.max(at) - at
+        );
+        file.set_len(at).map_err(err)?;
+        file.sync_all().map_err(err)?;
+    }
+    // What the last purge removed stays removed; then the cap of this run.
+    let n = queues.queues.len();
+    queues.expire(0..n, last_purge);
+    let capped = queues.trim_all(cap);
+    let mut end = at;
+    if log_cap != Some(cap) {
+        let mut buf = Vec::new();
+        record::put_cap(&mut buf, cap);
+        file.write_all_at(&buf, end).map_err(err)?;
+        file.sync_data().map_err(err)?;
+        end += buf.len() as u64;
+    }
+    file.seek(std::io::SeekFrom::Start(end)).map_err(err)?;
+    Ok(Loaded {
+        file,
+        end,
+        queues,
+        last_purge,
+        capped,
+    })
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes it read.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Applies one replayed record, found at byte `at` of the log, to the index.
+fn apply(
+    queues: &mut Queues,
+    record: Record,
+    at: u64,
+    log_cap: &mut Option<u64>,
+    last_purge: &mut u64,
+) {
+    match record {
+        Record::Push {
+            expires,
+            body,
+            copies,
+        } => {
+            let push = queues.new_push(at + record::PUSH_BODY_AT, body.len() as u32);
+            for copy in copies {
+                let i = queues.restore(
+                    &copy.client,
+                    push,
+                    Entry {
+                        id: copy.id.0,
+                        ts: copy.ts,
+                        expires,
+                        push,
+                        acked: copy.acked,
+                    },
+                );
+                // The cap in force when the record was written dropped the same entries then.
+                queues.trim(i, log_cap.unwrap_or(u64::MAX));
+            }
+            queues.forget_if_unused(push);
+        }
+        Record::Ack { client, slot, ids } => {
+            queues.ack(&client, slot, &ids);
+        }
+        Record::Last { client, last } => queues.set_last(&client, last),
+        Record::Cap(cap) => *log_cap = Some(cap),
+        Record::Purged(now_ms) => *last_purge = (*last_purge).max(now_ms),
+    }
 }
 
 /// A purge in progress: its reference time, what it dropped so far, who waits for it.
 struct PurgeJob {
     /// Expiry reference of the first purge request (later ones join it).
     now_ms: u64,
-    /// Expired messages dropped so far.
+    /// Expired entries dropped so far.
     expired: u64,
-    /// What the next step does.
-    phase: PurgePhase,
+    /// The first queue the next step looks at.
+    next: usize,
     /// The callers waiting for the report.
     replies: Vec<Reply<RetentionReport>>,
 }
 
-/// The steps of a purge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PurgePhase {
-    /// Removing expired messages, soonest expiry first.
-    Expiry,
-    /// The once-per-open sweep of every client for messages beyond the cap (the cap may have
-    /// been lowered since the messages were stored), resuming after this client (`None`: from
-    /// the first).
-    Cap {
-        /// The last client fully swept.
-        after: Option<String>,
-    },
-}
-
-/// The database thread's state.
+/// The store thread's state.
 struct Worker {
-    /// The database.
-    db: Database,
+    /// The data directory.
+    dir: PathBuf,
+    /// The log's path.
+    log_path: PathBuf,
+    /// The log.
+    file: File,
+    /// The log's length: where the next batch is written.
+    end: u64,
+    /// The log's length after the last compaction (at opening: what the index needs).
+    compacted: u64,
+    /// The smallest log that is compacted.
+    compact_at: u64,
+    /// The index.
+    queues: Queues,
+    /// Time of the last finished purge.
+    last_purge: u64,
     /// Cap and default TTL.
     retention: Retention,
-    /// Messages dropped by the cap on append, not yet reported by a purge.
+    /// Entries dropped by the cap, not yet reported by a purge.
     capped_pending: u64,
-    /// Expired messages removed by a purge that then failed, not yet reported.
-    expired_pending: u64,
     /// The purge in progress, if any.
     purge: Option<PurgeJob>,
-    /// Whether the cap sweep is still to be done (once after opening).
-    cap_sweep_due: bool,
-    /// Acknowledgements were committed without an fsync since the last durable commit.
+    /// Acknowledgements were written without an fsync since the last sync.
     lazy_acks: bool,
+    /// Why the store cannot serve any more (a failed write it could not undo).
+    broken: Option<String>,
+    /// The records of the batch being written.
+    buf: Vec<u8>,
+    /// The data directory's lock, held as long as the thread runs.
+    _lock: File,
 }
 
 impl Worker {
@@ -453,17 +618,12 @@ impl Worker {
         log::debug!("embedded store thread stopping");
     }
 
-    /// Makes acknowledgements committed without an fsync durable (an empty durable commit).
+    /// Syncs acknowledgements written without an fsync.
     fn make_durable(&mut self) {
         if !self.lazy_acks {
             return;
         }
-        let done = self
-            .db
-            .begin_write()
-            .map_err(EmbeddedError::from)
-            .and_then(|txn| txn.commit().map_err(EmbeddedError::from));
-        match done {
+        match self.file.sync_data() {
             Ok(()) => self.lazy_acks = false,
             // Still lazy: the next write or timeout tries again; a crash meanwhile only
             // causes redeliveries.
@@ -471,8 +631,15 @@ impl Worker {
         }
     }
 
-    /// Serves one batch: writes in one transaction, then reads.
+    /// Serves one batch: the writes with one write and at most one sync, then the reads.
     fn serve(&mut self, batch: Vec<Request>) {
+        if let Some(why) = &self.broken {
+            let err = StoreError::Unavailable(why.clone());
+            for req in batch {
+                req.fail(err.clone());
+            }
+            return;
+        }
         let mut writes = Vec::new();
         let mut reads = Vec::new();
         for req in batch {
@@ -484,7 +651,7 @@ impl Worker {
                         self.purge = Some(PurgeJob {
                             now_ms,
                             expired: 0,
-                            phase: PurgePhase::Expiry,
+                            next: 0,
                             replies: vec![reply],
                         });
                     }
@@ -495,47 +662,48 @@ impl Worker {
         if !writes.is_empty() {
             self.write_batch(writes);
         }
-        if !reads.is_empty() {
-            self.read_batch(reads);
+        for req in reads {
+            self.read(req);
         }
     }
 
-    /// Applies `writes` in one transaction and answers them after the commit.
+    /// Applies `writes` to the index, writes their records, syncs if any is an append, and
+    /// answers them.
     fn write_batch(&mut self, writes: Vec<Request>) {
+        let start = self.end;
         let capped_before = self.capped_pending;
-        // Acknowledgements alone are committed without an fsync (see the module's docs).
-        let lazy = writes.iter().all(|w| matches!(w, Request::Ack { .. }));
-        let result = (|| -> Result<Vec<Option<AppendResult>>, EmbeddedError> {
-            let mut txn = self.db.begin_write()?;
-            if lazy {
-                txn.set_durability(Durability::None)?;
-            }
-            let mut outcomes = Vec::with_capacity(writes.len());
-            for req in &writes {
-                outcomes.push(match req {
-                    Request::Append {
-                        body,
-                        ttl,
-                        recipients,
-                        now_ms,
-                        ..
-                    } => Some(self.append(&txn, body, *ttl, recipients, *now_ms)?),
-                    Request::Ack {
-                        client, slot, ids, ..
-                    } => {
-                        ack(&txn, client, *slot, ids)?;
-                        None
+        self.buf.clear();
+        let mut appended = false;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for req in &writes {
+            outcomes.push(match req {
+                Request::Append {
+                    body,
+                    ttl,
+                    recipients,
+                    now_ms,
+                    ..
+                } => {
+                    appended = true;
+                    Some(self.append(start, body, *ttl, recipients, *now_ms))
+                }
+                Request::Ack {
+                    client, slot, ids, ..
+                } => {
+                    let changed = self.queues.ack(client, *slot, ids);
+                    if !changed.is_empty() {
+                        record::put_ack(&mut self.buf, client, *slot, &changed);
                     }
-                    _ => None,
-                });
-            }
-            txn.commit()?;
-            Ok(outcomes)
-        })();
-        match result {
-            Ok(outcomes) => {
-                // A durable commit also makes every earlier lazy one durable.
-                self.lazy_acks = lazy;
+                    None
+                }
+                _ => None,
+            });
+        }
+        let written = self.write_and_sync(start, appended);
+        match written {
+            Ok(()) => {
+                // A sync also makes every earlier unsynced write durable.
+                self.lazy_acks = !appended && (self.lazy_acks || self.end > start);
                 for (req, outcome) in writes.into_iter().zip(outcomes) {
                     match (req, outcome) {
                         (Request::Append { reply, .. }, Some(ids)) => {
@@ -547,478 +715,332 @@ impl Worker {
                         _ => {}
                     }
                 }
+                self.maybe_compact();
             }
             Err(e) => {
-                // Nothing of the transaction was stored: the cap drops did not happen either.
-                self.capped_pending = capped_before;
                 log::error!(
                     "embedded store write of {} requests failed: {e}",
                     writes.len()
                 );
+                self.undo(start);
+                self.capped_pending = capped_before;
                 let err = StoreError::from(e);
                 for req in writes {
-                    match req {
-                        Request::Append { reply, .. } => {
-                            let _ = reply.send(Err(err.clone()));
-                        }
-                        Request::Ack { reply, .. } => {
-                            let _ = reply.send(Err(err.clone()));
-                        }
-                        _ => {}
-                    }
+                    req.fail(err.clone());
                 }
             }
         }
     }
 
-    /// Appends one message to every recipient's queue, enforcing the cap.
+    /// Writes the batch's records at `start` and syncs them when `sync`.
+    fn write_and_sync(&mut self, start: u64, sync: bool) -> Result<(), EmbeddedError> {
+        let err = |e| io_error(&self.log_path, e);
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, start).map_err(err)?;
+            self.end = start + self.buf.len() as u64;
+        }
+        if sync {
+            self.file.sync_data().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// After a failed write: cuts the log back to `start` and rebuilds the index from it, so
+    /// that nothing of the failed batch stays visible; if that fails too, stops serving.
+    fn undo(&mut self, start: u64) {
+        let rebuilt = self
+            .file
+            .set_len(start)
+            .map_err(|e| io_error(&self.log_path, e))
+            .and_then(|()| load(&self.log_path, self.retention.cap));
+        match rebuilt {
+            Ok(loaded) => {
+                self.file = loaded.file;
+                self.end = loaded.end;
+                self.queues = loaded.queues;
+                self.last_purge = loaded.last_purge;
+            }
+            Err(e) => {
+                log::error!("embedded store cannot undo a failed write, it stops serving: {e}");
+                self.broken = Some(format!(
+                    "the embedded store failed a write and could not undo it ({e}); restart Herald"
+                ));
+            }
+        }
+    }
+
+    /// Appends one message to every recipient's queue, enforcing the cap, and puts its
+    /// record in the batch written at `start`.
     fn append(
         &mut self,
-        txn: &WriteTransaction,
+        start: u64,
         body: &[u8],
         ttl: Option<std::time::Duration>,
         recipients: &[ClientId],
         now_ms: u64,
-    ) -> Result<AppendResult, EmbeddedError> {
+    ) -> AppendResult {
         let expires = now_ms.saturating_add(millis(ttl.unwrap_or(self.retention.ttl)));
-        let header = |ts| Header {
-            ts,
-            expires,
-            acked: 0,
-        };
-        let record = header(now_ms).record(body);
-        let mut messages = txn.open_table(MESSAGES)?;
-        let mut expiry = txn.open_table(EXPIRY)?;
-        let mut counters = txn.open_table(COUNTERS)?;
-        // Recipients in key order, one table at a time: consecutive inserts land on the same
-        // or neighbouring pages, so a push to thousands touches each page once instead of in
-        // random order (a stable sort: a repeated recipient gets its ids in push order).
-        let mut order: Vec<usize> = (0..recipients.len()).collect();
-        order.sort_by(|a, b| recipients[*a].as_str().cmp(recipients[*b].as_str()));
-        let mut ids = vec![MessageId::ZERO; recipients.len()];
-        for &i in &order {
-            let c = recipients[i].as_str();
-            let id = counters.get(c)?.map_or(0, |g| g.value()) + 1;
-            counters.insert(c, id)?;
-            ids[i] = MessageId(id);
+        let body_at = start + self.buf.len() as u64 + record::PUSH_BODY_AT;
+        let push = self.queues.new_push(body_at, body.len() as u32);
+        let mut copies = Vec::with_capacity(recipients.len());
+        for client in recipients {
+            let (id, ts, capped) =
+                self.queues
+                    .append(client, push, expires, now_ms, self.retention.cap);
+            self.capped_pending += capped;
+            copies.push((client, id, ts, 0));
         }
-        for &i in &order {
-            let c = recipients[i].as_str();
-            // The client's newest record, for a clock that went back (see the module's docs).
-            let newest = match messages.range((c, 0)..(c, ids[i].0))?.next_back() {
-                Some(entry) => {
-                    let (key, value) = entry?;
-                    Header::read(c, key.value().1, value.value())?.ts
-                }
-                None => 0,
-            };
-            if newest > now_ms {
-                let late = header(newest).record(body);
-                messages.insert((c, ids[i].0), late.as_slice())?;
-            } else {
-                messages.insert((c, ids[i].0), record.as_slice())?;
-            }
-        }
-        for &i in &order {
-            expiry.insert((expires, recipients[i].as_str(), ids[i].0), ())?;
-        }
-        for &i in &order {
-            let (c, id) = (recipients[i].as_str(), ids[i].0);
-            if id > self.retention.cap {
-                let below = id - self.retention.cap;
-                let mut dropped = Vec::new();
-                for entry in messages.extract_from_if((c, 0)..=(c, below), |_, _| true)? {
-                    let (key, value) = entry?;
-                    let old_id = key.value().1;
-                    dropped.push((old_id, Header::read(c, old_id, value.value())?));
-                }
-                for (old_id, h) in dropped {
-                    expiry.remove((h.expires, c, old_id))?;
-                    self.capped_pending += 1;
-                }
-            }
-        }
-        Ok(ids.into_iter().map(Ok).collect())
+        self.queues.forget_if_unused(push);
+        record::put_push(&mut self.buf, expires, body, copies.iter().copied());
+        copies.into_iter().map(|(_, id, _, _)| Ok(id)).collect()
     }
 
-    /// Answers `reads` from one read transaction.
-    fn read_batch(&self, reads: Vec<Request>) {
-        let txn = match self.db.begin_read() {
-            Ok(txn) => Some(txn),
-            Err(e) => {
-                log::error!("embedded store read transaction failed: {e}");
-                None
+    /// Answers one read.
+    fn read(&self, req: Request) {
+        match req {
+            Request::Unacked {
+                client,
+                slot,
+                after,
+                limit,
+                now_ms,
+                reply,
+            } => {
+                let entries = self.queues.unacked(&client, slot, after, limit, now_ms);
+                let _ = reply.send(self.messages(&entries).map_err(StoreError::from));
             }
-        };
-        for req in reads {
-            let txn = txn.as_ref();
-            let fail = || StoreError::Unavailable("read transaction failed".into());
-            match req {
-                Request::Unacked {
-                    client,
-                    slot,
-                    after,
-                    limit,
-                    now_ms,
-                    reply,
-                } => {
-                    let r = txn.ok_or_else(fail).and_then(|t| {
-                        unacked(t, &client, slot, after, limit, now_ms).map_err(StoreError::from)
-                    });
-                    let _ = reply.send(r);
-                }
-                Request::History {
-                    client,
-                    since_ms,
-                    limit,
-                    now_ms,
-                    reply,
-                } => {
-                    let r = txn.ok_or_else(fail).and_then(|t| {
-                        history(t, &client, since_ms, limit, now_ms).map_err(StoreError::from)
-                    });
-                    let _ = reply.send(r);
-                }
-                Request::Ping { reply } => {
-                    let r = txn.ok_or_else(fail).and_then(|t| {
-                        t.open_table(COUNTERS)
-                            .map(|_| ())
-                            .map_err(|e| StoreError::from(EmbeddedError::from(e)))
-                    });
-                    let _ = reply.send(r);
-                }
-                Request::Append { .. } | Request::Ack { .. } | Request::Purge { .. } => {}
+            Request::History {
+                client,
+                since_ms,
+                limit,
+                now_ms,
+                reply,
+            } => {
+                let entries = self.queues.history(&client, since_ms, limit, now_ms);
+                let _ = reply.send(self.messages(&entries).map_err(StoreError::from));
             }
+            Request::Ping { reply } => {
+                let _ = reply.send(Ok(()));
+            }
+            other => other.fail(StoreError::Unavailable("not a read".into())),
         }
     }
 
-    /// Runs one bounded step of the purge in progress; answers it when it is complete.
+    /// The messages of `entries`, their bodies read from the log.
+    fn messages(&self, entries: &[Entry]) -> Result<Vec<Message>, EmbeddedError> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut bytes = Vec::new();
+        for e in entries {
+            self.body(e.push, &mut bytes)?;
+            let body: Body = serde_json::from_slice(&bytes).map_err(|err| EmbeddedError::Log {
+                path: self.log_path.clone(),
+                offset: self.queues.pushes.get(&e.push).map_or(0, |p| p.body_at),
+                reason: format!("message body: {err}"),
+            })?;
+            out.push(Message {
+                id: MessageId(e.id),
+                from: body.f,
+                channel: body.ch,
+                data: body.d,
+                ts: e.ts,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads the body of `push` into `out`.
+    fn body(&self, push: u64, out: &mut Vec<u8>) -> Result<(), EmbeddedError> {
+        let Some(p) = self.queues.pushes.get(&push) else {
+            return Err(EmbeddedError::Log {
+                path: self.log_path.clone(),
+                offset: 0,
+                reason: format!("push {push} of a kept entry is not in the index"),
+            });
+        };
+        out.resize(p.body_len as usize, 0);
+        self.file
+            .read_exact_at(out, p.body_at)
+            .map_err(|e| io_error(&self.log_path, e))
+    }
+
+    /// One step of the purge in progress: removes expired entries from up to [`PURGE_BATCH`]
+    /// queues; after the last, records the purge and answers its callers.
     fn purge_step(&mut self) {
         let Some(mut job) = self.purge.take() else {
             return;
         };
-        let step = match job.phase.clone() {
-            PurgePhase::Expiry => self.expiry_step(job.now_ms).map(|removed| {
-                job.expired += removed as u64;
-                if removed >= PURGE_BATCH {
-                    false
-                } else if self.cap_sweep_due {
-                    job.phase = PurgePhase::Cap { after: None };
-                    false
-                } else {
-                    true
-                }
-            }),
-            PurgePhase::Cap { after } => self.cap_step(after.as_deref()).map(|(next, capped)| {
-                self.capped_pending += capped;
-                match next {
-                    Some(after) => {
-                        job.phase = PurgePhase::Cap { after };
-                        false
-                    }
-                    None => {
-                        self.cap_sweep_due = false;
-                        true
-                    }
-                }
-            }),
-        };
-        match step {
-            Ok(false) => self.purge = Some(job),
-            Ok(true) => {
-                let report = RetentionReport {
-                    expired: job.expired + std::mem::take(&mut self.expired_pending),
-                    capped: std::mem::take(&mut self.capped_pending),
-                };
-                if report.expired + report.capped > 0 {
-                    log::debug!(
-                        "embedded store purge dropped {} expired, {} capped",
-                        report.expired,
-                        report.capped
-                    );
-                }
-                for reply in job.replies {
-                    let _ = reply.send(Ok(report));
-                }
+        let n = self.queues.queues.len();
+        let to = (job.next + PURGE_BATCH).min(n);
+        job.expired += self.queues.expire(job.next..to, job.now_ms);
+        job.next = to;
+        if to < n {
+            self.purge = Some(job);
+            return;
+        }
+        // Replay drops what this purge dropped (lazily synced: losing the record only
+        // means the next purge drops the same entries again).
+        self.buf.clear();
+        record::put_purged(&mut self.buf, job.now_ms);
+        let start = self.end;
+        if let Err(e) = self.write_and_sync(start, false) {
+            log::error!("embedded store could not record a purge: {e}");
+            self.undo(start);
+            let err = StoreError::from(e);
+            for reply in job.replies {
+                let _ = reply.send(Err(err.clone()));
             }
+            return;
+        }
+        self.lazy_acks = true;
+        self.last_purge = self.last_purge.max(job.now_ms);
+        let report = RetentionReport {
+            expired: job.expired,
+            capped: std::mem::take(&mut self.capped_pending),
+        };
+        if report.expired + report.capped > 0 {
+            log::debug!(
+                "embedded store purge dropped {} expired, {} capped",
+                report.expired,
+                report.capped
+            );
+        }
+        for reply in job.replies {
+            let _ = reply.send(Ok(report));
+        }
+        self.maybe_compact();
+    }
+
+    /// The log bytes the index needs, by estimate.
+    fn live_bytes(&self) -> u64 {
+        let q = &self.queues;
+        q.body_bytes
+            + q.entries * COPY_BYTES
+            + (q.pushes.len() as u64) * PUSH_BYTES
+            + (q.queues.len() as u64) * COPY_BYTES
+    }
+
+    /// Compacts the log when it is big enough and mostly garbage (see the module's docs).
+    fn maybe_compact(&mut self) {
+        if self.end < self.compact_at
+            || self.end < 2 * self.compacted
+            || self.end < 2 * self.live_bytes()
+        {
+            return;
+        }
+        let before = self.end;
+        let started = std::time::Instant::now();
+        match self.compact() {
+            Ok(()) => log::info!(
+                "embedded store compacted its log from {before} to {} bytes in {:?}",
+                self.end,
+                started.elapsed()
+            ),
             Err(e) => {
-                log::error!("embedded store purge failed: {e}");
-                // What earlier steps removed stays counted for the next purge's report.
-                self.expired_pending += job.expired;
-                let err = StoreError::from(e);
-                for reply in job.replies {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                log::error!("embedded store compaction failed, the log stays as it is: {e}");
+                // Not again before the log doubles once more.
+                self.compacted = self.end;
             }
         }
     }
 
-    /// Removes up to [`PURGE_BATCH`] messages expired at `now_ms` in one transaction and says
-    /// how many it removed.
-    fn expiry_step(&self, now_ms: u64) -> Result<usize, EmbeddedError> {
-        let txn = self.db.begin_write()?;
-        let removed;
-        {
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut expiry = txn.open_table(EXPIRY)?;
-            let mut due = Vec::new();
-            for entry in expiry.range(..(now_ms.saturating_add(1), "", 0))? {
-                let (key, _) = entry?;
-                let (expires, c, id) = key.value();
-                due.push((expires, c.to_owned(), id));
-                if due.len() >= PURGE_BATCH {
-                    break;
-                }
-            }
-            for (expires, c, id) in &due {
-                expiry.remove((*expires, c.as_str(), *id))?;
-                messages.remove((c.as_str(), *id))?;
-            }
-            removed = due.len();
+    /// Writes the live state to a new log and renames it over the old one.
+    fn compact(&mut self) -> Result<(), EmbeddedError> {
+        use std::io::Write;
+        let tmp = self.dir.join(EmbeddedConfig::COMPACT_FILE);
+        let err = |e| io_error(&tmp, e);
+        let file = File::create(&tmp).map_err(err)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+        let mut chunk = Vec::with_capacity(1 << 20);
+        chunk.extend_from_slice(record::MAGIC);
+        record::put_cap(&mut chunk, self.retention.cap);
+        record::put_purged(&mut chunk, self.last_purge);
+        for q in &self.queues.queues {
+            record::put_last(&mut chunk, &q.client, MessageId(q.last));
         }
-        txn.commit()?;
-        Ok(removed)
-    }
-
-    /// One step of the cap sweep: visits up to [`PURGE_BATCH`] clients after `after` and
-    /// removes up to [`PURGE_BATCH`] messages beyond the cap among them, in one transaction.
-    ///
-    /// Returns where to resume (`None` when every client was swept) and how many messages it
-    /// removed.
-    fn cap_step(
-        &self,
-        after: Option<&str>,
-    ) -> Result<(Option<Option<String>>, u64), EmbeddedError> {
-        use std::ops::Bound;
-        let cap = self.retention.cap;
-        let txn = self.db.begin_write()?;
-        let mut removed = 0usize;
-        let mut resume = after.map(str::to_owned);
-        let more;
-        {
-            let counters = txn.open_table(COUNTERS)?;
-            let mut messages = txn.open_table(MESSAGES)?;
-            let mut expiry = txn.open_table(EXPIRY)?;
-            let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-            let mut clients = Vec::new();
-            for entry in counters.range::<&str>((lower, Bound::Unbounded))? {
-                let (key, last) = entry?;
-                clients.push((key.value().to_owned(), last.value()));
-                if clients.len() >= PURGE_BATCH {
-                    break;
-                }
+        // Every kept entry by push, in push order (which is id order in every queue).
+        let mut by_push: std::collections::BTreeMap<u64, Vec<(usize, usize)>> =
+            std::collections::BTreeMap::new();
+        for (qi, q) in self.queues.queues.iter().enumerate() {
+            for (ei, e) in q.entries.iter().enumerate() {
+                by_push.entry(e.push).or_default().push((qi, ei));
             }
-            let mut stopped_early = false;
-            for (c, last) in &clients {
-                if *last > cap {
-                    let allowance = PURGE_BATCH - removed;
-                    if allowance == 0 {
-                        stopped_early = true;
-                        break;
-                    }
-                    let below = last - cap;
-                    let mut dropped = Vec::new();
-                    // Only the entries read from the iterator are removed.
-                    for entry in messages
-                        .extract_from_if((c.as_str(), 0)..=(c.as_str(), below), |_, _| true)?
-                        .take(allowance)
-                    {
-                        let (key, value) = entry?;
-                        let id = key.value().1;
-                        dropped.push((id, Header::read(c, id, value.value())?));
-                    }
-                    let full = dropped.len() == allowance;
-                    for (id, h) in dropped {
-                        expiry.remove((h.expires, c.as_str(), id))?;
-                        removed += 1;
-                    }
-                    if full {
-                        // This client may have more beyond the cap: visit it again.
-                        stopped_early = true;
-                        break;
-                    }
-                }
-                resume = Some(c.clone());
-            }
-            more = stopped_early || clients.len() >= PURGE_BATCH;
         }
-        txn.commit()?;
-        Ok((more.then_some(resume), removed as u64))
+        let mut written = 0u64;
+        let mut moved = Vec::with_capacity(by_push.len());
+        let mut body = Vec::new();
+        for (push, refs) in by_push {
+            self.body(push, &mut body)?;
+            let queues = &self.queues.queues;
+            let expires = queues[refs[0].0].entries[refs[0].1].expires;
+            let at = record::put_push(
+                &mut chunk,
+                expires,
+                &body,
+                refs.iter().map(|&(qi, ei)| {
+                    let (q, e) = (&queues[qi], &queues[qi].entries[ei]);
+                    (&q.client, MessageId(e.id), e.ts, e.acked)
+                }),
+            );
+            moved.push((push, written + at as u64));
+            if chunk.len() >= 1 << 20 {
+                out.write_all(&chunk).map_err(err)?;
+                written += chunk.len() as u64;
+                chunk.clear();
+            }
+        }
+        out.write_all(&chunk).map_err(err)?;
+        written += chunk.len() as u64;
+        out.flush().map_err(err)?;
+        drop(out);
+        file.sync_all().map_err(err)?;
+        drop(file);
+        std::fs::rename(&tmp, &self.log_path).map_err(err)?;
+        sync_dir(&self.dir)?;
+        // From here the new log is the store: switch to it whatever happens next.
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.log_path);
+        let file = match reopened {
+            Ok(file) => file,
+            Err(e) => {
+                self.broken = Some(format!(
+                    "the compacted log cannot be opened ({e}); restart Herald"
+                ));
+                return Err(io_error(&self.log_path, e));
+            }
+        };
+        self.file = file;
+        for (push, at) in moved {
+            if let Some(p) = self.queues.pushes.get_mut(&push) {
+                p.body_at = at;
+            }
+        }
+        self.end = written;
+        self.compacted = written;
+        self.lazy_acks = false;
+        Ok(())
     }
 }
 
-/// Acknowledges every existing id of `client` among `ids` for `slot`: the slot's floor moves
-/// over those that continue it (and over earlier out-of-order acks and ids no longer stored
-/// that follow), the others get their bit in their record.
-fn ack(
-    txn: &WriteTransaction,
-    client: &ClientId,
-    slot: Slot,
-    ids: &[MessageId],
-) -> Result<(), EmbeddedError> {
-    let c = client.as_str();
-    let mut floors = txn.open_table(FLOORS)?;
-    let floor = floors.get((c, slot.get()))?.map_or(0, |g| g.value());
-    // Ids above the last one handed out do not exist yet: ignored, never a floor.
-    let last = txn.open_table(COUNTERS)?.get(c)?.map_or(0, |g| g.value());
-    let mut ids: Vec<u64> = ids
-        .iter()
-        .map(|i| i.0)
-        .filter(|i| *i > floor && *i <= last)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let Some(&top) = ids.last() else {
-        return Ok(());
-    };
-    let mut messages = txn.open_table(MESSAGES)?;
-    let mut new_floor = floor;
-    let mut contiguous = true;
-    let mut bits = Vec::new();
-    let mut beyond = 0;
-    for entry in messages.range((c, floor + 1)..=(c, u64::MAX))? {
-        let (key, value) = entry?;
-        let id = key.value().1;
-        let acked_now = ids.binary_search(&id).is_ok();
-        let acked_before = Header::read(c, id, value.value())?.acked & slot.bit() != 0;
-        if id > top {
-            // Past this ack's ids: only earlier out-of-order acks extend the floor.
-            beyond += 1;
-            if !contiguous || !acked_before || beyond > FLOOR_LOOKAHEAD {
-                break;
+impl Request {
+    /// Answers the request with `err`.
+    fn fail(self, err: StoreError) {
+        match self {
+            Request::Append { reply, .. } => {
+                let _ = reply.send(Err(err));
             }
-            new_floor = id;
-            continue;
-        }
-        if contiguous && (acked_now || acked_before) {
-            new_floor = id;
-        } else {
-            contiguous = false;
-            if acked_now && !acked_before {
-                bits.push(id);
+            Request::Ack { reply, .. } | Request::Ping { reply } => {
+                let _ = reply.send(Err(err));
+            }
+            Request::Unacked { reply, .. } | Request::History { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Request::Purge { reply, .. } => {
+                let _ = reply.send(Err(err));
             }
         }
     }
-    if contiguous && new_floor < top {
-        // The ids up to `top` (handed out, so stored once) that are not stored any more
-        // (retention) are no gap.
-        new_floor = top;
-    }
-    if new_floor > floor {
-        floors.insert((c, slot.get()), new_floor)?;
-    }
-    for id in bits {
-        let updated = match messages.get((c, id))? {
-            None => None,
-            Some(guard) => {
-                let record = guard.value();
-                let h = Header::read(c, id, record)?;
-                let mut record = record.to_vec();
-                record[16..18].copy_from_slice(&(h.acked | slot.bit()).to_le_bytes());
-                Some(record)
-            }
-        };
-        if let Some(record) = updated {
-            messages.insert((c, id), record.as_slice())?;
-        }
-    }
-    Ok(())
-}
-
-/// Up to `limit` messages after `after` not acknowledged by `slot` and not expired.
-fn unacked(
-    txn: &ReadTransaction,
-    client: &ClientId,
-    slot: Slot,
-    after: MessageId,
-    limit: usize,
-    now_ms: u64,
-) -> Result<Vec<Message>, EmbeddedError> {
-    let c = client.as_str();
-    let messages = txn.open_table(MESSAGES)?;
-    let floor = txn
-        .open_table(FLOORS)?
-        .get((c, slot.get()))?
-        .map_or(0, |g| g.value());
-    let mut out = Vec::new();
-    let after = after.0.max(floor);
-    if limit == 0 || after == u64::MAX {
-        return Ok(out);
-    }
-    for entry in messages.range((c, after + 1)..=(c, u64::MAX))? {
-        let (key, value) = entry?;
-        let id = key.value().1;
-        let record = value.value();
-        let h = Header::read(c, id, record)?;
-        if h.acked & slot.bit() != 0 || now_ms >= h.expires {
-            continue;
-        }
-        out.push(decode(c, id, record)?.1);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
-}
-
-/// Up to `limit` messages stored at or after `since_ms` and not expired, oldest first.
-fn history(
-    txn: &ReadTransaction,
-    client: &ClientId,
-    since_ms: u64,
-    limit: usize,
-    now_ms: u64,
-) -> Result<Vec<Message>, EmbeddedError> {
-    let c = client.as_str();
-    let messages = txn.open_table(MESSAGES)?;
-    let mut out = Vec::new();
-    if limit == 0 {
-        return Ok(out);
-    }
-    // The first record at or after id `m`, and whether it was stored before `since_ms`.
-    let before_since = |m: u64| -> Result<bool, EmbeddedError> {
-        match messages.range((c, m)..=(c, u64::MAX))?.next() {
-            Some(entry) => {
-                let (key, value) = entry?;
-                Ok(Header::read(c, key.value().1, value.value())?.ts < since_ms)
-            }
-            None => Ok(false),
-        }
-    };
-    // `ts` grows with the id, so "stored before since" holds for a prefix of the ids: find
-    // the first id past it.
-    let (mut lo, mut hi) = {
-        let mut all = messages.range((c, 0)..=(c, u64::MAX))?;
-        let first = match all.next() {
-            Some(entry) => entry?.0.value().1,
-            None => return Ok(out),
-        };
-        let last = match all.next_back() {
-            Some(entry) => entry?.0.value().1,
-            None => first,
-        };
-        (first, last.saturating_add(1))
-    };
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if before_since(mid)? {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    for entry in messages.range((c, lo)..=(c, u64::MAX))? {
-        let (key, value) = entry?;
-        let (h, msg) = decode(c, key.value().1, value.value())?;
-        if now_ms >= h.expires {
-            continue;
-        }
-        out.push(msg);
-        if out.len() >= limit {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 impl MessageStore for EmbeddedStore {
@@ -1140,44 +1162,5 @@ impl MessageStore for EmbeddedStore {
             let (reply, answer) = oneshot::channel();
             self.call(Request::Ping { reply }, answer)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_round_trip_and_short_ones_are_corrupt() {
-        let body = serde_json::to_vec(&BodyRef {
-            f: "billing",
-            ch: &["invoice".to_owned()],
-            d: &Payload::from_json(r#"{"a": [1, 2]}"#).unwrap(),
-        })
-        .unwrap();
-        let record = Header {
-            ts: 7,
-            expires: 9,
-            acked: 0b1000_0000_0000_0001,
-        }
-        .record(&body);
-        let (h, msg) = decode("c", 3, &record).unwrap();
-        assert_eq!((h.ts, h.expires, h.acked), (7, 9, 0b1000_0000_0000_0001));
-        assert_eq!(msg.id, MessageId(3));
-        assert_eq!(msg.from, "billing");
-        assert_eq!(msg.channel, ["invoice"]);
-        assert_eq!(
-            msg.data.json(),
-            r#"{"a": [1, 2]}"#,
-            "data is kept as received"
-        );
-        assert!(matches!(
-            decode("c", 3, &record[..10]),
-            Err(EmbeddedError::Corrupt { id: 3, .. })
-        ));
-        assert!(matches!(
-            decode("c", 3, &record[..HEADER + 2]),
-            Err(EmbeddedError::Corrupt { .. })
-        ));
     }
 }
