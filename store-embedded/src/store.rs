@@ -23,14 +23,19 @@
 //! The [`MessageStore`] trait is runtime-free, so one std thread owns the log and the index
 //! and serves requests from a channel; every reply travels on a futures-channel oneshot, so
 //! callers await it on any runtime. The thread takes every request waiting in the channel (up
-//! to [`MAX_BATCH`]), applies the writes among them (appends and acks) to the index, writes
-//! their records with one `write` and, if the batch holds an append, one `fdatasync`: group
-//! commit. Then it answers the writes, and the reads of the batch, which see them.
+//! to [`MAX_BATCH`]), applies the writes among them to the index, writes their records with
+//! one `write` and, if the batch holds an append, one `fdatasync`: group commit. Then it
+//! answers the writes, and the reads of the batch, which see them.
 //!
-//! A batch of acknowledgements alone is written without an fsync: the next append's sync
-//! makes it durable with it, and an idle store syncs after at most [`LAZY_ACKS_FOR`]. A crash
-//! in between forgets those acknowledgements, so their messages are delivered again:
-//! at-least-once allows that, and a stream of acks no longer costs an fsync each.
+//! Acknowledgements do not travel on the channel. `ack` puts them in a queue shared with the
+//! thread and answers at once (a ready future: the caller needs no task and no wake-up), and
+//! the thread takes the whole queue at the start of each batch, before the batch's requests
+//! are applied, and at least every [`LAZY_ACKS_FOR`]. So a read sent after an `ack` answered
+//! sees it. Their records are written with the batch and not synced on their own: the next
+//! append's sync makes them durable, and an idle store syncs after at most [`LAZY_ACKS_FOR`].
+//! A crash in between forgets those acknowledgements, so their messages are delivered again:
+//! at-least-once allows that, and a stream of acks costs no fsync, no thread wake-up and no
+//! reply each.
 //!
 //! If a write or a sync fails, the log is cut back to where the batch began and the index
 //! rebuilt from it, so nothing the callers were told failed is visible; if even that fails,
@@ -108,10 +113,71 @@ pub struct EmbeddedStore {
 /// What the clones share; dropping it stops the thread and waits for it.
 #[derive(Debug)]
 struct Inner {
+    /// Acknowledgements not yet taken by the thread (see [`AckQueue`]).
+    acks: Arc<AckQueue>,
     /// Requests to the store thread; `None` once dropping.
     tx: Option<mpsc::Sender<Request>>,
     /// The thread, joined on drop so that the files are closed when the store is gone.
     thread: Option<JoinHandle<()>>,
+}
+
+/// Acknowledgements on their way to the index.
+///
+/// An acknowledgement needs no answer from the disk (it is synced lazily anyway), so `ack`
+/// only queues it here and answers at once: no message to the thread, no wake-up, no reply
+/// channel. The thread takes the queue whole at the start of each turn, after it collected
+/// the turn's requests and before it applies them, and at least every [`LAZY_ACKS_FOR`]; so
+/// a read sent after an `ack` answered sees it, and an ack of an id not stored yet (which no
+/// session sends) stays ignored.
+#[derive(Debug, Default)]
+struct AckQueue {
+    /// The acknowledgements, in the order they were made.
+    queue: std::sync::Mutex<Vec<QueuedAck>>,
+    /// Set by the thread when it stops serving (it stopped, or a failed write left it
+    /// broken): acknowledgements are refused from then on.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// One queued acknowledgement.
+#[derive(Debug)]
+struct QueuedAck {
+    /// The client.
+    client: ClientId,
+    /// The slot.
+    slot: Slot,
+    /// The ids.
+    ids: Vec<MessageId>,
+}
+
+impl AckQueue {
+    /// Queues an acknowledgement, unless the thread stopped serving.
+    fn push(&self, ack: QueuedAck) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
+        match self.queue.lock() {
+            Ok(mut queue) => {
+                queue.push(ack);
+                Ok(())
+            }
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Everything queued so far.
+    fn take(&self) -> Vec<QueuedAck> {
+        match self.queue.lock() {
+            Ok(mut queue) => std::mem::take(&mut *queue),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    /// Refuses acknowledgements from now on.
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Drop for Inner {
@@ -142,17 +208,6 @@ enum Request {
         now_ms: u64,
         /// Where the ids go.
         reply: Reply<AppendResult>,
-    },
-    /// Mark ids acknowledged by a slot.
-    Ack {
-        /// The client.
-        client: ClientId,
-        /// The slot.
-        slot: Slot,
-        /// The ids.
-        ids: Vec<MessageId>,
-        /// Done.
-        reply: Reply<()>,
     },
     /// Read unacknowledged messages.
     Unacked {
@@ -242,7 +297,9 @@ impl EmbeddedStore {
             loaded.end
         );
         let (tx, rx) = mpsc::channel();
+        let acks = Arc::new(AckQueue::default());
         let mut worker = Worker {
+            acks: acks.clone(),
             dir: config.path.clone(),
             log_path,
             file: loaded.file,
@@ -267,6 +324,7 @@ impl EmbeddedStore {
             .map_err(EmbeddedError::Thread)?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
+                acks,
                 tx: Some(tx),
                 thread: Some(thread),
             }),
@@ -543,6 +601,8 @@ struct PurgeJob {
 
 /// The store thread's state.
 struct Worker {
+    /// Acknowledgements queued by the handles.
+    acks: Arc<AckQueue>,
     /// The data directory.
     dir: PathBuf,
     /// The log's path.
@@ -585,19 +645,16 @@ impl Worker {
                     Err(mpsc::TryRecvError::Empty) => None,
                     Err(mpsc::TryRecvError::Disconnected) => break,
                 }
-            } else if self.lazy_acks {
+            } else {
+                // Woken at least every LAZY_ACKS_FOR, for the queued acknowledgements.
                 match rx.recv_timeout(LAZY_ACKS_FOR) {
                     Ok(req) => Some(req),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.serve(Vec::new());
                         self.make_durable();
                         None
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(req) => Some(req),
-                    Err(mpsc::RecvError) => break,
                 }
             };
             if let Some(first) = first {
@@ -614,6 +671,8 @@ impl Worker {
                 self.purge_step();
             }
         }
+        self.acks.close();
+        self.serve(Vec::new());
         self.make_durable();
         log::debug!("embedded store thread stopping");
     }
@@ -631,8 +690,10 @@ impl Worker {
         }
     }
 
-    /// Serves one batch: the writes with one write and at most one sync, then the reads.
+    /// Serves one batch, with the acknowledgements queued until now: the writes with one
+    /// write and at most one sync, then the reads.
     fn serve(&mut self, batch: Vec<Request>) {
+        let acks = self.acks.take();
         if let Some(why) = &self.broken {
             let err = StoreError::Unavailable(why.clone());
             for req in batch {
@@ -644,7 +705,7 @@ impl Worker {
         let mut reads = Vec::new();
         for req in batch {
             match req {
-                Request::Append { .. } | Request::Ack { .. } => writes.push(req),
+                Request::Append { .. } => writes.push(req),
                 Request::Purge { now_ms, reply } => match &mut self.purge {
                     Some(job) => job.replies.push(reply),
                     None => {
@@ -659,69 +720,59 @@ impl Worker {
                 other => reads.push(other),
             }
         }
-        if !writes.is_empty() {
-            self.write_batch(writes);
+        if !writes.is_empty() || !acks.is_empty() {
+            self.write_batch(&acks, writes);
         }
         for req in reads {
             self.read(req);
         }
     }
 
-    /// Applies `writes` to the index, writes their records, syncs if any is an append, and
-    /// answers them.
-    fn write_batch(&mut self, writes: Vec<Request>) {
+    /// Applies `acks`, then `writes` (appends), to the index, writes their records, syncs if
+    /// there is an append, and answers the appends.
+    fn write_batch(&mut self, acks: &[QueuedAck], writes: Vec<Request>) {
         let start = self.end;
         let capped_before = self.capped_pending;
         self.buf.clear();
-        let mut appended = false;
+        for QueuedAck { client, slot, ids } in acks {
+            let changed = self.queues.ack(client, *slot, ids);
+            if !changed.is_empty() {
+                record::put_ack(&mut self.buf, client, *slot, &changed);
+            }
+        }
         let mut outcomes = Vec::with_capacity(writes.len());
         for req in &writes {
-            outcomes.push(match req {
-                Request::Append {
-                    body,
-                    ttl,
-                    recipients,
-                    now_ms,
-                    ..
-                } => {
-                    appended = true;
-                    Some(self.append(start, body, *ttl, recipients, *now_ms))
-                }
-                Request::Ack {
-                    client, slot, ids, ..
-                } => {
-                    let changed = self.queues.ack(client, *slot, ids);
-                    if !changed.is_empty() {
-                        record::put_ack(&mut self.buf, client, *slot, &changed);
-                    }
-                    None
-                }
-                _ => None,
-            });
+            if let Request::Append {
+                body,
+                ttl,
+                recipients,
+                now_ms,
+                ..
+            } = req
+            {
+                outcomes.push(self.append(start, body, *ttl, recipients, *now_ms));
+            }
         }
-        let written = self.write_and_sync(start, appended);
-        match written {
+        let appended = !outcomes.is_empty();
+        match self.write_and_sync(start, appended) {
             Ok(()) => {
                 // A sync also makes every earlier unsynced write durable.
                 self.lazy_acks = !appended && (self.lazy_acks || self.end > start);
-                for (req, outcome) in writes.into_iter().zip(outcomes) {
-                    match (req, outcome) {
-                        (Request::Append { reply, .. }, Some(ids)) => {
-                            let _ = reply.send(Ok(ids));
-                        }
-                        (Request::Ack { reply, .. }, _) => {
-                            let _ = reply.send(Ok(()));
-                        }
-                        _ => {}
+                for (req, ids) in writes.into_iter().zip(outcomes) {
+                    if let Request::Append { reply, .. } = req {
+                        let _ = reply.send(Ok(ids));
                     }
                 }
                 self.maybe_compact();
             }
             Err(e) => {
                 log::error!(
-                    "embedded store write of {} requests failed: {e}",
-                    writes.len()
+                    "embedded store write of {} appends and {} acknowledgements failed: {e}",
+                    writes.len(),
+                    acks.len()
                 );
+                // The acknowledgements are lost with the index rebuilt from the log: their
+                // messages are delivered again (at-least-once).
                 self.undo(start);
                 self.capped_pending = capped_before;
                 let err = StoreError::from(e);
@@ -765,6 +816,7 @@ impl Worker {
                 self.broken = Some(format!(
                     "the embedded store failed a write and could not undo it ({e}); restart Herald"
                 ));
+                self.acks.close();
             }
         }
     }
@@ -1007,6 +1059,7 @@ impl Worker {
                 self.broken = Some(format!(
                     "the compacted log cannot be opened ({e}); restart Herald"
                 ));
+                self.acks.close();
                 return Err(io_error(&self.log_path, e));
             }
         };
@@ -1030,7 +1083,7 @@ impl Request {
             Request::Append { reply, .. } => {
                 let _ = reply.send(Err(err));
             }
-            Request::Ack { reply, .. } | Request::Ping { reply } => {
+            Request::Ping { reply } => {
                 let _ = reply.send(Err(err));
             }
             Request::Unacked { reply, .. } | Request::History { reply, .. } => {
@@ -1111,18 +1164,17 @@ impl MessageStore for EmbeddedStore {
         slot: Slot,
         ids: &[MessageId],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        {
-            let (reply, answer) = oneshot::channel();
-            self.call(
-                Request::Ack {
-                    client: client.clone(),
-                    slot,
-                    ids: ids.to_vec(),
-                    reply,
-                },
-                answer,
-            )
-        }
+        // Answered at once: see AckQueue.
+        let queued = if self.inner.tx.is_some() {
+            self.inner.acks.push(QueuedAck {
+                client: client.clone(),
+                slot,
+                ids: ids.to_vec(),
+            })
+        } else {
+            Err(stopped())
+        };
+        std::future::ready(queued)
     }
 
     fn history(
