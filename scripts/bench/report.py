@@ -122,7 +122,7 @@ ROWS = [
     ("fanout", "clients", "fanout_conns", "{:,.0f}"),
     ("fanout", "time until all received (median round), ms", "fanout_round_ms", "{:,.1f}"),
     ("fanout", "per-client latency p50 / p99, ms", ("fanout_p50", "fanout_p99"), "{:,.1f}"),
-    ("fanout", "server CPU during the rounds, cores", "fanout_server_cpu", "{:,.2f}"),
+    ("fanout", "server CPU over the rounds and the pauses between them, cores", "fanout_server_cpu", "{:,.2f}"),
     ("fanout", "messages lost", "fanout_lost", "{:,.0f}"),
 ]
 

@@ -497,7 +497,9 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
         round_ms.push(last.saturating_sub(t_us) as f64 / 1000.0);
         async_std::task::sleep(Duration::from_millis(100)).await;
     }
-    let busy_s = started.elapsed().as_secs_f64() - 0.1 * rounds as f64;
+    // The whole time, pauses included: the server spends the pause after a round on that
+    // round's acknowledgements, which arrive after the last message did.
+    let busy_s = started.elapsed().as_secs_f64();
     let cpu_after = setup.cpu();
     let shared = clients.shared.clone();
     let rss = setup.rss();
