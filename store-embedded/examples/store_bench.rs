@@ -125,6 +125,9 @@ fn main() {
         for r in block_on(join_all(acks)) {
             r.expect("ack");
         }
+        // An ack answers once queued; the store thread applies and writes the queue before
+        // it answers any later request, so a ping's answer closes the measurement.
+        block_on(store.ping()).expect("ping");
         ack_wall += w.elapsed();
         ack_cpu += cpu().saturating_sub(c);
     }
