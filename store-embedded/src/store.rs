@@ -635,6 +635,14 @@ struct Worker {
     _lock: File,
 }
 
+impl Drop for Worker {
+    /// However the thread ends (a panic included), acknowledgements are refused from then on
+    /// instead of piling up in a queue nobody takes.
+    fn drop(&mut self) {
+        self.acks.close();
+    }
+}
+
 impl Worker {
     /// Serves requests until every handle is dropped.
     fn run(mut self, rx: &mpsc::Receiver<Request>) {
@@ -989,6 +997,12 @@ impl Worker {
             ),
             Err(e) => {
                 log::error!("embedded store compaction failed, the log stays as it is: {e}");
+                let tmp = self.dir.join(EmbeddedConfig::COMPACT_FILE);
+                if tmp.exists()
+                    && let Err(e) = std::fs::remove_file(&tmp)
+                {
+                    log::warn!("embedded store cannot remove {}: {e}", tmp.display());
+                }
                 // Not again before the log doubles once more.
                 self.compacted = self.end;
             }
