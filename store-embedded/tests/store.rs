@@ -669,3 +669,29 @@ fn a_record_cut_short_at_the_end_of_the_log_is_dropped() {
         b"something else entirely"
     );
 }
+
+/// An acknowledgement answers once queued for the store thread; a read sent after it sees it,
+/// and dropping the store right after still writes it.
+#[test]
+fn an_answered_ack_is_seen_by_the_next_read_and_kept_by_a_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = cid("queued");
+    let unacked = |store: &EmbeddedStore| -> Vec<u64> {
+        block_on(store.unacked(&a, Slot::default(), MessageId::ZERO, 100, T0))
+            .unwrap()
+            .iter()
+            .map(|m| m.id.0)
+            .collect()
+    };
+    {
+        let store = open(dir.path());
+        for n in 0..4 {
+            block_on(store.append(&msg(n), std::slice::from_ref(&a), T0)).unwrap();
+        }
+        block_on(store.ack(&a, Slot::default(), &[MessageId(2)])).unwrap();
+        assert_eq!(unacked(&store), [1, 3, 4]);
+        block_on(store.ack(&a, Slot::default(), &[MessageId(1), MessageId(4)])).unwrap();
+        // Dropped at once: the thread takes the queue before it stops.
+    }
+    assert_eq!(unacked(&open(dir.path())), [3]);
+}
