@@ -10,7 +10,6 @@
 //! starts over.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use herald_core::{ClientId, MessageId};
@@ -18,7 +17,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use crate::error::EmbeddedError;
 use crate::record;
-use crate::store::{io_error, sync_dir};
+use crate::store::NewLog;
 
 /// `(client, id)` → record.
 const MESSAGES: TableDefinition<'_, (&str, u64), &[u8]> = TableDefinition::new("messages");
@@ -39,10 +38,7 @@ pub fn convert(db: &Path, tmp: &Path, log: &Path) -> Result<(), EmbeddedError> {
     );
     let database = redb::Database::open(db)?;
     let txn = database.begin_read()?;
-    let err = |e| io_error(tmp, e);
-    let file = std::fs::File::create(tmp).map_err(err)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
-    let mut chunk = record::MAGIC.to_vec();
+    let mut out = NewLog::create(tmp)?;
     let client = |s: &str| {
         ClientId::new(s).map_err(|e| EmbeddedError::Legacy(format!("client id {s:?}: {e}")))
     };
@@ -66,7 +62,11 @@ pub fn convert(db: &Path, tmp: &Path, log: &Path) -> Result<(), EmbeddedError> {
         Ok(table) => {
             for entry in table.iter()? {
                 let (key, last) = entry?;
-                record::put_last(&mut chunk, &client(key.value())?, MessageId(last.value()));
+                record::put_last(
+                    &mut out.chunk,
+                    &client(key.value())?,
+                    MessageId(last.value()),
+                );
                 clients += 1;
             }
         }
@@ -106,28 +106,19 @@ pub fn convert(db: &Path, tmp: &Path, log: &Path) -> Result<(), EmbeddedError> {
                     continue;
                 };
                 record::put_push(
-                    &mut chunk,
+                    &mut out.chunk,
                     expires,
                     &bytes[HEADER..],
                     std::iter::once((cid, MessageId(id), ts, acked)),
                 );
                 messages += 1;
-                if chunk.len() >= 1 << 20 {
-                    out.write_all(&chunk).map_err(err)?;
-                    chunk.clear();
-                }
+                out.spill()?;
             }
         }
         Err(TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    out.write_all(&chunk).map_err(err)?;
-    out.flush().map_err(err)?;
-    drop(out);
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(tmp, log).map_err(err)?;
-    sync_dir(log.parent().unwrap_or(Path::new(".")))?;
+    out.finish(log)?;
     log::info!("embedded store: converted {clients} clients and {messages} messages");
     Ok(())
 }

@@ -249,6 +249,20 @@ impl Queues {
         changed
     }
 
+    /// The log bytes this index needs, by estimate (for the garbage estimate that decides
+    /// compaction): the live bodies, a copy's client, id, time and acknowledgements for each
+    /// entry and each client's last id, a push record's own fields.
+    pub fn live_bytes(&self) -> u64 {
+        /// Estimated log bytes of one kept copy, or of one client's last id.
+        const COPY_BYTES: u64 = 40;
+        /// Estimated log bytes of a push record besides its body and copies.
+        const PUSH_BYTES: u64 = 25;
+        self.body_bytes
+            + self.entries * COPY_BYTES
+            + (self.pushes.len() as u64) * PUSH_BYTES
+            + (self.queues.len() as u64) * COPY_BYTES
+    }
+
     /// Up to `limit` entries of `client` after `after`, not acknowledged by `slot` and not
     /// expired at `now_ms`, oldest first.
     pub fn unacked(

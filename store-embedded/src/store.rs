@@ -93,12 +93,6 @@ pub const LAZY_ACKS_FOR: std::time::Duration = std::time::Duration::from_millis(
 /// Most queues one purge step looks at.
 pub const PURGE_BATCH: usize = 1000;
 
-/// Estimated log bytes of one kept copy (client id, id, time, acknowledgements), for the
-/// garbage estimate that decides compaction.
-const COPY_BYTES: u64 = 40;
-/// Estimated log bytes of a push record besides its body and copies.
-const PUSH_BYTES: u64 = 25;
-
 /// A durable [`MessageStore`] in an append-only log on local disk, served by a dedicated
 /// thread.
 ///
@@ -298,13 +292,14 @@ impl EmbeddedStore {
         );
         let (tx, rx) = mpsc::channel();
         let acks = Arc::new(AckQueue::default());
-        let mut worker = Worker {
+        let worker = Worker {
             acks: acks.clone(),
             dir: config.path.clone(),
             log_path,
             file: loaded.file,
             end: loaded.end,
-            compacted: loaded.end,
+            // What the log held before is unknown garbage: measure from what it needs.
+            compacted: loaded.queues.live_bytes().min(loaded.end),
             compact_at: config.compact_at,
             queues: loaded.queues,
             last_purge: loaded.last_purge,
@@ -316,8 +311,6 @@ impl EmbeddedStore {
             buf: Vec::new(),
             _lock: lock,
         };
-        // What the log held before is unknown garbage: measure from what it needs.
-        worker.compacted = worker.live_bytes().min(worker.end);
         let thread = std::thread::Builder::new()
             .name("herald-store".into())
             .spawn(move || worker.run(&rx))
@@ -374,6 +367,69 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), EmbeddedError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))
+}
+
+/// A log written whole to a temporary file, then synced and renamed over its destination
+/// (compaction, the conversion of an earlier version's database): a crash before the rename
+/// leaves what was there, and the temporary file is removed on the next open.
+pub(crate) struct NewLog<'a> {
+    /// The temporary file's path.
+    tmp: &'a Path,
+    /// The temporary file.
+    file: File,
+    /// Records not written yet; a record is put here whole, then the chunk written when it
+    /// is big enough.
+    pub(crate) chunk: Vec<u8>,
+    /// Bytes written to the file so far (where `chunk` starts).
+    pub(crate) written: u64,
+}
+
+impl<'a> NewLog<'a> {
+    /// The chunk size at which it is written.
+    const CHUNK: usize = 1 << 20;
+
+    /// Creates the temporary file; the chunk starts with the log's magic.
+    pub(crate) fn create(tmp: &'a Path) -> Result<NewLog<'a>, EmbeddedError> {
+        let file = File::create(tmp).map_err(|e| io_error(tmp, e))?;
+        let mut chunk = Vec::with_capacity(Self::CHUNK);
+        chunk.extend_from_slice(record::MAGIC);
+        Ok(NewLog {
+            tmp,
+            file,
+            chunk,
+            written: 0,
+        })
+    }
+
+    /// Writes the chunk once it is big enough.
+    pub(crate) fn spill(&mut self) -> Result<(), EmbeddedError> {
+        if self.chunk.len() >= Self::CHUNK {
+            self.write_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the chunk.
+    fn write_chunk(&mut self) -> Result<(), EmbeddedError> {
+        use std::io::Write;
+        self.file
+            .write_all(&self.chunk)
+            .map_err(|e| io_error(self.tmp, e))?;
+        self.written += self.chunk.len() as u64;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Writes the rest, syncs, renames the file to `dest` and syncs the directory; returns
+    /// the new log's length.
+    pub(crate) fn finish(mut self, dest: &Path) -> Result<u64, EmbeddedError> {
+        self.write_chunk()?;
+        self.file.sync_all().map_err(|e| io_error(self.tmp, e))?;
+        drop(self.file);
+        std::fs::rename(self.tmp, dest).map_err(|e| io_error(self.tmp, e))?;
+        sync_dir(dest.parent().unwrap_or(Path::new(".")))?;
+        Ok(self.written)
+    }
 }
 
 /// Opens and locks the lock file: one process at a time per data directory.
@@ -970,20 +1026,11 @@ impl Worker {
         self.maybe_compact();
     }
 
-    /// The log bytes the index needs, by estimate.
-    fn live_bytes(&self) -> u64 {
-        let q = &self.queues;
-        q.body_bytes
-            + q.entries * COPY_BYTES
-            + (q.pushes.len() as u64) * PUSH_BYTES
-            + (q.queues.len() as u64) * COPY_BYTES
-    }
-
     /// Compacts the log when it is big enough and mostly garbage (see the module's docs).
     fn maybe_compact(&mut self) {
         if self.end < self.compact_at
             || self.end < 2 * self.compacted
-            || self.end < 2 * self.live_bytes()
+            || self.end < 2 * self.queues.live_bytes()
         {
             return;
         }
@@ -1011,17 +1058,12 @@ impl Worker {
 
     /// Writes the live state to a new log and renames it over the old one.
     fn compact(&mut self) -> Result<(), EmbeddedError> {
-        use std::io::Write;
         let tmp = self.dir.join(EmbeddedConfig::COMPACT_FILE);
-        let err = |e| io_error(&tmp, e);
-        let file = File::create(&tmp).map_err(err)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
-        let mut chunk = Vec::with_capacity(1 << 20);
-        chunk.extend_from_slice(record::MAGIC);
-        record::put_cap(&mut chunk, self.retention.cap);
-        record::put_purged(&mut chunk, self.last_purge);
+        let mut log = NewLog::create(&tmp)?;
+        record::put_cap(&mut log.chunk, self.retention.cap);
+        record::put_purged(&mut log.chunk, self.last_purge);
         for q in &self.queues.queues {
-            record::put_last(&mut chunk, &q.client, MessageId(q.last));
+            record::put_last(&mut log.chunk, &q.client, MessageId(q.last));
         }
         // Every kept entry by push, in push order (which is id order in every queue).
         let mut by_push: std::collections::BTreeMap<u64, Vec<(usize, usize)>> =
@@ -1031,7 +1073,6 @@ impl Worker {
                 by_push.entry(e.push).or_default().push((qi, ei));
             }
         }
-        let mut written = 0u64;
         let mut moved = Vec::with_capacity(by_push.len());
         let mut body = Vec::new();
         for (push, refs) in by_push {
@@ -1039,7 +1080,7 @@ impl Worker {
             let queues = &self.queues.queues;
             let expires = queues[refs[0].0].entries[refs[0].1].expires;
             let at = record::put_push(
-                &mut chunk,
+                &mut log.chunk,
                 expires,
                 &body,
                 refs.iter().map(|&(qi, ei)| {
@@ -1047,21 +1088,10 @@ impl Worker {
                     (&q.client, MessageId(e.id), e.ts, e.acked)
                 }),
             );
-            moved.push((push, written + at as u64));
-            if chunk.len() >= 1 << 20 {
-                out.write_all(&chunk).map_err(err)?;
-                written += chunk.len() as u64;
-                chunk.clear();
-            }
+            moved.push((push, log.written + at as u64));
+            log.spill()?;
         }
-        out.write_all(&chunk).map_err(err)?;
-        written += chunk.len() as u64;
-        out.flush().map_err(err)?;
-        drop(out);
-        file.sync_all().map_err(err)?;
-        drop(file);
-        std::fs::rename(&tmp, &self.log_path).map_err(err)?;
-        sync_dir(&self.dir)?;
+        let written = log.finish(&self.log_path)?;
         // From here the new log is the store: switch to it whatever happens next.
         let reopened = std::fs::OpenOptions::new()
             .read(true)
