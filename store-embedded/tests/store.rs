@@ -293,13 +293,8 @@ fn acknowledgements_in_any_order_match_a_model() {
         std::collections::BTreeSet::new(),
         std::collections::BTreeSet::new(),
     ];
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut next = move |n: u64| rng.below(n);
     let check = |store: &EmbeddedStore, acked: &[std::collections::BTreeSet<u64>; 2], last| {
         for (s, slot) in slots.iter().enumerate() {
             let got = block_on(store.unacked(&a, *slot, MessageId::ZERO, 1000, T0)).unwrap();
