@@ -15,6 +15,10 @@ pub struct EmbeddedConfig {
     pub retention: Retention,
     /// The smallest log, in bytes, that is compacted (when it is also mostly garbage).
     pub compact_at: u64,
+    /// Open a log that is damaged before its end anyway: skip the damaged bytes, keep every
+    /// intact record after them (see the crate's docs, "Damage"). Off by default: such a log
+    /// is refused and left untouched.
+    pub recover_damaged_log: bool,
 }
 
 impl EmbeddedConfig {
@@ -26,6 +30,13 @@ impl EmbeddedConfig {
     pub const LOCK_FILE: &'static str = "herald.lock";
     /// The database of earlier versions (redb), converted to a log when found.
     pub const LEGACY_DB_FILE: &'static str = "herald.redb";
+    /// The high-water mark of ids: no id above the one it holds was ever handed out.
+    pub const IDS_FILE: &'static str = "herald.ids";
+    /// A new high-water mark until it is synced, then renamed to [`EmbeddedConfig::IDS_FILE`].
+    pub const IDS_NEW_FILE: &'static str = "herald.ids.new";
+    /// A damaged log set aside by a recovery is `herald.log.damaged.<n>`, next to a
+    /// `herald.log.damaged.<n>.txt` listing the bytes that were skipped.
+    pub const DAMAGED_PREFIX: &'static str = "herald.log.damaged.";
     /// The default [`EmbeddedConfig::compact_at`]: 64 MiB.
     pub const COMPACT_AT: u64 = 64 << 20;
 
@@ -36,6 +47,7 @@ impl EmbeddedConfig {
             path: path.into(),
             retention: Retention::default(),
             compact_at: Self::COMPACT_AT,
+            recover_damaged_log: false,
         }
     }
 
@@ -55,6 +67,18 @@ impl EmbeddedConfig {
     pub fn compact_at(mut self, bytes: u64) -> EmbeddedConfig {
         self.compact_at = bytes;
         self
+    }
+
+    /// Sets whether a log damaged before its end is opened anyway (see
+    /// [`EmbeddedConfig::recover_damaged_log`]).
+    pub fn recover_damaged_log(mut self, recover: bool) -> EmbeddedConfig {
+        self.recover_damaged_log = recover;
+        self
+    }
+
+    /// The high-water mark of ids.
+    pub fn ids_file(&self) -> PathBuf {
+        self.path.join(Self::IDS_FILE)
     }
 
     /// The log: [`EmbeddedConfig::LOG_FILE`] inside the data directory.

@@ -35,6 +35,25 @@ pub enum EmbeddedError {
         /// What was wrong.
         reason: String,
     },
+    /// The log is damaged before its end: an intact record follows the damage, so it is not a
+    /// write a crash cut short. The file was left as it was.
+    #[error(
+        "the log {path} is damaged at byte {offset} ({reason}; the next intact record starts at \
+         byte {next}, {} bytes later); the file was left untouched. Restore the data directory \
+         from a backup, or open it with recovery, which skips the damaged bytes, keeps every \
+         intact record and sets the damaged file aside",
+        next - offset
+    )]
+    Damaged {
+        /// The log.
+        path: std::path::PathBuf,
+        /// Where the first damaged record starts.
+        offset: u64,
+        /// Where the next intact record starts.
+        next: u64,
+        /// What was wrong at `offset`.
+        reason: String,
+    },
     /// An earlier version's database holds something that cannot be converted.
     #[error("the earlier version's database cannot be converted: {0}")]
     Legacy(String),

@@ -32,6 +32,10 @@ pub struct Queue {
     pub last: u64,
     /// The entries still kept, by increasing id.
     pub entries: VecDeque<Entry>,
+    /// Ranges of ids (`from..=to`) a floor skipped above kept entries: they are not messages,
+    /// so the cap does not count them. Empty but after a lost record; a range goes when no
+    /// entry is left below it.
+    pub skipped: Vec<(u64, u64)>,
 }
 
 /// Where a push's body is, and how many entries still refer to it.
@@ -61,6 +65,11 @@ pub struct Queues {
     pub entries: u64,
     /// Sum of the live pushes' body lengths.
     pub body_bytes: u64,
+    /// No queue hands out an id at or below this: a queue first seen starts here (see
+    /// [`Queues::raise_floor`]).
+    pub floor: u64,
+    /// The highest id of any queue, and the floor: what the high-water mark must cover.
+    pub high: u64,
 }
 
 impl Queues {
@@ -77,8 +86,9 @@ impl Queues {
         let i = self.queues.len();
         self.queues.push(Queue {
             client: client.clone(),
-            last: 0,
+            last: self.floor,
             entries: VecDeque::new(),
+            skipped: Vec::new(),
         });
         self.index.insert(client.clone(), i);
         i
@@ -140,6 +150,7 @@ impl Queues {
         let q = &mut self.queues[i];
         q.last += 1;
         let id = q.last;
+        self.high = self.high.max(id);
         let ts = q.entries.back().map_or(now_ms, |e| e.ts.max(now_ms));
         q.entries.push_back(Entry {
             id,
@@ -162,6 +173,7 @@ impl Queues {
         let i = self.position(client);
         let q = &mut self.queues[i];
         q.last = q.last.max(entry.id);
+        self.high = self.high.max(q.last);
         if q.entries.back().is_some_and(|e| e.id >= entry.id) {
             return i;
         }
@@ -178,18 +190,56 @@ impl Queues {
         let i = self.position(client);
         let q = &mut self.queues[i];
         q.last = q.last.max(last.0);
+        self.high = self.high.max(q.last);
     }
 
-    /// Drops the entries of queue `i` at or below `last - cap`; returns how many.
+    /// Raises every queue's last id to `floor`, and the start of every queue seen later:
+    /// after records were lost, no id they may have handed out is handed out again. The ids a
+    /// queue with kept entries skips are remembered, so that the cap does not count them.
+    pub fn raise_floor(&mut self, floor: u64) {
+        self.floor = self.floor.max(floor);
+        self.high = self.high.max(floor);
+        for q in &mut self.queues {
+            if q.last < floor {
+                if !q.entries.is_empty() {
+                    q.skipped.push((q.last + 1, floor));
+                }
+                q.last = floor;
+            }
+        }
+    }
+
+    /// Records that ids `from..=to` of `client` were skipped (replay of a compacted log).
+    pub fn add_skipped(&mut self, client: &ClientId, from: u64, to: u64) {
+        let i = self.position(client);
+        let q = &mut self.queues[i];
+        q.skipped.push((from, to));
+        q.last = q.last.max(to);
+        self.high = self.high.max(q.last);
+    }
+
+    /// Drops the entries of queue `i` at or below `last - cap`, not counting ids a floor
+    /// skipped; returns how many.
     pub fn trim(&mut self, i: usize, cap: u64) -> u64 {
         let q = &mut self.queues[i];
-        let below = q.last.saturating_sub(cap);
         let mut removed = Vec::new();
-        while let Some(e) = q.entries.front()
-            && e.id <= below
-        {
+        while let Some(e) = q.entries.front() {
+            let skipped: u64 = q
+                .skipped
+                .iter()
+                .filter(|(from, _)| *from > e.id)
+                .map(|(from, to)| to - from + 1)
+                .sum();
+            if e.id > q.last.saturating_sub(skipped).saturating_sub(cap) {
+                break;
+            }
             removed.push(e.push);
             q.entries.pop_front();
+        }
+        if !q.skipped.is_empty() {
+            // A range below every kept entry no longer separates two of them.
+            let first = q.entries.front().map_or(u64::MAX, |e| e.id);
+            q.skipped.retain(|(from, _)| *from > first);
         }
         let n = removed.len() as u64;
         self.release(removed);
@@ -346,6 +396,38 @@ mod tests {
         assert_eq!(q.entries, 0);
         let p4 = q.new_push(400, 1);
         assert_eq!(q.append(&a, p4, 900, 4, 2).0, MessageId(4));
+    }
+
+    #[test]
+    fn ids_a_floor_skipped_are_not_counted_by_the_cap() {
+        let mut q = Queues::default();
+        let (a, b) = (cid("a"), cid("b"));
+        for _ in 0..3 {
+            let p = q.new_push(0, 1);
+            q.append(&a, p, u64::MAX, 1, 3);
+        }
+        q.raise_floor(1000);
+        assert_eq!(q.high, 1000);
+        // a's next id is above the floor, and its three kept messages stay within the cap of
+        // three until two more come: the skipped ids 4..=1000 are not messages.
+        let p = q.new_push(0, 1);
+        assert_eq!(q.append(&a, p, u64::MAX, 1, 4).0, MessageId(1001));
+        let ids =
+            |q: &Queues| -> Vec<u64> { q.history(&a, 0, 10, 0).iter().map(|e| e.id).collect() };
+        assert_eq!(ids(&q), [1, 2, 3, 1001]);
+        let p = q.new_push(0, 1);
+        assert_eq!(q.append(&a, p, u64::MAX, 1, 3).2, 2);
+        assert_eq!(ids(&q), [3, 1001, 1002]);
+        let p = q.new_push(0, 1);
+        q.append(&a, p, u64::MAX, 1, 3);
+        assert_eq!(ids(&q), [1001, 1002, 1003]);
+        assert!(
+            q.queues[0].skipped.is_empty(),
+            "the range is below every entry"
+        );
+        // A client first seen after the floor starts above it.
+        let p = q.new_push(0, 1);
+        assert_eq!(q.append(&b, p, u64::MAX, 1, 3).0, MessageId(1001));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! | [`Record::Last`] | client, `last: u64` | by compaction: the last id handed out, which outlives the messages |
 //! | [`Record::Cap`] | `cap: u64` | when the store opens with another cap than the log's last one, and by compaction |
 //! | [`Record::Purged`] | `now_ms: u64` | after each purge: everything expired at that time is gone |
+//! | [`Record::Floor`] | `floor: u64` | when bytes of the log were lost (a torn tail, a recovery), and by compaction: no queue hands out an id at or below it again |
+//! | [`Record::Skipped`] | client, `from: u64`, `to: u64` | by compaction: ids a floor skipped in a queue that still had messages |
 //!
 //! A push's body sits at a fixed distance from its frame's start ([`PUSH_BODY_AT`]), so the
 //! in-memory index keeps only its position and reads it back with one positioned read.
@@ -42,6 +44,16 @@ const LAST: u8 = 3;
 const CAP: u8 = 4;
 /// Kind byte of [`Record::Purged`].
 const PURGED: u8 = 5;
+/// Kind byte of [`Record::Floor`].
+const FLOOR: u8 = 6;
+/// Kind byte of [`Record::Skipped`].
+const SKIPPED: u8 = 7;
+
+/// Whether `kind` is the kind byte of a record this version writes: a cheap first test of a
+/// frame found while looking for the next intact record after damage.
+pub fn is_kind(kind: u8) -> bool {
+    (PUSH..=SKIPPED).contains(&kind)
+}
 
 /// One recipient's copy of a push, as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +101,20 @@ pub enum Record {
     Cap(u64),
     /// A purge at this time removed everything expired by then.
     Purged(u64),
+    /// Every queue's last id is at least this from here on, and a queue first seen later
+    /// starts above it: ids at or below it may have been handed out by records that were
+    /// lost.
+    Floor(u64),
+    /// Ids `from..=to` of a client were skipped by a floor while the queue held messages:
+    /// they are not messages, so the cap does not count them.
+    Skipped {
+        /// The client.
+        client: ClientId,
+        /// The first skipped id.
+        from: u64,
+        /// The last skipped id.
+        to: u64,
+    },
 }
 
 /// Why a payload could not be decoded.
@@ -205,6 +231,24 @@ pub fn put_purged(out: &mut Vec<u8>, now_ms: u64) {
     frame(out, |out| {
         out.push(PURGED);
         out.extend_from_slice(&now_ms.to_le_bytes());
+    });
+}
+
+/// Appends a floor frame.
+pub fn put_floor(out: &mut Vec<u8>, floor: u64) {
+    frame(out, |out| {
+        out.push(FLOOR);
+        out.extend_from_slice(&floor.to_le_bytes());
+    });
+}
+
+/// Appends a skipped-ids frame.
+pub fn put_skipped(out: &mut Vec<u8>, client: &ClientId, from: u64, to: u64) {
+    frame(out, |out| {
+        out.push(SKIPPED);
+        put_client(out, client);
+        out.extend_from_slice(&from.to_le_bytes());
+        out.extend_from_slice(&to.to_le_bytes());
     });
 }
 
@@ -338,6 +382,12 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
         },
         CAP => Record::Cap(c.u64()?),
         PURGED => Record::Purged(c.u64()?),
+        FLOOR => Record::Floor(c.u64()?),
+        SKIPPED => Record::Skipped {
+            client: c.client()?,
+            from: c.u64()?,
+            to: c.u64()?,
+        },
         other => return Err(DecodeError(format!("unknown record kind {other}"))),
     };
     c.end()?;
@@ -393,6 +443,8 @@ mod tests {
         put_last(&mut out, &a, MessageId(12));
         put_cap(&mut out, 10_000);
         put_purged(&mut out, 1234);
+        put_floor(&mut out, 70_000);
+        put_skipped(&mut out, &a, 13, 70_000);
         let got = frames(&out[6..]);
         let Record::Push {
             expires,
@@ -438,6 +490,17 @@ mod tests {
         );
         assert_eq!(got[3].0, Record::Cap(10_000));
         assert_eq!(got[4].0, Record::Purged(1234));
+        assert_eq!(got[5].0, Record::Floor(70_000));
+        assert_eq!(
+            got[6].0,
+            Record::Skipped {
+                client: cid("a"),
+                from: 13,
+                to: 70_000
+            }
+        );
+        assert!(got.iter().all(|(_, p)| is_kind(p[0])));
+        assert!(!is_kind(0) && !is_kind(8));
     }
 
     #[test]

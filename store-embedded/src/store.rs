@@ -12,7 +12,10 @@
 //! push where its body is in the log. Reads answer from the index and read bodies back with
 //! positioned reads (from the page cache, as a rule). Opening the store replays the log to
 //! rebuild the index; a record cut short by a crash at the end of the log (its length or
-//! checksum does not match) is dropped, and the file truncated there.
+//! checksum does not match, and no intact record follows) is dropped, and the file truncated
+//! there. Damage before the end stops opening unless a recovery is asked for, and ids never
+//! go back (the crate's docs, "Damage" and "Ids"); the high-water mark of ids is the file
+//! [`EmbeddedConfig::IDS_FILE`].
 //!
 //! Store times never go down within a client's queue: a message gets `now` or, if the clock
 //! went back, its predecessor's time, so `history` finds where `since` starts by a binary
@@ -92,6 +95,15 @@ pub const LAZY_ACKS_FOR: std::time::Duration = std::time::Duration::from_millis(
 
 /// Most queues one purge step looks at.
 pub const PURGE_BATCH: usize = 1000;
+
+/// How far the high-water mark is set above the highest id handed out: the mark file is
+/// rewritten (three syncs) once every this many ids of the busiest queue, and a lost record
+/// makes ids jump by up to this much.
+pub const ID_RESERVE: u64 = 1 << 16;
+
+/// How far ids jump above the highest id found when records were lost and the high-water
+/// mark is missing or damaged too, so that no bound can be proven.
+pub const UNPROVEN_JUMP: u64 = 1 << 32;
 
 /// A durable [`MessageStore`] in an append-only log on local disk, served by a dedicated
 /// thread.
@@ -280,7 +292,14 @@ impl EmbeddedStore {
                 sync_dir(&config.path)?;
             }
         }
-        let loaded = load(&log_path, config.retention.cap)?;
+        let ids_path = config.ids_file();
+        let mut loaded = load(
+            &log_path,
+            &ids_path,
+            config.retention.cap,
+            config.recover_damaged_log,
+        )?;
+        let skipped = std::mem::take(&mut loaded.skipped);
         log::info!(
             "embedded store open at {} (cap {}, ttl {:?}): {} clients, {} messages, {} bytes of log",
             log_path.display(),
@@ -292,10 +311,12 @@ impl EmbeddedStore {
         );
         let (tx, rx) = mpsc::channel();
         let acks = Arc::new(AckQueue::default());
-        let worker = Worker {
+        let mut worker = Worker {
             acks: acks.clone(),
             dir: config.path.clone(),
             log_path,
+            ids_path,
+            mark: loaded.mark,
             file: loaded.file,
             end: loaded.end,
             // What the log held before is unknown garbage: measure from what it needs.
@@ -311,6 +332,29 @@ impl EmbeddedStore {
             buf: Vec::new(),
             _lock: lock,
         };
+        if skipped.is_empty() {
+            if config.recover_damaged_log {
+                log::warn!(
+                    "embedded store: the recovery option is set but {} is intact; remove it, so \
+                     that damage found later stops start-up",
+                    worker.log_path.display()
+                );
+            }
+        } else {
+            let aside = set_aside(&config, &skipped)?;
+            worker.compact()?;
+            log::warn!(
+                "embedded store: recovered {}: skipped {} damaged bytes in {} places, kept every \
+                 intact record, ids go on above {}; the damaged file is {} (what was skipped: \
+                 {}.txt)",
+                worker.log_path.display(),
+                skipped.iter().map(|s| s.len).sum::<u64>(),
+                skipped.len(),
+                worker.queues.floor,
+                aside.display(),
+                aside.display()
+            );
+        }
         let thread = std::thread::Builder::new()
             .name("herald-store".into())
             .spawn(move || worker.run(&rx))
@@ -367,6 +411,39 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), EmbeddedError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))
+}
+
+/// Keeps the damaged log a recovery is about to replace: a second name for the file,
+/// [`EmbeddedConfig::DAMAGED_PREFIX`]`<n>`, and beside it `<n>.txt` listing the bytes
+/// skipped (offset, length, reason). Returns the damaged file's new name.
+fn set_aside(config: &EmbeddedConfig, skipped: &[Skip]) -> Result<PathBuf, EmbeddedError> {
+    use std::io::Write;
+    let log = config.log_file();
+    let mut n = 1u32;
+    let aside = loop {
+        let p = config
+            .path
+            .join(format!("{}{n}", EmbeddedConfig::DAMAGED_PREFIX));
+        if !p.exists() {
+            break p;
+        }
+        n += 1;
+    };
+    std::fs::hard_link(&log, &aside).map_err(|e| io_error(&aside, e))?;
+    let list = aside.with_extension(format!("{n}.txt"));
+    let mut text = format!(
+        "# bytes of {} skipped by a recovery: offset, length, reason\n",
+        log.display()
+    );
+    for s in skipped {
+        text.push_str(&format!("{} {} {}\n", s.at, s.len, s.reason));
+    }
+    let mut file = File::create(&list).map_err(|e| io_error(&list, e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&list, e))?;
+    sync_dir(&config.path)?;
+    Ok(aside)
 }
 
 /// A log written whole to a temporary file, then synced and renamed over its destination
@@ -486,14 +563,52 @@ struct Loaded {
     last_purge: u64,
     /// Entries the cap (lowered since the log was written) dropped on opening.
     capped: u64,
+    /// The high-water mark of ids, as the file holds it.
+    mark: u64,
+    /// Damaged bytes a recovery passed over; when there are any, the log must be rewritten.
+    skipped: Vec<Skip>,
 }
 
-/// Opens the log at `path` (creating it if missing), replays it into an index and applies
-/// `cap`, recording it if the log had another.
-fn load(path: &Path, cap: u64) -> Result<Loaded, EmbeddedError> {
+/// Bytes of the log that replay could not use: where they start, how many, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Skip {
+    /// Where the first unusable record starts.
+    pub(crate) at: u64,
+    /// How many bytes were passed over (up to the next intact record, or the end).
+    pub(crate) len: u64,
+    /// What was wrong with the record at `at`.
+    pub(crate) reason: &'static str,
+}
+
+/// The log as replayed, before anything is written to it.
+struct Replayed {
+    /// The log, open for reading and writing.
+    file: File,
+    /// Where the intact records end; a torn tail starts here.
+    end: u64,
+    /// The index.
+    queues: Queues,
+    /// The cap the log last recorded.
+    log_cap: Option<u64>,
+    /// The time of the last purge recorded.
+    last_purge: u64,
+    /// A last record a crash cut short or that is damaged, with no intact record after it.
+    torn: Option<Skip>,
+    /// Damaged bytes with intact records after them, passed over (recovery only).
+    skipped: Vec<Skip>,
+}
+
+/// Opens the log at `path` (creating it if missing) and replays it into an index, writing
+/// nothing to it (but the magic bytes of a new log).
+///
+/// A record that is cut short or fails its checksum is either a torn tail (no intact record
+/// follows it: what a crash during the last write leaves) or damage (an intact record
+/// follows). Damage is an error unless `recover`; then replay goes on from the next intact
+/// record and the bytes passed over are listed.
+fn replay(path: &Path, recover: bool) -> Result<Replayed, EmbeddedError> {
     use std::io::Seek;
     let err = |e| io_error(path, e);
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -514,6 +629,7 @@ fn load(path: &Path, cap: u64) -> Result<Loaded, EmbeddedError> {
         file.write_all_at(record::MAGIC, 0).map_err(err)?;
         file.sync_all().map_err(err)?;
         sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        len = record::MAGIC.len() as u64;
     }
     let mut reader = std::io::BufReader::with_capacity(1 << 20, &file);
     reader.rewind().map_err(err)?;
@@ -530,22 +646,50 @@ fn load(path: &Path, cap: u64) -> Result<Loaded, EmbeddedError> {
     let mut last_purge = 0;
     let mut at = record::MAGIC.len() as u64;
     let mut payload = Vec::new();
+    let mut skipped = Vec::new();
     let torn = loop {
         let mut header = [0u8; record::FRAME_HEADER];
-        match read_full(&mut reader, &mut header).map_err(err)? {
+        let bad = match read_full(&mut reader, &mut header).map_err(err)? {
             0 => break None,
-            n if n < header.len() => break Some("a frame header cut short"),
-            _ => {}
-        }
-        let Ok((n, crc)) = record::read_header(&header) else {
-            break Some("a frame header with an impossible length");
+            n if n < header.len() => Some("a frame header cut short"),
+            _ => match record::read_header(&header) {
+                Err(_) => Some("a frame header with an impossible length"),
+                Ok((n, crc)) => {
+                    payload.resize(n, 0);
+                    if read_full(&mut reader, &mut payload).map_err(err)? < n {
+                        Some("a record cut short")
+                    } else if record::crc32(&payload) != crc {
+                        Some("a record whose checksum does not match")
+                    } else {
+                        None
+                    }
+                }
+            },
         };
-        payload.resize(n, 0);
-        if read_full(&mut reader, &mut payload).map_err(err)? < n {
-            break Some("a record cut short");
-        }
-        if record::crc32(&payload) != crc {
-            break Some("a record whose checksum does not match");
+        if let Some(reason) = bad {
+            let Some(next) = next_intact(&file, at + 1, len).map_err(err)? else {
+                break Some(Skip {
+                    at,
+                    len: len - at,
+                    reason,
+                });
+            };
+            if !recover {
+                return Err(EmbeddedError::Damaged {
+                    path: path.to_owned(),
+                    offset: at,
+                    next,
+                    reason: reason.into(),
+                });
+            }
+            skipped.push(Skip {
+                at,
+                len: next - at,
+                reason,
+            });
+            reader.seek(std::io::SeekFrom::Start(next)).map_err(err)?;
+            at = next;
+            continue;
         }
         let decoded = record::decode(&payload).map_err(|e| EmbeddedError::Log {
             path: path.to_owned(),
@@ -553,38 +697,228 @@ fn load(path: &Path, cap: u64) -> Result<Loaded, EmbeddedError> {
             reason: e.0,
         })?;
         apply(&mut queues, decoded, at, &mut log_cap, &mut last_purge);
-        at += (record::FRAME_HEADER + n) as u64;
+        at += (record::FRAME_HEADER + payload.len()) as u64;
     };
     drop(reader);
-    if let Some(what) = torn {
+    Ok(Replayed {
+        file,
+        end: at,
+        queues,
+        log_cap,
+        last_purge,
+        torn,
+        skipped,
+    })
+}
+
+/// Where the first intact record at or after `from` starts, if any: a frame whose length
+/// fits in the file, whose kind is known and whose checksum matches. After a bad record it
+/// tells damage (an intact record follows) from a torn tail (none does), and it is where a
+/// recovery resumes.
+///
+/// A message body cannot pass for a frame: it is JSON text, whose bytes make no length below
+/// 151 MB, and any longer frame would have to match a checksum over the records after it.
+fn next_intact(file: &File, from: u64, len: u64) -> std::io::Result<Option<u64>> {
+    /// Bytes read at a time.
+    const WINDOW: u64 = 1 << 20;
+    let head = record::FRAME_HEADER as u64 + 1;
+    let mut window = Vec::new();
+    let mut window_at = from;
+    let mut payload = Vec::new();
+    let mut p = from;
+    while p + head <= len {
+        if p + head > window_at + window.len() as u64 {
+            window_at = p;
+            window.resize(WINDOW.min(len - p) as usize, 0);
+            file.read_exact_at(&mut window, p)?;
+        }
+        let i = (p - window_at) as usize;
+        let mut header = [0u8; record::FRAME_HEADER];
+        header.copy_from_slice(&window[i..i + record::FRAME_HEADER]);
+        if let Ok((n, crc)) = record::read_header(&header)
+            && p + record::FRAME_HEADER as u64 + n as u64 <= len
+            && record::is_kind(window[i + record::FRAME_HEADER])
+        {
+            payload.resize(n, 0);
+            file.read_exact_at(&mut payload, p + record::FRAME_HEADER as u64)?;
+            if record::crc32(&payload) == crc {
+                return Ok(Some(p));
+            }
+        }
+        p += 1;
+    }
+    Ok(None)
+}
+
+/// What the high-water mark file holds.
+enum IdsFile {
+    /// There is none: a new data directory, or one written by an earlier version.
+    Missing,
+    /// No id above this was ever handed out.
+    Mark(u64),
+    /// It cannot be read: why.
+    Damaged(String),
+}
+
+/// The first bytes of the high-water mark file.
+const IDS_MAGIC: &[u8; 8] = b"HRLDIDS1";
+
+/// Reads the high-water mark file: magic, `mark: u64`, CRC-32 of the 16 bytes before it.
+fn read_ids(path: &Path) -> Result<IdsFile, EmbeddedError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(IdsFile::Missing),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    if bytes.len() != 20 || &bytes[..8] != IDS_MAGIC {
+        return Ok(IdsFile::Damaged(format!(
+            "{} bytes, not a high-water mark",
+            bytes.len()
+        )));
+    }
+    let crc = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+    if record::crc32(&bytes[..16]) != crc {
+        return Ok(IdsFile::Damaged("its checksum does not match".into()));
+    }
+    let mut mark = [0u8; 8];
+    mark.copy_from_slice(&bytes[8..16]);
+    Ok(IdsFile::Mark(u64::from_le_bytes(mark)))
+}
+
+/// Replaces the high-water mark file with `mark`: written to
+/// [`EmbeddedConfig::IDS_NEW_FILE`], synced, renamed, and the directory synced.
+fn write_ids(path: &Path, mark: u64) -> Result<(), EmbeddedError> {
+    use std::io::Write;
+    let tmp = path.with_file_name(EmbeddedConfig::IDS_NEW_FILE);
+    let mut bytes = IDS_MAGIC.to_vec();
+    bytes.extend_from_slice(&mark.to_le_bytes());
+    let crc = record::crc32(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| io_error(&tmp, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Opens the log at `path` (creating it if missing), replays it into an index and applies
+/// `cap`, recording it if the log had another; keeps the high-water mark at `ids` above
+/// every id handed out.
+///
+/// When bytes of the log were lost (a torn tail, or damage passed over because `recover`),
+/// every queue's ids go on above the high-water mark (the floor, recorded in the log): ids
+/// the lost records handed out are never handed out again. A torn tail is cut off the file;
+/// a recovered log is left as it is, for the caller to rewrite ([`Loaded::skipped`]).
+///
+/// # Errors
+/// As [`replay`], and when the file cannot be written.
+fn load(path: &Path, ids: &Path, cap: u64, recover: bool) -> Result<Loaded, EmbeddedError> {
+    let err = |e| io_error(path, e);
+    let Replayed {
+        file,
+        end,
+        mut queues,
+        log_cap,
+        last_purge,
+        torn,
+        skipped,
+    } = replay(path, recover)?;
+    let high = queues.high;
+    let found = read_ids(ids)?;
+    let floor = if torn.is_some() || !skipped.is_empty() {
+        Some(match &found {
+            IdsFile::Mark(mark) => high.max(*mark),
+            IdsFile::Missing | IdsFile::Damaged(_) => {
+                log::error!(
+                    "embedded store: records of {} were lost and the high-water mark {} is {}: \
+                     ids jump by {UNPROVEN_JUMP} above the highest id found ({high}), which \
+                     cannot be proven to be above every id handed out",
+                    path.display(),
+                    ids.display(),
+                    match &found {
+                        IdsFile::Damaged(why) => why.as_str(),
+                        _ => "missing",
+                    }
+                );
+                high.saturating_add(UNPROVEN_JUMP)
+            }
+        })
+    } else {
+        if let IdsFile::Damaged(why) = &found {
+            log::warn!(
+                "embedded store: the high-water mark {} is damaged ({why}); the log is intact, \
+                 so it is rebuilt from it",
+                ids.display()
+            );
+        }
+        None
+    };
+    // The mark is raised first: whatever happens to the log next, it covers every id.
+    let mark = match found {
+        IdsFile::Mark(mark) if floor.is_none() && mark >= high => mark,
+        _ => {
+            let mark = floor.unwrap_or(high).saturating_add(ID_RESERVE);
+            write_ids(ids, mark)?;
+            mark
+        }
+    };
+    if let Some(t) = &torn {
         log::warn!(
-            "embedded store: {} ends with {what} at byte {at}; dropping the last {} bytes \
-             (a write a crash interrupted, never acknowledged)",
+            "embedded store: {} ends with {} at byte {}; dropping the last {} bytes (a write a \
+             crash interrupted, never acknowledged, or a damaged last record); ids go on above {}",
             path.display(),
-            len.max(at) - at
+            t.reason,
+            t.at,
+            t.len,
+            floor.unwrap_or(high)
         );
-        file.set_len(at).map_err(err)?;
-        file.sync_all().map_err(err)?;
+    }
+    for s in &skipped {
+        log::warn!(
+            "embedded store: recovering {}: skipping {} damaged bytes at byte {} ({})",
+            path.display(),
+            s.len,
+            s.at,
+            s.reason
+        );
+    }
+    if let Some(floor) = floor {
+        queues.raise_floor(floor);
     }
     // What the last purge removed stays removed; then the cap of this run.
     let n = queues.queues.len();
     queues.expire(0..n, last_purge);
     let capped = queues.trim_all(cap);
-    let mut end = at;
-    if log_cap != Some(cap) {
+    let mut end = end;
+    if skipped.is_empty() {
         let mut buf = Vec::new();
-        record::put_cap(&mut buf, cap);
-        file.write_all_at(&buf, end).map_err(err)?;
-        file.sync_data().map_err(err)?;
-        end += buf.len() as u64;
+        if let Some(floor) = floor {
+            record::put_floor(&mut buf, floor);
+        }
+        if log_cap != Some(cap) {
+            record::put_cap(&mut buf, cap);
+        }
+        if torn.is_some() {
+            file.set_len(end).map_err(err)?;
+        }
+        if !buf.is_empty() {
+            file.write_all_at(&buf, end).map_err(err)?;
+            end += buf.len() as u64;
+        }
+        if torn.is_some() || !buf.is_empty() {
+            file.sync_all().map_err(err)?;
+        }
     }
-    file.seek(std::io::SeekFrom::Start(end)).map_err(err)?;
     Ok(Loaded {
         file,
         end,
         queues,
         last_purge,
         capped,
+        mark,
+        skipped,
     })
 }
 
@@ -640,6 +974,8 @@ fn apply(
         Record::Last { client, last } => queues.set_last(&client, last),
         Record::Cap(cap) => *log_cap = Some(cap),
         Record::Purged(now_ms) => *last_purge = (*last_purge).max(now_ms),
+        Record::Floor(floor) => queues.raise_floor(floor),
+        Record::Skipped { client, from, to } => queues.add_skipped(&client, from, to),
     }
 }
 
@@ -663,6 +999,11 @@ struct Worker {
     dir: PathBuf,
     /// The log's path.
     log_path: PathBuf,
+    /// The high-water mark file's path.
+    ids_path: PathBuf,
+    /// The high-water mark: no id above it was handed out; raised (and synced) before a
+    /// batch that goes above it is written.
+    mark: u64,
     /// The log.
     file: File,
     /// The log's length: where the next batch is written.
@@ -818,7 +1159,10 @@ impl Worker {
             }
         }
         let appended = !outcomes.is_empty();
-        match self.write_and_sync(start, appended) {
+        let written = self
+            .cover_ids()
+            .and_then(|()| self.write_and_sync(start, appended));
+        match written {
             Ok(()) => {
                 // A sync also makes every earlier unsynced write durable.
                 self.lazy_acks = !appended && (self.lazy_acks || self.end > start);
@@ -847,6 +1191,17 @@ impl Worker {
         }
     }
 
+    /// Raises the high-water mark, before the batch is written, when the batch hands out ids
+    /// above it.
+    fn cover_ids(&mut self) -> Result<(), EmbeddedError> {
+        if self.queues.high > self.mark {
+            let mark = self.queues.high.saturating_add(ID_RESERVE);
+            write_ids(&self.ids_path, mark)?;
+            self.mark = mark;
+        }
+        Ok(())
+    }
+
     /// Writes the batch's records at `start` and syncs them when `sync`.
     fn write_and_sync(&mut self, start: u64, sync: bool) -> Result<(), EmbeddedError> {
         let err = |e| io_error(&self.log_path, e);
@@ -867,9 +1222,10 @@ impl Worker {
             .file
             .set_len(start)
             .map_err(|e| io_error(&self.log_path, e))
-            .and_then(|()| load(&self.log_path, self.retention.cap));
+            .and_then(|()| load(&self.log_path, &self.ids_path, self.retention.cap, false));
         match rebuilt {
             Ok(loaded) => {
+                self.mark = self.mark.max(loaded.mark);
                 self.file = loaded.file;
                 self.end = loaded.end;
                 self.queues = loaded.queues;
@@ -1060,10 +1416,20 @@ impl Worker {
     fn compact(&mut self) -> Result<(), EmbeddedError> {
         let tmp = self.dir.join(EmbeddedConfig::COMPACT_FILE);
         let mut log = NewLog::create(&tmp)?;
+        if self.queues.floor > 0 {
+            // First, so that the queues below start above it, as live.
+            record::put_floor(&mut log.chunk, self.queues.floor);
+        }
         record::put_cap(&mut log.chunk, self.retention.cap);
         record::put_purged(&mut log.chunk, self.last_purge);
         for q in &self.queues.queues {
             record::put_last(&mut log.chunk, &q.client, MessageId(q.last));
+        }
+        // Before the pushes: replay trims each queue as its entries come back.
+        for q in &self.queues.queues {
+            for &(from, to) in &q.skipped {
+                record::put_skipped(&mut log.chunk, &q.client, from, to);
+            }
         }
         // Every kept entry by push, in push order (which is id order in every queue).
         let mut by_push: std::collections::BTreeMap<u64, Vec<(usize, usize)>> =
