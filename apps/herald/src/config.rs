@@ -170,6 +170,12 @@ const KEYS: &[Key] = &[
         help: "MongoDB URL; when set, queues live in MongoDB instead of the embedded store",
     },
     Key {
+        path: "store.recover_damaged_log",
+        env: "HERALD_STORE_RECOVER_DAMAGED_LOG",
+        kind: Kind::Bool,
+        help: "open an embedded log damaged before its end: skip the damaged bytes, keep every intact record (docs/operations.md)",
+    },
+    Key {
         path: "broker.redis",
         env: "HERALD_REDIS",
         kind: Kind::Str,
@@ -242,6 +248,9 @@ pub struct Flags {
     /// Use MongoDB instead of the embedded store [env: HERALD_MONGO]
     #[arg(long, value_name = "URL")]
     pub mongo: Option<String>,
+    /// Open an embedded log that is damaged before its end: skip the damaged bytes, keep every intact record, set the damaged file aside (once, after reading docs/operations.md) [env: HERALD_STORE_RECOVER_DAMAGED_LOG]
+    #[arg(long)]
+    pub recover_damaged_log: bool,
     /// This node's name in claims, logs and metrics [env: HERALD_NODE_ID]
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
@@ -280,6 +289,9 @@ impl Flags {
         }
         if self.legacy_auth {
             out.push(("auth.legacy", RawValue::Text("true".into())));
+        }
+        if self.recover_damaged_log {
+            out.push(("store.recover_damaged_log", RawValue::Text("true".into())));
         }
         out
     }
@@ -404,6 +416,8 @@ pub struct Config {
     pub store: StoreChoice,
     /// The embedded store's directory (also where a generated secret is kept).
     pub data_dir: PathBuf,
+    /// Open an embedded log damaged before its end anyway (skipping the damaged bytes).
+    pub recover_damaged_log: bool,
     /// How nodes coordinate.
     pub broker: BrokerChoice,
     /// Messages kept per client.
@@ -617,6 +631,7 @@ impl Config {
             max_skew: Duration::from_secs(i("auth.max_skew_secs", 900) as u64),
             store,
             data_dir,
+            recover_damaged_log: b("store.recover_damaged_log", false),
             broker,
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
@@ -661,6 +676,7 @@ fn flag_name(path: &str) -> String {
         "store.mongo" => "mongo".into(),
         "api.keys" => "api-key".into(),
         "auth.legacy" => "legacy-auth".into(),
+        "store.recover_damaged_log" => "recover-damaged-log".into(),
         other => other.replace(['.', '_'], "-"),
     }
 }
@@ -1028,6 +1044,29 @@ mod tests {
         )
         .unwrap();
         assert!(!c.single_port(), "port 0 twice means two free ports");
+    }
+
+    #[test]
+    fn the_log_recovery_is_off_unless_asked_for() {
+        assert!(!load(&[], &[]).unwrap().recover_damaged_log);
+        assert!(
+            load(&["--recover-damaged-log"], &[])
+                .unwrap()
+                .recover_damaged_log
+        );
+        let on = [("HERALD_STORE_RECOVER_DAMAGED_LOG", "true")];
+        assert!(load(&[], &on).unwrap().recover_damaged_log);
+        let f = file("[store]\nrecover_damaged_log = true\n");
+        assert!(
+            load(&["--config", f.0.to_str().unwrap()], &[])
+                .unwrap()
+                .recover_damaged_log
+        );
+        let err = load(&[], &[("HERALD_STORE_RECOVER_DAMAGED_LOG", "maybe")]).unwrap_err();
+        assert!(
+            err.to_string().contains("store.recover_damaged_log"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
 use herald_core::auth::AuthConfig;
 use herald_core::{Broker, MemoryBroker, MessageStore, NodeId, Retention};
 use herald_socketio::SocketIo;
-use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
+use herald_store_embedded::{EmbeddedConfig, EmbeddedError, EmbeddedStore};
 use herald_store_mongo::{MongoConfig, MongoStore};
 
 fn main() -> ExitCode {
@@ -48,6 +48,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("herald: {e:#}");
+            // The log goes to stdout: whoever started the binary also sees why it stopped.
+            #[allow(clippy::print_stderr, reason = "the binary's own fatal error")]
+            {
+                eprintln!("herald: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -101,10 +106,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let broker_text;
     match (&config.store, &config.broker) {
         (StoreChoice::Embedded(dir), BrokerChoice::InProcess) => {
-            let store = EmbeddedStore::open(EmbeddedConfig::new(dir).retention(retention))
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot open the embedded store in {}: {e}", dir.display())
-                })?;
+            let store = EmbeddedStore::open(
+                EmbeddedConfig::new(dir)
+                    .retention(retention)
+                    .recover_damaged_log(config.recover_damaged_log),
+            )
+            .map_err(|e| {
+                let hint = match e {
+                    EmbeddedError::Damaged { .. } => {
+                        ". To start anyway, once: --recover-damaged-log (or \
+                         HERALD_STORE_RECOVER_DAMAGED_LOG=true, or store.recover_damaged_log = \
+                         true); see docs/operations.md, \"A damaged log\""
+                    }
+                    _ => "",
+                };
+                anyhow::anyhow!(
+                    "cannot open the embedded store in {}: {e}{hint}",
+                    dir.display()
+                )
+            })?;
             store_text = format!("embedded:{}", dir.display());
             broker_text = "in-process".to_owned();
             serve(
