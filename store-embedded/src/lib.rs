@@ -71,6 +71,11 @@
 //!   the next open finds it whole. What the skipped bytes held is lost: their pushes, their
 //!   acknowledgements (those messages are delivered again).
 //!
+//! A power loss (not a process crash: the page cache survives that) during a large write can
+//! persist its pages out of order, leaving an intact record after a missing one within the
+//! last, unsynced write. That is refused as damage too: the log cannot tell it apart. None of
+//! it was acknowledged, so the recovery loses nothing acknowledged there.
+//!
 //! ## Ids
 //!
 //! No queue ever hands out an id twice, whatever was lost:
