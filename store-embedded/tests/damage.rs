@@ -406,3 +406,46 @@ fn a_damaged_high_water_mark_is_rebuilt_or_jumped_over() {
     let r = block_on(store.append(&msg(1), &[cid("a")], T0)).unwrap();
     assert!(r[0].clone().unwrap().0 > 1 << 32, "{r:?}");
 }
+
+/// The highest id ever handed out may live in one record only: after compaction, a client
+/// whose messages all expired is a single last-id record. Lost to damage, nothing in the log
+/// remembers it; the high-water mark does, and recovery goes on above it.
+#[test]
+fn the_high_water_mark_covers_an_id_no_surviving_record_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EmbeddedConfig::new(dir.path()).compact_at(4096);
+    let (big, small) = (cid("big"), cid("small"));
+    {
+        let store = EmbeddedStore::open(cfg.clone()).unwrap();
+        let mut short = msg(0);
+        short.ttl = Some(std::time::Duration::from_millis(1));
+        for n in 0..500 {
+            block_on(store.append(&short, std::slice::from_ref(&big), T0 + n)).unwrap();
+        }
+        for n in 0..3 {
+            block_on(store.append(&msg(n), std::slice::from_ref(&small), T0 + 600)).unwrap();
+        }
+        // Every message of `big` expires; the purge leaves a log that is mostly garbage,
+        // and it is compacted: `big` is one last-id record from then on.
+        block_on(store.purge(T0 + 1000)).unwrap();
+        for n in 3..6 {
+            block_on(store.append(&msg(n), std::slice::from_ref(&small), T0 + 1000)).unwrap();
+        }
+    }
+    let mut log = std::fs::read(cfg.log_file()).unwrap();
+    assert!(log.len() < 4096, "compacted: {} bytes", log.len());
+    // The last-id record of `big`: kind 3, then the client.
+    let (s, e) = *frames(&log)
+        .iter()
+        .find(|(s, _)| log[s + 8..].starts_with(b"\x03\x03big"))
+        .expect("big's last id is one record");
+    log[e - 3] ^= 0x40;
+    std::fs::write(cfg.log_file(), &log).unwrap();
+    let err = EmbeddedStore::open(cfg.clone()).unwrap_err().to_string();
+    assert!(err.contains(&format!("damaged at byte {s} ")), "{err}");
+    let store = EmbeddedStore::open(cfg.recover_damaged_log(true)).unwrap();
+    let r = block_on(store.append(&msg(7), &[big, small], T0 + 2000)).unwrap();
+    let ids: Vec<u64> = r.into_iter().map(|id| id.unwrap().0).collect();
+    assert!(ids[0] > 500, "big was given ids up to 500, now {}", ids[0]);
+    assert!(ids[1] > 6, "{ids:?}");
+}
