@@ -25,6 +25,7 @@
 mod cluster;
 mod containers;
 mod process;
+mod wire;
 
 pub use cluster::RedisCluster;
 pub use containers::{ImageKind, Mongo, Redis, image_from_env};
@@ -32,6 +33,7 @@ pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
     push, test_env, unix_secs,
 };
+pub use wire::{RawAnswer, RawHttp, curl, run_client, wait_until};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";
