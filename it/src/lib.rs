@@ -4,6 +4,9 @@
 //! - [`Herald`] runs the `herald` binary on free loopback ports and reads its log;
 //!   [`Client`] runs a real client (npm `socket.io-client` or PyPI `python-socketio`, see
 //!   [`Lib`]) driven by JSON lines; [`http`] and [`push`] talk to the REST API.
+//! - [`RawHttp`] writes exact bytes to a listener and reads answers as they were framed (the
+//!   hostile-client suite); [`run_client`] runs the HTTP client scripts in `it/clients/`
+//!   (`node-fetch`, `undici`, Python `requests`) and [`curl`] runs curl.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free

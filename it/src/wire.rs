@@ -163,6 +163,36 @@ impl RawHttp {
         Some(answer)
     }
 
+    /// Reads one unmasked WebSocket text frame (as a server sends it) after a 101 answer.
+    ///
+    /// # Panics
+    /// When the connection ends first or the frame is not a short text frame.
+    pub fn ws_text(&mut self) -> String {
+        while self.buf.len() < 2 {
+            assert!(self.fill(), "connection ended before a frame");
+        }
+        assert_eq!(self.buf[0], 0x81, "not a final text frame: {:?}", self.buf);
+        let (len, start) = match self.buf[1] {
+            126 => {
+                while self.buf.len() < 4 {
+                    assert!(self.fill(), "connection ended inside a frame");
+                }
+                (
+                    usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+                    4,
+                )
+            }
+            n if n < 126 => (usize::from(n), 2),
+            n => panic!("unexpected frame length byte {n}"),
+        };
+        while self.buf.len() < start + len {
+            assert!(self.fill(), "connection ended inside a frame");
+        }
+        let text = String::from_utf8(self.buf[start..start + len].to_vec()).expect("UTF-8");
+        self.buf.drain(..start + len);
+        text
+    }
+
     /// Whether the server closed the connection (end of stream or reset) within `limit`,
     /// with nothing more to read.
     pub fn closed_within(&mut self, limit: Duration) -> bool {

@@ -168,6 +168,25 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[async_std::test]
+async fn a_websocket_frame_sent_with_the_upgrade_request_is_not_lost() {
+    let dir = TempDir::new("upgrade");
+    let h = Herald::start(&dir.0, &[]);
+    let mut c = RawHttp::connect(&h.connector);
+    let mut bytes = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: herald\r\n\
+Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    // A masked text frame (mask 0): Socket.IO CONNECT without auth, in the same write.
+    bytes.extend_from_slice(&[0x81, 0x82, 0, 0, 0, 0, b'4', b'0']);
+    c.send(&bytes);
+    let a = c.answer(true).expect("an answer to the upgrade");
+    assert_eq!(a.status, 101);
+    assert!(c.ws_text().starts_with('0'), "no Engine.IO open");
+    // The CONNECT was read: it is refused for its missing auth.
+    assert!(c.ws_text().starts_with("44"), "the early CONNECT was lost");
+}
+
+#[async_std::test]
 async fn slow_heads_bodies_and_idle_connections_are_timed_out() {
     let dir = TempDir::new("slow");
     let h = start_with_env(

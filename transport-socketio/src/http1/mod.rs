@@ -218,6 +218,51 @@ async fn bounded<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
     async_std::future::timeout(limit, fut).await.ok()
 }
 
+/// Checks the parsers' invariants on `data` as the start of a connection and panics when one
+/// breaks: a parsed head never claims more bytes than it was given or than `max_head`, and a
+/// chunked body after it decodes the same at once and byte by byte. Shared by the fuzz target
+/// and the corpus replay in `cargo test`. `Ok(true)`: a head was parsed; `Ok(false)`: more
+/// bytes were needed.
+///
+/// # Errors
+/// The refusal when the head is refused.
+#[doc(hidden)]
+pub fn check_invariants(data: &[u8]) -> Result<bool, Refusal> {
+    const MAX: usize = 8192;
+    let Some((head, n)) = head::parse_head(data, MAX)? else {
+        return Ok(false);
+    };
+    assert!(n <= data.len() && n <= MAX, "head of {n} bytes");
+    if head.framing == Framing::Chunked {
+        let rest = &data[n..];
+        let (mut whole, mut bytewise) = (chunked::Decoder::default(), chunked::Decoder::default());
+        let (mut out_whole, mut out_bytewise) = (Vec::new(), Vec::new());
+        let at_once = whole.feed(rest, &mut out_whole);
+        let mut used = 0;
+        let mut failed = false;
+        for b in rest {
+            if bytewise.is_done() {
+                break;
+            }
+            match bytewise.feed(std::slice::from_ref(b), &mut out_bytewise) {
+                Ok(k) => used += k,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert_eq!(at_once.is_err(), failed, "at once: {at_once:?}");
+        if let Ok(k) = at_once {
+            assert_eq!(
+                (k, whole.is_done(), &out_whole),
+                (used, bytewise.is_done(), &out_bytewise)
+            );
+        }
+    }
+    Ok(true)
+}
+
 /// A connection's socket and the bytes read from it that are not used yet.
 struct Conn {
     stream: TcpStream,
