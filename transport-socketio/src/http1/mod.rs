@@ -108,7 +108,7 @@ pub async fn serve<State: Clone + Send + Sync + 'static>(
         .map_or_else(|_| "?".into(), |a| a.to_string());
     let open = Arc::new(AtomicUsize::new(0));
     let refused = Throttled::new(format!(
-        "connections refused on {addr}: {} open, the limit (http.max_connections)",
+        "connections refused on {addr} (limit {} reached)",
         limits.max_connections
     ));
     let failed = Throttled::new(format!("accepting on {addr} failed"));
@@ -174,10 +174,7 @@ impl Throttled {
         }
         *last = Some(now);
         let n = self.count.swap(0, Relaxed);
-        log::warn!(
-            "{} ({detail}): {n} time(s) since the last report",
-            self.what
-        );
+        log::warn!("{}, {detail}: {n} since the last report", self.what);
     }
 }
 
@@ -423,7 +420,7 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
             framing,
             mut keep_alive,
             expect_continue,
-            upgrade,
+            upgrade: _,
             http10,
         } = head;
         let continue_first =
@@ -488,7 +485,8 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
         {
             keep_alive = false;
         }
-        if res.status() == StatusCode::SwitchingProtocols && upgrade && res.has_upgrade() {
+        // The app switched protocols (it checked the request's Upgrade header).
+        if res.status() == StatusCode::SwitchingProtocols && res.has_upgrade() {
             let mut out = Vec::with_capacity(256);
             write_head(
                 &mut out,
