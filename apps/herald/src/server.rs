@@ -20,7 +20,7 @@ use herald_core::{
     AckId, Broker, BrokerEvent, BrokerOp, BrokerReply, ClientId, ConnId, Hub, HubConfig, HubStats,
     Input, MessageStore, NodeId, Output,
 };
-use herald_socketio::http1::{self, HttpLimits};
+use herald_socketio::http1::{self, HttpLimits, SharedLimit};
 use herald_socketio::{Event, Pending, ServerConfig, Socket, SocketIo};
 use serde_json::json;
 
@@ -561,12 +561,14 @@ pub async fn listen<S: MessageStore, B: Broker>(
         connector: None,
         tasks: Vec::new(),
     };
+    let shared = SharedLimit::new(ConnectionBudget::derive(raise_nofile()).total);
     if config.single_port() {
         let mut app = tide::with_state(state);
         api::routes(&mut app);
         io.mount(&mut app);
         let max_body = config.api_max_body.max(config.max_payload);
-        let (addr, task) = bind(app, config.api_listen, http_limits(config, max_body, 1)).await?;
+        let limits = http_limits(config, max_body, 1, &shared);
+        let (addr, task) = bind(app, config.api_listen, limits).await?;
         listeners.api = Some(addr);
         listeners.connector = Some(addr);
         listeners.tasks.push(task);
@@ -576,7 +578,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     if config.role.serves_api() {
         let mut app = tide::with_state(state);
         api::routes(&mut app);
-        let limits = http_limits(config, config.api_max_body, count);
+        let limits = http_limits(config, config.api_max_body, count, &shared);
         let (addr, task) = bind(app, config.api_listen, limits).await?;
         listeners.api = Some(addr);
         listeners.tasks.push(task);
@@ -584,7 +586,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     if config.role.serves_connector() {
         let mut app = tide::new();
         io.mount(&mut app);
-        let limits = http_limits(config, config.max_payload, count);
+        let limits = http_limits(config, config.max_payload, count, &shared);
         let (addr, task) = bind(app, config.connector_listen, limits).await?;
         listeners.connector = Some(addr);
         listeners.tasks.push(task);
@@ -606,8 +608,13 @@ async fn bind<State: Clone + Send + Sync + 'static>(
 }
 
 /// The HTTP limits of a listener whose largest body is `max_body`, with `listeners` sharing
-/// the file descriptors.
-fn http_limits(config: &Config, max_body: usize, listeners: usize) -> HttpLimits {
+/// the file descriptors through `shared`.
+fn http_limits(
+    config: &Config,
+    max_body: usize,
+    listeners: usize,
+    shared: &Arc<SharedLimit>,
+) -> HttpLimits {
     HttpLimits {
         max_head: config.http_max_head,
         max_body,
@@ -617,7 +624,8 @@ fn http_limits(config: &Config, max_body: usize, listeners: usize) -> HttpLimits
         write_timeout: config.http_write_timeout,
         max_connections: config
             .http_max_connections
-            .unwrap_or_else(|| derived_connection_limit(listeners)),
+            .unwrap_or_else(|| ConnectionBudget::derive(raise_nofile()).per_listener(listeners)),
+        shared: Some(shared.clone()),
     }
 }
 
@@ -633,14 +641,36 @@ fn raise_nofile() -> u64 {
     })
 }
 
-/// Connections per listener when `http.max_connections` is not set: the file descriptors
-/// left after a reserve for the store, the broker, logs and the process itself (an eighth,
-/// at least 64), shared equally by the listeners.
-fn derived_connection_limit(listeners: usize) -> usize {
-    let nofile = raise_nofile();
-    let reserve = (nofile / 8).max(64);
-    let per = nofile.saturating_sub(reserve) / listeners.max(1) as u64;
-    usize::try_from(per).unwrap_or(usize::MAX).max(1)
+/// How many connections the file-descriptor limit allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectionBudget {
+    /// Connections of all listeners together: the limit less a reserve for the store, the
+    /// broker, logs and the process itself (64 and 1/64 of the limit).
+    total: usize,
+    /// What one listener always leaves to the others (1/64 of the total, at least 16), so a
+    /// flood on the Socket.IO port never takes the REST API's `/healthy` with it.
+    headroom: usize,
+}
+
+impl ConnectionBudget {
+    fn derive(nofile: u64) -> ConnectionBudget {
+        let nofile = usize::try_from(nofile).unwrap_or(usize::MAX);
+        let total = nofile.saturating_sub(64 + nofile / 64).max(1);
+        ConnectionBudget {
+            total,
+            headroom: (total / 64).max(16),
+        }
+    }
+
+    /// The limit of one of `listeners` listeners.
+    fn per_listener(self, listeners: usize) -> usize {
+        if listeners <= 1 {
+            return self.total;
+        }
+        self.total
+            .saturating_sub(self.headroom * (listeners - 1))
+            .max(1)
+    }
 }
 
 /// The Socket.IO server configuration of a node.
@@ -663,6 +693,20 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn the_connection_budget_leaves_room_for_the_process_and_the_other_listener() {
+        // prlimit --nofile=256: the descriptors a node uses at rest (about 20) and the REST
+        // API's room stay free while the Socket.IO port is full.
+        let b = ConnectionBudget::derive(256);
+        assert_eq!((b.total, b.headroom), (188, 16));
+        assert_eq!(b.per_listener(2), 172);
+        assert_eq!(b.per_listener(1), 188);
+        // 20,000 (the benchmark machine): 19,000 idle WebSockets or 1,000 pushers fit.
+        let b = ConnectionBudget::derive(20_000);
+        assert!(b.per_listener(2) >= 19_000 && b.total < 20_000 - 300);
+        assert_eq!(ConnectionBudget::derive(0).per_listener(2), 1);
     }
 
     #[test]

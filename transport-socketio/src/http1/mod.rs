@@ -24,8 +24,9 @@
 //! lingering briefly so the client reads the answer instead of a reset.
 //!
 //! [`serve`] is the accept loop: `TCP_NODELAY` on every socket, and at most
-//! [`HttpLimits::max_connections`] connections at once; beyond that a connection is answered
-//! 503 and closed, logged once per [`LOG_EVERY`].
+//! [`HttpLimits::max_connections`] connections at once (and within a [`SharedLimit`] the
+//! listeners of a process may share); beyond that a connection is answered 503 and closed,
+//! logged once per [`LOG_EVERY`].
 
 pub mod chunked;
 pub mod head;
@@ -60,8 +61,26 @@ const INLINE_BODY: usize = 64 << 10;
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
+/// A connection budget several listeners share (the process's file descriptors): a
+/// connection takes a slot of its listener and one of this.
+#[derive(Debug)]
+pub struct SharedLimit {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl SharedLimit {
+    /// A budget of `max` connections.
+    pub fn new(max: usize) -> Arc<SharedLimit> {
+        Arc::new(SharedLimit {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+}
+
 /// The limits of one listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Largest request head (request line and header fields), bytes; larger → 431.
     pub max_head: usize,
@@ -79,6 +98,8 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
     /// Connections served at once by this listener; more are answered 503 and closed.
     pub max_connections: usize,
+    /// A budget shared with other listeners, if any; beyond it, 503 as well.
+    pub shared: Option<Arc<SharedLimit>>,
 }
 
 impl Default for HttpLimits {
@@ -91,6 +112,7 @@ impl Default for HttpLimits {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            shared: None,
         }
     }
 }
@@ -113,8 +135,10 @@ pub async fn serve<State: Clone + Send + Sync + 'static>(
     ));
     let failed = Throttled::new(format!("accepting on {addr} failed"));
     log::info!(
-        "HTTP on {addr}: at most {} connections, heads {} bytes, bodies {} bytes",
+        "HTTP on {addr}: at most {} connections ({} shared with the other listeners), heads {} \
+         bytes, bodies {} bytes",
         limits.max_connections,
+        limits.shared.as_ref().map_or(0, |s| s.max),
         limits.max_head,
         limits.max_body
     );
@@ -129,7 +153,7 @@ pub async fn serve<State: Clone + Send + Sync + 'static>(
                 continue;
             }
         };
-        let Some(slot) = Slot::take(&open, limits.max_connections) else {
+        let Some(slot) = Slot::take(&open, limits.max_connections, limits.shared.as_ref()) else {
             refused.note("answered 503");
             refuse_busy(stream);
             continue;
@@ -178,20 +202,45 @@ impl Throttled {
     }
 }
 
-/// One of a listener's connection slots, given back on drop.
-pub struct Slot(Arc<AtomicUsize>);
+/// One of a listener's connection slots (and of the shared budget), given back on drop.
+pub struct Slot {
+    listener: Arc<AtomicUsize>,
+    shared: Option<Arc<SharedLimit>>,
+}
 
 impl Slot {
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        open.fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| Slot(open.clone()))
+    fn take(
+        open: &Arc<AtomicUsize>,
+        max: usize,
+        shared: Option<&Arc<SharedLimit>>,
+    ) -> Option<Slot> {
+        let up = |counter: &AtomicUsize, max: usize| {
+            counter
+                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                .is_ok()
+        };
+        if !up(open, max) {
+            return None;
+        }
+        if let Some(shared) = shared
+            && !up(&shared.open, shared.max)
+        {
+            open.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Slot {
+            listener: open.clone(),
+            shared: shared.cloned(),
+        })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.listener.fetch_sub(1, Relaxed);
+        if let Some(shared) = &self.shared {
+            shared.open.fetch_sub(1, Relaxed);
+        }
     }
 }
 
