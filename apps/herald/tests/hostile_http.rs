@@ -139,6 +139,34 @@ async fn http10_no_host_and_oversized_heads_are_answered() {
 }
 
 #[async_std::test]
+async fn chunked_bodies_are_read_and_oversized_ones_refused_unread() {
+    let dir = TempDir::new("bodies");
+    let h = Herald::start(&dir.0, &[]);
+    let mut c = RawHttp::connect(&h.api);
+    let (a, b) = PUSH.split_at(10);
+    let chunked = format!(
+        "{:x};x=1\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    c.send(push_request("Transfer-Encoding: chunked\r\n", &chunked).as_bytes());
+    let a = c.answer(false).expect("an answer to a chunked push");
+    assert_eq!(json_body(&a), json!({"ok": 1, "send": 1}));
+    assert!(!a.says_close());
+    // A malformed chunk: 400 and close.
+    c.send(push_request("Transfer-Encoding: chunked\r\n", "zz\r\n").as_bytes());
+    let a = c.answer(false).expect("an answer to a bad chunk");
+    assert_eq!(a.status, 400);
+    assert!(a.says_close() && c.closed_within(WAIT));
+    // Declared larger than api.max_body: the app's 413 without reading it, then close.
+    let mut c = RawHttp::connect(&h.api);
+    c.send(push_request("Content-Length: 2000000\r\n", "{").as_bytes());
+    let a = c.answer(false).expect("an answer to an oversized body");
+    assert_eq!((a.status, json_body(&a)["ok"].clone()), (413, json!(0)));
+    assert!(a.says_close() && c.closed_within(WAIT));
+}
+
+#[async_std::test]
 async fn pipelined_requests_are_answered_in_order() {
     let dir = TempDir::new("pipeline");
     let h = Herald::start(&dir.0, &[]);
