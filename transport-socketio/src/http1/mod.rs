@@ -798,6 +798,39 @@ fn format_date(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of requests, so random sequences reach the framing checks and the chunked
+    /// decoder (random bytes alone rarely make a head).
+    const PIECES: &[&str] = &[
+        "POST /push HTTP/1.1\r\n",
+        "GET / HTTP/1.0\r\n",
+        "Host: h\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Content-Length: 3\r\n",
+        "Connection: close, upgrade\r\n",
+        "Expect: 100-continue\r\n",
+        "\r\n",
+        "\n",
+        "5\r\nhello\r\n",
+        "0\r\n",
+        "1;ext\r\n",
+        "x",
+        "T: v\r\n",
+    ];
+
+    proptest! {
+        /// What the `http_request` fuzz target checks, on random bytes and random pieces.
+        #[test]
+        fn any_input_keeps_the_parsers_invariants(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            pieces in proptest::collection::vec(0..PIECES.len(), 0..24),
+        ) {
+            let _ = check_invariants(&bytes);
+            let text: String = pieces.iter().map(|&i| PIECES[i]).collect();
+            let _ = check_invariants(text.as_bytes());
+        }
+    }
 
     #[test]
     fn dates_are_formatted_as_rfc_9110_asks() {
