@@ -5,6 +5,9 @@
 //!   [`Client`] runs a real client (npm `socket.io-client` or PyPI `python-socketio`, see
 //!   [`Lib`]) driven by JSON lines; [`http`] and [`push`] talk to the REST API.
 //!   [`start_refused`] runs it when its start-up is expected to be refused.
+//! - [`RawHttp`] writes exact bytes to a listener and reads answers as they were framed (the
+//!   hostile-client suite); [`run_client`] runs the HTTP client scripts in `it/clients/`
+//!   (`node-fetch`, `undici`, Python `requests`) and [`curl`] runs curl.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
@@ -27,6 +30,7 @@ mod cluster;
 mod containers;
 mod process;
 mod refused;
+mod wire;
 
 pub use cluster::RedisCluster;
 pub use containers::{ImageKind, Mongo, Redis, image_from_env};
@@ -35,6 +39,7 @@ pub use process::{
     push, test_env, unix_secs,
 };
 pub use refused::{Stopped, start_refused};
+pub use wire::{RawAnswer, RawHttp, curl, run_client, wait_until};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";

@@ -64,6 +64,12 @@ impl Herald {
     /// Starts `herald` with free ports, `data_dir`, the test secret and `extra` flags, and waits
     /// for its start-up line.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Herald {
+        Herald::start_under(&[], data_dir, extra)
+    }
+
+    /// Like [`Herald::start`], run under `wrapper`: a command that runs the binary named after
+    /// its arguments in its own place (`prlimit --nofile=256:256 --`).
+    pub fn start_under(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Herald {
         let mut args: Vec<String> = vec![
             "--api-listen".into(),
             "127.0.0.1:0".into(),
@@ -75,12 +81,24 @@ impl Herald {
             SECRET.into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Herald::start_args(&args)
+        Herald::spawn(wrapper, &args)
     }
 
     /// Starts `herald` with exactly `args` and waits for its start-up line.
     pub fn start_args(args: &[String]) -> Herald {
-        let mut child = Command::new(herald_bin())
+        Herald::spawn(&[], args)
+    }
+
+    fn spawn(wrapper: &[&str], args: &[String]) -> Herald {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(herald_bin());
+                c
+            }
+            None => Command::new(herald_bin()),
+        };
+        let mut child = cmd
             .args(args)
             .env("HERALD_LOG_LEVEL", "debug")
             .stdin(Stdio::null())

@@ -116,30 +116,24 @@ pub fn config(args: &[String]) -> Result<(u16, ServerConfig), String> {
 /// Starts the echo server (`/socket.io/` and `/engine.io/` on one port) on `addr`; returns
 /// the Socket.IO server and the bound address.
 pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<(SocketIo, SocketAddr)> {
-    use tide::listener::{Listener, ToListener};
     let (io, incoming) = SocketIo::new(cfg.clone());
     let (engine, engine_incoming) = SocketIo::new(ServerConfig {
         path: "/engine.io/".into(),
         engine_only: true,
-        ..cfg
+        ..cfg.clone()
     });
     async_std::task::spawn(echo(incoming));
     async_std::task::spawn(engine_echo(engine_incoming));
     let mut app = tide::new();
     io.mount(&mut app);
     engine.mount(&mut app);
-    let mut listener = addr.to_listener()?;
-    listener.bind(app).await?;
-    let bound = listener
-        .info()
-        .first()
-        .and_then(|i| i.connection().trim_start_matches("http://").parse().ok())
-        .unwrap_or(addr);
-    async_std::task::spawn(async move {
-        if let Err(e) = listener.accept().await {
-            eprintln!("echo server stopped: {e}");
-        }
-    });
+    let listener = async_std::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let limits = herald_socketio::http1::HttpLimits {
+        max_body: cfg.max_payload,
+        ..Default::default()
+    };
+    async_std::task::spawn(herald_socketio::http1::serve(listener, app, limits));
     Ok((io, bound))
 }
 

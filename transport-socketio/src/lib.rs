@@ -7,6 +7,7 @@
 //! events.
 
 pub mod engineio;
+pub mod http1;
 mod mailbox;
 pub mod server;
 pub mod socketio;

@@ -502,27 +502,27 @@ impl SocketIo {
         }
     }
 
-    /// Serves on its own listener at `addr` until the listener fails. Returns the bound address
-    /// through `bound` as soon as it is known (port 0 picks a free port).
+    /// Serves on its own listener at `addr` with our HTTP/1.1 connection code
+    /// ([`crate::http1`], default limits, bodies up to `max_payload`). Returns the bound
+    /// address through `bound` as soon as it is known (port 0 picks a free port).
     ///
     /// # Errors
-    /// When the address cannot be bound or the listener fails.
+    /// When the address cannot be bound.
     pub async fn serve(
         self,
         addr: SocketAddr,
         bound: impl FnOnce(SocketAddr),
     ) -> std::io::Result<()> {
-        use tide::listener::{ListenInfo, Listener};
         let mut app = tide::new();
         self.mount(&mut app);
-        let mut listener = app.bind(addr).await?;
-        let info: Vec<ListenInfo> = listener.info();
-        let actual = info
-            .first()
-            .and_then(|i| i.connection().trim_start_matches("http://").parse().ok())
-            .unwrap_or(addr);
-        bound(actual);
-        listener.accept().await
+        let listener = async_std::net::TcpListener::bind(addr).await?;
+        bound(listener.local_addr()?);
+        let limits = crate::http1::HttpLimits {
+            max_body: self.inner.config.max_payload,
+            ..crate::http1::HttpLimits::default()
+        };
+        crate::http1::serve(listener, app, limits).await;
+        Ok(())
     }
 
     /// Tells every client the server is going away (Engine.IO close) and ends every session.

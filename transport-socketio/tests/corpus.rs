@@ -59,3 +59,24 @@ fn known_bad_inputs_are_refused() {
         );
     }
 }
+
+/// Replays tests/corpus-http (the `http_request` fuzzer's seeds) through the HTTP head parser
+/// and the chunked decoder: each parses or is refused, never panics, and keeps the parsers'
+/// invariants (`check_invariants`).
+#[test]
+fn http_corpus_parses_or_is_refused() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus-http");
+    let (mut parsed, mut refused) = (0, 0);
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.unwrap().path();
+        match herald_socketio::http1::check_invariants(&std::fs::read(&path).unwrap()) {
+            Ok(true) => parsed += 1,
+            Ok(false) => panic!("{}: a whole head asks for more", path.display()),
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        parsed >= 8 && refused >= 8,
+        "{parsed} parsed, {refused} refused"
+    );
+}

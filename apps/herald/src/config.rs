@@ -200,6 +200,60 @@ const KEYS: &[Key] = &[
         help: "default message time to live",
     },
     Key {
+        path: "http.max_head",
+        env: "HERALD_HTTP_MAX_HEAD",
+        kind: Kind::Int {
+            min: 1024,
+            max: 1 << 20,
+        },
+        help: "largest HTTP request head (request line and headers), bytes; larger is answered 431",
+    },
+    Key {
+        path: "http.head_timeout_ms",
+        env: "HERALD_HTTP_HEAD_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time an HTTP request head may take to arrive (408 and close after it)",
+    },
+    Key {
+        path: "http.body_timeout_ms",
+        env: "HERALD_HTTP_BODY_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time an HTTP request body may take to arrive (408 and close after it)",
+    },
+    Key {
+        path: "http.idle_timeout_ms",
+        env: "HERALD_HTTP_IDLE_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time a kept-alive HTTP connection may wait for its next request",
+    },
+    Key {
+        path: "http.write_timeout_ms",
+        env: "HERALD_HTTP_WRITE_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time an HTTP answer may take to be written (a client that does not read)",
+    },
+    Key {
+        path: "http.max_connections",
+        env: "HERALD_HTTP_MAX_CONNECTIONS",
+        kind: Kind::Int {
+            min: 0,
+            max: 100_000_000,
+        },
+        help: "connections per listener (WebSockets included); more are answered 503; 0 = derived from RLIMIT_NOFILE",
+    },
+    Key {
         path: "log.level",
         env: "HERALD_LOG_LEVEL",
         kind: Kind::Word(&["error", "warn", "info", "debug", "trace"]),
@@ -426,6 +480,18 @@ pub struct Config {
     pub retention_ttl: Duration,
     /// Log level.
     pub log_level: log::LevelFilter,
+    /// Largest HTTP request head, bytes.
+    pub http_max_head: usize,
+    /// Time an HTTP request head may take to arrive.
+    pub http_head_timeout: Duration,
+    /// Time an HTTP request body may take to arrive.
+    pub http_body_timeout: Duration,
+    /// Time a kept-alive HTTP connection may wait for its next request.
+    pub http_idle_timeout: Duration,
+    /// Time an HTTP answer may take to be written.
+    pub http_write_timeout: Duration,
+    /// Connections per listener; `None` = derived from `RLIMIT_NOFILE` at start-up.
+    pub http_max_connections: Option<usize>,
 }
 
 impl Config {
@@ -636,6 +702,15 @@ impl Config {
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
             log_level,
+            http_max_head: i("http.max_head", 8 << 10) as usize,
+            http_head_timeout: Duration::from_millis(i("http.head_timeout_ms", 10_000) as u64),
+            http_body_timeout: Duration::from_millis(i("http.body_timeout_ms", 30_000) as u64),
+            http_idle_timeout: Duration::from_millis(i("http.idle_timeout_ms", 60_000) as u64),
+            http_write_timeout: Duration::from_millis(i("http.write_timeout_ms", 30_000) as u64),
+            http_max_connections: match i("http.max_connections", 0) {
+                0 => None,
+                n => Some(n as usize),
+            },
         })
     }
 
@@ -879,6 +954,27 @@ mod tests {
         assert_eq!(c.retention_cap, 10_000);
         assert_eq!(c.retention_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(c.api_max_body, 1 << 20);
+        assert_eq!(c.http_max_head, 8 << 10);
+        assert_eq!(c.http_head_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_body_timeout, Duration::from_secs(30));
+        assert_eq!(c.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.http_write_timeout, Duration::from_secs(30));
+        assert_eq!(c.http_max_connections, None);
+    }
+
+    #[test]
+    fn http_limits_come_from_the_file_and_the_environment() {
+        let f = file("[http]\nmax_head = 16384\nmax_connections = 100\n");
+        let path = f.0.to_str().unwrap();
+        let c = load(
+            &["--config", path],
+            &[("HERALD_HTTP_BODY_TIMEOUT_MS", "500")],
+        )
+        .unwrap();
+        assert_eq!(c.http_max_head, 16384);
+        assert_eq!(c.http_max_connections, Some(100));
+        assert_eq!(c.http_body_timeout, Duration::from_millis(500));
+        assert!(load(&[], &[("HERALD_HTTP_MAX_HEAD", "10")]).is_err());
     }
 
     #[test]

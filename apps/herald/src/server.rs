@@ -20,6 +20,7 @@ use herald_core::{
     AckId, Broker, BrokerEvent, BrokerOp, BrokerReply, ClientId, ConnId, Hub, HubConfig, HubStats,
     Input, MessageStore, NodeId, Output,
 };
+use herald_socketio::http1::{self, HttpLimits, SharedLimit};
 use herald_socketio::{Event, Pending, ServerConfig, Socket, SocketIo};
 use serde_json::json;
 
@@ -560,27 +561,33 @@ pub async fn listen<S: MessageStore, B: Broker>(
         connector: None,
         tasks: Vec::new(),
     };
+    let shared = SharedLimit::new(ConnectionBudget::derive(raise_nofile()).total);
     if config.single_port() {
         let mut app = tide::with_state(state);
         api::routes(&mut app);
         io.mount(&mut app);
-        let (addr, task) = bind(app, config.api_listen).await?;
+        let max_body = config.api_max_body.max(config.max_payload);
+        let limits = http_limits(config, max_body, 1, &shared);
+        let (addr, task) = bind(app, config.api_listen, limits).await?;
         listeners.api = Some(addr);
         listeners.connector = Some(addr);
         listeners.tasks.push(task);
         return Ok(listeners);
     }
+    let count = usize::from(config.role.serves_api()) + usize::from(config.role.serves_connector());
     if config.role.serves_api() {
         let mut app = tide::with_state(state);
         api::routes(&mut app);
-        let (addr, task) = bind(app, config.api_listen).await?;
+        let limits = http_limits(config, config.api_max_body, count, &shared);
+        let (addr, task) = bind(app, config.api_listen, limits).await?;
         listeners.api = Some(addr);
         listeners.tasks.push(task);
     }
     if config.role.serves_connector() {
         let mut app = tide::new();
         io.mount(&mut app);
-        let (addr, task) = bind(app, config.connector_listen).await?;
+        let limits = http_limits(config, config.max_payload, count, &shared);
+        let (addr, task) = bind(app, config.connector_listen, limits).await?;
         listeners.connector = Some(addr);
         listeners.tasks.push(task);
     }
@@ -590,60 +597,80 @@ pub async fn listen<S: MessageStore, B: Broker>(
 async fn bind<State: Clone + Send + Sync + 'static>(
     app: tide::Server<State>,
     addr: SocketAddr,
+    limits: HttpLimits,
 ) -> anyhow::Result<(SocketAddr, async_std::task::JoinHandle<()>)> {
     let listener = async_std::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let task = async_std::task::spawn(async move {
-        let mut incoming = listener.incoming();
-        while let Some(stream) = incoming.next().await {
-            match stream {
-                Ok(stream) => serve_http(app.clone(), stream),
-                Err(e) if is_transient(&e) => {}
-                Err(e) => {
-                    // Out of file descriptors, typically: wait instead of spinning.
-                    log::error!("accepting on {bound} failed: {e}; pausing 500 ms");
-                    async_std::task::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
+    let task = async_std::task::spawn(http1::serve(listener, app, limits));
     Ok((bound, task))
 }
 
-/// Serves HTTP (and the WebSocket upgrades) on one accepted connection: tide's own listener,
-/// plus `TCP_NODELAY`. Answers and deliveries are small writes, and without it each one
-/// written while the previous is unacknowledged waits for the peer's delayed ACK (40 ms).
-fn serve_http<State: Clone + Send + Sync + 'static>(
-    app: tide::Server<State>,
-    stream: async_std::net::TcpStream,
-) {
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("TCP_NODELAY not set: {e}");
+/// The HTTP limits of a listener whose largest body is `max_body`, with `listeners` sharing
+/// the file descriptors through `shared`.
+fn http_limits(
+    config: &Config,
+    max_body: usize,
+    listeners: usize,
+    shared: &Arc<SharedLimit>,
+) -> HttpLimits {
+    HttpLimits {
+        max_head: config.http_max_head,
+        max_body,
+        head_timeout: config.http_head_timeout,
+        body_timeout: config.http_body_timeout,
+        idle_timeout: config.http_idle_timeout,
+        write_timeout: config.http_write_timeout,
+        max_connections: config
+            .http_max_connections
+            .unwrap_or_else(|| ConnectionBudget::derive(raise_nofile()).per_listener(listeners)),
+        shared: Some(shared.clone()),
     }
-    async_std::task::spawn(async move {
-        let local = stream.local_addr().ok();
-        let peer = stream.peer_addr().ok();
-        let served = async_h1::accept(stream, |mut req| async {
-            req.set_local_addr(local);
-            req.set_peer_addr(peer);
-            app.respond(req).await
-        })
-        .await;
-        if let Err(e) = served {
-            log::debug!("HTTP connection from {peer:?} ended: {e}");
-        }
-    });
 }
 
-/// Accept errors that concern one connection only (as tide's listener treats them).
-fn is_transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (once per process) and returns it.
+fn raise_nofile() -> u64 {
+    static LIMIT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!("cannot raise RLIMIT_NOFILE: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    })
+}
+
+/// How many connections the file-descriptor limit allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectionBudget {
+    /// Connections of all listeners together: the limit less a reserve for the store, the
+    /// broker, logs and the process itself (64 and 1/64 of the limit).
+    total: usize,
+    /// What one listener always leaves to the others (1/64 of the total, at least 16), so a
+    /// flood on the Socket.IO port never takes the REST API's `/healthy` with it.
+    headroom: usize,
+}
+
+impl ConnectionBudget {
+    fn derive(nofile: u64) -> ConnectionBudget {
+        let nofile = usize::try_from(nofile).unwrap_or(usize::MAX);
+        let total = nofile.saturating_sub(64 + nofile / 64).max(1);
+        ConnectionBudget {
+            total,
+            headroom: (total / 64).max(16),
+        }
+    }
+
+    /// The limit of one of `listeners` listeners.
+    fn per_listener(self, listeners: usize) -> usize {
+        if listeners <= 1 {
+            return self.total;
+        }
+        self.total
+            .saturating_sub(self.headroom * (listeners - 1))
+            .max(1)
+    }
 }
 
 /// The Socket.IO server configuration of a node.
@@ -666,6 +693,20 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn the_connection_budget_leaves_room_for_the_process_and_the_other_listener() {
+        // prlimit --nofile=256: the descriptors a node uses at rest (about 20) and the REST
+        // API's room stay free while the Socket.IO port is full.
+        let b = ConnectionBudget::derive(256);
+        assert_eq!((b.total, b.headroom), (188, 16));
+        assert_eq!(b.per_listener(2), 172);
+        assert_eq!(b.per_listener(1), 188);
+        // 20,000 (the benchmark machine): 19,000 idle WebSockets or 1,000 pushers fit.
+        let b = ConnectionBudget::derive(20_000);
+        assert!(b.per_listener(2) >= 19_000 && b.total < 20_000 - 300);
+        assert_eq!(ConnectionBudget::derive(0).per_listener(2), 1);
     }
 
     #[test]

@@ -1,0 +1,842 @@
+//! Our HTTP/1.1 server connection: the wire under tide for both of Herald's listeners.
+//!
+//! tide's own server (async-h1) is unmaintained and answers wrongly in ways clients notice
+//! (no `Connection: close` before it closes, two differing `Content-Length` accepted, HTTP/1.0
+//! and pipelined requests dropped, no read timeouts). tide stays the framework: this module
+//! reads requests off the socket, hands each to [`tide::Server::respond`] as an
+//! `tide::http::Request`, and writes the answer.
+//!
+//! One connection, one task, requests answered in order:
+//! 1. the head, at most [`HttpLimits::max_head`] bytes, within [`HttpLimits::head_timeout`]
+//!    (the wait for a next request on a kept-alive connection is
+//!    [`HttpLimits::idle_timeout`]); parsed and checked by [`head::parse_head`], which refuses
+//!    ambiguous framing (400), a missing `Host` (400), a head too large (431);
+//! 2. the body, by `Content-Length` or chunked ([`chunked`]), at most
+//!    [`HttpLimits::max_body`] bytes, within [`HttpLimits::body_timeout`]. A larger body is not
+//!    read: the app sees its declared length (and answers 413), and the connection closes;
+//! 3. the app's answer, written within [`HttpLimits::write_timeout`] with `Content-Length`
+//!    when its length is known (chunked for HTTP/1.1 otherwise, close-delimited for
+//!    HTTP/1.0), and `Connection: close` whenever the connection ends after it;
+//! 4. a `101 Switching Protocols` answer with an upgrade hands the socket (and any bytes
+//!    already read past the head) to the app through `http_types`' upgrade channel.
+//!
+//! Any refusal is answered with its status and reason, then the connection closes after
+//! lingering briefly so the client reads the answer instead of a reset.
+//!
+//! [`serve`] is the accept loop: `TCP_NODELAY` on every socket, and at most
+//! [`HttpLimits::max_connections`] connections at once (and within a [`SharedLimit`] the
+//! listeners of a process may share); beyond that a connection is answered 503 and closed,
+//! logged once per [`LOG_EVERY`].
+
+pub mod chunked;
+pub mod head;
+
+use std::future::Future;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_std::net::{TcpListener, TcpStream};
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use tide::http::upgrade::Connection;
+use tide::http::{Body, Response, StatusCode};
+
+use head::{Framing, Head, Refusal};
+
+/// How often refused connections and failed accepts are logged, at most.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Bytes asked of the socket per read.
+const READ_SIZE: usize = 4096;
+
+/// Answers up to this size are written with their head in one write.
+const INLINE_BODY: usize = 64 << 10;
+
+/// How long, and how many bytes, a closing connection keeps reading so the peer sees our last
+/// answer rather than a reset (its unread bytes would make the close a reset).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// A connection budget several listeners share (the process's file descriptors): a
+/// connection takes a slot of its listener and one of this.
+#[derive(Debug)]
+pub struct SharedLimit {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl SharedLimit {
+    /// A budget of `max` connections.
+    pub fn new(max: usize) -> Arc<SharedLimit> {
+        Arc::new(SharedLimit {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+}
+
+/// The limits of one listener.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request head (request line and header fields), bytes; larger → 431.
+    pub max_head: usize,
+    /// Largest request body read, bytes; a larger one is not read and the connection closes
+    /// after the answer (the app's own limit gives the answer, 413).
+    pub max_body: usize,
+    /// Time a request head may take to arrive, from its first byte (from the accept for a
+    /// connection's first request).
+    pub head_timeout: Duration,
+    /// Time a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Time a kept-alive connection may stay idle between requests.
+    pub idle_timeout: Duration,
+    /// Time an answer may take to be written (a client that does not read).
+    pub write_timeout: Duration,
+    /// Connections served at once by this listener; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// A budget shared with other listeners, if any; beyond it, 503 as well.
+    pub shared: Option<Arc<SharedLimit>>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_head: 8 << 10,
+            max_body: 1 << 20,
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            shared: None,
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `app`, until the listener fails for
+/// good (it never does for a full descriptor table: that is waited out).
+pub async fn serve<State: Clone + Send + Sync + 'static>(
+    listener: TcpListener,
+    app: tide::Server<State>,
+    limits: HttpLimits,
+) {
+    let limits = Arc::new(limits);
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    let open = Arc::new(AtomicUsize::new(0));
+    let refused = Throttled::new(format!(
+        "connections refused on {addr} (limit {} reached)",
+        limits.max_connections
+    ));
+    let failed = Throttled::new(format!("accepting on {addr} failed"));
+    log::info!(
+        "HTTP on {addr}: at most {} connections ({} shared with the other listeners), heads {} \
+         bytes, bodies {} bytes",
+        limits.max_connections,
+        limits.shared.as_ref().map_or(0, |s| s.max),
+        limits.max_head,
+        limits.max_body
+    );
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors, typically: wait instead of spinning.
+                failed.note(&e.to_string());
+                async_std::task::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(&open, limits.max_connections, limits.shared.as_ref()) else {
+            refused.note("answered 503");
+            refuse_busy(stream);
+            continue;
+        };
+        let app = app.clone();
+        let limits = limits.clone();
+        async_std::task::spawn(serve_connection(stream, app, limits, slot));
+    }
+}
+
+/// Accept errors that concern one connection only.
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// A warning logged at most once per [`LOG_EVERY`], with how many times it happened.
+struct Throttled {
+    what: String,
+    count: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttled {
+    fn new(what: String) -> Self {
+        Throttled {
+            what,
+            count: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    fn note(&self, detail: &str) {
+        self.count.fetch_add(1, Relaxed);
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < LOG_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        let n = self.count.swap(0, Relaxed);
+        log::warn!("{}, {detail}: {n} since the last report", self.what);
+    }
+}
+
+/// One of a listener's connection slots (and of the shared budget), given back on drop.
+pub struct Slot {
+    listener: Arc<AtomicUsize>,
+    shared: Option<Arc<SharedLimit>>,
+}
+
+impl Slot {
+    fn take(
+        open: &Arc<AtomicUsize>,
+        max: usize,
+        shared: Option<&Arc<SharedLimit>>,
+    ) -> Option<Slot> {
+        let up = |counter: &AtomicUsize, max: usize| {
+            counter
+                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                .is_ok()
+        };
+        if !up(open, max) {
+            return None;
+        }
+        if let Some(shared) = shared
+            && !up(&shared.open, shared.max)
+        {
+            open.fetch_sub(1, Relaxed);
+            return None;
+        }
+        Some(Slot {
+            listener: open.clone(),
+            shared: shared.cloned(),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.listener.fetch_sub(1, Relaxed);
+        if let Some(shared) = &self.shared {
+            shared.open.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+/// Answers 503 without waiting for anything (the answer fits the socket's empty send buffer)
+/// and closes.
+fn refuse_busy(stream: TcpStream) {
+    use futures::FutureExt;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 24\r\nconnection: close\r\nretry-after: 1\r\n\r\ntoo many connections, retry\n";
+    let _ = (&stream).write(&BUSY[..BUSY.len() - 4]).now_or_never();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Runs `fut` within `limit`; `None` when it took longer. The timer is armed only when `fut`
+/// has to wait (most reads and writes complete at once).
+async fn bounded<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let Some(v) = futures::future::poll_immediate(fut.as_mut()).await {
+        return Some(v);
+    }
+    async_std::future::timeout(limit, fut).await.ok()
+}
+
+/// Checks the parsers' invariants on `data` as the start of a connection and panics when one
+/// breaks: a parsed head never claims more bytes than it was given or than `max_head`, and a
+/// chunked body after it decodes the same at once and byte by byte. Shared by the fuzz target
+/// and the corpus replay in `cargo test`. `Ok(true)`: a head was parsed; `Ok(false)`: more
+/// bytes were needed.
+///
+/// # Errors
+/// The refusal when the head is refused.
+#[doc(hidden)]
+pub fn check_invariants(data: &[u8]) -> Result<bool, Refusal> {
+    const MAX: usize = 8192;
+    let Some((head, n)) = head::parse_head(data, MAX)? else {
+        return Ok(false);
+    };
+    assert!(n <= data.len() && n <= MAX, "head of {n} bytes");
+    if head.framing == Framing::Chunked {
+        let rest = &data[n..];
+        let (mut whole, mut bytewise) = (chunked::Decoder::default(), chunked::Decoder::default());
+        let (mut out_whole, mut out_bytewise) = (Vec::new(), Vec::new());
+        let at_once = whole.feed(rest, &mut out_whole);
+        let mut used = 0;
+        let mut failed = false;
+        for b in rest {
+            if bytewise.is_done() {
+                break;
+            }
+            match bytewise.feed(std::slice::from_ref(b), &mut out_bytewise) {
+                Ok(k) => used += k,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert_eq!(at_once.is_err(), failed, "at once: {at_once:?}");
+        if let Ok(k) = at_once {
+            assert_eq!(
+                (k, whole.is_done(), &out_whole),
+                (used, bytewise.is_done(), &out_bytewise)
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// A connection's socket and the bytes read from it that are not used yet.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// `buf[pos..]` is not used yet.
+    pos: usize,
+}
+
+impl Conn {
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads once more into the buffer; `Ok(0)` at the end of the stream.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_SIZE, 0);
+        let read = self.stream.read(&mut self.buf[len..]).await;
+        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    /// Reads until a whole head is buffered. `Ok(None)`: the peer closed.
+    async fn read_head(&mut self, max_head: usize) -> Result<Option<Head>, Refusal> {
+        loop {
+            if !self.buffered().is_empty()
+                && let Some((head, n)) = head::parse_head(self.buffered(), max_head)?
+            {
+                self.consume(n);
+                return Ok(Some(head));
+            }
+            match self.fill().await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads a body of `len` bytes. `None`: the peer closed first.
+    async fn read_exact_body(&mut self, len: usize) -> Option<Vec<u8>> {
+        let mut body = Vec::with_capacity(len);
+        let have = self.buffered().len().min(len);
+        body.extend_from_slice(&self.buffered()[..have]);
+        self.consume(have);
+        body.resize(len, 0);
+        self.stream.read_exact(&mut body[have..]).await.ok()?;
+        Some(body)
+    }
+
+    /// Reads a chunked body, at most `max + 1` bytes of data (more is left unread). `Ok(None)`:
+    /// the peer closed first.
+    async fn read_chunked_body(&mut self, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
+        let mut decoder = chunked::Decoder::default();
+        let mut body = Vec::new();
+        loop {
+            let used = decoder
+                .feed(self.buffered(), &mut body)
+                .map_err(|e| Refusal {
+                    status: 400,
+                    reason: e.0,
+                })?;
+            self.consume(used);
+            if decoder.is_done() || body.len() > max {
+                return Ok(Some(body));
+            }
+            match self.fill().await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], limit: Duration) -> bool {
+        matches!(
+            bounded(limit, self.stream.write_all(bytes)).await,
+            Some(Ok(()))
+        )
+    }
+
+    /// Ends the connection so the peer reads our last answer: no more writes, then what it
+    /// still sends is read and dropped for a short while.
+    async fn linger(mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        let mut seen = 0;
+        let drain = async {
+            while seen < LINGER_BYTES {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen += n,
+                }
+            }
+        };
+        let _ = bounded(LINGER, drain).await;
+    }
+}
+
+/// Serves HTTP/1.x on one accepted connection until it ends (see the module doc). `slot` is
+/// held as long as the connection is open, an upgraded one included.
+pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
+    stream: TcpStream,
+    app: tide::Server<State>,
+    limits: Arc<HttpLimits>,
+    slot: Slot,
+) {
+    // Answers and deliveries are small writes: without it each one written while the previous
+    // is unacknowledged waits for the peer's delayed ACK (40 ms).
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("TCP_NODELAY not set: {e}");
+    }
+    let local = stream.local_addr().ok().map(|a| a.to_string());
+    let peer = stream.peer_addr().ok().map(|a| a.to_string());
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        pos: 0,
+    };
+    let mut served = 0u64;
+    loop {
+        if conn.buffered().is_empty() {
+            let wait = if served == 0 {
+                limits.head_timeout
+            } else {
+                limits.idle_timeout
+            };
+            match bounded(wait, conn.fill()).await {
+                Some(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
+        let head = match bounded(limits.head_timeout, conn.read_head(limits.max_head)).await {
+            Some(Ok(Some(head))) => head,
+            Some(Ok(None)) => return,
+            Some(Err(refusal)) => return refuse(conn, refusal, &limits).await,
+            None => {
+                let late = Refusal {
+                    status: 408,
+                    reason: "request head not received in time",
+                };
+                return refuse(conn, late, &limits).await;
+            }
+        };
+        served += 1;
+        let Head {
+            mut request,
+            framing,
+            mut keep_alive,
+            expect_continue,
+            upgrade: _,
+            http10,
+        } = head;
+        let continue_first =
+            |conn: &Conn, len: usize| expect_continue && conn.buffered().len() < len;
+        let body = match framing {
+            Framing::Empty => Body::empty(),
+            Framing::Length(n) if n > limits.max_body as u64 => {
+                // Not read: the app refuses it by its declared length, then we close.
+                keep_alive = false;
+                Body::from_reader(async_std::io::empty(), Some(n as usize))
+            }
+            Framing::Length(n) => {
+                let n = n as usize;
+                if continue_first(&conn, n)
+                    && !conn
+                        .write(b"HTTP/1.1 100 Continue\r\n\r\n", limits.write_timeout)
+                        .await
+                {
+                    return;
+                }
+                match bounded(limits.body_timeout, conn.read_exact_body(n)).await {
+                    Some(Some(body)) => Body::from_bytes(body),
+                    Some(None) => return,
+                    None => return refuse(conn, body_late(), &limits).await,
+                }
+            }
+            Framing::Chunked => {
+                if continue_first(&conn, usize::MAX)
+                    && !conn
+                        .write(b"HTTP/1.1 100 Continue\r\n\r\n", limits.write_timeout)
+                        .await
+                {
+                    return;
+                }
+                match bounded(limits.body_timeout, conn.read_chunked_body(limits.max_body)).await {
+                    Some(Ok(Some(body))) => {
+                        if body.len() > limits.max_body {
+                            keep_alive = false;
+                        }
+                        Body::from_bytes(body)
+                    }
+                    Some(Ok(None)) => return,
+                    Some(Err(refusal)) => return refuse(conn, refusal, &limits).await,
+                    None => return refuse(conn, body_late(), &limits).await,
+                }
+            }
+        };
+        let head_only = request.method() == tide::http::Method::Head;
+        request.set_body(body);
+        request.set_peer_addr(peer.as_ref());
+        request.set_local_addr(local.as_ref());
+        let mut res: Response = match app.respond(request).await {
+            Ok(res) => res,
+            Err(e) => {
+                log::warn!("the app failed a request: {e}");
+                Response::new(StatusCode::InternalServerError)
+            }
+        };
+        if res
+            .header("connection")
+            .is_some_and(|v| v.as_str().eq_ignore_ascii_case("close"))
+        {
+            keep_alive = false;
+        }
+        // The app switched protocols (it checked the request's Upgrade header).
+        if res.status() == StatusCode::SwitchingProtocols && res.has_upgrade() {
+            let mut out = Vec::with_capacity(256);
+            write_head(
+                &mut out,
+                &res,
+                None,
+                &["content-length", "transfer-encoding"],
+            );
+            out.extend_from_slice(b"\r\n");
+            if !conn.write(&out, limits.write_timeout).await {
+                return;
+            }
+            let rest = conn.buffered().to_vec();
+            let upgraded = Upgraded {
+                early: rest,
+                at: 0,
+                stream: conn.stream,
+                _slot: slot,
+            };
+            res.send_upgrade().send(Connection::new(upgraded)).await;
+            return;
+        }
+        let ok = write_answer(&mut conn, res, head_only, http10, &mut keep_alive, &limits).await;
+        if !ok {
+            return;
+        }
+        if !keep_alive {
+            return conn.linger().await;
+        }
+    }
+}
+
+fn body_late() -> Refusal {
+    Refusal {
+        status: 408,
+        reason: "request body not received in time",
+    }
+}
+
+/// Answers a refused request and closes.
+async fn refuse(mut conn: Conn, refusal: Refusal, limits: &HttpLimits) {
+    let status = StatusCode::try_from(refusal.status).unwrap_or(StatusCode::BadRequest);
+    let mut out = Vec::with_capacity(256);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         connection: close\r\ndate: {}\r\n\r\n{}\n",
+        refusal.status,
+        status.canonical_reason(),
+        refusal.reason.len() + 1,
+        http_date(SystemTime::now()),
+        refusal.reason,
+    );
+    log::debug!(
+        "HTTP request refused: {} {}",
+        refusal.status,
+        refusal.reason
+    );
+    if conn.write(&out, limits.write_timeout).await {
+        conn.linger().await;
+    }
+}
+
+/// Writes the status line and the answer's header fields (without those in `skip`) into
+/// `out`, with `Content-Length` when `len` is given, and the date.
+fn write_head(out: &mut Vec<u8>, res: &Response, len: Option<usize>, skip: &[&str]) {
+    let status = res.status();
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status as u16,
+        status.canonical_reason()
+    );
+    for (name, values) in res.iter() {
+        if skip.iter().any(|s| name.as_str().eq_ignore_ascii_case(s)) {
+            continue;
+        }
+        for v in values.iter() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_str().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if let Some(len) = len {
+        let _ = write!(out, "content-length: {len}\r\n");
+    }
+    let _ = write!(out, "date: {}\r\n", http_date(SystemTime::now()));
+}
+
+/// Writes an answer (see the module doc). `false`: the connection failed or timed out.
+async fn write_answer(
+    conn: &mut Conn,
+    mut res: Response,
+    head_only: bool,
+    http10: bool,
+    keep_alive: &mut bool,
+    limits: &HttpLimits,
+) -> bool {
+    const SKIP: &[&str] = &["content-length", "transfer-encoding", "connection", "date"];
+    let status = res.status() as u16;
+    let no_body = (100..200).contains(&status) || status == 204 || status == 304;
+    let mut body = res.take_body();
+    let len = body.len();
+    // Without a length, an HTTP/1.0 answer ends where the connection does.
+    if len.is_none() && http10 && !no_body && !head_only {
+        *keep_alive = false;
+    }
+    let mut out = Vec::with_capacity(256 + len.filter(|&l| l <= INLINE_BODY).unwrap_or(0));
+    write_head(&mut out, &res, if no_body { None } else { len }, SKIP);
+    let chunked = len.is_none() && !http10 && !no_body;
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !*keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if no_body || head_only {
+        return conn.write(&out, limits.write_timeout).await;
+    }
+    match len {
+        Some(len) if len <= INLINE_BODY => {
+            let at = out.len();
+            if body.read_to_end(&mut out).await.is_err() || out.len() - at != len {
+                log::warn!("an answer's body did not match its length");
+                return false;
+            }
+            conn.write(&out, limits.write_timeout).await
+        }
+        _ => {
+            if !conn.write(&out, limits.write_timeout).await {
+                return false;
+            }
+            let mut chunk = vec![0u8; 16 << 10];
+            let mut framed = Vec::new();
+            loop {
+                let n = match body.read(&mut chunk).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        log::warn!("an answer's body failed: {e}");
+                        return false;
+                    }
+                };
+                framed.clear();
+                if chunked {
+                    let _ = write!(framed, "{n:x}\r\n");
+                    framed.extend_from_slice(&chunk[..n]);
+                    framed.extend_from_slice(b"\r\n");
+                } else {
+                    framed.extend_from_slice(&chunk[..n]);
+                }
+                if !framed.is_empty() && !conn.write(&framed, limits.write_timeout).await {
+                    return false;
+                }
+                if n == 0 {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// An upgraded connection: the bytes read past the 101's request first, then the socket.
+/// Holds the listener's slot while it lives.
+struct Upgraded {
+    early: Vec<u8>,
+    at: usize,
+    stream: TcpStream,
+    _slot: Slot,
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.at < this.early.len() {
+            let n = buf.len().min(this.early.len() - this.at);
+            buf[..n].copy_from_slice(&this.early[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.early.len() {
+                this.early = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_close(cx)
+    }
+}
+
+/// `Date` header value (RFC 9110 §5.6.7), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`; the text is
+/// made once per second per thread.
+fn http_date(now: SystemTime) -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, format_date(secs));
+        }
+        c.1.clone()
+    })
+}
+
+fn format_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // The proleptic Gregorian calendar from day 0 = 1970-01-01, by 400-year eras of 146,097
+    // days counted from 0000-03-01 (so the leap day is the era year's last day).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces of requests, so random sequences reach the framing checks and the chunked
+    /// decoder (random bytes alone rarely make a head).
+    const PIECES: &[&str] = &[
+        "POST /push HTTP/1.1\r\n",
+        "GET / HTTP/1.0\r\n",
+        "Host: h\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Content-Length: 3\r\n",
+        "Connection: close, upgrade\r\n",
+        "Expect: 100-continue\r\n",
+        "\r\n",
+        "\n",
+        "5\r\nhello\r\n",
+        "0\r\n",
+        "1;ext\r\n",
+        "x",
+        "T: v\r\n",
+    ];
+
+    proptest! {
+        /// What the `http_request` fuzz target checks, on random bytes and random pieces.
+        #[test]
+        fn any_input_keeps_the_parsers_invariants(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            pieces in proptest::collection::vec(0..PIECES.len(), 0..24),
+        ) {
+            let _ = check_invariants(&bytes);
+            let text: String = pieces.iter().map(|&i| PIECES[i]).collect();
+            let _ = check_invariants(text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn dates_are_formatted_as_rfc_9110_asks() {
+        assert_eq!(format_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(format_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(format_date(1_798_761_599), "Thu, 31 Dec 2026 23:59:59 GMT");
+    }
+}
