@@ -6,7 +6,8 @@
 //! - `tail`: connect as a client over Socket.IO (WebSocket), print and acknowledge messages.
 //!
 //! Settings come from flags or the same environment variables the server reads
-//! (`HERALD_API_KEY`), so one shell setup serves both.
+//! (`HERALD_API_KEY`, `HERALD_SECRET`), so one shell setup serves both. Help never shows the
+//! values of those two (clap would print `[env: HERALD_API_KEY=<the key>]`).
 
 use std::process::ExitCode;
 
@@ -23,7 +24,7 @@ use serde_json::{Value, json};
     about = "Push to, and read from, a Herald server."
 )]
 struct Cli {
-    /// Base URL of the REST API [env: HERALD_CLI_API]
+    /// Base URL of the REST API
     #[arg(
         long,
         global = true,
@@ -31,8 +32,14 @@ struct Cli {
         default_value = "http://127.0.0.1:3000"
     )]
     api: String,
-    /// Publish API key, sent as `Authorization: Bearer <key>` [env: HERALD_API_KEY; the first of a comma-separated list]
-    #[arg(long = "api-key", global = true, env = "HERALD_API_KEY")]
+    /// Publish API key, sent as `Authorization: Bearer <key>` (from the environment: the first
+    /// of a comma-separated list)
+    #[arg(
+        long = "api-key",
+        global = true,
+        env = "HERALD_API_KEY",
+        hide_env_values = true
+    )]
     api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -78,15 +85,15 @@ enum Command {
         /// The slot (0..=15).
         #[arg(long, default_value_t = 0)]
         slot: u8,
-        /// Base URL of the Socket.IO connector [env: HERALD_CLI_CONNECTOR]
+        /// Base URL of the Socket.IO connector
         #[arg(
             long,
             env = "HERALD_CLI_CONNECTOR",
             default_value = "http://127.0.0.1:3001"
         )]
         connector: String,
-        /// The client auth secret [env: HERALD_SECRET]
-        #[arg(long, env = "HERALD_SECRET")]
+        /// The client auth secret
+        #[arg(long, env = "HERALD_SECRET", hide_env_values = true)]
         secret: Option<String>,
         /// A file holding the secret (a single node's generated one)
         #[arg(long, default_value = "herald-data/secret")]
@@ -128,6 +135,24 @@ async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<Value>
     Ok(json)
 }
 
+/// `<api>/<route>/<client>?<query>`, the client id percent-encoded as one path segment.
+fn client_url(
+    api: &str,
+    route: &str,
+    client: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<surf::Url> {
+    let mut url = surf::Url::parse(api).with_context(|| format!("--api {api:?} is not a URL"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("--api {api:?} cannot be a base URL"))?
+        .pop_if_empty()
+        .extend([route, client]);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     let base = cli.api.trim_end_matches('/');
     let answer = match &cli.command {
@@ -154,14 +179,18 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             since,
             limit,
         } => {
-            let mut url = format!("{base}/queues/{client}?");
+            let mut query = Vec::new();
             if let Some(s) = since {
-                url.push_str(&format!("since={s}&"));
+                query.push(("since", s.to_string()));
             }
             if let Some(l) = limit {
-                url.push_str(&format!("limit={l}"));
+                query.push(("limit", l.to_string()));
             }
-            call(cli, surf::get(url)).await?
+            call(
+                cli,
+                surf::get(client_url(&cli.api, "queues", client, &query)?),
+            )
+            .await?
         }
         Command::Tail {
             client,
@@ -187,8 +216,15 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             slot,
             timeout,
         } => {
-            let url = format!("{base}/watch/{client}?channel={slot}&timeout={timeout}");
-            call(cli, surf::get(url)).await?
+            let query = [
+                ("channel", slot.to_string()),
+                ("timeout", timeout.to_string()),
+            ];
+            call(
+                cli,
+                surf::get(client_url(&cli.api, "watch", client, &query)?),
+            )
+            .await?
         }
     };
     #[allow(clippy::print_stdout, reason = "a command-line tool's output")]

@@ -553,6 +553,8 @@ pub async fn listen<S: MessageStore, B: Broker>(
         },
         keys: config.api_keys.clone(),
         max_body: config.api_max_body,
+        max_answer: config.api_max_answer,
+        max_listed_errors: config.api_max_listed_errors,
         node: node_name.to_owned(),
     });
     let mut listeners = Listeners {
@@ -562,6 +564,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     };
     if config.single_port() {
         let mut app = tide::with_state(state);
+        api::json_errors(&mut app);
         api::routes(&mut app);
         io.mount(&mut app);
         let (addr, task) = bind(app, config.api_listen).await?;
@@ -572,6 +575,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     }
     if config.role.serves_api() {
         let mut app = tide::with_state(state);
+        api::json_errors(&mut app);
         api::routes(&mut app);
         let (addr, task) = bind(app, config.api_listen).await?;
         listeners.api = Some(addr);
@@ -579,6 +583,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     }
     if config.role.serves_connector() {
         let mut app = tide::new();
+        api::json_errors(&mut app);
         io.mount(&mut app);
         let (addr, task) = bind(app, config.connector_listen).await?;
         listeners.connector = Some(addr);

@@ -28,6 +28,8 @@ fn fixture() -> Fixture {
         engine_counts: Arc::new(EngineCounts::default),
         keys: Vec::new(),
         max_body: 1 << 20,
+        max_answer: 4 << 20,
+        max_listed_errors: 20,
         node: "test".into(),
     });
     let mut app = tide::with_state(state);
