@@ -15,7 +15,7 @@ mod tail;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +76,9 @@ enum Command {
         /// How many at most (1..=1000).
         #[arg(long)]
         limit: Option<u32>,
+        /// Only messages with a greater id: continues an answer that said `"more":true`.
+        #[arg(long)]
+        after: Option<u64>,
     },
     /// Connect as a client, print each message as a JSON line and acknowledge it.
     Tail {
@@ -116,8 +119,21 @@ enum Command {
     },
 }
 
-/// Sends a request and returns the JSON answer; non-2xx answers are errors carrying the body.
-async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<Value> {
+/// A `POST /push` body; `data` is sent exactly as given (a parsed value would round big
+/// numbers to `f64`).
+#[derive(serde::Serialize)]
+struct PushBody<'a> {
+    send_id: &'a str,
+    recv_id: &'a [String],
+    channel: &'a [String],
+    data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+}
+
+/// Sends a request and returns the JSON answer as the server wrote it (byte for byte);
+/// non-2xx answers are errors carrying the body.
+async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<String> {
     if let Some(key) = cli.api_key.as_deref().and_then(|k| k.split(',').next()) {
         req = req.header("Authorization", format!("Bearer {}", key.trim()));
     }
@@ -127,12 +143,12 @@ async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<Value>
         .body_string()
         .await
         .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?;
-    let json: Value = serde_json::from_str(&body)
+    serde_json::from_str::<&RawValue>(&body)
         .with_context(|| format!("the server answered {status} with non-JSON: {body}"))?;
     if !status.is_success() {
-        bail!("the server answered {status}: {json}");
+        bail!("the server answered {status}: {body}");
     }
-    Ok(json)
+    Ok(body)
 }
 
 /// `<api>/<route>/<client>?<query>`, the client id percent-encoded as one path segment.
@@ -163,21 +179,24 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             channel,
             ttl,
         } => {
-            let data: Value = serde_json::from_str(data).context("--data is not valid JSON")?;
-            let mut body =
-                json!({ "send_id": from, "recv_id": to, "channel": channel, "data": data });
-            if let Some(ttl) = ttl {
-                body["ttl"] = json!(ttl);
-            }
+            let data: &RawValue = serde_json::from_str(data).context("--data is not valid JSON")?;
+            let body = serde_json::to_string(&PushBody {
+                send_id: from,
+                recv_id: to,
+                channel,
+                data,
+                ttl: *ttl,
+            })?;
             let req = surf::post(format!("{base}/push"))
-                .body_json(&body)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .body_string(body)
+                .content_type("application/json");
             call(cli, req).await?
         }
         Command::History {
             client,
             since,
             limit,
+            after,
         } => {
             let mut query = Vec::new();
             if let Some(s) = since {
@@ -185,6 +204,9 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             if let Some(l) = limit {
                 query.push(("limit", l.to_string()));
+            }
+            if let Some(a) = after {
+                query.push(("after", a.to_string()));
             }
             call(
                 cli,

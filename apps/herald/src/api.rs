@@ -58,6 +58,26 @@ pub struct ApiState<S, B> {
     pub node: String,
 }
 
+impl<S: MessageStore, B: Broker> ApiState<S, B> {
+    /// A state on `store` and `broker` with no API key, the default limits (`api.max_body`
+    /// 1 MiB, `api.max_answer` 4 MiB, 20 listed errors) and no engine: what tests and tools
+    /// serve the routes with. The node sets every field from its configuration instead.
+    pub fn new(store: Arc<S>, broker: Arc<B>, node: &str) -> Self {
+        ApiState {
+            store,
+            subs: Arc::new(Subscriptions::new(broker)),
+            watchers: Arc::new(Watchers::default()),
+            metrics: Arc::new(Metrics::default()),
+            engine_counts: Arc::new(EngineCounts::default),
+            keys: Vec::new(),
+            max_body: 1 << 20,
+            max_answer: 4 << 20,
+            max_listed_errors: 20,
+            node: node.to_owned(),
+        }
+    }
+}
+
 /// The state tide hands to every handler.
 pub type State<S, B> = Arc<ApiState<S, B>>;
 
@@ -598,4 +618,90 @@ async fn metrics<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
     res.set_body(text);
     res.set_content_type("text/plain; version=0.0.4; charset=utf-8");
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_core::{MemoryBroker, MemoryBrokerNode, MemoryStore, NewMessage, Retention};
+
+    use super::*;
+
+    fn state(store: &MemoryStore) -> ApiState<MemoryStore, MemoryBrokerNode> {
+        ApiState::new(
+            Arc::new(store.clone()),
+            Arc::new(MemoryBroker::new().node()),
+            "test",
+        )
+    }
+
+    /// Reads every page, following `more` with `after`; the ids, and the pages' sizes.
+    fn read_all(
+        state: &ApiState<MemoryStore, MemoryBrokerNode>,
+        client: &ClientId,
+        read: Read,
+    ) -> (Vec<u64>, Vec<usize>) {
+        let (mut ids, mut sizes, mut read) = (Vec::new(), Vec::new(), read);
+        loop {
+            let text = async_std::task::block_on(read_history(state, client, &read)).unwrap();
+            sizes.push(text.len());
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let got: Vec<u64> = v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_u64().unwrap())
+                .collect();
+            ids.extend(&got);
+            if v.get("more").is_none() {
+                return (ids, sizes);
+            }
+            read.after = *got.last().unwrap();
+        }
+    }
+
+    #[test]
+    fn history_pages_through_messages_of_one_millisecond() {
+        // 100 messages stored in the same millisecond, then 50 later: more than three store
+        // pages share one `ts`, the case where a time cursor alone would repeat or stall.
+        let store = MemoryStore::new(Retention::default());
+        let client = ClientId::new("c").unwrap();
+        let message = |n: usize| NewMessage {
+            from: "s".into(),
+            channel: Vec::new(),
+            data: Payload::from_json(&format!("\"{n:0>500}\"")).unwrap(),
+            ttl: None,
+        };
+        for n in 0..150 {
+            let ts = if n < 100 { 5_000 } else { 6_000 + n as u64 };
+            let appended = async_std::task::block_on(store.append(
+                &message(n),
+                std::slice::from_ref(&client),
+                ts,
+            ));
+            appended.unwrap()[0].as_ref().unwrap();
+        }
+        let st = state(&store);
+        let all: Vec<u64> = (1..=150).collect();
+        let read = |after, limit, max_answer| Read {
+            since_ms: 0,
+            after,
+            limit,
+            max_answer,
+            now_ms: 10_000,
+        };
+        let (ids, sizes) = read_all(&st, &client, read(0, 1000, 4 << 20));
+        assert_eq!((ids, sizes.len()), (all.clone(), 1));
+        let (ids, _) = read_all(&st, &client, read(70, 1000, 4 << 20));
+        assert_eq!(ids, all[70..].to_vec());
+        let (ids, _) = read_all(&st, &client, read(0, 5, 4 << 20));
+        assert_eq!(ids, all[..5].to_vec(), "limit counts messages given");
+        // A 4 KiB bound: about 7 messages an answer, each answer within it.
+        let (ids, sizes) = read_all(&st, &client, read(0, 1000, 4096));
+        assert_eq!(ids, all);
+        assert!(sizes.len() > 15, "{sizes:?}");
+        assert!(sizes.iter().all(|&s| s <= 4096), "{sizes:?}");
+        // A bound smaller than one message: one message an answer, never none.
+        let (ids, sizes) = read_all(&st, &client, read(95, 1000, 100));
+        assert_eq!((ids, sizes.len()), (all[95..].to_vec(), 55));
+    }
 }

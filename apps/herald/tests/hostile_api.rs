@@ -462,3 +462,43 @@ async fn a_running_server_never_shows_its_secrets() {
         assert!(!log.contains(s), "the log shows a secret ({s}):\n{log}");
     }
 }
+
+// Findings 7 and 9 through herald-cli: the key from the environment, an id that needs
+// percent-encoding, and `data` byte for byte both ways.
+#[test]
+fn herald_cli_pushes_and_reads_byte_for_byte() {
+    let dir = TempDir::new("hostile-cli");
+    let h = Herald::start(&dir.0, &["--api-key", API_KEY]);
+    let cli = workspace_bin("herald-cli", "apps/herald-cli");
+    let env = [
+        ("HERALD_API_KEY", API_KEY),
+        ("HERALD_CLI_API", h.api.as_str()),
+    ];
+    let data = r#"{"big":123456789012345678901234567890,"f":1.0000000000000000001}"#;
+    let out = run_with_env(&cli, &["push", "--to", "u@42", "--data", data], &env);
+    assert!(out.status.success(), "{}", output_text(&out));
+    for args in [
+        &["history", "--client", "u@42", "--since", "0"][..],
+        &[
+            "history", "--client", "u@42", "--since", "0", "--after", "0",
+        ],
+        &["watch", "--client", "u@42", "--timeout", "0"],
+    ] {
+        let out = run_with_env(&cli, args, &env);
+        let text = output_text(&out);
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("\"data\":{data}")),
+            "{args:?}: {text}"
+        );
+    }
+    // Without the key the answer is the server's 401, and the error shows no key.
+    let out = run_with_env(
+        &cli,
+        &["history", "--client", "u@42", "--api-key", "wrong-key"],
+        &[("HERALD_CLI_API", h.api.as_str())],
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success() && text.contains("401"), "{text}");
+    assert_no_secret("herald-cli's error", &text);
+}
