@@ -17,7 +17,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::value::RawValue;
 
-#[derive(Debug, Parser)]
+/// No `Debug`: it may hold the API key and the secret.
+#[derive(Parser)]
 #[command(
     name = "herald-cli",
     version,
@@ -45,7 +46,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Send one message to one or more recipients.
     Push {

@@ -229,7 +229,8 @@ const KEYS: &[Key] = &[
 ];
 
 /// Command-line flags. Each one is the twin of a key in `KEYS` (see `Flags::to_overrides`).
-#[derive(Debug, Default, Parser)]
+/// No `Debug`: they may hold the secret and API keys.
+#[derive(Default, Parser)]
 #[command(
     name = "herald",
     version,
@@ -375,7 +376,7 @@ impl Role {
 }
 
 /// Where the embedded store lives, or the MongoDB URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// The embedded store under this directory.
     Embedded(PathBuf),
@@ -384,7 +385,7 @@ pub enum StoreChoice {
 }
 
 /// In-process broker (single node) or Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum BrokerChoice {
     /// The in-process broker: one node only.
     InProcess,
@@ -392,8 +393,9 @@ pub enum BrokerChoice {
     Redis(String),
 }
 
-/// The checked configuration of one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The checked configuration of one node. Its `Debug` hides the secret and the API keys and
+/// shows URLs without their password, so printing it can never leak them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// What this node serves.
     pub role: Role,
@@ -445,6 +447,60 @@ pub struct Config {
     pub retention_ttl: Duration,
     /// Log level.
     pub log_level: log::LevelFilter,
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Embedded(dir) => f.debug_tuple("Embedded").field(dir).finish(),
+            StoreChoice::Mongo(url) => f.debug_tuple("Mongo").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for BrokerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerChoice::InProcess => f.write_str("InProcess"),
+            BrokerChoice::Redis(url) => f.debug_tuple("Redis").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<hidden>" } else { "<none>" };
+        f.debug_struct("Config")
+            .field("role", &self.role)
+            .field("node_id", &self.node_id)
+            .field("api_listen", &self.api_listen)
+            .field(
+                "api_keys",
+                &format_args!("<{} hidden>", self.api_keys.len()),
+            )
+            .field("api_max_body", &self.api_max_body)
+            .field("api_max_answer", &self.api_max_answer)
+            .field("api_max_listed_errors", &self.api_max_listed_errors)
+            .field("connector_listen", &self.connector_listen)
+            .field("window", &self.window)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_payload", &self.max_payload)
+            .field("secret", &hidden(self.secret.is_some()))
+            .field("legacy_auth", &self.legacy_auth)
+            .field("hmac_auth", &self.hmac_auth)
+            .field("jwt_auth", &self.jwt_auth)
+            .field("max_skew", &self.max_skew)
+            .field("max_future_skew", &self.max_future_skew)
+            .field("store", &self.store)
+            .field("data_dir", &self.data_dir)
+            .field("broker", &self.broker)
+            .field("retention_cap", &self.retention_cap)
+            .field("retention_ttl", &self.retention_ttl)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
 }
 
 impl Config {
@@ -1155,6 +1211,27 @@ mod tests {
             assert!(!msg.contains("pw-secret") && msg.contains("***@"), "{msg}");
         }
         assert_eq!(redact_url("redis://:p@h:1/0"), "redis://***@h:1/0");
+        let c = load(
+            &[
+                "--secret",
+                "s-secret",
+                "--api-key",
+                "k-secret",
+                "--role",
+                "connector",
+                "--redis",
+                "redis://:pw-secret@r",
+                "--mongo",
+                "mongodb://u:pw-secret@m",
+            ],
+            &[],
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        for s in ["s-secret", "k-secret", "pw-secret"] {
+            assert!(!debug.contains(s), "{debug}");
+        }
+        assert!(debug.contains("mongodb://***@m"), "{debug}");
         assert_eq!(redact_url("mongodb://h/db"), "mongodb://h/db");
     }
 
