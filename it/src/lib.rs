@@ -35,7 +35,10 @@ pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
     push, test_env, unix_secs,
 };
-pub use tools::{Raw, config_file, curl, curl_with_input, python, run_with_env, workspace_bin};
+pub use tools::{
+    Raw, assert_no_secret, config_file, curl, curl_with_input, output_text, python, run_with_env,
+    workspace_bin,
+};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";

@@ -177,3 +177,22 @@ pub fn config_file(dir: &Path, text: &str) -> String {
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
+
+/// Standard output then standard error of a finished process, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that none of `secrets` shows in `text`, naming `what` showed it.
+///
+/// # Panics
+/// When one does.
+pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!text.contains(s), "{what} shows a secret ({s}):\n{text}");
+    }
+}

@@ -312,56 +312,27 @@ print(json.dumps({"status": r.status_code, "bytes": len(r.content), "body": r.js
 const API_KEY: &str = "supersecret-api-key";
 const SECRET: &str = "topsecret-client-secret";
 
-/// Asserts that no secret shows in `text`.
+/// Asserts that neither secret the tests set shows in `text`.
 fn assert_no_secret(what: &str, text: &str) {
-    for s in [API_KEY, SECRET, "supersecret", "topsecret"] {
-        assert!(!text.contains(s), "{what} shows a secret ({s}):\n{text}");
-    }
+    support::assert_no_secret(what, text, &[API_KEY, SECRET, "supersecret", "topsecret"]);
 }
 
-fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-// Finding 9: help texts never show secrets, and name each environment variable once.
+// Finding 9: help texts never show secrets (herald-cli's own: apps/herald-cli/tests/cli.rs).
 #[test]
 fn help_never_shows_secrets() {
     let env = [("HERALD_API_KEY", API_KEY), ("HERALD_SECRET", SECRET)];
-    let cli = workspace_bin("herald-cli", "apps/herald-cli");
-    for args in [
-        &["--help"][..],
-        &["tail", "--help"],
-        &["push", "--help"],
-        &["history", "--help"],
-        &["watch", "--help"],
-        &["help", "tail"],
-    ] {
-        let out = run_with_env(&cli, args, &env);
-        let text = output_text(&out);
-        assert!(out.status.success(), "herald-cli {args:?}: {text}");
-        assert_no_secret(&format!("herald-cli {args:?}"), &text);
-        for var in ["HERALD_API_KEY", "HERALD_SECRET", "HERALD_CLI_API"] {
-            assert!(
-                text.matches(&format!("[env: {var}")).count() <= 1,
-                "herald-cli {args:?} names {var} twice:\n{text}"
-            );
-        }
-    }
-    let out = run_with_env(&cli, &["tail", "--help"], &env);
-    assert!(output_text(&out).contains("[env: HERALD_SECRET]"));
     for args in [&["--help"][..], &["--print-keys"], &["--version"]] {
         let out = run_with_env(&herald_bin(), args, &env);
         assert!(out.status.success());
-        assert_no_secret(&format!("herald {args:?}"), &output_text(&out));
+        assert_no_secret(&format!("herald {args:?}"), &support::output_text(&out));
     }
     let bench = workspace_bin("herald-bench", "apps/herald-bench");
     for args in [&["--help"][..], &["push", "--help"], &["idle", "--help"]] {
         let out = run_with_env(&bench, args, &env);
-        assert_no_secret(&format!("herald-bench {args:?}"), &output_text(&out));
+        assert_no_secret(
+            &format!("herald-bench {args:?}"),
+            &support::output_text(&out),
+        );
     }
 }
 
@@ -407,7 +378,7 @@ fn config_errors_never_echo_secrets() {
         argv.extend(args.iter().map(String::as_str));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let out = run_with_env(&bin, &argv, &env);
-        let text = output_text(&out);
+        let text = support::output_text(&out);
         assert_eq!(out.status.code(), Some(2), "{argv:?} {env:?}: {text}");
         assert!(text.contains(key), "{argv:?}: {text}");
         assert_no_secret(&format!("herald {argv:?} {env:?}"), &text);
@@ -461,44 +432,4 @@ async fn a_running_server_never_shows_its_secrets() {
     for s in [API_KEY, SECRET] {
         assert!(!log.contains(s), "the log shows a secret ({s}):\n{log}");
     }
-}
-
-// Findings 7 and 9 through herald-cli: the key from the environment, an id that needs
-// percent-encoding, and `data` byte for byte both ways.
-#[test]
-fn herald_cli_pushes_and_reads_byte_for_byte() {
-    let dir = TempDir::new("hostile-cli");
-    let h = Herald::start(&dir.0, &["--api-key", API_KEY]);
-    let cli = workspace_bin("herald-cli", "apps/herald-cli");
-    let env = [
-        ("HERALD_API_KEY", API_KEY),
-        ("HERALD_CLI_API", h.api.as_str()),
-    ];
-    let data = r#"{"big":123456789012345678901234567890,"f":1.0000000000000000001}"#;
-    let out = run_with_env(&cli, &["push", "--to", "u@42", "--data", data], &env);
-    assert!(out.status.success(), "{}", output_text(&out));
-    for args in [
-        &["history", "--client", "u@42", "--since", "0"][..],
-        &[
-            "history", "--client", "u@42", "--since", "0", "--after", "0",
-        ],
-        &["watch", "--client", "u@42", "--timeout", "0"],
-    ] {
-        let out = run_with_env(&cli, args, &env);
-        let text = output_text(&out);
-        assert!(out.status.success(), "{args:?}: {text}");
-        assert!(
-            text.contains(&format!("\"data\":{data}")),
-            "{args:?}: {text}"
-        );
-    }
-    // Without the key the answer is the server's 401, and the error shows no key.
-    let out = run_with_env(
-        &cli,
-        &["history", "--client", "u@42", "--api-key", "wrong-key"],
-        &[("HERALD_CLI_API", h.api.as_str())],
-    );
-    let text = output_text(&out);
-    assert!(!out.status.success() && text.contains("401"), "{text}");
-    assert_no_secret("herald-cli's error", &text);
 }
