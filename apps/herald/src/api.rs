@@ -145,7 +145,7 @@ fn shape_router_errors<St: Clone + Send + Sync + 'static>(
     Box::pin(async move {
         let method = req.method();
         let res = next.run(req).await;
-        let empty = res.len().is_none_or(|n| n == 0);
+        let empty = res.len() == Some(0);
         Ok(match res.status() {
             StatusCode::NotFound if empty => errors(
                 StatusCode::NotFound,
