@@ -3,7 +3,9 @@
 //!
 //! Three methods (DESIGN.md, "Connect auth"):
 //! - HMAC: `{"client_id","ts","sig","slot"?,"mode"?}` with
-//!   `sig = hex(HMAC-SHA256(secret, "<ts>:<client_id>"))` and `|now - ts| <= max_skew`.
+//!   `sig = hex(HMAC-SHA256(secret, "<ts>:<client_id>"))`; `ts` at most `max_skew` in the past
+//!   and at most `max_future_skew` in the future (a signature is a replayable credential for
+//!   the whole window, so the future side, which only clock drift needs, is kept short).
 //! - JWT HS256: `{"token","slot"?,"mode"?}`; claims `sub` = client id and `exp` (required, in
 //!   the future); an optional `slot` claim. When both the token and the auth object give a
 //!   slot they must agree (a token bound to a slot cannot be used for another).
@@ -39,12 +41,15 @@ pub struct AuthConfig {
     pub jwt: bool,
     /// Accept the seed's legacy headers.
     pub legacy: bool,
-    /// Largest accepted `|now - ts|` for HMAC and legacy signatures.
+    /// Largest accepted age (`now - ts`) of HMAC and legacy signatures.
     pub max_skew: Duration,
+    /// Largest accepted `ts - now` of HMAC and legacy signatures: how far ahead a client's
+    /// clock may be. Kept short because a signature stays usable until `ts + max_skew`.
+    pub max_future_skew: Duration,
 }
 
 impl AuthConfig {
-    /// HMAC and JWT on, legacy off, 900 s skew.
+    /// HMAC and JWT on, legacy off, signatures from 900 s old to 60 s ahead.
     pub fn new(secret: impl Into<Vec<u8>>) -> AuthConfig {
         AuthConfig {
             secret: secret.into(),
@@ -52,6 +57,7 @@ impl AuthConfig {
             jwt: true,
             legacy: false,
             max_skew: Duration::from_secs(900),
+            max_future_skew: Duration::from_secs(60),
         }
     }
 }
@@ -64,6 +70,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("jwt", &self.jwt)
             .field("legacy", &self.legacy)
             .field("max_skew", &self.max_skew)
+            .field("max_future_skew", &self.max_future_skew)
             .finish()
     }
 }
@@ -181,9 +188,14 @@ fn client_id(s: &str) -> Result<ClientId, AuthError> {
     ClientId::new(s).map_err(|e| malformed(e.to_string()))
 }
 
-/// Whether `ts` is within the allowed skew of `now`.
+/// Whether `ts` is within the allowed window around `now`: at most `max_skew` old and at most
+/// `max_future_skew` ahead.
 fn fresh(cfg: &AuthConfig, ts: u64, now: u64) -> bool {
-    ts.abs_diff(now) <= cfg.max_skew.as_secs()
+    if ts > now {
+        ts - now <= cfg.max_future_skew.as_secs()
+    } else {
+        now - ts <= cfg.max_skew.as_secs()
+    }
 }
 
 /// Compares a hex signature with the expected bytes in constant time (case-insensitive hex).
@@ -233,7 +245,7 @@ fn hmac_auth(cfg: &AuthConfig, obj: &Map<String, Value>, now: u64) -> Result<Ide
     }
     if !fresh(cfg, ts, now) {
         return Err(unauthorized(format!(
-            "stale HMAC signature for {client}: ts {ts}, now {now}"
+            "HMAC signature for {client} outside its time window: ts {ts}, now {now}"
         )));
     }
     Ok(Identity { client, slot, mode })
@@ -316,7 +328,9 @@ fn legacy(cfg: &AuthConfig, h: &LegacyHeaders, now: u64) -> Result<Identity, Aut
         return Err(unauthorized(format!("bad legacy signature for {client}")));
     }
     if !fresh(cfg, ts, now) {
-        return Err(unauthorized(format!("stale legacy signature for {client}")));
+        return Err(unauthorized(format!(
+            "legacy signature for {client} outside its time window: ts {ts}, now {now}"
+        )));
     }
     Ok(Identity {
         client,
@@ -389,7 +403,7 @@ mod tests {
         assert_eq!(id.mode, Mode::Ack);
         let id = ok(
             json!({"client_id":"u42","ts":NOW,"sig":HMAC_1764000000_U42.to_uppercase(),"slot":5,"mode":"commit"}),
-            NOW - 900,
+            NOW - 60,
         );
         assert_eq!((id.slot.get(), id.mode), (5, Mode::Commit));
     }
@@ -398,7 +412,7 @@ mod tests {
     fn hmac_refusals() {
         let good = json!({"client_id":"u42","ts":NOW,"sig":HMAC_1764000000_U42});
         unauth(&auth(good.clone()), NOW + 901);
-        unauth(&auth(good.clone()), NOW - 901);
+        unauth(&auth(good.clone()), NOW - 61);
         unauth(
             &auth(json!({"client_id":"u43","ts":NOW,"sig":HMAC_1764000000_U42})),
             NOW,
@@ -430,6 +444,41 @@ mod tests {
             .contains("mode")
         );
         assert!(malformed_msg(json!("token")).contains("object"));
+    }
+
+    #[test]
+    fn a_signature_from_the_future_is_accepted_only_within_max_future_skew() {
+        // One signature is usable from `ts - max_future_skew` to `ts + max_skew`: a `ts` far
+        // ahead would make it a long-lived replayable credential.
+        let good = json!({"client_id":"u42","ts":NOW,"sig":HMAC_1764000000_U42});
+        ok(good.clone(), NOW - 60);
+        unauth(&auth(good.clone()), NOW - 61);
+        unauth(&auth(good.clone()), NOW - 900);
+        let mut wide = cfg();
+        wide.max_future_skew = Duration::from_secs(300);
+        assert!(authenticate(&wide, &auth(good.clone()), NOW - 300).is_ok());
+        assert!(authenticate(&wide, &auth(good), NOW - 301).is_err());
+        // The past side is unchanged.
+        ok(
+            json!({"client_id":"u42","ts":NOW,"sig":HMAC_1764000000_U42}),
+            NOW + 900,
+        );
+        // The same rule for the legacy headers.
+        let legacy = |now| {
+            authenticate(
+                &cfg(),
+                &Credentials {
+                    auth: None,
+                    legacy: Some(LegacyHeaders {
+                        authid: "u42".into(),
+                        sign: format!("{MD5_1764000000_U42},{NOW}"),
+                    }),
+                },
+                now,
+            )
+        };
+        assert!(legacy(NOW - 60).is_ok());
+        assert!(matches!(legacy(NOW - 61), Err(AuthError::Unauthorized(_))));
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! - `data`: any JSON value except `null`, kept exactly as sent (not re-serialized).
 //! - `ttl`: optional, whole seconds from 1 to [`MAX_TTL_SECS`].
 //! - Unknown fields are ignored: business servers of the seed send extras.
+//! - The body nests arrays and objects at most [`MAX_DEPTH`] levels deep (its own object
+//!   included): the JSON parser's limit, told as such rather than as "not valid JSON".
+//!
+//! Every problem is found, but a caller answering a client lists only the first few
+//! ([`cap_errors`]): 10 000 bad recipients must not make a megabyte of error text.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -31,6 +36,10 @@ pub const MAX_TOPIC: usize = 256;
 pub const MAX_TOPICS: usize = 64;
 /// Longest accepted `ttl`: one year.
 pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+/// Deepest nesting of arrays and objects in a body, its own object included. serde_json
+/// refuses deeper input (its recursion limit), and every place a message is parsed again
+/// (stores, broker) nests `data` exactly as deep as the push body does.
+pub const MAX_DEPTH: usize = 127;
 
 /// A valid push: one message for many recipients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +60,72 @@ pub struct FieldError {
 }
 
 impl fmt::Display for FieldError {
+    /// `field: message`, or the message alone when no field is named (the summary line of
+    /// [`cap_errors`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
     }
+}
+
+/// Keeps the first `max` errors (at least one) and, when some were left out, adds one line
+/// saying how many: `... and 9990 more`.
+pub fn cap_errors(mut errors: Vec<FieldError>, max: usize) -> Vec<FieldError> {
+    let max = max.max(1);
+    if errors.len() > max {
+        let more = errors.len() - max;
+        errors.truncate(max);
+        errors.push(err("", format!("... and {more} more")));
+    }
+    errors
+}
+
+/// The deepest nesting of arrays and objects in `body` (strings skipped), counting no further
+/// than `stop`. Meant for a body the parser refused: it needs no valid JSON.
+fn nesting(body: &[u8], stop: usize) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > stop {
+                    break;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The error for a body the JSON parser refused: nesting too deep, or not JSON.
+fn not_json(body: &[u8], e: &serde_json::Error) -> Vec<FieldError> {
+    if nesting(body, MAX_DEPTH) > MAX_DEPTH {
+        return vec![err(
+            "body",
+            format!(
+                "nesting too deep: at most {MAX_DEPTH} levels of arrays and objects (the body's \
+                 own object included)"
+            ),
+        )];
+    }
+    vec![err("body", format!("not valid JSON: {e}"))]
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
@@ -101,8 +173,7 @@ fn parse_value(raw: &RawValue) -> Value {
 /// # Errors
 /// Every problem found, each naming its field.
 pub fn parse_push(body: &[u8]) -> Result<Push, Vec<FieldError>> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| vec![err("body", format!("not valid JSON: {e}"))])?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| not_json(body, &e))?;
     if !value.is_object() {
         return Err(vec![err(
             "body",
@@ -110,8 +181,7 @@ pub fn parse_push(body: &[u8]) -> Result<Push, Vec<FieldError>> {
         )]);
     }
     // Parse again keeping the fields raw (borrowed), so `data` stays as sent.
-    let raw: Body<'_> = serde_json::from_slice(body)
-        .map_err(|e| vec![err("body", format!("not valid JSON: {e}"))])?;
+    let raw: Body<'_> = serde_json::from_slice(body).map_err(|e| not_json(body, &e))?;
     let mut errors = Vec::new();
 
     let from = match raw.send_id.map(parse_value) {
@@ -406,6 +476,68 @@ mod tests {
             )),
             vec!["ttl"]
         );
+    }
+
+    /// A body whose `data` nests `levels` arrays: the body is one level deeper.
+    fn nested(levels: usize) -> String {
+        format!(
+            r#"{{"send_id":"s","recv_id":["a"],"data":{}1{}}}"#,
+            "[".repeat(levels),
+            "]".repeat(levels)
+        )
+    }
+
+    #[test]
+    fn nesting_too_deep_is_told_with_the_limit() {
+        let p = parse_push(nested(MAX_DEPTH - 1).as_bytes()).expect("at the limit");
+        assert!(p.message.data.json().starts_with("[[["));
+        let e = parse_push(nested(MAX_DEPTH).as_bytes()).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            e[0].to_string(),
+            format!(
+                "body: nesting too deep: at most {MAX_DEPTH} levels of arrays and objects (the \
+                 body's own object included)"
+            )
+        );
+        let e = parse_push(nested(5000).as_bytes()).unwrap_err();
+        assert!(e[0].message.contains("nesting too deep"), "{e:?}");
+        // Brackets inside strings do not count; other bad JSON stays "not valid JSON".
+        let quoted = format!(
+            r#"{{"send_id":"s","recv_id":["a"],"data":"{}\"{}"}}"#,
+            "[".repeat(300),
+            "{".repeat(300)
+        );
+        assert!(parse_push(quoted.as_bytes()).is_ok());
+        let e = parse_push(b"{\"send_id\":").unwrap_err();
+        assert!(e[0].message.starts_with("not valid JSON"), "{e:?}");
+    }
+
+    #[test]
+    fn listed_errors_are_capped_with_a_count_of_the_rest() {
+        let bad: Vec<String> = (0..MAX_RECIPIENTS)
+            .map(|i| format!("\"bad id {i}\""))
+            .collect();
+        let body = format!(
+            r#"{{"send_id":"s","recv_id":[{}],"data":1}}"#,
+            bad.join(",")
+        );
+        let all = parse_push(body.as_bytes()).unwrap_err();
+        assert_eq!(all.len(), MAX_RECIPIENTS, "every problem is found");
+        let capped = cap_errors(all, 20);
+        assert_eq!(capped.len(), 21);
+        assert!(
+            capped[0].to_string().starts_with("recv_id[0]: "),
+            "{capped:?}"
+        );
+        assert!(capped[19].to_string().starts_with("recv_id[19]: "));
+        assert_eq!(capped[20].to_string(), "... and 9980 more");
+        let text: usize = capped.iter().map(|e| e.to_string().len()).sum();
+        assert!(text < 4096, "{text} bytes of errors");
+        // Under the cap nothing changes; a cap of 0 still lists one.
+        let few = parse_push(br#"{"send_id":5,"recv_id":[],"data":null}"#).unwrap_err();
+        assert_eq!(cap_errors(few.clone(), 20), few);
+        assert_eq!(cap_errors(few, 0).len(), 2);
     }
 
     proptest! {

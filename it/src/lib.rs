@@ -7,7 +7,9 @@
 //!   [`start_refused`] runs it when its start-up is expected to be refused.
 //! - [`RawHttp`] writes exact bytes to a listener and reads answers as they were framed (the
 //!   hostile-client suite); [`run_client`] runs the HTTP client scripts in `it/clients/`
-//!   (`node-fetch`, `undici`, Python `requests`) and [`curl`] runs curl.
+//!   (`node-fetch`, `undici`, Python `requests`).
+//! - [`curl`] and [`python`] (with `requests`) are the real HTTP clients of the hostile-client
+//!   tests; [`workspace_bin`] and [`run_with_env`] run the other binaries as a user would.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
@@ -30,6 +32,7 @@ mod cluster;
 mod containers;
 mod process;
 mod refused;
+mod tools;
 mod wire;
 
 pub use cluster::RedisCluster;
@@ -39,7 +42,11 @@ pub use process::{
     push, test_env, unix_secs,
 };
 pub use refused::{Stopped, start_refused};
-pub use wire::{RawAnswer, RawHttp, curl, run_client, wait_until};
+pub use tools::{
+    Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
+    run_with_env, workspace_bin,
+};
+pub use wire::{RawAnswer, RawHttp, run_client, wait_until};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";

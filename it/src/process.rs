@@ -359,7 +359,7 @@ fn newest_source(workspace: &Path) -> Option<SystemTime> {
     newest.max(modified(&workspace.join("Cargo.lock")))
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
+pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
@@ -464,13 +464,20 @@ impl Client {
 
     /// Waits for the next event named `ev`, returning it; earlier events are kept in `seen`.
     pub fn wait_for(&mut self, ev: &str) -> Value {
+        self.wait_for_any(&[ev])
+    }
+
+    /// Waits for the next event named one of `evs`, returning it; earlier events are kept in
+    /// `seen`.
+    pub fn wait_for_any(&mut self, evs: &[&str]) -> Value {
+        let ev = evs.join(" or ");
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(v) => {
                     self.seen.push(v.clone());
-                    if v["ev"] == ev {
+                    if evs.iter().any(|e| v["ev"] == *e) {
                         return v;
                     }
                 }

@@ -230,26 +230,6 @@ pub fn run_client(script: &str, args: &Value) -> Value {
     last_json(cmd.arg(&path).arg(args.to_string()), &path)
 }
 
-/// Runs `curl` with `args` (`-s` added) and returns its standard output.
-///
-/// # Panics
-/// When curl cannot run or fails.
-pub fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .arg("-s")
-        .arg("--max-time")
-        .arg(WAIT.as_secs().to_string())
-        .args(args)
-        .output()
-        .expect("run curl");
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
 fn last_json(cmd: &mut Command, path: &Path) -> Value {
     let out = cmd.output().expect("run the client");
     let stdout = String::from_utf8_lossy(&out.stdout);

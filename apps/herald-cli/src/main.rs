@@ -6,7 +6,8 @@
 //! - `tail`: connect as a client over Socket.IO (WebSocket), print and acknowledge messages.
 //!
 //! Settings come from flags or the same environment variables the server reads
-//! (`HERALD_API_KEY`), so one shell setup serves both.
+//! (`HERALD_API_KEY`, `HERALD_SECRET`), so one shell setup serves both. Help never shows the
+//! values of those two (clap would print `[env: HERALD_API_KEY=<the key>]`).
 
 use std::process::ExitCode;
 
@@ -14,16 +15,17 @@ mod tail;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::value::RawValue;
 
-#[derive(Debug, Parser)]
+/// No `Debug`: it may hold the API key and the secret.
+#[derive(Parser)]
 #[command(
     name = "herald-cli",
     version,
     about = "Push to, and read from, a Herald server."
 )]
 struct Cli {
-    /// Base URL of the REST API [env: HERALD_CLI_API]
+    /// Base URL of the REST API
     #[arg(
         long,
         global = true,
@@ -31,14 +33,20 @@ struct Cli {
         default_value = "http://127.0.0.1:3000"
     )]
     api: String,
-    /// Publish API key, sent as `Authorization: Bearer <key>` [env: HERALD_API_KEY; the first of a comma-separated list]
-    #[arg(long = "api-key", global = true, env = "HERALD_API_KEY")]
+    /// Publish API key, sent as `Authorization: Bearer <key>` (from the environment: the first
+    /// of a comma-separated list)
+    #[arg(
+        long = "api-key",
+        global = true,
+        env = "HERALD_API_KEY",
+        hide_env_values = true
+    )]
     api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Send one message to one or more recipients.
     Push {
@@ -69,6 +77,9 @@ enum Command {
         /// How many at most (1..=1000).
         #[arg(long)]
         limit: Option<u32>,
+        /// Only messages with a greater id: continues an answer that said `"more":true`.
+        #[arg(long)]
+        after: Option<u64>,
     },
     /// Connect as a client, print each message as a JSON line and acknowledge it.
     Tail {
@@ -78,15 +89,15 @@ enum Command {
         /// The slot (0..=15).
         #[arg(long, default_value_t = 0)]
         slot: u8,
-        /// Base URL of the Socket.IO connector [env: HERALD_CLI_CONNECTOR]
+        /// Base URL of the Socket.IO connector
         #[arg(
             long,
             env = "HERALD_CLI_CONNECTOR",
             default_value = "http://127.0.0.1:3001"
         )]
         connector: String,
-        /// The client auth secret [env: HERALD_SECRET]
-        #[arg(long, env = "HERALD_SECRET")]
+        /// The client auth secret
+        #[arg(long, env = "HERALD_SECRET", hide_env_values = true)]
         secret: Option<String>,
         /// A file holding the secret (a single node's generated one)
         #[arg(long, default_value = "herald-data/secret")]
@@ -109,8 +120,21 @@ enum Command {
     },
 }
 
-/// Sends a request and returns the JSON answer; non-2xx answers are errors carrying the body.
-async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<Value> {
+/// A `POST /push` body; `data` is sent exactly as given (a parsed value would round big
+/// numbers to `f64`).
+#[derive(serde::Serialize)]
+struct PushBody<'a> {
+    send_id: &'a str,
+    recv_id: &'a [String],
+    channel: &'a [String],
+    data: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+}
+
+/// Sends a request and returns the JSON answer as the server wrote it (byte for byte);
+/// non-2xx answers are errors carrying the body.
+async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<String> {
     if let Some(key) = cli.api_key.as_deref().and_then(|k| k.split(',').next()) {
         req = req.header("Authorization", format!("Bearer {}", key.trim()));
     }
@@ -120,12 +144,30 @@ async fn call(cli: &Cli, mut req: surf::RequestBuilder) -> anyhow::Result<Value>
         .body_string()
         .await
         .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?;
-    let json: Value = serde_json::from_str(&body)
+    serde_json::from_str::<&RawValue>(&body)
         .with_context(|| format!("the server answered {status} with non-JSON: {body}"))?;
     if !status.is_success() {
-        bail!("the server answered {status}: {json}");
+        bail!("the server answered {status}: {body}");
     }
-    Ok(json)
+    Ok(body)
+}
+
+/// `<api>/<route>/<client>?<query>`, the client id percent-encoded as one path segment.
+fn client_url(
+    api: &str,
+    route: &str,
+    client: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<surf::Url> {
+    let mut url = surf::Url::parse(api).with_context(|| format!("--api {api:?} is not a URL"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("--api {api:?} cannot be a base URL"))?
+        .pop_if_empty()
+        .extend([route, client]);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -138,30 +180,40 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             channel,
             ttl,
         } => {
-            let data: Value = serde_json::from_str(data).context("--data is not valid JSON")?;
-            let mut body =
-                json!({ "send_id": from, "recv_id": to, "channel": channel, "data": data });
-            if let Some(ttl) = ttl {
-                body["ttl"] = json!(ttl);
-            }
+            let data: &RawValue = serde_json::from_str(data).context("--data is not valid JSON")?;
+            let body = serde_json::to_string(&PushBody {
+                send_id: from,
+                recv_id: to,
+                channel,
+                data,
+                ttl: *ttl,
+            })?;
             let req = surf::post(format!("{base}/push"))
-                .body_json(&body)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .body_string(body)
+                .content_type("application/json");
             call(cli, req).await?
         }
         Command::History {
             client,
             since,
             limit,
+            after,
         } => {
-            let mut url = format!("{base}/queues/{client}?");
+            let mut query = Vec::new();
             if let Some(s) = since {
-                url.push_str(&format!("since={s}&"));
+                query.push(("since", s.to_string()));
             }
             if let Some(l) = limit {
-                url.push_str(&format!("limit={l}"));
+                query.push(("limit", l.to_string()));
             }
-            call(cli, surf::get(url)).await?
+            if let Some(a) = after {
+                query.push(("after", a.to_string()));
+            }
+            call(
+                cli,
+                surf::get(client_url(&cli.api, "queues", client, &query)?),
+            )
+            .await?
         }
         Command::Tail {
             client,
@@ -187,8 +239,15 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             slot,
             timeout,
         } => {
-            let url = format!("{base}/watch/{client}?channel={slot}&timeout={timeout}");
-            call(cli, surf::get(url)).await?
+            let query = [
+                ("channel", slot.to_string()),
+                ("timeout", timeout.to_string()),
+            ];
+            call(
+                cli,
+                surf::get(client_url(&cli.api, "watch", client, &query)?),
+            )
+            .await?
         }
     };
     #[allow(clippy::print_stdout, reason = "a command-line tool's output")]

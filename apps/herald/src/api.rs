@@ -1,25 +1,38 @@
 //! The REST API (role `api`): `POST /push`, `GET /queues/:id`, `GET /watch/:id`,
 //! `GET /healthy`, `GET /apis`, `GET /metrics`, on tide.
 //!
-//! Errors always have the shape `{"ok":0,"errors":[...]}` with every problem found, are logged
-//! once at `info`, and change nothing.
+//! Errors always have the shape `{"ok":0,"errors":[...]}` with the problems found (at most
+//! `api.max_listed_errors`, then one line counting the rest), are logged once at `info`, and
+//! change nothing. Unknown routes and methods get that shape too ([`json_errors`]).
+//!
+//! With API keys configured, every route but `/healthy` needs one ([`keyed`]).
+//!
+//! Answers carrying messages are written by hand, not through `serde_json::Value`: `data` goes
+//! out byte for byte as it was pushed (a `Value` would round big integers and long decimals to
+//! `f64`), and `/queues` stops adding messages before `api.max_answer` bytes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
 use futures::StreamExt;
-use herald_core::{Broker, ClientId, MessageId, MessageStore, Slot, StoreError};
+use herald_core::{Broker, ClientId, Message, MessageId, MessageStore, Payload, Slot, StoreError};
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tide::{Request, Response, StatusCode};
+use tide::{Next, Request, Response, StatusCode};
 
 use crate::metrics::{EngineCounts, Metrics};
 use crate::subs::{Subscriptions, Watchers};
 
 /// How many new-message notifications of one push are in flight at once.
 const NOTIFY_CONCURRENCY: usize = 64;
+
+/// Messages read from the store per round trip while a `/queues` answer is built: what is
+/// held in memory at once beyond the answer itself.
+const HISTORY_PAGE: usize = 32;
 
 /// Everything the REST handlers need, shared by all requests.
 pub struct ApiState<S, B> {
@@ -37,8 +50,32 @@ pub struct ApiState<S, B> {
     pub keys: Vec<String>,
     /// Largest accepted body, bytes.
     pub max_body: usize,
+    /// Largest `/queues` answer, bytes (one message always comes, whatever its size).
+    pub max_answer: usize,
+    /// Problems listed in an error answer before one line counts the rest.
+    pub max_listed_errors: usize,
     /// This node's name, for metrics.
     pub node: String,
+}
+
+impl<S: MessageStore, B: Broker> ApiState<S, B> {
+    /// A state on `store` and `broker` with no API key, the default limits (`api.max_body`
+    /// 1 MiB, `api.max_answer` 4 MiB, 20 listed errors) and no engine: what tests and tools
+    /// serve the routes with. The node sets every field from its configuration instead.
+    pub fn new(store: Arc<S>, broker: Arc<B>, node: &str) -> Self {
+        ApiState {
+            store,
+            subs: Arc::new(Subscriptions::new(broker)),
+            watchers: Arc::new(Watchers::default()),
+            metrics: Arc::new(Metrics::default()),
+            engine_counts: Arc::new(EngineCounts::default),
+            keys: Vec::new(),
+            max_body: 1 << 20,
+            max_answer: 4 << 20,
+            max_listed_errors: 20,
+            node: node.to_owned(),
+        }
+    }
 }
 
 /// The state tide hands to every handler.
@@ -52,14 +89,81 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Adds the REST routes to `app`.
+/// Adds the REST routes to `app`. Every one but `/healthy` needs an API key when keys are
+/// configured: a reader of `/queues` or `/watch` reads every client's messages.
 pub fn routes<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
-    app.at("/push").post(push::<S, B>);
-    app.at("/queues/:id").get(queues::<S, B>);
-    app.at("/watch/:id").get(watch::<S, B>);
+    app.at("/push").post(keyed("push", push::<S, B>));
+    app.at("/queues/:id").get(keyed("queues", queues::<S, B>));
+    app.at("/watch/:id").get(keyed("watch", watch::<S, B>));
     app.at("/healthy").get(healthy::<S, B>);
-    app.at("/apis").get(apis);
-    app.at("/metrics").get(metrics::<S, B>);
+    app.at("/apis").get(keyed("apis", apis::<S, B>));
+    app.at("/metrics").get(keyed("metrics", metrics::<S, B>));
+}
+
+/// A boxed handler future, as tide's function endpoints and middleware take them.
+type Handled<'a> = Pin<Box<dyn Future<Output = tide::Result> + Send + 'a>>;
+
+/// `handler`, refused with 401 unless the request carries a configured API key.
+fn keyed<S, B, F, Fut>(
+    route: &'static str,
+    handler: F,
+) -> impl Fn(Request<State<S, B>>) -> Handled<'static> + Clone + Send + Sync + 'static
+where
+    S: MessageStore,
+    B: Broker,
+    F: Fn(Request<State<S, B>>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = tide::Result> + Send + 'static,
+{
+    move |req| {
+        let handler = handler.clone();
+        Box::pin(async move {
+            if authorized(&req) {
+                return handler(req).await;
+            }
+            if route == "push" {
+                Metrics::inc(&req.state().metrics.push_rejected);
+            }
+            log::info!("{route} refused: missing or wrong API key");
+            Ok(errors(
+                StatusCode::Unauthorized,
+                vec!["missing or wrong API key (Authorization: Bearer <key>)".into()],
+            ))
+        })
+    }
+}
+
+/// Gives the `{"ok":0,"errors":[...]}` shape to the empty 404 and 405 answers of `app`'s
+/// router (an unknown path, a method a path does not take).
+pub fn json_errors<St: Clone + Send + Sync + 'static>(app: &mut tide::Server<St>) {
+    app.with(shape_router_errors::<St>);
+}
+
+fn shape_router_errors<St: Clone + Send + Sync + 'static>(
+    req: Request<St>,
+    next: Next<'_, St>,
+) -> Handled<'_> {
+    Box::pin(async move {
+        let method = req.method();
+        let res = next.run(req).await;
+        let empty = res.len() == Some(0);
+        Ok(match res.status() {
+            StatusCode::NotFound if empty => errors(
+                StatusCode::NotFound,
+                vec!["no such route (GET /apis lists them)".into()],
+            ),
+            StatusCode::MethodNotAllowed if empty => {
+                let mut shaped = errors(
+                    StatusCode::MethodNotAllowed,
+                    vec![format!("method {method} is not allowed on this route")],
+                );
+                if let Some(allow) = res.header("allow") {
+                    shaped.insert_header("allow", allow);
+                }
+                shaped
+            }
+            _ => res,
+        })
+    })
 }
 
 /// An answer `{"ok":0,"errors":[...]}` with `status`.
@@ -74,6 +178,35 @@ fn ok(body: serde_json::Value) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.set_body(body);
     res
+}
+
+/// An answer with status 200 and `json`, JSON text written by hand.
+fn ok_text(json: String) -> Response {
+    Response::builder(StatusCode::Ok)
+        .body(json)
+        .content_type(tide::http::mime::JSON)
+        .build()
+}
+
+/// One message as a REST answer writes it: keys in alphabetical order, like every answer, and
+/// `data` exactly as pushed.
+fn message_json(m: &Message) -> String {
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        channel: &'a [String],
+        data: &'a Payload,
+        from: &'a str,
+        id: u64,
+        ts: u64,
+    }
+    serde_json::to_string(&Out {
+        channel: &m.channel,
+        data: &m.data,
+        from: &m.from,
+        id: m.id.0,
+        ts: m.ts,
+    })
+    .expect("strings, numbers and a raw JSON value serialize")
 }
 
 /// Checks the bearer key when keys are configured.
@@ -123,14 +256,6 @@ async fn read_body<S, B>(req: &mut Request<State<S, B>>, max: usize) -> Result<V
 
 async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide::Result {
     let state = req.state().clone();
-    if !authorized(&req) {
-        Metrics::inc(&state.metrics.push_rejected);
-        log::info!("push refused: missing or wrong API key");
-        return Ok(errors(
-            StatusCode::Unauthorized,
-            vec!["missing or wrong API key (Authorization: Bearer <key>)".into()],
-        ));
-    }
     let json_type = req
         .content_type()
         .is_some_and(|m| m.essence() == "application/json");
@@ -154,7 +279,10 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
         Ok(p) => p,
         Err(errs) => {
             Metrics::inc(&state.metrics.push_rejected);
-            let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            let errs: Vec<String> = herald_core::push::cap_errors(errs, state.max_listed_errors)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             log::info!("push refused: {}", errs.join("; "));
             return Ok(errors(StatusCode::BadRequest, errs));
         }
@@ -261,9 +389,18 @@ fn query_pairs<S, B>(req: &Request<State<S, B>>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `:id` path parameter, percent-decoded (what `encodeURIComponent` or Python's `quote`
+/// send for `u@42`: `u%4042`), as a client id.
 fn client_param<S, B>(req: &Request<State<S, B>>, errs: &mut Vec<String>) -> Option<ClientId> {
     let raw = req.param("id").unwrap_or("");
-    match ClientId::new(raw) {
+    let decoded = match percent_encoding::percent_decode_str(raw).decode_utf8() {
+        Ok(d) => d,
+        Err(_) => {
+            errs.push("id: not UTF-8 once percent-decoded".into());
+            return None;
+        }
+    };
+    match ClientId::new(&decoded) {
         Ok(c) => Some(c),
         Err(e) => {
             errs.push(format!("id: {e}"));
@@ -287,23 +424,100 @@ async fn queues<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::
         &mut errs,
     );
     let limit = query_int(&q, "limit", 10, 1, 1000, &mut errs);
+    let after = query_int(&q, "after", 0, 0, i64::MAX, &mut errs);
     let (Some(client), true) = (client, errs.is_empty()) else {
         log::info!("queues refused: {}", errs.join("; "));
         return Ok(errors(StatusCode::BadRequest, errs));
     };
-    let started = Instant::now();
-    let r = state
-        .store
-        .history(&client, since as u64 * 1000, limit as usize, now)
-        .await;
-    state.metrics.store_latency.observe(started.elapsed());
-    match r {
-        Ok(messages) => Ok(ok(json!({ "ok": 1, "messages": messages }))),
+    let read = Read {
+        since_ms: since as u64 * 1000,
+        after: after as u64,
+        limit: limit as usize,
+        max_answer: state.max_answer,
+        now_ms: now,
+    };
+    match read_history(&state, &client, &read).await {
+        Ok(answer) => Ok(ok_text(answer)),
         Err(e) => {
             Metrics::inc(&state.metrics.store_errors);
             Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()]))
         }
     }
+}
+
+/// What a `/queues` request asks for.
+struct Read {
+    /// Messages stored at or after this time, Unix milliseconds.
+    since_ms: u64,
+    /// Only messages with a greater id (the caller's continuation).
+    after: u64,
+    /// At most this many messages.
+    limit: usize,
+    /// The answer's size bound, bytes.
+    max_answer: usize,
+    /// Now, Unix milliseconds (expired messages are left out).
+    now_ms: u64,
+}
+
+/// The `/queues` answer: `{"messages":[...],"more":true,"ok":1}`, `more` only when the size
+/// bound left messages out. Reads the store a page at a time, so neither the answer nor what
+/// is held while building it grows past about `max_answer` plus one page.
+///
+/// The store reads by time (`since_ms`) and gives messages oldest first; each next page starts
+/// at the newest time read so far and skips the messages of that millisecond already read.
+async fn read_history<S: MessageStore, B: Broker>(
+    state: &ApiState<S, B>,
+    client: &ClientId,
+    read: &Read,
+) -> Result<String, StoreError> {
+    const OPEN: &str = r#"{"messages":["#;
+    const CLOSE_MORE: &str = r#"],"more":true,"ok":1}"#;
+    let mut out = String::from(OPEN);
+    let (mut count, mut more) = (0usize, false);
+    // The next page starts at `cursor_ms`; the first `same_ms` messages it gives were read.
+    let (mut cursor_ms, mut same_ms, mut read_upto) = (read.since_ms, 0usize, 0u64);
+    'pages: while count < read.limit {
+        let want = (read.limit - count).min(HISTORY_PAGE) + same_ms;
+        let started = Instant::now();
+        let page = state
+            .store
+            .history(client, cursor_ms, want, read.now_ms)
+            .await?;
+        state.metrics.store_latency.observe(started.elapsed());
+        let exhausted = page.len() < want;
+        for m in page {
+            if m.id.0 <= read_upto {
+                continue;
+            }
+            read_upto = m.id.0;
+            if m.ts > cursor_ms {
+                (cursor_ms, same_ms) = (m.ts, 1);
+            } else if m.ts == cursor_ms {
+                same_ms += 1;
+            }
+            if m.id.0 <= read.after {
+                continue;
+            }
+            let text = message_json(&m);
+            if count > 0 && out.len() + 1 + text.len() + CLOSE_MORE.len() > read.max_answer {
+                more = true;
+                break 'pages;
+            }
+            if count > 0 {
+                out.push(',');
+            }
+            out.push_str(&text);
+            count += 1;
+            if count == read.limit {
+                break 'pages;
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    out.push_str(if more { CLOSE_MORE } else { r#"],"ok":1}"# });
+    Ok(out)
 }
 
 async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::Result {
@@ -334,8 +548,11 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
             .await;
         state.metrics.store_latency.observe(started.elapsed());
         match r {
-            Ok(mut found) if !found.is_empty() => {
-                break ok(json!({ "ok": 1, "message": found.remove(0) }));
+            Ok(found) if !found.is_empty() => {
+                break ok_text(format!(
+                    r#"{{"message":{},"ok":1}}"#,
+                    message_json(&found[0])
+                ));
             }
             Ok(_) => {}
             Err(e) => {
@@ -388,11 +605,7 @@ async fn healthy<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
     }
 }
 
-async fn apis<S, B>(_req: Request<State<S, B>>) -> tide::Result
-where
-    S: Send + Sync + 'static,
-    B: Send + Sync + 'static,
-{
+async fn apis<S: MessageStore, B: Broker>(_req: Request<State<S, B>>) -> tide::Result {
     Ok(ok(json!({
         "v1": ["/push", "/healthy", "/apis", "/queues", "/watch", "/metrics"]
     })))
@@ -405,4 +618,90 @@ async fn metrics<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
     res.set_body(text);
     res.set_content_type("text/plain; version=0.0.4; charset=utf-8");
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_core::{MemoryBroker, MemoryBrokerNode, MemoryStore, NewMessage, Retention};
+
+    use super::*;
+
+    fn state(store: &MemoryStore) -> ApiState<MemoryStore, MemoryBrokerNode> {
+        ApiState::new(
+            Arc::new(store.clone()),
+            Arc::new(MemoryBroker::new().node()),
+            "test",
+        )
+    }
+
+    /// Reads every page, following `more` with `after`; the ids, and the pages' sizes.
+    fn read_all(
+        state: &ApiState<MemoryStore, MemoryBrokerNode>,
+        client: &ClientId,
+        read: Read,
+    ) -> (Vec<u64>, Vec<usize>) {
+        let (mut ids, mut sizes, mut read) = (Vec::new(), Vec::new(), read);
+        loop {
+            let text = async_std::task::block_on(read_history(state, client, &read)).unwrap();
+            sizes.push(text.len());
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let got: Vec<u64> = v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_u64().unwrap())
+                .collect();
+            ids.extend(&got);
+            if v.get("more").is_none() {
+                return (ids, sizes);
+            }
+            read.after = *got.last().unwrap();
+        }
+    }
+
+    #[test]
+    fn history_pages_through_messages_of_one_millisecond() {
+        // 100 messages stored in the same millisecond, then 50 later: more than three store
+        // pages share one `ts`, the case where a time cursor alone would repeat or stall.
+        let store = MemoryStore::new(Retention::default());
+        let client = ClientId::new("c").unwrap();
+        let message = |n: usize| NewMessage {
+            from: "s".into(),
+            channel: Vec::new(),
+            data: Payload::from_json(&format!("\"{n:0>500}\"")).unwrap(),
+            ttl: None,
+        };
+        for n in 0..150 {
+            let ts = if n < 100 { 5_000 } else { 6_000 + n as u64 };
+            let appended = async_std::task::block_on(store.append(
+                &message(n),
+                std::slice::from_ref(&client),
+                ts,
+            ));
+            appended.unwrap()[0].as_ref().unwrap();
+        }
+        let st = state(&store);
+        let all: Vec<u64> = (1..=150).collect();
+        let read = |after, limit, max_answer| Read {
+            since_ms: 0,
+            after,
+            limit,
+            max_answer,
+            now_ms: 10_000,
+        };
+        let (ids, sizes) = read_all(&st, &client, read(0, 1000, 4 << 20));
+        assert_eq!((ids, sizes.len()), (all.clone(), 1));
+        let (ids, _) = read_all(&st, &client, read(70, 1000, 4 << 20));
+        assert_eq!(ids, all[70..].to_vec());
+        let (ids, _) = read_all(&st, &client, read(0, 5, 4 << 20));
+        assert_eq!(ids, all[..5].to_vec(), "limit counts messages given");
+        // A 4 KiB bound: about 7 messages an answer, each answer within it.
+        let (ids, sizes) = read_all(&st, &client, read(0, 1000, 4096));
+        assert_eq!(ids, all);
+        assert!(sizes.len() > 15, "{sizes:?}");
+        assert!(sizes.iter().all(|&s| s <= 4096), "{sizes:?}");
+        // A bound smaller than one message: one message an answer, never none.
+        let (ids, sizes) = read_all(&st, &client, read(95, 1000, 100));
+        assert_eq!((ids, sizes.len()), (all[95..].to_vec(), 55));
+    }
 }

@@ -77,6 +77,24 @@ const KEYS: &[Key] = &[
         help: "largest accepted request body, bytes",
     },
     Key {
+        path: "api.max_answer",
+        env: "HERALD_API_MAX_ANSWER",
+        kind: Kind::Int {
+            min: 64 << 10,
+            max: 1 << 30,
+        },
+        help: "largest /queues answer, bytes: messages stop before it and `more` says some remain",
+    },
+    Key {
+        path: "api.max_listed_errors",
+        env: "HERALD_API_MAX_LISTED_ERRORS",
+        kind: Kind::Int {
+            min: 1,
+            max: 10_000,
+        },
+        help: "problems listed in an error answer; the rest are counted in one last line",
+    },
+    Key {
         path: "connector.listen",
         env: "HERALD_CONNECTOR_LISTEN",
         kind: Kind::Addr,
@@ -155,7 +173,16 @@ const KEYS: &[Key] = &[
             min: 1,
             max: 86_400,
         },
-        help: "largest accepted |now - ts| of a signature",
+        help: "largest accepted age (now - ts) of a signature",
+    },
+    Key {
+        path: "auth.max_future_skew_secs",
+        env: "HERALD_AUTH_MAX_FUTURE_SKEW_SECS",
+        kind: Kind::Int {
+            min: 0,
+            max: 86_400,
+        },
+        help: "largest accepted ts - now of a signature (a client clock ahead of the server's)",
     },
     Key {
         path: "store.data_dir",
@@ -262,7 +289,8 @@ const KEYS: &[Key] = &[
 ];
 
 /// Command-line flags. Each one is the twin of a key in `KEYS` (see `Flags::to_overrides`).
-#[derive(Debug, Default, Parser)]
+/// No `Debug`: they may hold the secret and API keys.
+#[derive(Default, Parser)]
 #[command(
     name = "herald",
     version,
@@ -414,7 +442,7 @@ impl Role {
 }
 
 /// Where the embedded store lives, or the MongoDB URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreChoice {
     /// The embedded store under this directory.
     Embedded(PathBuf),
@@ -423,7 +451,7 @@ pub enum StoreChoice {
 }
 
 /// In-process broker (single node) or Redis.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum BrokerChoice {
     /// The in-process broker: one node only.
     InProcess,
@@ -431,8 +459,9 @@ pub enum BrokerChoice {
     Redis(String),
 }
 
-/// The checked configuration of one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The checked configuration of one node. Its `Debug` hides the secret and the API keys and
+/// shows URLs without their password, so printing it can never leak them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// What this node serves.
     pub role: Role,
@@ -444,6 +473,10 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Largest accepted request body, bytes.
     pub api_max_body: usize,
+    /// Largest `/queues` answer, bytes (one message always comes, whatever its size).
+    pub api_max_answer: usize,
+    /// Problems listed in an error answer before one line counts the rest.
+    pub api_max_listed_errors: usize,
     /// Socket.IO listen address.
     pub connector_listen: SocketAddr,
     /// In-flight messages per session in ack mode.
@@ -464,8 +497,10 @@ pub struct Config {
     pub hmac_auth: bool,
     /// Accept JWT auth.
     pub jwt_auth: bool,
-    /// Largest accepted signature clock skew.
+    /// Largest accepted signature age.
     pub max_skew: Duration,
+    /// Largest accepted signature time ahead of the server's clock.
+    pub max_future_skew: Duration,
     /// Where queues live.
     pub store: StoreChoice,
     /// The embedded store's directory (also where a generated secret is kept).
@@ -492,6 +527,60 @@ pub struct Config {
     pub http_write_timeout: Duration,
     /// Connections per listener; `None` = derived from `RLIMIT_NOFILE` at start-up.
     pub http_max_connections: Option<usize>,
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Embedded(dir) => f.debug_tuple("Embedded").field(dir).finish(),
+            StoreChoice::Mongo(url) => f.debug_tuple("Mongo").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for BrokerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerChoice::InProcess => f.write_str("InProcess"),
+            BrokerChoice::Redis(url) => f.debug_tuple("Redis").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<hidden>" } else { "<none>" };
+        f.debug_struct("Config")
+            .field("role", &self.role)
+            .field("node_id", &self.node_id)
+            .field("api_listen", &self.api_listen)
+            .field(
+                "api_keys",
+                &format_args!("<{} hidden>", self.api_keys.len()),
+            )
+            .field("api_max_body", &self.api_max_body)
+            .field("api_max_answer", &self.api_max_answer)
+            .field("api_max_listed_errors", &self.api_max_listed_errors)
+            .field("connector_listen", &self.connector_listen)
+            .field("window", &self.window)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_payload", &self.max_payload)
+            .field("secret", &hidden(self.secret.is_some()))
+            .field("legacy_auth", &self.legacy_auth)
+            .field("hmac_auth", &self.hmac_auth)
+            .field("jwt_auth", &self.jwt_auth)
+            .field("max_skew", &self.max_skew)
+            .field("max_future_skew", &self.max_future_skew)
+            .field("store", &self.store)
+            .field("data_dir", &self.data_dir)
+            .field("broker", &self.broker)
+            .field("retention_cap", &self.retention_cap)
+            .field("retention_ttl", &self.retention_ttl)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
 }
 
 impl Config {
@@ -594,7 +683,10 @@ impl Config {
                 if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
                     return Err(bad(
                         "store.mongo",
-                        format!("expected a mongodb:// or mongodb+srv:// URL, found {url:?}"),
+                        format!(
+                            "expected a mongodb:// or mongodb+srv:// URL, found {:?}",
+                            redact_url(&url)
+                        ),
                     ));
                 }
                 StoreChoice::Mongo(url)
@@ -610,7 +702,8 @@ impl Config {
                     return Err(bad(
                         "broker.redis",
                         format!(
-                            "expected a redis://, rediss:// or redis+cluster:// URL, found {url:?}"
+                            "expected a redis://, rediss:// or redis+cluster:// URL, found {:?}",
+                            redact_url(&url)
                         ),
                     ));
                 }
@@ -684,6 +777,8 @@ impl Config {
             api_listen,
             api_keys,
             api_max_body: i("api.max_body", 1 << 20) as usize,
+            api_max_answer: i("api.max_answer", 4 << 20) as usize,
+            api_max_listed_errors: i("api.max_listed_errors", 20) as usize,
             connector_listen: addr("connector.listen", "127.0.0.1:3001"),
             window: i("connector.window", 64) as usize,
             ping_interval,
@@ -695,6 +790,7 @@ impl Config {
             hmac_auth: b("auth.hmac", true),
             jwt_auth: b("auth.jwt", true),
             max_skew: Duration::from_secs(i("auth.max_skew_secs", 900) as u64),
+            max_future_skew: Duration::from_secs(i("auth.max_future_skew_secs", 60) as u64),
             store,
             data_dir,
             recover_damaged_log: b("store.recover_damaged_log", false),
@@ -801,7 +897,10 @@ fn convert(key: &Key, raw: RawValue, source: &str) -> Result<Value, ConfigError>
                 return Err(bad_value(
                     key,
                     source,
-                    format!("expected a whole number, found {s:?}"),
+                    format!(
+                        "expected a whole number, found {}",
+                        shown(key, &Value::String(s))
+                    ),
                 ));
             }
         },
@@ -812,7 +911,10 @@ fn convert(key: &Key, raw: RawValue, source: &str) -> Result<Value, ConfigError>
                 return Err(bad_value(
                     key,
                     source,
-                    format!("expected true or false, found {s:?}"),
+                    format!(
+                        "expected true or false, found {}",
+                        shown(key, &Value::String(s))
+                    ),
                 ));
             }
         },
@@ -830,9 +932,40 @@ fn bad_value(key: &Key, source: &str, reason: String) -> ConfigError {
     }
 }
 
+/// Keys whose values are secrets: never shown, not even in an error about them.
+const SECRET_KEYS: [&str; 2] = ["auth.secret", "api.keys"];
+
+/// Keys holding a URL that may carry a password.
+const URL_KEYS: [&str; 2] = ["store.mongo", "broker.redis"];
+
+/// A URL without the user and password it may carry, for logs and error messages:
+/// `mongodb://***@host/db`. Everything before the last `@` (after the scheme) is hidden.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A value as an error message may show it: secrets hidden, URLs without their password.
+fn shown(key: &Key, v: &Value) -> String {
+    if SECRET_KEYS.contains(&key.path) {
+        return format!("{} (value hidden: it is a secret)", v.type_str());
+    }
+    match v.as_str() {
+        Some(s) if URL_KEYS.contains(&key.path) => format!("{} {:?}", v.type_str(), redact_url(s)),
+        _ if URL_KEYS.contains(&key.path) => v.type_str().to_owned(),
+        _ => format!("{} {v}", v.type_str()),
+    }
+}
+
 /// Checks one value against its key's kind.
 fn check(key: &Key, v: Value, source: &str) -> Result<Value, ConfigError> {
-    let found = || format!("found {} {v}", v.type_str());
+    let found = || format!("found {}", shown(key, &v));
     match key.kind {
         Kind::Str => match v.as_str() {
             Some(s) if !s.is_empty() => Ok(v),
@@ -1163,6 +1296,78 @@ mod tests {
             err.to_string().contains("store.recover_damaged_log"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn answer_error_and_skew_bounds_have_defaults_and_keys() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.api_max_answer, 4 << 20);
+        assert_eq!(c.api_max_listed_errors, 20);
+        assert_eq!(c.max_future_skew, Duration::from_secs(60));
+        assert_eq!(c.max_skew, Duration::from_secs(900));
+        let f = file(
+            "[api]\nmax_answer = 100000\nmax_listed_errors = 3\n[auth]\nmax_future_skew_secs = 0\n",
+        );
+        let c = load(&["--config", f.0.to_str().unwrap()], &[]).unwrap();
+        assert_eq!(
+            (c.api_max_answer, c.api_max_listed_errors, c.max_future_skew),
+            (100_000, 3, Duration::ZERO)
+        );
+        let c = load(&[], &[("HERALD_AUTH_MAX_FUTURE_SKEW_SECS", "5")]).unwrap();
+        assert_eq!(c.max_future_skew, Duration::from_secs(5));
+        let err = load(&[], &[("HERALD_API_MAX_ANSWER", "10")]).unwrap_err();
+        assert!(err.to_string().contains("api.max_answer"), "{err}");
+    }
+
+    #[test]
+    fn errors_about_secrets_never_show_them() {
+        let err = load(&[], &[("HERALD_API_KEY", "k-secret,,")]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("api.keys") && !msg.contains("k-secret"),
+            "{msg}"
+        );
+        let f = file("[auth]\nsecret = [\"s-secret\"]\n");
+        let msg = load(&["--config", f.0.to_str().unwrap()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("auth.secret") && !msg.contains("s-secret"),
+            "{msg}"
+        );
+        for (flag, url) in [
+            ("--mongo", "mongo://u:pw-secret@db"),
+            ("--redis", "http://:pw-secret@cache:6379"),
+            ("--mongo", "u:pw-secret@db"),
+        ] {
+            let msg = load(&[flag, url, "--secret", "s"], &[])
+                .unwrap_err()
+                .to_string();
+            assert!(!msg.contains("pw-secret") && msg.contains("***@"), "{msg}");
+        }
+        assert_eq!(redact_url("redis://:p@h:1/0"), "redis://***@h:1/0");
+        let c = load(
+            &[
+                "--secret",
+                "s-secret",
+                "--api-key",
+                "k-secret",
+                "--role",
+                "connector",
+                "--redis",
+                "redis://:pw-secret@r",
+                "--mongo",
+                "mongodb://u:pw-secret@m",
+            ],
+            &[],
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        for s in ["s-secret", "k-secret", "pw-secret"] {
+            assert!(!debug.contains(s), "{debug}");
+        }
+        assert!(debug.contains("mongodb://***@m"), "{debug}");
+        assert_eq!(redact_url("mongodb://h/db"), "mongodb://h/db");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
-use herald::config::{BrokerChoice, Config, Flags, StoreChoice};
+use herald::config::{BrokerChoice, Config, Flags, StoreChoice, redact_url as redact};
 use herald::metrics::Metrics;
 use herald::{secret, server};
-use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
+use herald_broker_redis::{RedisBroker, RedisBrokerConfig, RedisBrokerError};
 use herald_core::auth::AuthConfig;
 use herald_core::{Broker, MemoryBroker, MessageStore, NodeId, Retention};
 use herald_socketio::SocketIo;
@@ -86,6 +86,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     auth.jwt = config.jwt_auth;
     auth.legacy = config.legacy_auth;
     auth.max_skew = config.max_skew;
+    auth.max_future_skew = config.max_future_skew;
 
     // The default node id: host name and connector port (the process id when the port is 0).
     let provisional =
@@ -141,7 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         (StoreChoice::Mongo(url), broker) => {
             let store = MongoStore::connect(MongoConfig::new(url.clone()).retention(retention))
                 .await
-                .map_err(|e| anyhow::anyhow!("store.mongo: cannot use {url}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("store.mongo: cannot use {}: {e}", redact(url)))?;
             store_text = format!("mongodb:{}", redact(url));
             match broker {
                 BrokerChoice::InProcess => {
@@ -158,8 +159,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     .await
                 }
                 BrokerChoice::Redis(redis_url) => {
-                    let cfg = RedisBrokerConfig::from_url(redis_url)
-                        .map_err(|e| anyhow::anyhow!("broker.redis: {e}"))?;
+                    let cfg = RedisBrokerConfig::from_url(redis_url).map_err(|e| match e {
+                        // The error names the URL, which may carry a password.
+                        RedisBrokerError::InvalidUrl { reason, .. } => anyhow::anyhow!(
+                            "broker.redis: invalid Redis URL {:?}: {reason}",
+                            redact(redis_url)
+                        ),
+                        other => anyhow::anyhow!("broker.redis: {other}"),
+                    })?;
                     let broker = RedisBroker::connect(cfg, node_id.clone())
                         .await
                         .map_err(|e| {
@@ -184,16 +191,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 "store.mongo: with Redis (several nodes) the queues must be shared: set --mongo"
             )
         }
-    }
-}
-
-/// A URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -554,6 +554,8 @@ pub async fn listen<S: MessageStore, B: Broker>(
         },
         keys: config.api_keys.clone(),
         max_body: config.api_max_body,
+        max_answer: config.api_max_answer,
+        max_listed_errors: config.api_max_listed_errors,
         node: node_name.to_owned(),
     });
     let mut listeners = Listeners {
@@ -564,6 +566,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     let shared = SharedLimit::new(ConnectionBudget::derive(raise_nofile()).total);
     if config.single_port() {
         let mut app = tide::with_state(state);
+        api::json_errors(&mut app);
         api::routes(&mut app);
         io.mount(&mut app);
         let max_body = config.api_max_body.max(config.max_payload);
@@ -577,6 +580,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     let count = usize::from(config.role.serves_api()) + usize::from(config.role.serves_connector());
     if config.role.serves_api() {
         let mut app = tide::with_state(state);
+        api::json_errors(&mut app);
         api::routes(&mut app);
         let limits = http_limits(config, config.api_max_body, count, &shared);
         let (addr, task) = bind(app, config.api_listen, limits).await?;
@@ -585,6 +589,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     }
     if config.role.serves_connector() {
         let mut app = tide::new();
+        api::json_errors(&mut app);
         io.mount(&mut app);
         let limits = http_limits(config, config.max_payload, count, &shared);
         let (addr, task) = bind(app, config.connector_listen, limits).await?;

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use herald::api::{self, ApiState};
-use herald::metrics::{EngineCounts, Metrics};
-use herald::subs::{Subscriptions, Watchers};
 use herald_core::{MemoryBroker, MemoryStore, Retention};
 use serde_json::{Value, json};
 use tide::http::{Method, Request, Url};
@@ -20,16 +18,11 @@ struct Fixture {
 fn fixture() -> Fixture {
     let store = MemoryStore::new(Retention::default());
     let bus = MemoryBroker::new();
-    let state = Arc::new(ApiState {
-        store: Arc::new(store.clone()),
-        subs: Arc::new(Subscriptions::new(Arc::new(bus.node()))),
-        watchers: Arc::new(Watchers::default()),
-        metrics: Arc::new(Metrics::default()),
-        engine_counts: Arc::new(EngineCounts::default),
-        keys: Vec::new(),
-        max_body: 1 << 20,
-        node: "test".into(),
-    });
+    let state = Arc::new(ApiState::new(
+        Arc::new(store.clone()),
+        Arc::new(bus.node()),
+        "test",
+    ));
     let mut app = tide::with_state(state);
     api::routes(&mut app);
     Fixture { app, store, bus }

@@ -509,7 +509,9 @@ async fn rest_answers_match_the_openapi_spec() {
     let dir = TempDir::new("openapi");
     let h = Herald::start(&dir.0, &[]);
     let keyed_dir = TempDir::new("openapi-keyed");
-    let keyed = Herald::start(&keyed_dir.0, &["--api-key", "k"]);
+    let cfg_dir = TempDir::new("openapi-keyed-cfg");
+    let cfg = support::config_file(&cfg_dir.0, "[api]\nmax_answer = 65536\n");
+    let keyed = Herald::start(&keyed_dir.0, &["--api-key", "k", "--config", &cfg]);
     let json_body = |v: Value| Some(("application/json", serde_json::to_vec(&v).unwrap()));
     let mut samples = Vec::new();
     let mut record = |path: &str, method: &str, a: support::Answer| {
@@ -628,6 +630,40 @@ async fn rest_answers_match_the_openapi_spec() {
         "get",
         http("GET", &format!("{api}/metrics"), None, &[]).await,
     );
+    // With a key configured, reads need it too; an answer over api.max_answer says `more`.
+    for (path, url) in [
+        ("/queues/{id}", "/queues/o1?since=0"),
+        ("/watch/{id}", "/watch/o1?timeout=0"),
+        ("/apis", "/apis"),
+        ("/metrics", "/metrics"),
+    ] {
+        record(
+            path,
+            "get",
+            http("GET", &format!("{}{url}", keyed.api), None, &[]).await,
+        );
+    }
+    let key = [("authorization", "Bearer k")];
+    for i in 0..2 {
+        let big = json!("x".repeat(40_000) + &i.to_string());
+        let a = http(
+            "POST",
+            &format!("{}/push", keyed.api),
+            json_body(body(&["o1"], big)),
+            &key,
+        )
+        .await;
+        assert_eq!(a.status, 200);
+    }
+    let more = http(
+        "GET",
+        &format!("{}/queues/o1?since=0", keyed.api),
+        None,
+        &key,
+    )
+    .await;
+    assert_eq!(more.body["more"], true, "{}", more.body);
+    record("/queues/{id}", "get", more);
     let statuses: Vec<u64> = samples
         .iter()
         .map(|s| s["status"].as_u64().unwrap())
@@ -635,7 +671,8 @@ async fn rest_answers_match_the_openapi_spec() {
     assert_eq!(
         statuses,
         vec![
-            200, 400, 415, 413, 401, 200, 400, 400, 200, 200, 400, 200, 400, 200, 200
+            200, 400, 415, 413, 401, 200, 400, 400, 200, 200, 400, 200, 400, 200, 200, 401, 401,
+            401, 401, 200
         ]
     );
 
@@ -655,5 +692,5 @@ async fn rest_answers_match_the_openapi_spec() {
         "answers do not match docs/openapi.yaml:\n{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.contains("15 samples, 0 problems"), "{report}");
+    assert!(report.contains("20 samples, 0 problems"), "{report}");
 }

@@ -6,7 +6,7 @@
 
 use herald_it as support;
 use serde_json::{Value, json};
-use support::{Herald, RawHttp, TempDir, WAIT, curl, run_client, wait_until};
+use support::{Herald, RawHttp, TempDir, WAIT, curl_output, run_client, wait_until};
 
 const PUSH: &str = r#"{"send_id":"h","recv_id":["u1"],"data":1}"#;
 
@@ -361,7 +361,7 @@ async fn python_requests_and_curl_are_served() {
     );
     let url = format!("{}/healthy", h.api);
     // Three requests asking to close: three answers, a connection each.
-    let out = curl(&[
+    let out = curl_output(&[
         "-H",
         "Connection: close",
         "-o",
@@ -377,13 +377,13 @@ async fn python_requests_and_curl_are_served() {
         &url,
     ]);
     assert_eq!(out, "200 1\n200 1\n200 1\n");
-    assert_eq!(curl(&["--http1.0", &url]), r#"{"ok":1}"#);
+    assert_eq!(curl_output(&["--http1.0", &url]), r#"{"ok":1}"#);
     // A 100-continue upload (curl asks for it above 1 KiB).
     let big = format!(
         r#"{{"send_id":"h","recv_id":["u2"],"data":"{}"}}"#,
         "x".repeat(4000)
     );
-    let out = curl(&[
+    let out = curl_output(&[
         "-H",
         "Content-Type: application/json",
         "-H",
