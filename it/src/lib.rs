@@ -4,6 +4,8 @@
 //! - [`Herald`] runs the `herald` binary on free loopback ports and reads its log;
 //!   [`Client`] runs a real client (npm `socket.io-client` or PyPI `python-socketio`, see
 //!   [`Lib`]) driven by JSON lines; [`http`] and [`push`] talk to the REST API.
+//! - [`open_websocket`], [`text_frame`], [`closed_within`] and [`open_fds`] play clients that
+//!   go silent on plain TCP and watch what the server keeps for them.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
@@ -25,6 +27,7 @@
 mod cluster;
 mod containers;
 mod process;
+mod raw_socket;
 
 pub use cluster::RedisCluster;
 pub use containers::{ImageKind, Mongo, Redis, image_from_env};
@@ -32,6 +35,7 @@ pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
     push, test_env, unix_secs,
 };
+pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";

@@ -8,6 +8,7 @@
 
 pub mod engineio;
 mod mailbox;
+mod outbox;
 pub mod server;
 pub mod socketio;
 

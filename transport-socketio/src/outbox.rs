@@ -1,0 +1,237 @@
+//! What a session has waiting for its client, and the bounds on it.
+//!
+//! Two things wait: the app's emits, in the session's mailbox until the session takes them,
+//! and the session's outgoing queue ([`Outbox`]), which also holds what the session makes
+//! itself: CONNECT answers and refusals, pongs, pings, closes. A client that never polls, or
+//! stops reading its WebSocket, lets both grow, and a client can make the session answer at
+//! will (a CONNECT to an unknown namespace is one small packet in and one refusal out). So
+//! both are counted in one [`Backlog`] per session: bytes of everything waiting, control
+//! packets included, plus emits not yet taken in packets. Past either bound the session is
+//! closed, which frees all of it.
+//!
+//! One packet larger than the byte bound is let through when nothing else waits: the bound
+//! limits what piles up behind a client, and never refuses a single large message outright.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::engineio::packet::Packet as EioPacket;
+
+/// What a queued packet costs beyond its payload: its queue slot and its allocation.
+pub(crate) const PACKET_OVERHEAD: usize = 64;
+
+/// The bytes a packet is counted for.
+pub(crate) fn cost(p: &EioPacket) -> usize {
+    PACKET_OVERHEAD
+        + match p {
+            EioPacket::Open(s)
+            | EioPacket::Ping(s)
+            | EioPacket::Pong(s)
+            | EioPacket::Message(s) => s.len(),
+            EioPacket::Binary(b) => b.len(),
+            EioPacket::Close | EioPacket::Upgrade | EioPacket::Noop => 0,
+        }
+}
+
+/// What one session has waiting to be sent; shared by the session and the app's handles.
+#[derive(Debug)]
+pub(crate) struct Backlog {
+    /// Packets of the app's emits not yet taken by the session.
+    packets: AtomicUsize,
+    /// Bytes of everything waiting: emits not yet taken, the outgoing queue, and what is
+    /// being written to the client.
+    bytes: AtomicUsize,
+    /// Bound on `packets` ([`crate::ServerConfig::queue_limit`]).
+    packet_limit: usize,
+    /// Bound on `bytes` ([`crate::ServerConfig::queue_bytes`]).
+    byte_limit: usize,
+    /// Told when a bound is passed, so that a session blocked writing to its client ends at
+    /// once instead of after its write timeout.
+    over: async_std::channel::Sender<()>,
+}
+
+impl Backlog {
+    /// A backlog with these bounds, and the receiver told when one is passed.
+    pub(crate) fn new(
+        packet_limit: usize,
+        byte_limit: usize,
+    ) -> (Backlog, async_std::channel::Receiver<()>) {
+        let (over, over_rx) = async_std::channel::bounded(1);
+        let backlog = Backlog {
+            packets: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            packet_limit,
+            byte_limit,
+            over,
+        };
+        (backlog, over_rx)
+    }
+
+    /// Counts an emit of `packets` packets and `bytes` bytes the app hands the session;
+    /// `false` (nothing counted) when it would pass a bound, and the session is told.
+    pub(crate) fn admit(&self, packets: usize, bytes: usize) -> bool {
+        let before = self.packets.fetch_add(packets, Ordering::Relaxed);
+        if before + packets > self.packet_limit {
+            self.packets.fetch_sub(packets, Ordering::Relaxed);
+            self.signal();
+            return false;
+        }
+        if !self.charge(bytes) {
+            self.packets.fetch_sub(packets, Ordering::Relaxed);
+            self.refund(bytes);
+            return false;
+        }
+        true
+    }
+
+    /// The session took an emit of `packets` packets out of its mailbox.
+    pub(crate) fn taken(&self, packets: usize) {
+        let _ = self
+            .packets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(packets))
+            });
+    }
+
+    /// Counts `bytes` more waiting; `false` when that passes the bound (and something else
+    /// was already waiting), in which case the session is told.
+    pub(crate) fn charge(&self, bytes: usize) -> bool {
+        let before = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before > 0 && before + bytes > self.byte_limit {
+            self.signal();
+            return false;
+        }
+        true
+    }
+
+    /// `bytes` are no longer waiting (sent, or dropped).
+    pub(crate) fn refund(&self, bytes: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(bytes))
+            });
+    }
+
+    /// Bytes waiting now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn signal(&self) {
+        let _ = self.over.try_send(());
+    }
+}
+
+/// A session's outgoing queue, counted in its [`Backlog`].
+pub(crate) struct Outbox {
+    packets: VecDeque<EioPacket>,
+    /// The bytes of `packets`, as charged.
+    bytes: usize,
+    backlog: std::sync::Arc<Backlog>,
+}
+
+impl Outbox {
+    pub(crate) fn new(backlog: std::sync::Arc<Backlog>) -> Outbox {
+        Outbox {
+            packets: VecDeque::new(),
+            bytes: 0,
+            backlog,
+        }
+    }
+
+    /// The backlog this queue is counted in.
+    pub(crate) fn backlog(&self) -> &std::sync::Arc<Backlog> {
+        &self.backlog
+    }
+
+    /// Queues a packet the session made; `false` when that passes the byte bound (the packet
+    /// is queued anyway: the caller closes the session).
+    #[must_use]
+    pub(crate) fn push(&mut self, p: EioPacket) -> bool {
+        let n = cost(&p);
+        self.bytes += n;
+        self.packets.push_back(p);
+        self.backlog.charge(n)
+    }
+
+    /// Queues a packet of an emit whose bytes [`Backlog::admit`] already counted.
+    pub(crate) fn push_admitted(&mut self, p: EioPacket) {
+        self.bytes += cost(&p);
+        self.packets.push_back(p);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// Everything queued, and the bytes it was counted for: they stay counted until the
+    /// caller has handed them on and calls [`Backlog::refund`].
+    pub(crate) fn take(&mut self) -> (VecDeque<EioPacket>, usize) {
+        let bytes = std::mem::take(&mut self.bytes);
+        (std::mem::take(&mut self.packets), bytes)
+    }
+
+    /// Everything queued, no longer counted (for an answer built at once).
+    pub(crate) fn drain(&mut self) -> Vec<EioPacket> {
+        let (packets, bytes) = self.take();
+        self.backlog.refund(bytes);
+        packets.into()
+    }
+}
+
+impl Drop for Outbox {
+    /// What a closed session still held is no longer waiting.
+    fn drop(&mut self) {
+        self.backlog.refund(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_byte_bound_lets_one_large_packet_through_alone_and_nothing_behind_it() {
+        let (backlog, over) = Backlog::new(100, 1000);
+        let backlog = Arc::new(backlog);
+        let mut out = Outbox::new(backlog.clone());
+        assert!(
+            out.push(EioPacket::Message("x".repeat(5000))),
+            "alone: let through"
+        );
+        assert!(over.try_recv().is_err());
+        assert!(!out.push(EioPacket::Pong(String::new())), "behind it: over");
+        assert!(over.try_recv().is_ok(), "the session is told");
+        let (packets, bytes) = out.take();
+        assert_eq!(packets.len(), 2);
+        assert_eq!(backlog.bytes(), bytes, "counted until handed on");
+        backlog.refund(bytes);
+        assert_eq!(backlog.bytes(), 0);
+    }
+
+    #[test]
+    fn an_emit_over_a_bound_is_refused_and_not_counted() {
+        let (backlog, over) = Backlog::new(3, 1000);
+        assert!(backlog.admit(2, 600));
+        assert!(!backlog.admit(1, 600), "bytes over");
+        assert!(over.try_recv().is_ok());
+        assert!(!backlog.admit(2, 10), "packets over");
+        assert_eq!(backlog.bytes(), 600);
+        backlog.taken(2);
+        backlog.refund(600);
+        assert!(backlog.admit(3, 10));
+    }
+
+    #[test]
+    fn a_dropped_outbox_gives_its_bytes_back() {
+        let (backlog, _over) = Backlog::new(10, 1000);
+        let backlog = Arc::new(backlog);
+        let mut out = Outbox::new(backlog.clone());
+        assert!(out.push(EioPacket::Message("abc".into())));
+        assert_eq!(backlog.bytes(), PACKET_OVERHEAD + 3);
+        drop(out);
+        assert_eq!(backlog.bytes(), 0);
+    }
+}
