@@ -11,6 +11,10 @@
 //!
 //! One packet larger than the byte bound is let through when nothing else waits: the bound
 //! limits what piles up behind a client, and never refuses a single large message outright.
+//!
+//! The other way, what the client sent and the session has not handled yet (while it is
+//! blocked writing to a client that does not read, say) is bounded by the same number of
+//! bytes: past it the server stops reading from that client until the session catches up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +52,12 @@ pub(crate) struct Backlog {
     /// Told when a bound is passed, so that a session blocked writing to its client ends at
     /// once instead of after its write timeout.
     over: async_std::channel::Sender<()>,
+    /// Bytes the client sent that wait in the session's mailbox (bounded by `byte_limit`).
+    inbound: AtomicUsize,
+    /// Told each time the session handles what the client sent: a reader waiting for room
+    /// looks again. Closed when the session ends, which releases every waiter.
+    room: async_std::channel::Sender<()>,
+    room_rx: async_std::channel::Receiver<()>,
 }
 
 impl Backlog {
@@ -57,12 +67,16 @@ impl Backlog {
         byte_limit: usize,
     ) -> (Backlog, async_std::channel::Receiver<()>) {
         let (over, over_rx) = async_std::channel::bounded(1);
+        let (room, room_rx) = async_std::channel::bounded(1);
         let backlog = Backlog {
             packets: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             packet_limit,
             byte_limit,
             over,
+            inbound: AtomicUsize::new(0),
+            room,
+            room_rx,
         };
         (backlog, over_rx)
     }
@@ -120,6 +134,36 @@ impl Backlog {
 
     fn signal(&self) {
         let _ = self.over.try_send(());
+    }
+
+    /// `bytes` from the client were put in the session's mailbox.
+    pub(crate) fn received(&self, bytes: usize) {
+        self.inbound.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The session took `bytes` from the client out of its mailbox.
+    pub(crate) fn handled(&self, bytes: usize) {
+        let _ = self
+            .inbound
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(bytes))
+            });
+        let _ = self.room.try_send(());
+    }
+
+    /// Waits until what the client sent and the session has not handled is within the bound
+    /// (or the session has ended).
+    pub(crate) async fn room(&self) {
+        while self.inbound.load(Ordering::Relaxed) > self.byte_limit {
+            if self.room_rx.recv().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The session ended: nobody waits for room any more.
+    pub(crate) fn end(&self) {
+        self.room.close();
     }
 }
 
@@ -222,6 +266,25 @@ mod tests {
         backlog.taken(2);
         backlog.refund(600);
         assert!(backlog.admit(3, 10));
+    }
+
+    #[test]
+    fn a_reader_waits_for_room_until_the_session_handles_what_it_sent_or_ends() {
+        use futures::FutureExt;
+        let (backlog, _over) = Backlog::new(10, 1000);
+        backlog.received(1500);
+        let mut wait = Box::pin(backlog.room());
+        assert!(
+            (&mut wait).now_or_never().is_none(),
+            "over the bound: waits"
+        );
+        backlog.handled(1000);
+        assert!(wait.now_or_never().is_some(), "handled: room again");
+        backlog.received(2000);
+        let mut wait = Box::pin(backlog.room());
+        assert!((&mut wait).now_or_never().is_none());
+        backlog.end();
+        assert!(wait.now_or_never().is_some(), "the session ended: released");
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub struct ServerConfig {
     /// Most bytes waiting to be sent to one client (the app's emits not yet taken, the
     /// session's queue, what is being written), control packets included, before its session
     /// is closed. Each packet counts its payload plus 64 bytes. One packet larger than this is
-    /// still sent when nothing else waits. Default 16 MiB.
+    /// still sent when nothing else waits. The same bound holds what the client sent and the
+    /// session has not handled yet: past it the server stops reading from the client until
+    /// the session catches up. Default 16 MiB.
     pub queue_bytes: usize,
     /// How long the goodbye of an ending session may take (the last packets, the WebSocket
     /// close frame and the client's answer) before the server drops the connection anyway.
@@ -587,6 +589,12 @@ impl SocketIo {
         self.lock().get(sid).map(|e| e.tx.clone())
     }
 
+    fn session_entry(&self, sid: &str) -> Option<(mailbox::Sender<Input>, Arc<Backlog>)> {
+        self.lock()
+            .get(sid)
+            .map(|e| (e.tx.clone(), e.backlog.clone()))
+    }
+
     async fn handle_get<State>(&self, req: Request<State>) -> Response {
         let q = Query::of(&req);
         if let Some(err) = q.check() {
@@ -640,7 +648,7 @@ impl SocketIo {
         let Some(sid) = q.get("sid") else {
             return eio_error(BAD_HANDSHAKE_METHOD);
         };
-        let Some(tx) = self.session(sid) else {
+        let Some((tx, backlog)) = self.session_entry(sid) else {
             return eio_error(SESSION_UNKNOWN);
         };
         let origin = req.header("origin").map(|h| h.as_str().to_owned());
@@ -679,7 +687,12 @@ impl SocketIo {
                 };
                 packets.map_err(|e| e.to_string())
             }) {
-            Ok(packets) => Input::Packets(packets),
+            Ok(packets) => {
+                // Queued only when the session has room for it (see the `outbox` module).
+                backlog.room().await;
+                backlog.received(packets.iter().map(outbox::cost).sum());
+                Input::Packets(packets)
+            }
             Err(e) => Input::TransportError(format!("invalid polling payload: {e}")),
         };
         let bad = matches!(input, Input::TransportError(_));
@@ -1043,6 +1056,7 @@ impl Session {
     ) {
         let tx = self.tx.clone();
         let eio3 = self.eio3;
+        let backlog = self.outbox.backlog().clone();
         let reader = async_std::task::spawn(async move {
             while let Some(msg) = stream.next().await {
                 let decoded = match msg {
@@ -1060,13 +1074,18 @@ impl Session {
                     }
                 };
                 let input = match decoded {
-                    Ok(p) => Input::Packets(vec![p]),
+                    Ok(p) => {
+                        backlog.received(outbox::cost(&p));
+                        Input::Packets(vec![p])
+                    }
                     Err(e) => Input::TransportError(format!("invalid packet: {e}")),
                 };
                 let stop = matches!(input, Input::TransportError(_));
                 if tx.send(input).await.is_err() || stop {
                     return;
                 }
+                // The next frame is read only once the session has room for it.
+                backlog.room().await;
             }
             let _ = tx
                 .send(Input::TransportError("transport close".into()))
@@ -1130,6 +1149,7 @@ impl Session {
             }
         }
         rx.close();
+        self.outbox.backlog().end();
         // The goodbye is bounded: a client that neither reads nor answers cannot keep the
         // socket. Then the readers (each holding half of a connection) are ended; the sinks
         // go with the session, and the connection is closed.
@@ -1208,6 +1228,9 @@ impl Session {
     async fn input(&mut self, input: Input) {
         match input {
             Input::Packets(ps) => {
+                self.outbox
+                    .backlog()
+                    .handled(ps.iter().map(outbox::cost).sum());
                 for p in ps {
                     self.packet(p).await;
                     if self.closed.is_some() {

@@ -638,3 +638,43 @@ async fn a_waiting_poll_is_answered_when_its_session_ends() {
     }
     wait_unknown(addr, &sid).await;
 }
+
+/// A client that stops reading its echoes and keeps sending: its session, blocked writing to
+/// it, handles nothing; the server stops reading from it at the byte bound (the client's
+/// writes stall) instead of holding all it sends until the write timeout.
+#[async_std::test]
+async fn a_client_that_sends_without_reading_is_not_read_past_the_byte_bound() {
+    use std::io::Write;
+    let (_io, addr) = server_io(ServerConfig {
+        queue_bytes: 8 << 20,
+        // Far longer than the test: the session stays blocked writing.
+        ping_interval: Duration::from_secs(120),
+        ping_timeout: Duration::from_secs(120),
+        ..ServerConfig::default()
+    })
+    .await;
+    let base = format!("http://{addr}");
+    let mut deaf =
+        herald_it::open_websocket(&base, "/socket.io/?EIO=4&transport=websocket").unwrap();
+    deaf.write_all(&herald_it::text_frame("40")).unwrap();
+    // 9 MB of echoes it never reads: more than the sockets' buffers, less than the bound.
+    let big = format!("42[\"message\",\"{}\"]", "x".repeat(900_000));
+    for _ in 0..10 {
+        deaf.write_all(&herald_it::text_frame(&big)).unwrap();
+    }
+    // Then events nobody answers, until the server stops reading them.
+    let ignored = herald_it::text_frame(&format!("42[\"ignored\",\"{}\"]", "y".repeat(100_000)));
+    deaf.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut sent = 0usize;
+    while sent < 150 << 20 {
+        if deaf.write_all(&ignored).is_err() {
+            break;
+        }
+        sent += ignored.len();
+    }
+    assert!(
+        sent < 150 << 20,
+        "the server read {sent} bytes from a client whose session handles nothing"
+    );
+}
