@@ -14,10 +14,14 @@
 //!
 //! The other way, what the client sent and the session has not handled yet (while it is
 //! blocked writing to a client that does not read, say) is bounded by the same number of
-//! bytes: past it the server stops reading from that client until the session catches up.
+//! bytes: past it the server stops reading that client's WebSocket until the session catches
+//! up, and refuses its polling POSTs (the session closes).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
+
+use futures::task::AtomicWaker;
 
 use crate::engineio::packet::Packet as EioPacket;
 
@@ -49,36 +53,35 @@ pub(crate) struct Backlog {
     packet_limit: usize,
     /// Bound on `bytes` ([`crate::ServerConfig::queue_bytes`]).
     byte_limit: usize,
-    /// Told when a bound is passed, so that a session blocked writing to its client ends at
-    /// once instead of after its write timeout.
-    over: async_std::channel::Sender<()>,
+    /// A bound was passed: the session is to close. Set once, never cleared.
+    over: AtomicBool,
+    /// The session, when it waits on a client that does not read ([`Backlog::passed`]): it
+    /// ends at once instead of after its write timeout.
+    over_waker: AtomicWaker,
     /// Bytes the client sent that wait in the session's mailbox (bounded by `byte_limit`).
     inbound: AtomicUsize,
-    /// Told each time the session handles what the client sent: a reader waiting for room
-    /// looks again. Closed when the session ends, which releases every waiter.
-    room: async_std::channel::Sender<()>,
-    room_rx: async_std::channel::Receiver<()>,
+    /// The session has ended: nobody waits for room any more.
+    ended: AtomicBool,
+    /// The reader waiting for room ([`Backlog::room`]); a session has one reader at a time
+    /// (its WebSocket's, or during an upgrade the probe's). Wakers, not channels: every
+    /// connection has a backlog, so its resting size is part of what an idle connection costs.
+    room_waker: AtomicWaker,
 }
 
 impl Backlog {
-    /// A backlog with these bounds, and the receiver told when one is passed.
-    pub(crate) fn new(
-        packet_limit: usize,
-        byte_limit: usize,
-    ) -> (Backlog, async_std::channel::Receiver<()>) {
-        let (over, over_rx) = async_std::channel::bounded(1);
-        let (room, room_rx) = async_std::channel::bounded(1);
-        let backlog = Backlog {
+    /// A backlog with these bounds.
+    pub(crate) fn new(packet_limit: usize, byte_limit: usize) -> Backlog {
+        Backlog {
             packets: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             packet_limit,
             byte_limit,
-            over,
+            over: AtomicBool::new(false),
+            over_waker: AtomicWaker::new(),
             inbound: AtomicUsize::new(0),
-            room,
-            room_rx,
-        };
-        (backlog, over_rx)
+            ended: AtomicBool::new(false),
+            room_waker: AtomicWaker::new(),
+        }
     }
 
     /// Counts an emit of `packets` packets and `bytes` bytes the app hands the session;
@@ -133,7 +136,24 @@ impl Backlog {
     }
 
     fn signal(&self) {
-        let _ = self.over.try_send(());
+        self.over.store(true, Ordering::Release);
+        self.over_waker.wake();
+    }
+
+    /// Resolves once a bound has been passed (at once if one was).
+    pub(crate) async fn passed(&self) {
+        futures::future::poll_fn(|cx| {
+            if self.over.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.over_waker.register(cx.waker());
+            if self.over.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// `bytes` from the client were put in the session's mailbox.
@@ -148,22 +168,36 @@ impl Backlog {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(bytes))
             });
-        let _ = self.room.try_send(());
+        self.room_waker.wake();
     }
 
-    /// Waits until what the client sent and the session has not handled is within the bound
-    /// (or the session has ended).
+    /// Whether what the client sent and the session has not handled is within the bound
+    /// (always, once the session has ended).
+    pub(crate) fn has_room(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+            || self.inbound.load(Ordering::Relaxed) <= self.byte_limit
+    }
+
+    /// Waits until [`Backlog::has_room`] (for the one reader of the session).
     pub(crate) async fn room(&self) {
-        while self.inbound.load(Ordering::Relaxed) > self.byte_limit {
-            if self.room_rx.recv().await.is_err() {
-                return;
+        futures::future::poll_fn(|cx| {
+            if self.has_room() {
+                return Poll::Ready(());
             }
-        }
+            self.room_waker.register(cx.waker());
+            if self.has_room() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// The session ended: nobody waits for room any more.
     pub(crate) fn end(&self) {
-        self.room.close();
+        self.ended.store(true, Ordering::Release);
+        self.room_waker.wake();
     }
 }
 
@@ -234,20 +268,23 @@ impl Drop for Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
     use std::sync::Arc;
 
     #[test]
     fn the_byte_bound_lets_one_large_packet_through_alone_and_nothing_behind_it() {
-        let (backlog, over) = Backlog::new(100, 1000);
-        let backlog = Arc::new(backlog);
+        let backlog = Arc::new(Backlog::new(100, 1000));
         let mut out = Outbox::new(backlog.clone());
         assert!(
             out.push(EioPacket::Message("x".repeat(5000))),
             "alone: let through"
         );
-        assert!(over.try_recv().is_err());
+        assert!(backlog.passed().now_or_never().is_none());
         assert!(!out.push(EioPacket::Pong(String::new())), "behind it: over");
-        assert!(over.try_recv().is_ok(), "the session is told");
+        assert!(
+            backlog.passed().now_or_never().is_some(),
+            "the session is told"
+        );
         let (packets, bytes) = out.take();
         assert_eq!(packets.len(), 2);
         assert_eq!(backlog.bytes(), bytes, "counted until handed on");
@@ -257,10 +294,10 @@ mod tests {
 
     #[test]
     fn an_emit_over_a_bound_is_refused_and_not_counted() {
-        let (backlog, over) = Backlog::new(3, 1000);
+        let backlog = Backlog::new(3, 1000);
         assert!(backlog.admit(2, 600));
         assert!(!backlog.admit(1, 600), "bytes over");
-        assert!(over.try_recv().is_ok());
+        assert!(backlog.passed().now_or_never().is_some());
         assert!(!backlog.admit(2, 10), "packets over");
         assert_eq!(backlog.bytes(), 600);
         backlog.taken(2);
@@ -270,8 +307,7 @@ mod tests {
 
     #[test]
     fn a_reader_waits_for_room_until_the_session_handles_what_it_sent_or_ends() {
-        use futures::FutureExt;
-        let (backlog, _over) = Backlog::new(10, 1000);
+        let backlog = Backlog::new(10, 1000);
         backlog.received(1500);
         let mut wait = Box::pin(backlog.room());
         assert!(
@@ -289,8 +325,7 @@ mod tests {
 
     #[test]
     fn a_dropped_outbox_gives_its_bytes_back() {
-        let (backlog, _over) = Backlog::new(10, 1000);
-        let backlog = Arc::new(backlog);
+        let backlog = Arc::new(Backlog::new(10, 1000));
         let mut out = Outbox::new(backlog.clone());
         assert!(out.push(EioPacket::Message("abc".into())));
         assert_eq!(backlog.bytes(), PACKET_OVERHEAD + 3);

@@ -687,12 +687,12 @@ impl SocketIo {
                 };
                 packets.map_err(|e| e.to_string())
             }) {
-            Ok(packets) => {
-                // Queued only when the session has room for it (see the `outbox` module).
-                backlog.room().await;
+            // Queued only when the session has room for it (see the `outbox` module).
+            Ok(packets) if backlog.has_room() => {
                 backlog.received(packets.iter().map(outbox::cost).sum());
                 Input::Packets(packets)
             }
+            Ok(_) => Input::TransportError("polling faster than the session handles".into()),
             Err(e) => Input::TransportError(format!("invalid polling payload: {e}")),
         };
         let bad = matches!(input, Input::TransportError(_));
@@ -980,8 +980,6 @@ struct Session {
     upgrading: bool,
     /// What waits to be sent, counted against the session's bounds.
     outbox: Outbox,
-    /// Told when the app's emits pass a bound (see [`Backlog`]).
-    over: async_std::channel::Receiver<()>,
     /// The tasks reading the client's WebSockets (the transport's and a probe's): each holds
     /// half of its connection, so the session ends them before it is gone.
     readers: Vec<async_std::task::JoinHandle<()>>,
@@ -1006,7 +1004,7 @@ impl Session {
         let cfg = io.inner.config.clone();
         #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
         let now = Instant::now();
-        let (backlog, over) = Backlog::new(cfg.queue_limit, cfg.queue_bytes);
+        let backlog = Backlog::new(cfg.queue_limit, cfg.queue_bytes);
         let mut s = Session {
             io,
             sid,
@@ -1015,7 +1013,6 @@ impl Session {
             probing: None,
             upgrading: false,
             outbox: Outbox::new(Arc::new(backlog)),
-            over,
             readers: Vec::new(),
             nsps: HashMap::new(),
             assembling: None,
@@ -1091,6 +1088,8 @@ impl Session {
                 .send(Input::TransportError("transport close".into()))
                 .await;
         });
+        // Exactly one slot: an idle session's size counts.
+        self.readers.reserve_exact(1);
         self.readers.push(reader);
     }
 
@@ -1627,7 +1626,7 @@ impl Session {
                     let written = match (&mut write).now_or_never() {
                         Some(r) => Ok(r),
                         None => {
-                            let over = std::pin::pin!(self.over.recv());
+                            let over = std::pin::pin!(self.outbox.backlog().passed());
                             let either = futures::future::select(write, over);
                             match async_std::future::timeout(limit, either).await {
                                 Ok(futures::future::Either::Left((r, _))) => Ok(r),
