@@ -52,8 +52,8 @@ pub struct ServerConfig {
     /// session's queue, what is being written), control packets included, before its session
     /// is closed. Each packet counts its payload plus 64 bytes. One packet larger than this is
     /// still sent when nothing else waits. The same bound holds what the client sent and the
-    /// session has not handled yet: past it the server stops reading from the client until
-    /// the session catches up. Default 16 MiB.
+    /// session has not handled yet: past it the server stops reading the client's WebSocket
+    /// until the session catches up, and refuses its polling POSTs. Default 16 MiB.
     pub queue_bytes: usize,
     /// How long the goodbye of an ending session may take (the last packets, the WebSocket
     /// close frame and the client's answer) before the server drops the connection anyway.
