@@ -10,6 +10,8 @@
 //!   (`node-fetch`, `undici`, Python `requests`).
 //! - [`curl`] and [`python`] (with `requests`) are the real HTTP clients of the hostile-client
 //!   tests; [`workspace_bin`] and [`run_with_env`] run the other binaries as a user would.
+//! - [`open_websocket`], [`text_frame`], [`closed_within`] and [`open_fds`] play clients that
+//!   go silent on plain TCP and watch what the server keeps for them.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
@@ -31,6 +33,7 @@
 mod cluster;
 mod containers;
 mod process;
+mod raw_socket;
 mod refused;
 mod tools;
 mod wire;
@@ -41,12 +44,13 @@ pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
     push, test_env, unix_secs,
 };
+pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 pub use refused::{Stopped, start_refused};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,
 };
-pub use wire::{RawAnswer, RawHttp, run_client, wait_until};
+pub use wire::{RawAnswer, RawHttp, run_client};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
 pub const DEFAULT_REDIS_IMAGE: &str = "herald-test/redis:7.0";

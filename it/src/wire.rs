@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -242,18 +242,4 @@ fn last_json(cmd: &mut Command, path: &Path) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-/// Polls `cond` until it holds or [`WAIT`] passes; whether it held.
-pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -9,6 +9,7 @@
 pub mod engineio;
 pub mod http1;
 mod mailbox;
+mod outbox;
 pub mod server;
 pub mod socketio;
 

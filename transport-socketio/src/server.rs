@@ -4,12 +4,16 @@
 //! Each Engine.IO session is one task owning all its state (transport, outgoing queue,
 //! heartbeat and connect deadlines as plain timestamps) and fed by one channel: packets from
 //! the transport, polls, the app's commands. The app only ever enqueues, so emitting never
-//! blocks it; a session whose outgoing queue exceeds [`ServerConfig::queue_limit`] packets
-//! (a client that stopped reading) is closed.
+//! blocks it; a session whose emits not yet taken exceed [`ServerConfig::queue_limit`]
+//! packets, or whose waiting bytes (control packets included) exceed
+//! [`ServerConfig::queue_bytes`], is closed (see the `outbox` module).
+//!
+//! A session that ends lets go of its socket within [`ServerConfig::close_timeout`]: the
+//! WebSocket close handshake gets that long, then both halves of the connection are dropped,
+//! whether the client answered, read, or did nothing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,7 @@ use tide::{Request, Response, StatusCode};
 
 use crate::engineio::packet::{self as eio, Packet as EioPacket};
 use crate::mailbox::{self, mailbox};
+use crate::outbox::{self, Backlog, Outbox};
 use crate::socketio::packet::{self as sio, Packet as SioPacket, PacketType};
 
 /// How the server behaves.
@@ -43,6 +48,17 @@ pub struct ServerConfig {
     pub namespaces: Vec<String>,
     /// Most packets waiting to be sent to one client before it is disconnected as too slow.
     pub queue_limit: usize,
+    /// Most bytes waiting to be sent to one client (the app's emits not yet taken, the
+    /// session's queue, what is being written), control packets included, before its session
+    /// is closed. Each packet counts its payload plus 64 bytes. One packet larger than this is
+    /// still sent when nothing else waits. The same bound holds what the client sent and the
+    /// session has not handled yet: past it the server stops reading the client's WebSocket
+    /// until the session catches up, and refuses its polling POSTs. Default 16 MiB.
+    pub queue_bytes: usize,
+    /// How long the goodbye of an ending session may take (the last packets, the WebSocket
+    /// close frame and the client's answer) before the server drops the connection anyway.
+    /// Default 3 s.
+    pub close_timeout: Duration,
     /// Serve bare Engine.IO: no Socket.IO layer. Every session is offered to the app at once
     /// (namespace `""`, no auth payload), and messages arrive as [`Event::Text`] and
     /// [`Event::Binary`]; the app answers with [`Socket::send_text`] and [`Socket::send_binary`].
@@ -59,6 +75,8 @@ impl Default for ServerConfig {
             connect_timeout: Duration::from_millis(45_000),
             namespaces: vec!["/".into()],
             queue_limit: 4096,
+            queue_bytes: 16 << 20,
+            close_timeout: Duration::from_millis(3_000),
             engine_only: false,
         }
     }
@@ -176,6 +194,15 @@ struct Outgoing {
     attachments: Vec<Vec<u8>>,
 }
 
+impl Outgoing {
+    /// The bytes the packets of this emit are counted for (see [`outbox::cost`]).
+    fn cost(text: &str, attachments: &[Vec<u8>]) -> usize {
+        (1 + attachments.len()) * outbox::PACKET_OVERHEAD
+            + text.len()
+            + attachments.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
 /// What a poll gets.
 enum PollAnswer {
     Payload(String),
@@ -188,8 +215,7 @@ pub struct Pending {
     /// What the client presented.
     pub handshake: Handshake,
     tx: mailbox::Sender<Input>,
-    queued: Arc<AtomicUsize>,
-    queue_limit: usize,
+    backlog: Arc<Backlog>,
 }
 
 impl Pending {
@@ -222,8 +248,7 @@ impl Pending {
             sid: self.handshake.sid.clone(),
             nsp: self.handshake.namespace.clone(),
             tx: self.tx.clone(),
-            queued: self.queued.clone(),
-            limit: self.queue_limit,
+            backlog: self.backlog.clone(),
         }
     }
 
@@ -253,8 +278,7 @@ pub struct Socket {
     sid: String,
     nsp: String,
     tx: mailbox::Sender<Input>,
-    queued: Arc<AtomicUsize>,
-    limit: usize,
+    backlog: Arc<Backlog>,
 }
 
 impl Socket {
@@ -265,8 +289,10 @@ impl Socket {
 
     fn send(&self, text: String, attachments: Vec<Vec<u8>>) -> Result<(), EmitError> {
         let n = 1 + attachments.len();
+        let bytes = Outgoing::cost(&text, &attachments);
         self.enqueue(
             n,
+            bytes,
             Input::Send(Box::new(Outgoing {
                 nsp: self.nsp.clone(),
                 text,
@@ -275,12 +301,13 @@ impl Socket {
         )
     }
 
-    /// Queues `input` worth `n` packets, unless the client is gone or too far behind.
-    fn enqueue(&self, n: usize, input: Input) -> Result<(), EmitError> {
+    /// Queues `input` worth `n` packets and `bytes` bytes, unless the client is gone or too
+    /// far behind.
+    fn enqueue(&self, n: usize, bytes: usize, input: Input) -> Result<(), EmitError> {
         if self.tx.is_closed() {
             return Err(EmitError::Closed);
         }
-        if self.queued.fetch_add(n, Ordering::Relaxed) + n > self.limit {
+        if !self.backlog.admit(n, bytes) {
             let _ = self
                 .tx
                 .try_send(Input::TransportError("outgoing queue full".into()));
@@ -401,7 +428,7 @@ impl Socket {
     }
 
     fn send_raw(&self, packet: EioPacket) -> Result<(), EmitError> {
-        self.enqueue(1, Input::SendRaw(packet))
+        self.enqueue(1, outbox::cost(&packet), Input::SendRaw(packet))
     }
 
     /// Whether the connection has ended.
@@ -416,9 +443,15 @@ pub struct SocketIo {
     inner: Arc<Inner>,
 }
 
+/// What the server keeps of a running session: its mailbox and what it has waiting.
+struct SessionEntry {
+    tx: mailbox::Sender<Input>,
+    backlog: Arc<Backlog>,
+}
+
 struct Inner {
     config: ServerConfig,
-    sessions: Mutex<HashMap<String, mailbox::Sender<Input>>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
     pending: Sender<Pending>,
 }
 
@@ -527,10 +560,17 @@ impl SocketIo {
 
     /// Tells every client the server is going away (Engine.IO close) and ends every session.
     pub fn close_all(&self) {
-        let sessions: Vec<mailbox::Sender<Input>> = self.lock().values().cloned().collect();
+        let sessions: Vec<mailbox::Sender<Input>> =
+            self.lock().values().map(|e| e.tx.clone()).collect();
         for tx in sessions {
             let _ = tx.try_send(Input::Shutdown);
         }
+    }
+
+    /// Bytes waiting to be sent, summed over every open session (see
+    /// [`ServerConfig::queue_bytes`]).
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().values().map(|e| e.backlog.bytes()).sum()
     }
 
     /// Number of open Engine.IO sessions.
@@ -538,7 +578,7 @@ impl SocketIo {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mailbox::Sender<Input>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionEntry>> {
         self.inner
             .sessions
             .lock()
@@ -546,7 +586,13 @@ impl SocketIo {
     }
 
     fn session(&self, sid: &str) -> Option<mailbox::Sender<Input>> {
-        self.lock().get(sid).cloned()
+        self.lock().get(sid).map(|e| e.tx.clone())
+    }
+
+    fn session_entry(&self, sid: &str) -> Option<(mailbox::Sender<Input>, Arc<Backlog>)> {
+        self.lock()
+            .get(sid)
+            .map(|e| (e.tx.clone(), e.backlog.clone()))
     }
 
     async fn handle_get<State>(&self, req: Request<State>) -> Response {
@@ -602,7 +648,7 @@ impl SocketIo {
         let Some(sid) = q.get("sid") else {
             return eio_error(BAD_HANDSHAKE_METHOD);
         };
-        let Some(tx) = self.session(sid) else {
+        let Some((tx, backlog)) = self.session_entry(sid) else {
             return eio_error(SESSION_UNKNOWN);
         };
         let origin = req.header("origin").map(|h| h.as_str().to_owned());
@@ -641,7 +687,12 @@ impl SocketIo {
                 };
                 packets.map_err(|e| e.to_string())
             }) {
-            Ok(packets) => Input::Packets(packets),
+            // Queued only when the session has room for it (see the `outbox` module).
+            Ok(packets) if backlog.has_room() => {
+                backlog.received(packets.iter().map(outbox::cost).sum());
+                Input::Packets(packets)
+            }
+            Ok(_) => Input::TransportError("polling faster than the session handles".into()),
             Err(e) => Input::TransportError(format!("invalid polling payload: {e}")),
         };
         let bad = matches!(input, Input::TransportError(_));
@@ -665,7 +716,6 @@ impl SocketIo {
         let open = self.open_packet(&sid, true);
         let eio3 = q.eio3();
         let origin = req.header("origin").map(|h| h.as_str().to_owned());
-        self.lock().insert(sid.clone(), tx.clone());
         self.spawn_session(
             sid,
             tx,
@@ -752,7 +802,6 @@ impl SocketIo {
                 None => {
                     let sid = random_id();
                     let (tx, rx) = mailbox();
-                    io.lock().insert(sid.clone(), tx.clone());
                     io.spawn_session(
                         sid,
                         tx,
@@ -781,7 +830,10 @@ impl SocketIo {
         let io = self.clone();
         // Built before the task and boxed: the task's future then holds a pointer, not the
         // session next to the values it was made from (an idle connection's largest cost).
-        let session = Box::new(Session::new(io.clone(), sid.clone(), tx, start));
+        let session = Box::new(Session::new(io.clone(), sid.clone(), tx.clone(), start));
+        let backlog = session.outbox.backlog().clone();
+        self.lock()
+            .insert(sid.clone(), SessionEntry { tx, backlog });
         async_std::task::spawn(async move {
             session.run(rx).await;
             io.lock().remove(&sid);
@@ -926,8 +978,11 @@ struct Session {
     /// The probe was answered: until the client sends `5`, every poll is answered at once
     /// (with what is queued, or a noop) so the client can pause polling and finish upgrading.
     upgrading: bool,
-    queue: VecDeque<EioPacket>,
-    queued: Arc<AtomicUsize>,
+    /// What waits to be sent, counted against the session's bounds.
+    outbox: Outbox,
+    /// The tasks reading the client's WebSockets (the transport's and a probe's): each holds
+    /// half of its connection, so the session ends them before it is gone.
+    readers: Vec<async_std::task::JoinHandle<()>>,
     nsps: HashMap<String, Nsp>,
     assembling: Option<sio::Assembler>,
     headers: Vec<(String, String)>,
@@ -949,6 +1004,7 @@ impl Session {
         let cfg = io.inner.config.clone();
         #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
         let now = Instant::now();
+        let backlog = Backlog::new(cfg.queue_limit, cfg.queue_bytes);
         let mut s = Session {
             io,
             sid,
@@ -956,8 +1012,8 @@ impl Session {
             transport: Transport::Polling { waiting: None },
             probing: None,
             upgrading: false,
-            queue: VecDeque::new(),
-            queued: Arc::new(AtomicUsize::new(0)),
+            outbox: Outbox::new(Arc::new(backlog)),
+            readers: Vec::new(),
             nsps: HashMap::new(),
             assembling: None,
             headers: start.headers,
@@ -979,18 +1035,26 @@ impl Session {
             s.transport = Transport::WebSocket { sink };
             s.spawn_reader(stream);
             let open = s.io.open_packet(&s.sid, false);
-            s.queue.push_back(open);
+            s.queue(open);
         }
         s
     }
 
+    /// Queues a packet the session made itself; past the byte bound, the session closes.
+    fn queue(&mut self, p: EioPacket) {
+        if !self.outbox.push(p) {
+            self.close("outgoing queue over its byte bound");
+        }
+    }
+
     fn spawn_reader(
-        &self,
+        &mut self,
         mut stream: async_tungstenite::WebSocketReceiver<tide::http::upgrade::Connection>,
     ) {
         let tx = self.tx.clone();
         let eio3 = self.eio3;
-        async_std::task::spawn(async move {
+        let backlog = self.outbox.backlog().clone();
+        let reader = async_std::task::spawn(async move {
             while let Some(msg) = stream.next().await {
                 let decoded = match msg {
                     Ok(WsMessage::Text(t)) => EioPacket::decode(t.as_str()),
@@ -1007,18 +1071,26 @@ impl Session {
                     }
                 };
                 let input = match decoded {
-                    Ok(p) => Input::Packets(vec![p]),
+                    Ok(p) => {
+                        backlog.received(outbox::cost(&p));
+                        Input::Packets(vec![p])
+                    }
                     Err(e) => Input::TransportError(format!("invalid packet: {e}")),
                 };
                 let stop = matches!(input, Input::TransportError(_));
                 if tx.send(input).await.is_err() || stop {
                     return;
                 }
+                // The next frame is read only once the session has room for it.
+                backlog.room().await;
             }
             let _ = tx
                 .send(Input::TransportError("transport close".into()))
                 .await;
         });
+        // Exactly one slot: an idle session's size counts.
+        self.readers.reserve_exact(1);
+        self.readers.push(reader);
     }
 
     async fn run(mut self: Box<Self>, rx: mailbox::Receiver<Input>) {
@@ -1029,7 +1101,7 @@ impl Session {
             // socket.io 1.x/2.x clients are in `/` as soon as the handshake is done.
             self.connect_nsp("/".into(), None);
         }
-        self.flush().await;
+        self.flush(self.io.inner.config.ping_timeout).await;
         while self.closed.is_none() {
             #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
             let now = Instant::now();
@@ -1056,11 +1128,11 @@ impl Session {
                 Ok(Err(_)) => self.close("server gone"),
                 Err(_) => self.timers().await,
             }
-            if self.closed.is_none() && !self.queue.is_empty() {
-                Box::pin(self.flush()).await;
+            if self.closed.is_none() && !self.outbox.is_empty() {
+                Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
             }
             if self.closed.is_none()
-                && self.queue.is_empty()
+                && self.outbox.is_empty()
                 && let Some(reason) = self.close_when_flushed.take()
             {
                 self.close(&reason);
@@ -1076,7 +1148,29 @@ impl Session {
             }
         }
         rx.close();
-        // Tell the client when it can still hear it.
+        self.outbox.backlog().end();
+        // The goodbye is bounded: a client that neither reads nor answers cannot keep the
+        // socket. Then the readers (each holding half of a connection) are ended; the sinks
+        // go with the session, and the connection is closed.
+        let linger = self.io.inner.config.close_timeout;
+        if async_std::future::timeout(linger, Box::pin(self.goodbye(&reason)))
+            .await
+            .is_err()
+        {
+            log::debug!(
+                "engine.io session {}: no close answer within {linger:?}: dropped",
+                self.sid
+            );
+        }
+        for reader in self.readers.drain(..) {
+            reader.cancel().await;
+        }
+        self.outbox.drain();
+    }
+
+    /// Tells the client the session is over when it can still hear it, and waits for its
+    /// answer: the end of each WebSocket it has open.
+    async fn goodbye(&mut self, reason: &str) {
         match &mut self.transport {
             Transport::Polling { waiting } => {
                 if let Some(w) = waiting.take() {
@@ -1093,6 +1187,10 @@ impl Session {
         }
         if let Some(mut sink) = self.probing.take() {
             let _ = sink.close(None).await;
+        }
+        // A reader ends with the client's close frame, or the end of its stream.
+        for reader in &mut self.readers {
+            reader.await;
         }
     }
 
@@ -1120,15 +1218,18 @@ impl Session {
             return;
         }
         if self.next_ping <= now {
-            self.queue.push_back(EioPacket::Ping(String::new()));
             self.pong_deadline = Some(now + cfg.ping_timeout);
             self.next_ping = now + cfg.ping_interval + cfg.ping_timeout;
+            self.queue(EioPacket::Ping(String::new()));
         }
     }
 
     async fn input(&mut self, input: Input) {
         match input {
             Input::Packets(ps) => {
+                self.outbox
+                    .backlog()
+                    .handled(ps.iter().map(outbox::cost).sum());
                 for p in ps {
                     self.packet(p).await;
                     if self.closed.is_some() {
@@ -1146,11 +1247,10 @@ impl Session {
                         ));
                         self.close("overlapping polls");
                     } else if self.upgrading {
-                        let payload = if self.queue.is_empty() {
+                        let payload = if self.outbox.is_empty() {
                             encode_payload(self.eio3, &[EioPacket::Noop])
                         } else {
-                            let packets: Vec<EioPacket> = self.queue.drain(..).collect();
-                            encode_payload(self.eio3, &packets)
+                            encode_payload(self.eio3, &self.outbox.drain())
                         };
                         let _ = answer.try_send(PollAnswer::Payload(payload));
                     } else {
@@ -1174,10 +1274,12 @@ impl Session {
                 self.spawn_reader(stream);
             }
             Input::SendRaw(packet) => {
-                let queued = self.queued.load(Ordering::Relaxed);
-                self.queued.fetch_sub(1.min(queued), Ordering::Relaxed);
+                let backlog = self.outbox.backlog();
+                backlog.taken(1);
                 if matches!(self.nsps.get(""), Some(Nsp::Open(_))) {
-                    self.queue.push_back(packet);
+                    self.outbox.push_admitted(packet);
+                } else {
+                    backlog.refund(outbox::cost(&packet));
                 }
             }
             Input::Send(out) => {
@@ -1186,15 +1288,15 @@ impl Session {
                     text,
                     attachments,
                 } = *out;
-                let n = 1 + attachments.len();
-                self.queued.fetch_sub(
-                    n.min(self.queued.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                let backlog = self.outbox.backlog();
+                backlog.taken(1 + attachments.len());
                 if matches!(self.nsps.get(&nsp), Some(Nsp::Open(_))) {
-                    self.queue.push_back(EioPacket::Message(text));
-                    self.queue
-                        .extend(attachments.into_iter().map(EioPacket::Binary));
+                    self.outbox.push_admitted(EioPacket::Message(text));
+                    for a in attachments {
+                        self.outbox.push_admitted(EioPacket::Binary(a));
+                    }
+                } else {
+                    backlog.refund(Outgoing::cost(&text, &attachments));
                 }
             }
             Input::Decision { nsp, result } if self.io.inner.config.engine_only => match result {
@@ -1208,7 +1310,7 @@ impl Session {
                 Ok(events) => {
                     // v5 answers with the namespace's sid; v4 (socket.io 2.x) with nothing.
                     let data = json!({ "sid": format!("{}#{}", self.sid, nsp) }).to_string();
-                    self.queue.push_back(EioPacket::Message(sio::encode_raw(
+                    self.queue(EioPacket::Message(sio::encode_raw(
                         PacketType::Connect,
                         &nsp,
                         None,
@@ -1228,11 +1330,11 @@ impl Session {
                         0,
                         Some(&data.to_string()),
                     );
-                    self.queue.push_back(EioPacket::Message(text));
+                    self.queue(EioPacket::Message(text));
                     if self.eio3 && nsp == "/" {
                         // A v3 client had no say in joining `/`: refused there, it is done
                         // once it has the refusal and the close (polling: with its next poll).
-                        self.queue.push_back(EioPacket::Close);
+                        self.queue(EioPacket::Close);
                         self.close_when_flushed = Some("refused by the app".into());
                     }
                 }
@@ -1242,7 +1344,7 @@ impl Session {
                     let _ = events.try_send(Event::Closed {
                         reason: "server disconnect".into(),
                     });
-                    self.queue.push_back(EioPacket::Message(sio::encode_raw(
+                    self.queue(EioPacket::Message(sio::encode_raw(
                         PacketType::Disconnect,
                         &nsp,
                         None,
@@ -1251,13 +1353,13 @@ impl Session {
                     )));
                 }
                 if close {
-                    self.flush().await;
+                    self.flush(self.io.inner.config.close_timeout).await;
                     self.close("server disconnect");
                 }
             }
             Input::Shutdown => {
-                self.queue.push_back(EioPacket::Close);
-                self.flush().await;
+                self.queue(EioPacket::Close);
+                self.flush(self.io.inner.config.close_timeout).await;
                 self.close("server shutdown");
             }
         }
@@ -1270,7 +1372,7 @@ impl Session {
                 let now = Instant::now();
                 let cfg = &self.io.inner.config;
                 self.next_ping = now + cfg.ping_interval + cfg.ping_timeout;
-                self.queue.push_back(EioPacket::Pong(data));
+                self.queue(EioPacket::Pong(data));
             }
             EioPacket::Pong(_) => {
                 if self.pong_deadline.take().is_some() {
@@ -1281,11 +1383,10 @@ impl Session {
             }
             EioPacket::Ping(data) if data == "probe" => {
                 if let Some(sink) = self.probing.as_mut() {
-                    if sink
-                        .send(WsMessage::text(EioPacket::Pong("probe".into()).encode()))
-                        .await
-                        .is_err()
-                    {
+                    // A probe that does not read is given up like a client too slow to read.
+                    let pong = sink.send(WsMessage::text(EioPacket::Pong("probe".into()).encode()));
+                    let limit = self.io.inner.config.ping_timeout;
+                    if !matches!(async_std::future::timeout(limit, pong).await, Ok(Ok(()))) {
                         self.probing = None;
                         return;
                     }
@@ -1352,8 +1453,7 @@ impl Session {
                 protocol: if self.eio3 { 3 } else { 4 },
             },
             tx: self.tx.clone(),
-            queued: self.queued.clone(),
-            queue_limit: self.io.inner.config.queue_limit,
+            backlog: self.outbox.backlog().clone(),
         }
     }
 
@@ -1371,7 +1471,7 @@ impl Session {
                 0,
                 Some(r#"{"message":"server busy"}"#),
             );
-            self.queue.push_back(EioPacket::Message(text));
+            self.queue(EioPacket::Message(text));
         }
     }
 
@@ -1434,7 +1534,7 @@ impl Session {
                     };
                     let text =
                         sio::encode_raw(PacketType::ConnectError, &nsp, None, 0, Some(reason));
-                    self.queue.push_back(EioPacket::Message(text));
+                    self.queue(EioPacket::Message(text));
                     return;
                 }
                 if self.nsps.contains_key(&nsp) {
@@ -1489,25 +1589,26 @@ impl Session {
         }
     }
 
-    /// Sends what is queued on the current transport.
-    async fn flush(&mut self) {
-        if self.queue.is_empty() {
+    /// Sends what is queued on the current transport. A client that does not take it within
+    /// `limit`, or passes a bound of its backlog meanwhile, is closed.
+    async fn flush(&mut self, limit: Duration) {
+        if self.outbox.is_empty() {
             return;
         }
-        let timeout = self.io.inner.config.ping_timeout;
         let eio3 = self.eio3;
         match &mut self.transport {
             Transport::Polling { waiting } => {
                 if let Some(w) = waiting.take() {
-                    let packets: Vec<EioPacket> = self.queue.drain(..).collect();
-                    let _ = w.try_send(PollAnswer::Payload(encode_payload(self.eio3, &packets)));
+                    let packets = self.outbox.drain();
+                    let _ = w.try_send(PollAnswer::Payload(encode_payload(eio3, &packets)));
                 }
             }
             Transport::WebSocket { sink } => {
-                let sink_result = {
-                    let queue = &mut self.queue;
+                // Counted until written: a client that does not read holds them here.
+                let (mut packets, bytes) = self.outbox.take();
+                let failure = {
                     let write = async {
-                        while let Some(p) = queue.pop_front() {
+                        while let Some(p) = packets.pop_front() {
                             let msg = match p {
                                 EioPacket::Binary(b) if eio3 => {
                                     WsMessage::Binary(eio::encode_binary_frame_v3(&b).into())
@@ -1520,17 +1621,31 @@ impl Session {
                         sink.flush().await
                     };
                     let mut write = std::pin::pin!(write);
-                    // Usually the socket takes it all at once: the timer (for a client too slow to
-                    // read) is armed only when it does not.
-                    match (&mut write).now_or_never() {
+                    // Usually the socket takes it all at once: the timer (for a client too slow
+                    // to read) and the watch on the bounds are armed only when it does not.
+                    let written = match (&mut write).now_or_never() {
                         Some(r) => Ok(r),
-                        None => async_std::future::timeout(timeout, write).await,
+                        None => {
+                            let over = std::pin::pin!(self.outbox.backlog().passed());
+                            let either = futures::future::select(write, over);
+                            match async_std::future::timeout(limit, either).await {
+                                Ok(futures::future::Either::Left((r, _))) => Ok(r),
+                                Ok(futures::future::Either::Right(_)) => {
+                                    Err("client too slow: outgoing queue full")
+                                }
+                                Err(_) => Err("client too slow to read"),
+                            }
+                        }
+                    };
+                    match written {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(format!("transport error: {e}")),
+                        Err(reason) => Some(reason.to_owned()),
                     }
                 };
-                match sink_result {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => self.close(&format!("transport error: {e}")),
-                    Err(_) => self.close("client too slow to read"),
+                self.outbox.backlog().refund(bytes);
+                if let Some(reason) = failure {
+                    self.close(&reason);
                 }
             }
         }

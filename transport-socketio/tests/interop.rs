@@ -19,16 +19,20 @@ use std::time::{Duration, Instant};
 use async_std::io::{ReadExt, WriteExt};
 use async_std::net::TcpStream;
 use herald_it::test_env;
-use herald_socketio::ServerConfig;
+use herald_socketio::{ServerConfig, SocketIo};
 use serde_json::Value;
 
 async fn server(cfg: ServerConfig) -> SocketAddr {
+    server_io(cfg).await.1
+}
+
+/// The echo server (namespaces `/` and `/custom`) and its Socket.IO server, to look at.
+async fn server_io(cfg: ServerConfig) -> (SocketIo, SocketAddr) {
     let mut cfg = cfg;
     cfg.namespaces = vec!["/".into(), "/custom".into()];
     echo::start(SocketAddr::from(([127, 0, 0, 1], 0)), cfg)
         .await
         .expect("echo server")
-        .1
 }
 
 /// The official clients the interop tests run.
@@ -502,5 +506,184 @@ async fn engine_io_v3_binary_frames_carry_a_type_byte() {
     assert!(
         answers.is_empty(),
         "answered a binary frame of type 1: {answers:?}"
+    );
+}
+
+// Hostile clients: what a client that stops reading, or floods the server with packets that
+// each make an answer, may cost; and that the server lets go of every socket in time.
+
+/// The byte bound of the hostile tests: small, so that a flood crosses it at once.
+const BOUND: usize = 64 * 1024;
+
+/// Posts `payload` to polling session `sid` (Engine.IO `eio`) until the server no longer
+/// knows the session, checking after each post that what it holds for the client stays within
+/// the bound (one post, or one packet, over at most). Fails when the session is still open after 20 posts.
+async fn flood_until_closed(io: &SocketIo, addr: SocketAddr, eio: u8, sid: &str, payload: &str) {
+    let path = format!("/socket.io/?EIO={eio}&transport=polling&sid={sid}");
+    // What one post may add before the session has handled it (received, not yet handled:
+    // each packet counts its size and 64 bytes), checked against the bound only when the
+    // next post arrives.
+    let post_cost: usize = payload.len() + 64 * payload.split(['\u{1e}', ':']).count();
+    for _ in 0..20 {
+        let (status, body) = raw(addr, &post(&path, payload)).await;
+        assert!(
+            io.queued_bytes() <= BOUND + post_cost + 1024,
+            "{} bytes queued for a client that never polls",
+            io.queued_bytes()
+        );
+        if status == 400 {
+            // Closed at the outbound bound (the session is gone: code 1), or refused at the
+            // inbound one when the session had not yet handled the previous post (code 3).
+            assert!(
+                body.contains("\"code\":1") || body.contains("\"code\":3"),
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_unknown(addr, sid).await;
+    assert_eq!(io.queued_bytes(), 0, "a closed session's queue is freed");
+}
+
+/// Each CONNECT to an unknown namespace queues a CONNECT_ERROR; a client that posts them and
+/// never polls is closed once its answers pass the byte bound.
+#[async_std::test]
+async fn a_client_flooding_connects_without_polling_is_closed_at_the_byte_bound() {
+    let (io, addr) = server_io(ServerConfig {
+        queue_bytes: BOUND,
+        ..ServerConfig::default()
+    })
+    .await;
+    let sid = handshake(addr).await;
+    let flood = vec!["40/unknown,"; 2000].join("\u{1e}");
+    flood_until_closed(&io, addr, 4, &sid, &flood).await;
+}
+
+/// Each Engine.IO v3 ping queues a pong; a client that posts pings and never polls is closed
+/// once its pongs pass the byte bound.
+#[async_std::test]
+async fn a_client_flooding_pings_without_polling_is_closed_at_the_byte_bound() {
+    let (io, addr) = server_io(ServerConfig {
+        queue_bytes: BOUND,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (_, body) = raw(addr, &get("/socket.io/?EIO=3&transport=polling")).await;
+    let open: Value = serde_json::from_str(&body[body.find('{').unwrap()..]).unwrap();
+    let sid = open["sid"].as_str().unwrap();
+    flood_until_closed(&io, addr, 3, sid, &"1:2".repeat(3000)).await;
+}
+
+/// WebSocket clients that go silent: one never connects a namespace (connect timeout), one
+/// never answers a ping (ping timeout), one sends big events and never reads the echoes (its
+/// socket's buffers fill, so not even the close frame can be written). Each session ends, and
+/// the server closes each socket within the close timeout, whatever the client does.
+#[async_std::test]
+async fn silent_websockets_are_dropped_after_the_close_timeout() {
+    use std::io::Write;
+    let (io, addr) = server_io(ServerConfig {
+        connect_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(200),
+        close_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    let base = format!("http://{addr}");
+    let path = "/socket.io/?EIO=4&transport=websocket";
+    let mut silent = herald_it::open_websocket(&base, path).unwrap();
+    let mut mute = herald_it::open_websocket(&base, path).unwrap();
+    mute.write_all(&herald_it::text_frame("40")).unwrap();
+    let mut deaf = herald_it::open_websocket(&base, path).unwrap();
+    deaf.write_all(&herald_it::text_frame("40")).unwrap();
+    let event = herald_it::text_frame(&format!("42[\"message\",\"{}\"]", "x".repeat(100_000)));
+    for _ in 0..300 {
+        if deaf.write_all(&event).is_err() {
+            break;
+        }
+    }
+    assert!(
+        herald_it::wait_until(Duration::from_secs(10), || io.session_count() == 0),
+        "{} sessions still open",
+        io.session_count()
+    );
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("mute", &mut mute),
+        ("deaf", &mut deaf),
+    ] {
+        assert!(
+            herald_it::closed_within(s, Duration::from_secs(10)),
+            "the {name} client's socket is still open"
+        );
+    }
+}
+
+/// A poll waiting when its session ends (here: the client vanished, the ping timeout) is
+/// answered with a close, not left hanging.
+#[async_std::test]
+async fn a_waiting_poll_is_answered_when_its_session_ends() {
+    let addr = server(ServerConfig {
+        ping_interval: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    let sid = handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(raw(addr, &post(&path, "40")).await.0, 200);
+    // Polls get the CONNECT answer, the echo's `auth`, a ping; the poll after the ping waits
+    // for the timeout, and must then be told the session is over.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = raw(addr, &get(&path)).await;
+        assert_ne!(status, 0, "a poll was never answered");
+        if body == "1" || status == 400 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "the session never ended");
+    }
+    wait_unknown(addr, &sid).await;
+}
+
+/// A client that stops reading its echoes and keeps sending: its session, blocked writing to
+/// it, handles nothing; the server stops reading from it at the byte bound (the client's
+/// writes stall) instead of holding all it sends until the write timeout.
+#[async_std::test]
+async fn a_client_that_sends_without_reading_is_not_read_past_the_byte_bound() {
+    use std::io::Write;
+    let (_io, addr) = server_io(ServerConfig {
+        queue_bytes: 8 << 20,
+        // Far longer than the test: the session stays blocked writing.
+        ping_interval: Duration::from_secs(120),
+        ping_timeout: Duration::from_secs(120),
+        ..ServerConfig::default()
+    })
+    .await;
+    let base = format!("http://{addr}");
+    let mut deaf =
+        herald_it::open_websocket(&base, "/socket.io/?EIO=4&transport=websocket").unwrap();
+    deaf.write_all(&herald_it::text_frame("40")).unwrap();
+    // 9 MB of echoes it never reads: more than the sockets' buffers, less than the bound.
+    let big = format!("42[\"message\",\"{}\"]", "x".repeat(900_000));
+    for _ in 0..10 {
+        deaf.write_all(&herald_it::text_frame(&big)).unwrap();
+    }
+    // Then events nobody answers, until the server stops reading them.
+    let ignored = herald_it::text_frame(&format!("42[\"ignored\",\"{}\"]", "y".repeat(100_000)));
+    deaf.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut sent = 0usize;
+    while sent < 150 << 20 {
+        if deaf.write_all(&ignored).is_err() {
+            break;
+        }
+        sent += ignored.len();
+    }
+    assert!(
+        sent < 150 << 20,
+        "the server read {sent} bytes from a client whose session handles nothing"
     );
 }

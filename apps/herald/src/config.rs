@@ -143,6 +143,24 @@ const KEYS: &[Key] = &[
         help: "largest accepted Engine.IO payload, bytes",
     },
     Key {
+        path: "connector.max_queue_bytes",
+        env: "HERALD_CONNECTOR_MAX_QUEUE_BYTES",
+        kind: Kind::Int {
+            min: 64 << 10,
+            max: 1 << 30,
+        },
+        help: "most bytes waiting to be sent to one client before its session is closed",
+    },
+    Key {
+        path: "connector.close_timeout_ms",
+        env: "HERALD_CONNECTOR_CLOSE_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time an ending session's client has to answer the close before its socket is dropped",
+    },
+    Key {
         path: "auth.secret",
         env: "HERALD_SECRET",
         kind: Kind::Str,
@@ -489,6 +507,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Largest Engine.IO payload, bytes.
     pub max_payload: usize,
+    /// Most bytes waiting to be sent to one client before its session is closed.
+    pub max_queue_bytes: usize,
+    /// Time an ending session's goodbye may take before its socket is dropped.
+    pub close_timeout: Duration,
     /// Client auth secret; `None` = generated once into the data directory (single node only).
     pub secret: Option<String>,
     /// Accept legacy headers.
@@ -785,6 +807,8 @@ impl Config {
             ping_timeout,
             connect_timeout: Duration::from_millis(i("connector.connect_timeout_ms", 45_000) as u64),
             max_payload: i("connector.max_payload", 1_000_000) as usize,
+            max_queue_bytes: i("connector.max_queue_bytes", 16 << 20) as usize,
+            close_timeout: Duration::from_millis(i("connector.close_timeout_ms", 3_000) as u64),
             secret,
             legacy_auth: b("auth.legacy", false),
             hmac_auth: b("auth.hmac", true),
@@ -1084,6 +1108,8 @@ mod tests {
         assert_eq!(c.window, 64);
         assert_eq!(c.ping_interval, Duration::from_secs(25));
         assert_eq!(c.ping_timeout, Duration::from_secs(20));
+        assert_eq!(c.max_queue_bytes, 16 << 20);
+        assert_eq!(c.close_timeout, Duration::from_secs(3));
         assert_eq!(c.retention_cap, 10_000);
         assert_eq!(c.retention_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(c.api_max_body, 1 << 20);

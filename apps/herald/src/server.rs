@@ -685,6 +685,8 @@ pub fn socketio_config(config: &Config) -> ServerConfig {
         ping_timeout: config.ping_timeout,
         max_payload: config.max_payload,
         connect_timeout: config.connect_timeout,
+        queue_bytes: config.max_queue_bytes,
+        close_timeout: config.close_timeout,
         ..ServerConfig::default()
     }
 }

@@ -272,7 +272,7 @@ async fn connections_beyond_the_limit_are_answered_503() {
     assert_eq!(c.answer(false).expect("a connector answer").status, 200);
     // A slot freed is a slot taken again.
     drop(held);
-    assert!(wait_until(|| {
+    assert!(wait_until(WAIT, || {
         let mut c = RawHttp::connect(&h.api);
         c.send(b"GET /healthy HTTP/1.1\r\nHost: herald\r\n\r\n");
         c.answer(false).is_some_and(|a| a.status == 200)
@@ -286,7 +286,7 @@ async fn connections_beyond_the_limit_are_answered_503() {
             .filter(|l| l.contains("connections refused"))
             .count()
     };
-    assert!(wait_until(|| refusals() > 0));
+    assert!(wait_until(WAIT, || refusals() > 0));
     assert_eq!(refusals(), 1);
 }
 
