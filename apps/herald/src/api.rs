@@ -209,10 +209,9 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
         .collect();
     if let Err(e) = state.subs.broker().notify_messages(&notes).await {
         Metrics::inc(&state.metrics.broker_errors);
-        log::warn!(
-            "notifying the {} recipients of a push failed: {e}",
-            notes.len()
-        );
+        for (client, message) in &notes {
+            log::warn!("notify {client} of message {} failed: {e}", message.id);
+        }
     }
     state.metrics.broker_latency.observe(started.elapsed());
     Metrics::inc(&state.metrics.push_requests);
