@@ -1,7 +1,7 @@
 //! The broker: one command connection, one subscriber connection, one task that turns pushes
 //! from the subscriber connection into events and resubscribes after a reconnection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot as HashSlot;
 use redis::{ProtocolVersion, PushInfo, PushKind, RedisResult, Value};
 
 use crate::config::{RedisBrokerConfig, Topology};
@@ -55,6 +56,13 @@ impl Conn {
         match self.clone() {
             Conn::Single(mut c) => c.unsubscribe(channels).await,
             Conn::Cluster(mut c) => c.sunsubscribe(channels).await,
+        }
+    }
+
+    async fn pipeline(&self, pipe: &redis::Pipeline) -> RedisResult<()> {
+        match self.clone() {
+            Conn::Single(mut c) => pipe.query_async(&mut c).await,
+            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
         }
     }
 
@@ -111,6 +119,40 @@ impl RedisBroker {
         cmd.arg(keys::notify_channel(client)).arg(payload);
         commands.query::<i64>(&cmd).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Publishes `(channel, payload)` pairs with as few round trips as Redis allows: one
+    /// pipeline per [`PIPELINE_BYTES`] of payload on a server; on a cluster, where a pipeline
+    /// must stay within one hash slot, one pipeline per slot, all slots at once.
+    async fn publish_all(&self, notes: Vec<(String, String)>) -> Result<(), BrokerError> {
+        let commands = &self.inner.commands;
+        let publish = commands.publish_command();
+        let mut first_error = None;
+        for chunk in chunks_by_bytes(notes, PIPELINE_BYTES) {
+            let pipelines: Vec<redis::Pipeline> = match commands {
+                Conn::Single(_) => vec![pipeline_of(publish, chunk.iter())],
+                Conn::Cluster(_) => {
+                    let mut by_slot: HashMap<HashSlot, Vec<&(String, String)>> = HashMap::new();
+                    for note in &chunk {
+                        by_slot
+                            .entry(HashSlot::for_key(&note.0))
+                            .or_default()
+                            .push(note);
+                    }
+                    by_slot
+                        .into_values()
+                        .map(|notes| pipeline_of(publish, notes.into_iter()))
+                        .collect()
+                }
+            };
+            let sent = futures::future::join_all(pipelines.iter().map(|p| commands.pipeline(p)));
+            for result in sent.await {
+                if let Err(e) = result {
+                    first_error.get_or_insert(unavailable(e));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Connects to Redis (both connections) and starts the task that delivers events.
@@ -181,6 +223,43 @@ impl RedisBroker {
     }
 }
 
+/// Most payload bytes in one notification pipeline: a push to many recipients of a large
+/// message is sent in pipelines of about this size, one after the other, so that neither this
+/// node nor the subscribers' output buffers in Redis (32 MB hard limit for pub/sub clients
+/// by default) hold the whole push at once.
+pub(crate) const PIPELINE_BYTES: usize = 1 << 20;
+
+/// Splits `notes` in order into runs of at most `budget` payload bytes (at least one each).
+fn chunks_by_bytes(notes: Vec<(String, String)>, budget: usize) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = Vec::new();
+    let mut used = 0;
+    for note in notes {
+        let size = note.0.len() + note.1.len();
+        match out.last_mut() {
+            Some(last) if used + size <= budget => last.push(note),
+            _ => {
+                used = 0;
+                out.push(vec![note]);
+            }
+        }
+        used += size;
+    }
+    out
+}
+
+/// One pipeline publishing every `(channel, payload)`; the replies (receiver counts) are
+/// ignored.
+fn pipeline_of<'a>(
+    publish: &str,
+    notes: impl Iterator<Item = &'a (String, String)>,
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for (channel, payload) in notes {
+        pipe.cmd(publish).arg(channel).arg(payload).ignore();
+    }
+    pipe
+}
+
 /// Asks for RESP3 (needed for pushes on a multiplexed connection) unless the URL says.
 fn with_resp3(url: &str) -> String {
     if url.contains("protocol=") {
@@ -247,6 +326,18 @@ impl Broker for RedisBroker {
     ) -> Result<(), BrokerError> {
         let payload = keys::notify_payload(message).unwrap_or_else(|| message.id.0.to_string());
         self.publish_notify(client, payload).await
+    }
+
+    async fn notify_messages(&self, notes: &[(ClientId, Message)]) -> Result<(), BrokerError> {
+        let notes = notes
+            .iter()
+            .map(|(client, message)| {
+                let payload =
+                    keys::notify_payload(message).unwrap_or_else(|| message.id.0.to_string());
+                (keys::notify_channel(client), payload)
+            })
+            .collect();
+        self.publish_all(notes).await
     }
 
     async fn claim(
@@ -368,5 +459,24 @@ async fn resubscribe(inner: &Weak<Inner>, node: &NodeId) -> bool {
                 delay = (delay * 2).min(max);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_chunked_by_payload_bytes_in_order() {
+        let note = |n: usize| (format!("c{n}"), "x".repeat(n));
+        let notes = vec![note(3), note(4), note(2), note(20), note(1)];
+        let chunks = chunks_by_bytes(notes, 12);
+        let sizes: Vec<Vec<usize>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|n| n.1.len()).collect())
+            .collect();
+        // 5 + 6 fit in 12; 4 starts anew; 22 is alone though over; 3 after it.
+        assert_eq!(sizes, vec![vec![3, 4], vec![2], vec![20], vec![1]]);
+        assert!(chunks_by_bytes(Vec::new(), 12).is_empty());
     }
 }

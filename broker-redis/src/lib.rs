@@ -13,11 +13,16 @@
 //! holds one subscriber connection (RESP3, one per shard in a cluster) that multiplexes every
 //! channel of its sessions, and one command connection.
 //!
+//! The notifications of one push ([`Broker::notify_messages`]) are pipelined: one pipeline
+//! per MiB of payload on a server; on a cluster one per hash slot (a pipeline cannot cross
+//! slots), every slot at once.
+//!
 //! When the subscriber connection drops, the broker reconnects with exponential backoff,
 //! subscribes to every channel again and then emits [`BrokerEvent::Resync`]. Malformed
 //! payloads are logged and dropped.
 //!
 //! [`BrokerEvent::Resync`]: herald_core::ports::BrokerEvent::Resync
+//! [`Broker::notify_messages`]: herald_core::ports::Broker::notify_messages
 
 mod broker;
 mod config;

@@ -172,3 +172,103 @@ async fn malformed_payloads_are_dropped() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `notify_messages` for `n` clients from node `b`, received by node `a` subscribed to them
+/// all; returns how many reads the Redis server processed meanwhile (`INFO stats`), when
+/// `info` reaches it.
+async fn notify_many(url: &str, name: &str, n: usize, info: Option<&str>) -> anyhow::Result<u64> {
+    let nodes = connect_nodes(url, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut events = a.events();
+    let run = run_id(name);
+    let clients: Vec<ClientId> = (0..n)
+        .map(|i| ClientId::new(&format!("{run}{i}")))
+        .collect::<Result<_, _>>()?;
+    for c in &clients {
+        a.subscribe(c).await?;
+    }
+    let notes: Vec<(ClientId, herald_core::Message)> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let message = herald_core::Message {
+                id: MessageId(i as u64 + 1),
+                from: "t".into(),
+                channel: vec!["x".into()],
+                data: herald_core::Payload::from_json(&format!(r#"{{"i":{i}}}"#)).unwrap(),
+                ts: now_ms(),
+            };
+            (c.clone(), message)
+        })
+        .collect();
+    let reads = |info: Option<String>| -> anyhow::Result<u64> {
+        let Some(info) = info else { return Ok(0) };
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .context("INFO stats has total_reads_processed")?;
+        Ok(line.trim().parse()?)
+    };
+    let mut raw = match info {
+        Some(url) => Some(
+            redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?,
+        ),
+        None => None,
+    };
+    let stats = |raw: &mut Option<redis::aio::MultiplexedConnection>| {
+        let raw = raw.clone();
+        async move {
+            match raw {
+                Some(mut raw) => Ok::<_, anyhow::Error>(Some(
+                    redis::cmd("INFO")
+                        .arg("stats")
+                        .query_async::<String>(&mut raw)
+                        .await?,
+                )),
+                None => Ok(None),
+            }
+        }
+    };
+    let before = reads(stats(&mut raw).await?)?;
+    b.notify_messages(&notes).await?;
+    let after = reads(stats(&mut raw).await?)?;
+    let mut got = std::collections::HashMap::new();
+    while got.len() < n {
+        match next_event(&mut events, Duration::from_secs(10)).await? {
+            BrokerEvent::Notify {
+                client,
+                last,
+                message,
+            } => {
+                assert_eq!(message.map(|m| m.id), Some(last), "carried");
+                assert!(got.insert(client, last).is_none(), "one per client");
+            }
+            other => bail!("unexpected {other:?}"),
+        }
+    }
+    for (c, m) in &notes {
+        assert_eq!(got.get(c), Some(&m.id), "{c}");
+    }
+    Ok(after - before)
+}
+
+#[async_std::test]
+async fn a_push_notifies_its_recipients_in_one_pipeline() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    let reads = notify_many(&redis.url(), "pipe", 300, Some(&redis.url())).await?;
+    // One by one, 300 notifications are 300 reads (and the INFO itself one).
+    assert!(
+        reads <= 10,
+        "300 notifications took {reads} reads on the server"
+    );
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_push_notifies_its_recipients_across_a_cluster() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start()?;
+    notify_many(&cluster.url(), "pipec", 200, None).await?;
+    Ok(())
+}

@@ -940,6 +940,43 @@ async fn broker_notify<B: Broker, Z, ZFut>(
     }
     w.expect_none(C, 0, e0, "node 0 is not subscribed to other")
         .await;
+
+    // The notifications of one push, sent together: each reaches its client's subscribers.
+    let notes = [
+        (
+            a.clone(),
+            Message {
+                id: MessageId(9),
+                ..msg.clone()
+            },
+        ),
+        (
+            other.clone(),
+            Message {
+                id: MessageId(3),
+                ..msg.clone()
+            },
+        ),
+    ];
+    ok(C, "notify_messages", n1.notify_messages(&notes).await);
+    for (i, e, (client, m)) in [(0, &mut *e0, &notes[0]), (2, &mut *e2, &notes[1])] {
+        let got = w.expect(C, i, e, "Notify of notify_messages").await;
+        let fits = match &got {
+            BrokerEvent::Notify {
+                client: c,
+                last,
+                message,
+            } => c == client && *last == m.id && message.as_ref().is_none_or(|x| x == m),
+            _ => false,
+        };
+        check!(
+            C,
+            fits,
+            "node {i} got {got:?}, expected Notify({client}, {})",
+            m.id
+        );
+        w.expect_none(C, i, e, "one notification per client").await;
+    }
 }
 
 /// Claims take generations strictly increasing per `(client, slot)`, starting at 1 for a

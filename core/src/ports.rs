@@ -234,6 +234,29 @@ pub trait Broker: Send + Sync + 'static {
         self.notify(client, message.id)
     }
 
+    /// The notifications of one push: [`Broker::notify_message`] for every `(client,
+    /// message)` given. A broker that can send many in one round trip (pipelined) overrides
+    /// it, so that a push to thousands of recipients does not cost thousands of round trips;
+    /// the default sends them one after the other.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached; then some of the notifications may have gone out
+    /// (every one is still attempted).
+    fn notify_messages(
+        &self,
+        notes: &[(ClientId, Message)],
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        async move {
+            let mut first_error = None;
+            for (client, message) in notes {
+                if let Err(e) = self.notify_message(client, message).await {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        }
+    }
+
     /// Takes the next generation of `(client, slot)` (strictly increasing cluster-wide) and
     /// announces the claim, by `node`, to every node subscribed to `client`.
     ///

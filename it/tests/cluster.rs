@@ -475,3 +475,101 @@ async fn a_redis_cluster_coordinates_clients_spread_across_connectors() -> anyho
     audit.settle("spread0", &mut [&mut first[0], &mut newer]);
     Ok(())
 }
+
+/// Starts `it/clients/many.js` on `connector` for `clients` (commit mode), expecting `expect`
+/// messages each; returns once every client got its first (empty) batch, with the line
+/// reader of its final report.
+fn many(
+    connector: &Herald,
+    clients: &[String],
+    expect: usize,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+    let auths: Vec<Value> = clients
+        .iter()
+        .map(|c| {
+            let mut a = connector.auth(c, 0);
+            a["mode"] = json!("commit");
+            a
+        })
+        .collect();
+    let mut child = std::process::Command::new("node")
+        .arg(herald_it::clients_dir().join("many.js"))
+        .arg(json!({"url": connector.connector, "auths": auths, "expect": expect}).to_string())
+        .env("NODE_PATH", herald_it::test_env().join("node_modules"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn many.js");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let ready = lines.next().expect("a line").expect("readable");
+    assert_eq!(ready, r#"{"ready":true}"#, "{clients:?}");
+    (child, lines)
+}
+
+#[async_std::test]
+async fn two_api_nodes_pushing_to_the_same_clients_keep_ids_unique_and_ordered()
+-> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let dir = TempDir::new("api-2");
+    let api2 = Herald::start(
+        &dir.0,
+        &[
+            "--role",
+            "api",
+            "--mongo",
+            &mongo.url(),
+            "--redis",
+            &redis.url(),
+            "--node-id",
+            "api-2",
+        ],
+    );
+    let names: Vec<String> = (0..50).map(|i| format!("shared{i}")).collect();
+    const PER_NODE: usize = 10;
+    let (on_a, on_b) = names.split_at(25);
+    let mut runs = [
+        many(&cl.a, on_a, 2 * PER_NODE),
+        many(&cl.b, on_b, 2 * PER_NODE),
+    ];
+    let to: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Both API nodes at once, each with all its pushes in flight together.
+    let node_pushes = |api: &str, node: u64| {
+        let (api, to) = (api.to_owned(), to.clone());
+        futures::future::join_all((0..PER_NODE as u64).map(move |k| {
+            let (api, to) = (api.clone(), to.clone());
+            async move {
+                let seq = node * 100 + k;
+                let body = json!({"send_id": "it", "recv_id": to, "data": {"seq": seq}});
+                push(&api, body).await
+            }
+        }))
+    };
+    let (one, two) =
+        futures::future::join(node_pushes(&cl.api.api, 1), node_pushes(&api2.api, 2)).await;
+    for answer in one.iter().chain(&two) {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["send"], json!(50), "{}", answer.body);
+    }
+    for (child, lines) in &mut runs {
+        let report: Value = serde_json::from_str(&lines.next().expect("a report")?)?;
+        assert!(child.wait()?.success(), "{report}");
+        for (client, ids) in report["received"].as_object().expect("received") {
+            let ids: Vec<u64> = ids
+                .as_array()
+                .expect("ids")
+                .iter()
+                .map(|i| i.as_u64().expect("an id"))
+                .collect();
+            assert_eq!(ids.len(), 2 * PER_NODE, "{client}: {ids:?}");
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "{client}: ids in order, none twice: {ids:?}"
+            );
+        }
+    }
+    Ok(())
+}

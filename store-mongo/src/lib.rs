@@ -1,9 +1,9 @@
 //! # herald-store-mongo
 //!
 //! A [`MessageStore`] over MongoDB, for clusters: every node reads and writes the same queues.
-//! Only standard MongoDB commands are used (`findAndModify`, `insert`, `find`, `update`,
-//! `delete`, `createIndexes`, `ping`), so it runs on a replica set, a sharded cluster, or any
-//! server that speaks the wire protocol.
+//! Only standard MongoDB commands are used (`update` with many statements and pipeline
+//! updates, `insert`, `find`, `count`, `delete`, `createIndexes`, `ping`), so it runs on a
+//! replica set, a sharded cluster, or any server that speaks the wire protocol.
 //!
 //! Data model (DESIGN.md):
 //! - `messages`: `{c: client, i: id (i64), f: from, ch: [topics], d: data, t: Date, a: acked
@@ -11,22 +11,59 @@
 //!   and `{c:1, t:1}` for history. `d` holds the payload's JSON text, so it is delivered byte for
 //!   byte as it was pushed (a BSON round trip would reorder keys and change number types).
 //!   Shard key: `{c: "hashed"}` or `{c: 1, i: 1}`.
-//! - `counters`: `{_id: client, n: last id}`, advanced by one atomic `findAndModify` per
-//!   recipient; the copies of one push are then written with one unordered `insert`.
+//! - `counters`: `{_id: client, n: last id, r: [last takes]}` (see below).
+//!
+//! ## Round trips
+//!
+//! Writes are coalesced per node (group commit, without a task of its own: one caller of a
+//! batch writes it for all, see `batch.rs`): every push that arrives while the node's
+//! previous append batch is being written goes into the next one, and the same for
+//! acknowledgements, each kind with at most one batch under way.
+//! - **A batch of pushes costs three round trips** whatever its number of pushes and
+//!   recipients: one `update` command that takes the ids of every recipient (one upsert
+//!   statement per distinct client), one `find` that reads the ranges taken back, one
+//!   `insert` of every copy. A batch of more than 10,000 distinct clients takes ids in
+//!   10,000-client commands; the driver splits the insert at the server's 48 MB message size.
+//! - **A batch of acknowledgements costs one `update` command** (one `$bit` statement per
+//!   `(client, slot)`, 1,000 per command). Each caller is answered when the command carrying
+//!   its ids has answered: an acknowledgement is durable before the session's cursor moves.
+//!
+//! ## Ids: strictly increasing per client, never reused, holes allowed
+//!
+//! A client's ids come from its counter alone. A batch adds to each recipient's `n` the
+//! number of copies it holds for that client, atomically per document, and logs the new `n`
+//! under a random token of the batch in `r` (the last 16 takes); the `find` reads its own
+//! entries back by token. Every take is therefore a range no other take of any node shares,
+//! and a batch hands its range out in push order. Written by an earlier version, a counter
+//! without `r` keeps counting from its `n`: an upgrade never makes an id go back. On one
+//! node, ids follow the order of the pushes; across nodes, each node's take is ordered by the
+//! database. When more than 15 takes of other nodes land on one client between a batch's
+//! `update` and its `find`, the batch takes that client's ids again (up to 3 times); the lost
+//! range is a hole, as is the id of a copy whose insert failed.
+//!
+//! ## Holes and what a reader pays for them
+//!
+//! Ids are taken before the insert, so two pushes to one client racing (two nodes, or two
+//! batches of one node) can become visible out of id order for a moment: id 7 stored while
+//! id 6 is still on its way. A read of unacknowledged messages never hands out a message
+//! beyond such a gap: when an id is missing between stored ones, and the message after it was
+//! stored less than [`MongoConfig::settle`] ago, the read waits (re-reading every 20 ms)
+//! until the missing id appears or that time has passed, after which the id counts as gone
+//! for good (a push whose insert failed, a take whose range was lost). Ids below the
+//! retention cap and ids that were acknowledged are never gaps. So sessions receive every
+//! client's messages in id order, as the engine requires. A hole costs a reader of that
+//! client, once, a wait until the message after the hole is `settle` old (default 5 s) and
+//! about four queries per look (the read, the counter, a count, the ids of the range); a read
+//! with no hole costs one query.
 //!
 //! Reads filter out expired messages (`x > now`), whether or not the TTL monitor removed
 //! them yet; the per-client cap is enforced by [`MessageStore::purge`].
-//!
-//! Ids are taken before the insert, so two pushes to one client racing (on one API node or on
-//! several) can become visible out of id order for a moment: id 7 stored while id 6 is still
-//! on its way. A read of unacknowledged messages never hands out a message beyond such a gap:
-//! when an id is missing between stored ones, and the message after it was stored less than
-//! [`MongoConfig::settle`] ago, the read waits (re-reading every few milliseconds) until the
-//! missing id appears or that time has passed, after which the id counts as gone for good (a
-//! push whose insert failed). Ids below the retention cap and ids that were acknowledged are
-//! never gaps. So sessions receive every client's messages in id order, as the engine
-//! requires; the price is a wait of at most `settle` after a failed push, once.
 
+mod ack;
+mod append;
+mod batch;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -35,8 +72,12 @@ use herald_core::{
     RetentionReport, Slot, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
+
+use crate::ack::AckReq;
+use crate::append::{AppendAnswer, AppendReq};
+use crate::batch::{Abandoned, Batcher};
 
 /// Where the queues live and how long messages are kept.
 #[derive(Debug, Clone)]
@@ -90,14 +131,34 @@ pub enum MongoError {
     Driver(#[from] mongodb::error::Error),
 }
 
-/// Queues in MongoDB. Cheap to clone (the driver's client is shared).
-#[derive(Debug, Clone)]
+/// Queues in MongoDB. Cheap to clone (the driver's client and the batch queues are shared:
+/// clones coalesce their writes together).
+#[derive(Clone)]
 pub struct MongoStore {
+    /// The database, for commands (`update` with many statements, `ping`).
     db: Database,
+    /// One document per copy of a message.
     messages: Collection<Document>,
+    /// One document per client: its last id and its last takes (see [`append`]).
     counters: Collection<Document>,
+    /// The cap and default time to live.
     retention: Retention,
+    /// How long a missing id may still be an insert under way.
     settle: Duration,
+    /// Pushes waiting for the next append batch of this node.
+    appends: Arc<Batcher<AppendReq, AppendAnswer>>,
+    /// Acknowledgements waiting for the next ack batch of this node.
+    acks: Arc<Batcher<AckReq, Result<(), StoreError>>>,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("database", &self.db.name())
+            .field("retention", &self.retention)
+            .field("settle", &self.settle)
+            .finish_non_exhaustive()
+    }
 }
 
 fn unavailable(e: mongodb::error::Error) -> StoreError {
@@ -188,21 +249,15 @@ impl MongoStore {
             counters,
             retention: config.retention,
             settle: config.settle,
+            appends: Arc::new(Batcher::new()),
+            acks: Arc::new(Batcher::new()),
         })
     }
+}
 
-    /// Takes the next id of `client`.
-    async fn next_id(&self, client: &ClientId) -> Result<i64, StoreError> {
-        let doc = self
-            .counters
-            .find_one_and_update(doc! {"_id": client.as_str()}, doc! {"$inc": {"n": 1_i64}})
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| StoreError::Unavailable("counter upsert returned nothing".into()))?;
-        int(&doc, "n").ok_or_else(|| StoreError::Rejected("malformed counter".into()))
-    }
+/// What a caller whose batch's leader went away is told.
+fn abandoned(_: Abandoned) -> StoreError {
+    StoreError::Unavailable("the write batch was abandoned; its outcome is unknown".into())
 }
 
 impl MessageStore for MongoStore {
@@ -212,54 +267,18 @@ impl MessageStore for MongoStore {
         recipients: &[ClientId],
         now_ms: u64,
     ) -> Result<AppendResult, StoreError> {
-        let ttl = msg.ttl.unwrap_or(self.retention.ttl);
-        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        let t = DateTime::from_millis(now);
-        let x = DateTime::from_millis(now.saturating_add(millis(ttl)));
-        let ids = futures::future::join_all(recipients.iter().map(|c| self.next_id(c))).await;
-        if ids.iter().all(Result::is_err) {
-            if let Some(Err(e)) = ids.into_iter().next() {
-                return Err(e);
-            }
+        if recipients.is_empty() {
             return Ok(Vec::new());
         }
-        let mut docs = Vec::with_capacity(recipients.len());
-        let mut slots = Vec::with_capacity(recipients.len());
-        for (client, id) in recipients.iter().zip(&ids) {
-            if let Ok(id) = id {
-                slots.push(docs.len());
-                docs.push(doc! {
-                    "c": client.as_str(), "i": *id, "f": &msg.from, "ch": &msg.channel,
-                    "d": msg.data.json(), "t": t, "a": 0_i32, "x": x,
-                });
-            } else {
-                slots.push(usize::MAX);
-            }
-        }
-        let mut failed_docs = std::collections::HashSet::new();
-        if let Err(e) = self.messages.insert_many(docs).ordered(false).await {
-            match *e.kind {
-                mongodb::error::ErrorKind::InsertMany(ref ime)
-                    if ime.write_concern_error.is_none() =>
-                {
-                    for we in ime.write_errors.iter().flatten() {
-                        failed_docs.insert(we.index);
-                    }
-                }
-                _ => return Err(unavailable(e)),
-            }
-        }
-        Ok(ids
-            .into_iter()
-            .zip(slots)
-            .map(|(id, slot)| match id {
-                Ok(_) if failed_docs.contains(&slot) => Err(StoreError::Rejected(
-                    "the message could not be written".into(),
-                )),
-                Ok(id) => Ok(MessageId(id as u64)),
-                Err(e) => Err(e),
-            })
-            .collect())
+        let req = AppendReq {
+            msg: msg.clone(),
+            recipients: recipients.to_vec(),
+            now_ms,
+        };
+        self.appends
+            .submit(req, |batch| self.commit_appends(batch))
+            .await
+            .map_err(abandoned)?
     }
 
     async fn unacked(
@@ -317,18 +336,18 @@ impl MessageStore for MongoStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = ids
-            .iter()
-            .map(|i| i64::try_from(i.0).unwrap_or(i64::MAX))
-            .collect();
-        self.messages
-            .update_many(
-                doc! {"c": client.as_str(), "i": {"$in": ids}},
-                doc! {"$bit": {"a": {"or": i32::from(slot.bit())}}},
-            )
+        let req = AckReq {
+            client: client.clone(),
+            slot,
+            ids: ids
+                .iter()
+                .map(|i| i64::try_from(i.0).unwrap_or(i64::MAX))
+                .collect(),
+        };
+        self.acks
+            .submit(req, |batch| self.commit_acks(batch))
             .await
-            .map_err(unavailable)?;
-        Ok(())
+            .map_err(abandoned)?
     }
 
     async fn history(

@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
-use futures::StreamExt;
 use herald_core::{Broker, ClientId, Message, MessageId, MessageStore, Payload, Slot, StoreError};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -26,9 +25,6 @@ use tide::{Next, Request, Response, StatusCode};
 
 use crate::metrics::{EngineCounts, Metrics};
 use crate::subs::{Subscriptions, Watchers};
-
-/// How many new-message notifications of one push are in flight at once.
-const NOTIFY_CONCURRENCY: usize = 64;
 
 /// Messages read from the store per round trip while a `/queues` answer is built: what is
 /// held in memory at once beyond the answer itself.
@@ -330,21 +326,21 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
     }
     // Stored: the answer is 200 whatever the broker does. A failed notification only delays
     // delivery until the broker resyncs (sessions then re-read their queues).
-    // Notifications go out concurrently (bounded): a push to thousands of recipients must not
-    // wait for thousands of broker round trips one after the other.
+    // The notifications of the push go out together (pipelined by the Redis broker): a push
+    // to thousands of recipients must not cost thousands of broker round trips.
     let started = Instant::now();
-    let (broker, metrics) = (state.subs.broker(), &state.metrics);
     // Each notification carries the message, so that a session waiting for exactly this id
     // delivers it without reading it back from the store.
-    let stored = |id| push.message.to_message(id, now_ms);
-    futures::stream::iter(&notify)
-        .for_each_concurrent(NOTIFY_CONCURRENCY, |(client, id)| async move {
-            if let Err(e) = broker.notify_message(client, &stored(*id)).await {
-                Metrics::inc(&metrics.broker_errors);
-                log::warn!("notify {client} of message {id} failed: {e}");
-            }
-        })
-        .await;
+    let notes: Vec<_> = notify
+        .into_iter()
+        .map(|(client, id)| (client, push.message.to_message(id, now_ms)))
+        .collect();
+    if let Err(e) = state.subs.broker().notify_messages(&notes).await {
+        Metrics::inc(&state.metrics.broker_errors);
+        for (client, message) in &notes {
+            log::warn!("notify {client} of message {} failed: {e}", message.id);
+        }
+    }
     state.metrics.broker_latency.observe(started.elapsed());
     Metrics::inc(&state.metrics.push_requests);
     state.metrics.pushed_messages.fetch_add(sent, Relaxed);
