@@ -128,10 +128,12 @@ async fn on_mongodb_the_operations_and_the_database_bound_are_reported() -> anyh
         .args(["bound", "--batch", "0", "--mongo", &url])
         .output()?;
     assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("--batch must be at least 1"),
-        "{}",
+    // femme writes the error line to stdout.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refused.stdout),
         String::from_utf8_lossy(&refused.stderr)
     );
+    assert!(said.contains("--batch must be at least 1"), "{said}");
     Ok(())
 }
