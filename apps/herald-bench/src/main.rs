@@ -36,6 +36,10 @@ struct Cli {
     /// Seconds without progress after which missing messages count as lost.
     #[arg(long, default_value_t = 5.0, global = true)]
     drain: f64,
+    /// The MongoDB server the Herald nodes use (`mongodb://...`): the report counts the
+    /// database operations of the run (`db_ops`); `bound` measures this server.
+    #[arg(long, global = true)]
+    mongo: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -77,6 +81,16 @@ enum Scenario {
         /// Rounds.
         #[arg(long, default_value_t = 5)]
         rounds: u64,
+    },
+    /// The MongoDB server's own bound (needs --mongo): `insert_many` of B copies, Herald's
+    /// append round trips for B recipients, an acknowledgement `update` of B statements.
+    Bound {
+        /// Copies per call.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Seconds per measured call kind.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
     },
 }
 
@@ -145,11 +159,16 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
             herald_bench::sys::unix_us() / 1000 % 1_000_000_000
         ),
         drain: Duration::from_secs_f64(cli.drain),
+        db: match &cli.mongo {
+            Some(url) => Some(herald_bench::db::client(url).await?),
+            None => None,
+        },
     };
     let needed = match &cli.scenario {
         Scenario::Idle { conns, .. }
         | Scenario::Push { conns, .. }
         | Scenario::Fanout { conns, .. } => *conns as u64 + 256,
+        Scenario::Bound { .. } => 256,
     };
     if limit < needed {
         bail!("{needed} file descriptors needed, the limit is {limit}: raise `ulimit -Hn`");
@@ -178,6 +197,15 @@ async fn run(cli: Cli) -> anyhow::Result<serde_json::Value> {
             scenario::push(&setup, args).await?
         }
         Scenario::Fanout { conns, rounds } => scenario::fanout(&setup, conns, rounds).await?,
+        Scenario::Bound { batch, secs } => {
+            let Some(url) = &cli.mongo else {
+                bail!("bound measures a MongoDB server: --mongo mongodb://... is required");
+            };
+            if secs <= 0.0 {
+                bail!("--secs must be positive, found {secs}");
+            }
+            herald_bench::db::bound(url, batch, Duration::from_secs_f64(secs), &setup.label).await?
+        }
     };
     report["nofile_limit"] = limit.into();
     Ok(report)

@@ -40,6 +40,8 @@ pub struct Setup {
     pub prefix: String,
     /// How long to wait without progress for the last messages before calling them lost.
     pub drain: Duration,
+    /// The MongoDB server of the nodes, when given: the reports count its operations.
+    pub db: Option<mongodb::Client>,
 }
 
 impl Setup {
@@ -69,6 +71,18 @@ impl Setup {
             .map(|p| cpu_seconds(*p))
             .sum::<Option<f64>>();
         (me, servers.filter(|_| !self.server_pids.is_empty()))
+    }
+
+    /// The database operations counted so far, when a database was given and answers.
+    async fn ops(&self) -> Option<i64> {
+        let db = self.db.as_ref()?;
+        match crate::db::op_count(db).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                log::warn!("{e:#}");
+                None
+            }
+        }
     }
 
     fn source(&self, i: usize) -> Option<IpAddr> {
@@ -297,6 +311,7 @@ impl Pushed {
 /// Never for the server's behaviour (that is reported); only for a setup that cannot run.
 pub async fn idle(setup: &Setup, conns: usize, hold: Duration) -> anyhow::Result<Value> {
     let rss_before = setup.rss();
+    let ops_before = setup.ops().await;
     let clients = connect_clients(setup, conns).await;
     let rss_connected = setup.rss();
     async_std::task::sleep(hold).await;
@@ -320,6 +335,7 @@ pub async fn idle(setup: &Setup, conns: usize, hold: Duration) -> anyhow::Result
         "rss_after_mb": rss_after.map(mb),
         "rss_per_conn_kb": per_conn.map(|b| round3(b / 1024.0)),
         "lost": 0,
+        "db_ops": ops_since(ops_before, setup.ops().await),
     });
     merge(&mut report, clients.report());
     clients.finish().await;
@@ -350,6 +366,7 @@ pub struct PushArgs {
 /// # Errors
 /// When fewer clients connected than one request names.
 pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
+    let ops_before = setup.ops().await;
     let clients = connect_clients(setup, args.conns).await;
     if clients.ids.len() < args.batch || args.batch == 0 {
         let (connected, why) = (clients.ids.len(), clients.first_failure.clone());
@@ -381,6 +398,7 @@ pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
         }));
     }
     let cpu_before = setup.cpu();
+    let ops_connected = setup.ops().await;
     // The generator: every request is due at t0 + seq / rate.
     let lead = Duration::from_millis(50);
     let t0 = Instant::now() + lead;
@@ -414,10 +432,13 @@ pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
     wait_received(&clients.shared, expected, setup.drain).await;
     let cpu_after = setup.cpu();
     let busy_s = t0.elapsed().as_secs_f64();
+    let ops_after = setup.ops().await;
     let shared = clients.shared.clone();
     let rss = setup.rss();
     let mut report = json!({
         "scenario": "push",
+        "db_ops_connect": ops_since(ops_before, ops_connected),
+        "db_ops": ops_since(ops_connected, ops_after),
         "server": setup.label,
         "conns": args.conns,
         "batch": args.batch,
@@ -459,6 +480,7 @@ pub async fn push(setup: &Setup, args: PushArgs) -> anyhow::Result<Value> {
 /// # Errors
 /// When no client connected.
 pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<Value> {
+    let ops_before = setup.ops().await;
     let clients = connect_clients(setup, conns).await;
     if clients.ids.is_empty() {
         let why = clients.first_failure.clone();
@@ -469,6 +491,7 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
     let mut round_ms = Vec::new();
     let mut conns_http: Vec<Option<HttpConn>> = Vec::new();
     let cpu_before = setup.cpu();
+    let ops_connected = setup.ops().await;
     let started = Instant::now();
     for round in 0..rounds {
         let before = clients.shared.received.load(Relaxed);
@@ -501,10 +524,13 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
     // round's acknowledgements, which arrive after the last message did.
     let busy_s = started.elapsed().as_secs_f64();
     let cpu_after = setup.cpu();
+    let ops_after = setup.ops().await;
     let shared = clients.shared.clone();
     let rss = setup.rss();
     let mut report = json!({
         "scenario": "fanout",
+        "db_ops_connect": ops_since(ops_before, ops_connected),
+        "db_ops": ops_since(ops_connected, ops_after),
         "server": setup.label,
         "conns": conns,
         "rounds": rounds,
@@ -536,6 +562,11 @@ pub async fn fanout(setup: &Setup, conns: usize, rounds: u64) -> anyhow::Result<
     Ok(report)
 }
 
+/// The database operations between two counts, when both were taken.
+fn ops_since(before: Option<i64>, after: Option<i64>) -> Option<i64> {
+    Some(after? - before?)
+}
+
 fn merge(into: &mut Value, from: Value) {
     if let (Value::Object(a), Value::Object(b)) = (into, from) {
         a.extend(b);
@@ -546,6 +577,7 @@ fn mb(bytes: u64) -> f64 {
     round3(bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn round3(x: f64) -> f64 {
+/// `x` rounded to three decimals, as every report figure is.
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
