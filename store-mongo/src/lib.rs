@@ -74,6 +74,7 @@ use herald_core::{
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::ack::AckReq;
 use crate::append::{AppendAnswer, AppendReq};
@@ -149,6 +150,11 @@ pub struct MongoStore {
     appends: Arc<Batcher<AppendReq, AppendAnswer>>,
     /// Acknowledgements waiting for the next ack batch of this node.
     acks: Arc<Batcher<AckReq, Result<(), StoreError>>>,
+    /// Reads handed to the driver at once (as many as its connection pool holds): the others
+    /// wait here as a few hundred bytes each, instead of as the driver's operation futures
+    /// (tens of KiB each) queued for a pooled connection. A burst of connecting sessions
+    /// otherwise leaves the node's heap sized for all their first reads at once.
+    reads: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -214,6 +220,7 @@ impl MongoStore {
         if options.server_selection_timeout.is_none() {
             options.server_selection_timeout = Some(Duration::from_secs(5));
         }
+        let reads = options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1);
         let client = Client::with_options(options)?;
         let db = client.database(&config.database);
         let messages = db.collection::<Document>("messages");
@@ -251,6 +258,7 @@ impl MongoStore {
             settle: config.settle,
             appends: Arc::new(Batcher::new()),
             acks: Arc::new(Batcher::new()),
+            reads: Arc::new(Semaphore::new(reads as usize)),
         })
     }
 }
@@ -289,24 +297,31 @@ impl MessageStore for MongoStore {
         limit: usize,
         now_ms: u64,
     ) -> Result<Vec<Message>, StoreError> {
-        let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
         let after = i64::try_from(after.0).unwrap_or(i64::MAX);
-        let filter = doc! {
-            "c": client.as_str(),
-            "i": {"$gt": after},
-            "a": {"$bitsAllClear": [i32::from(slot.get())]},
-            "x": {"$gt": now},
-        };
         let started = std::time::Instant::now();
         loop {
-            let messages = self.find(filter.clone(), limit).await?;
+            // The filter is built once this read has its turn: a read still waiting is only
+            // its arguments.
+            let turn = self.reading().await?;
+            let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
+            let filter = doc! {
+                "c": client.as_str(),
+                "i": {"$gt": after},
+                "a": {"$bitsAllClear": [i32::from(slot.get())]},
+                "x": {"$gt": now},
+            };
+            // The driver's futures are boxed, so that a read waiting for its turn above is
+            // not as large as the largest step after it.
+            let messages = Box::pin(self.find(filter.clone(), limit)).await?;
             // Time goes on while we wait: the caller's clock plus what we waited.
             let waited = started.elapsed();
             let now_ms = now_ms.saturating_add(u64::try_from(waited.as_millis()).unwrap_or(0));
-            let hi = match self.young_gap(client, after, &messages, now_ms).await? {
+            let hi = match Box::pin(self.young_gap(client, after, &messages, now_ms)).await? {
                 Gap::Contiguous => return Ok(messages),
                 Gap::Young { missing, .. } if waited < self.settle => {
                     log::debug!("{client}: id {missing} is not stored yet; waiting for it");
+                    // Other reads go on meanwhile.
+                    drop(turn);
                     tokio::time::sleep(GAP_POLL).await;
                     continue;
                 }
@@ -321,9 +336,9 @@ impl MessageStore for MongoStore {
             };
             // The list was read before the check: an insert that landed in between is in the
             // range now but not in the list. Read the range again, as far as the check went.
-            let mut upto = filter.clone();
+            let mut upto = filter;
             upto.insert("i", doc! {"$gt": after, "$lte": hi});
-            return self.find(upto, limit).await;
+            return Box::pin(self.find(upto, limit)).await;
         }
     }
 
@@ -357,6 +372,7 @@ impl MessageStore for MongoStore {
         limit: usize,
         now_ms: u64,
     ) -> Result<Vec<Message>, StoreError> {
+        let _turn = self.reading().await?;
         let since = DateTime::from_millis(i64::try_from(since_ms).unwrap_or(i64::MAX));
         let now = DateTime::from_millis(i64::try_from(now_ms).unwrap_or(i64::MAX));
         self.find(
@@ -403,6 +419,10 @@ impl MessageStore for MongoStore {
         Ok(())
     }
 }
+
+/// The driver's connection pool size when the URL sets no `maxPoolSize` (the driver's own
+/// default).
+const DEFAULT_POOL_SIZE: u32 = 10;
 
 /// How often a read waiting for a missing id looks again.
 const GAP_POLL: Duration = Duration::from_millis(20);
@@ -484,6 +504,15 @@ impl MongoStore {
             expected = id + 1;
         }
         Ok(Gap::Settled { hi })
+    }
+
+    /// A turn to read: waits while as many reads as the pool holds are under way. Every
+    /// query of a read ([`MongoStore::find`], [`MongoStore::young_gap`]) runs within one.
+    async fn reading(&self) -> Result<SemaphorePermit<'_>, StoreError> {
+        self.reads
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))
     }
 
     async fn find(&self, filter: Document, limit: usize) -> Result<Vec<Message>, StoreError> {
