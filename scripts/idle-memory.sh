@@ -28,13 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "[idle-memory $(date -u +%H:%M:%S)] $*" >&2; }
-wait_port() {
-  for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listens on port $1 after 30 s"; return 1
-}
+. scripts/bench/lib.sh
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 ulimit -Hn 1048576 2>/dev/null || true
@@ -42,21 +36,6 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --locked -p herald -p herald-bench >&2
 HERALD=$TARGET/release/herald
 BENCH=$TARGET/release/herald-bench
-
-# A fresh in-memory SecantusDB; sets MONGO_URL.
-start_mongo() {
-  [ -n "$CONTAINER" ] && docker rm -f "$CONTAINER" >/dev/null 2>&1
-  PORT=$((PORT + 1))
-  CONTAINER=herald-idle-memory-$$-$PORT
-  docker run -d --rm --name "$CONTAINER" -p "127.0.0.1:$PORT:27017" "$IMAGE" \
-    /usr/local/bin/secantusd --host 0.0.0.0 --port 27017 --storage-path :memory: --standalone \
-    >/dev/null
-  for _ in $(seq 300); do
-    docker logs "$CONTAINER" 2>&1 | grep -q "secantus listening on" && break
-    sleep 0.1
-  done
-  MONGO_URL="mongodb://127.0.0.1:$PORT/herald_idle?directConnection=true"
-}
 
 # one LABEL HERALD_FLAGS...: a fresh node, N idle connections; prints its report line.
 one() {
@@ -84,10 +63,10 @@ one() {
 for rep in $(seq "$REPS"); do
   log "rep $rep: embedded"
   emb=$(one embedded)
-  start_mongo
+  start_mongo herald-idle-memory herald_idle
   log "rep $rep: mongo"
   mongo=$(one mongo --mongo "$MONGO_URL")
-  start_mongo
+  start_mongo herald-idle-memory herald_idle
   PORT=$((PORT + 1))
   redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
     > "$WORK/redis-$PORT.log" 2>&1 &

@@ -35,24 +35,6 @@ trap cleanup EXIT
 
 . scripts/bench/lib.sh
 
-# A fresh SecantusDB (in memory) on core 0; sets MONGO_URL.
-start_mongo() {
-  stop_mongo
-  PORT=$((PORT + 1))
-  CONTAINER=herald-bench-mongo-$$-$PORT
-  docker run -d --rm --name "$CONTAINER" --cpuset-cpus "$SERVER_CPU" \
-    -p "127.0.0.1:$PORT:27017" "$IMAGE" >/dev/null
-  for _ in $(seq 300); do
-    docker logs "$CONTAINER" 2>&1 | grep -q "secantus listening on" && break
-    sleep 0.1
-  done
-  MONGO_URL="mongodb://127.0.0.1:$PORT/herald_bench?directConnection=true"
-}
-stop_mongo() {
-  [ -n "$CONTAINER" ] && docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
-  CONTAINER=""
-}
-
 # herald_node EXTRA_FLAGS...: one Herald node, single port, on core 0; appends its URL to
 # URLS and its pid to NODE_PIDS.
 herald_node() {
@@ -71,7 +53,7 @@ herald_node() {
 start_setup() {
   URLS=()
   NODE_PIDS=()
-  start_mongo
+  start_mongo herald-bench-mongo herald_bench --cpuset-cpus "$SERVER_CPU"
   case $MODE in
     mongo)
       LABEL=herald-mongo
@@ -140,7 +122,7 @@ for rep in $(seq "$REPS"); do
     # The server alone, fresh, on the same core as in the runs below; no Herald node.
     URLS=()
     NODE_PIDS=()
-    start_mongo
+    start_mongo herald-bench-mongo herald_bench --cpuset-cpus "$SERVER_CPU"
     bench "$rep" bound --batch 100 --secs "$BOUND_SECS"
     bench "$rep" bound --batch 1 --secs "$BOUND_SECS"
     stop_mongo

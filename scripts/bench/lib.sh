@@ -1,4 +1,5 @@
-# Helpers shared by scripts/bench/run.sh and scripts/bench/extra.sh (sourced, not run).
+# Helpers shared by scripts/bench/run.sh, scripts/bench/extra.sh and scripts/idle-memory.sh
+# (sourced, not run; the caller defines `log`, PORT and IMAGE).
 
 # Waits until something accepts TCP connections on 127.0.0.1:$1 (bounded: 30 s).
 wait_port() {
@@ -36,4 +37,25 @@ sweep_rates() {
     fi
   done
   return 0
+}
+
+# start_mongo NAME DB [DOCKER_RUN_FLAGS...]: a fresh MongoDB-wire server from $IMAGE (by default
+# SecantusDB, in memory) on the next port; sets CONTAINER and MONGO_URL (database DB).
+start_mongo() {
+  local name=$1 db=$2
+  shift 2
+  stop_mongo
+  PORT=$((PORT + 1))
+  CONTAINER=$name-$$-$PORT
+  docker run -d --rm --name "$CONTAINER" "$@" -p "127.0.0.1:$PORT:27017" "$IMAGE" >/dev/null
+  for _ in $(seq 300); do
+    docker logs "$CONTAINER" 2>&1 | grep -q "secantus listening on" && break
+    sleep 0.1
+  done
+  MONGO_URL="mongodb://127.0.0.1:$PORT/$db?directConnection=true"
+}
+
+stop_mongo() {
+  [ -n "$CONTAINER" ] && docker rm -f "$CONTAINER" >/dev/null 2>&1 || true
+  CONTAINER=""
 }
