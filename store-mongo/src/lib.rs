@@ -209,6 +209,23 @@ fn to_message(doc: &Document) -> Result<Message, StoreError> {
     })
 }
 
+/// The indexes of the `messages` collection: one message per client and id, the TTL index on
+/// the expiry, and the history order. Public so that a benchmark of the raw database (herald-bench
+/// `bound`) pays for the same indexes as the store.
+pub fn message_indexes() -> Vec<IndexModel> {
+    vec![
+        IndexModel::builder()
+            .keys(doc! {"c": 1, "i": 1})
+            .options(IndexOptions::builder().unique(true).build())
+            .build(),
+        IndexModel::builder()
+            .keys(doc! {"x": 1})
+            .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
+            .build(),
+        IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build(),
+    ]
+}
+
 impl MongoStore {
     /// Connects and creates the indexes (idempotent).
     ///
@@ -225,25 +242,7 @@ impl MongoStore {
         let db = client.database(&config.database);
         let messages = db.collection::<Document>("messages");
         let counters = db.collection::<Document>("counters");
-        messages
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! {"c": 1, "i": 1})
-                    .options(IndexOptions::builder().unique(true).build())
-                    .build(),
-            )
-            .await?;
-        messages
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! {"x": 1})
-                    .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
-                    .build(),
-            )
-            .await?;
-        messages
-            .create_index(IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build())
-            .await?;
+        messages.create_indexes(message_indexes()).await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
             config.database,

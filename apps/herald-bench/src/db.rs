@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::TryStreamExt;
+use mongodb::Client;
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use mongodb::options::IndexOptions;
-use mongodb::{Client, Database, IndexModel};
 use serde_json::{Value, json};
 
 use crate::scenario::round3;
@@ -135,7 +134,10 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
     let client = client(url).await?;
     let db = client.database("herald_bench_bound");
     db.drop().await.context("dropping herald_bench_bound")?;
-    create_indexes(&db).await?;
+    // Herald's indexes on `messages`, so that each insert costs what it costs Herald.
+    db.collection::<Document>("messages")
+        .create_indexes(herald_store_mongo::message_indexes())
+        .await?;
     let messages = db.collection::<Document>("messages");
     let counters = db.collection::<Document>("counters");
     let ops_before = op_count(&client).await.ok();
@@ -230,30 +232,4 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
         "ack_update": acks.report(batch),
         "db_ops": ops,
     }))
-}
-
-/// Herald's indexes on `messages` (store-mongo), so that each insert costs what it costs
-/// Herald.
-async fn create_indexes(db: &Database) -> anyhow::Result<()> {
-    let messages = db.collection::<Document>("messages");
-    messages
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! {"c": 1, "i": 1})
-                .options(IndexOptions::builder().unique(true).build())
-                .build(),
-        )
-        .await?;
-    messages
-        .create_index(
-            IndexModel::builder()
-                .keys(doc! {"x": 1})
-                .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
-                .build(),
-        )
-        .await?;
-    messages
-        .create_index(IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build())
-        .await?;
-    Ok(())
 }
