@@ -6,20 +6,22 @@
 //!
 //! ## How ids are taken
 //!
-//! Each client's counter document is `{_id: client, n: last id, r: [{p: token, n: last id
-//! after that take}, ...]}`. A batch draws a random token (an ObjectId) and, in one `update`
-//! command of upserts (one statement per client, an aggregation pipeline), adds to each `n`
-//! the number of copies the batch holds for that client and appends `{p: token, n: new n}`
-//! to `r`, which keeps the last [`LOG_LEN`] takes. Each statement is atomic on its document,
-//! so a take is a range `[n - k + 1, n]` that no other take of any node shares. An `update`
-//! cannot answer with the values it wrote, so a `find` projecting `r` on the token
-//! (`$elemMatch`) reads the ranges back. When more than [`LOG_LEN`] - 1 other takes of one
-//! client landed between the two (many API nodes pushing to one client at that instant), the
-//! entry is gone: that client's ids are taken again with a new token (the lost range is a
-//! hole), up to [`TAKE_ATTEMPTS`] times.
+//! Each client's counter document is `{_id: client, n: last id, r: [{p: token, k: count},
+//! ...]}`. A batch draws a random token (an ObjectId) and, in one `update` command of upserts
+//! (one statement per client: `$inc` and `$push` with `$slice`), adds to each `n` the number
+//! `k` of copies the batch holds for that client and appends `{p: token, k}` to `r`, which
+//! keeps the last [`LOG_LEN`] takes in the order they were applied. Each statement is atomic
+//! on its document, so a take is a range `[n - k + 1, n]` that no other take of any node
+//! shares. An `update` cannot answer with the values it wrote, so a `find` reads `n` and `r`
+//! back: the batch's range ends at `n` minus the counts of the takes logged after its own.
+//! When more than [`LOG_LEN`] - 1 other takes of one client landed between the two (many API
+//! nodes pushing to one client at that instant), or a take logged after ours has no count
+//! (written by a version before this scheme, which logged `{p, n}`), that client's ids are
+//! taken again with a new token (the range is a hole), up to [`TAKE_ATTEMPTS`] times.
 //!
 //! Counters are the only source of ids, as before this scheme: data written by an earlier
-//! version (`{_id, n}` alone) keeps counting from its `n`, so ids never go back.
+//! version (`{_id, n}` alone, or `r` entries of the form `{p, n}`) keeps counting from its
+//! `n`, so ids never go back.
 
 use std::collections::HashMap;
 
@@ -35,9 +37,10 @@ use crate::{MongoStore, int, millis, unavailable};
 pub(crate) const CHUNK: usize = 10_000;
 
 /// Takes remembered per counter: the most takes of one client that may land between a
-/// batch's `update` and its `find` before that batch takes again. Each node has one batch
-/// under way, so this is about the number of API nodes pushing to one client at one instant.
-pub(crate) const LOG_LEN: i32 = 16;
+/// batch's `update` and its `find`, plus one, before that batch takes again. Each node has
+/// one batch under way, so this is about the number of API nodes pushing to one client at
+/// one instant. Every entry is read back by the `find`, so it is kept short.
+pub(crate) const LOG_LEN: i32 = 8;
 
 /// How often a batch takes ids for a client whose take was pushed out of the log.
 const TAKE_ATTEMPTS: usize = 3;
@@ -111,15 +114,28 @@ fn assign(
 fn take_statement(client: &str, k: i64, token: ObjectId) -> Document {
     doc! {
         "q": {"_id": client},
-        "u": [
-            {"$set": {"n": {"$add": [{"$ifNull": ["$n", 0_i64]}, k]}}},
-            {"$set": {"r": {"$concatArrays": [
-                {"$slice": [{"$ifNull": ["$r", []]}, -(LOG_LEN - 1)]},
-                [{"p": token, "n": "$n"}],
-            ]}}},
-        ],
+        "u": {
+            "$inc": {"n": k},
+            "$push": {"r": {"$each": [{"p": token, "k": k}], "$slice": -LOG_LEN}},
+        },
         "upsert": true,
     }
+}
+
+/// The last id of the take logged under `token` in `counter` (`{n, r}` as read back): `n`
+/// minus the counts of the takes logged after it. `None` when the take is no longer in the
+/// log, or a take after it carries no count (then its range cannot be known).
+fn range_end(counter: &Document, token: ObjectId) -> Option<i64> {
+    let n = int(counter, "n")?;
+    let log = counter.get_array("r").ok()?;
+    let at = log
+        .iter()
+        .position(|e| e.as_document().and_then(|e| e.get_object_id("p").ok()) == Some(token))?;
+    let mut after = 0_i64;
+    for entry in &log[at + 1..] {
+        after = after.checked_add(int(entry.as_document()?, "k")?)?;
+    }
+    n.checked_sub(after)
 }
 
 /// The statement indexes of a write command's `writeErrors`, with their codes.
@@ -307,20 +323,16 @@ impl MongoStore {
             let mut cursor = self
                 .counters
                 .find(doc! {"_id": {"$in": &written}})
-                .projection(doc! {"r": {"$elemMatch": {"p": token}}})
+                .projection(doc! {"n": 1, "r": 1})
                 // One reply: a batch exactly as large as the result would leave a cursor open.
                 .limit(n)
                 .batch_size(u32::try_from(written.len() + 1).unwrap_or(u32::MAX))
                 .await
                 .map_err(unavailable)?;
             while let Some(counter) = cursor.try_next().await.map_err(unavailable)? {
-                let last = counter
-                    .get_array("r")
-                    .ok()
-                    .and_then(|r| r.first())
-                    .and_then(Bson::as_document)
-                    .and_then(|e| int(e, "n"));
-                if let (Ok(client), Some(last)) = (counter.get_str("_id"), last) {
+                if let (Ok(client), Some(last)) =
+                    (counter.get_str("_id"), range_end(&counter, token))
+                {
                     found.insert(client.to_owned(), last);
                 }
             }
@@ -390,6 +402,27 @@ mod tests {
             vec![Ok(2), Err(StoreError::Unavailable("down".into()))]
         );
         assert_eq!(ids[2], vec![Ok(3), Ok(12)]);
+    }
+
+    #[test]
+    fn a_take_ends_at_n_less_the_takes_logged_after_it() {
+        let (mine, theirs, old) = (ObjectId::new(), ObjectId::new(), ObjectId::new());
+        let counter = doc! {"_id": "a", "n": 20_i64, "r": [
+            {"p": old, "n": 7_i64},
+            {"p": mine, "k": 3_i64},
+            {"p": theirs, "k": 5_i32},
+        ]};
+        assert_eq!(range_end(&counter, mine), Some(15));
+        assert_eq!(range_end(&counter, theirs), Some(20));
+        // Gone from the log: unknown.
+        assert_eq!(range_end(&counter, ObjectId::new()), None);
+        // A take logged after ours by an earlier version has no count: unknown.
+        let counter = doc! {"_id": "a", "n": 20_i64, "r": [
+            {"p": mine, "k": 3_i64},
+            {"p": old, "n": 20_i64},
+        ]};
+        assert_eq!(range_end(&counter, mine), None);
+        assert_eq!(range_end(&doc! {"_id": "a", "n": 4_i64}, mine), None);
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! # herald-store-mongo
 //!
 //! A [`MessageStore`] over MongoDB, for clusters: every node reads and writes the same queues.
-//! Only standard MongoDB commands are used (`update` with many statements and pipeline
-//! updates, `insert`, `find`, `count`, `delete`, `createIndexes`, `ping`), so it runs on a
+//! Only standard MongoDB commands are used (`update` with many statements, `insert`, `find`, `count`, `delete`, `createIndexes`, `ping`), so it runs on a
 //! replica set, a sharded cluster, or any server that speaks the wire protocol.
 //!
 //! Data model (DESIGN.md):
@@ -31,13 +30,14 @@
 //! ## Ids: strictly increasing per client, never reused, holes allowed
 //!
 //! A client's ids come from its counter alone. A batch adds to each recipient's `n` the
-//! number of copies it holds for that client, atomically per document, and logs the new `n`
-//! under a random token of the batch in `r` (the last 16 takes); the `find` reads its own
-//! entries back by token. Every take is therefore a range no other take of any node shares,
+//! number of copies it holds for that client, atomically per document (`$inc`), and logs
+//! that count under a random token of the batch in `r` (`$push`, the last 8 takes); the
+//! `find` reads `n` and the log back, and the batch's range ends at `n` less the counts
+//! logged after its token. Every take is therefore a range no other take of any node shares,
 //! and a batch hands its range out in push order. Written by an earlier version, a counter
-//! without `r` keeps counting from its `n`: an upgrade never makes an id go back. On one
+//! without `r`, or whose log has no counts, keeps counting from its `n`: an upgrade never makes an id go back. On one
 //! node, ids follow the order of the pushes; across nodes, each node's take is ordered by the
-//! database. When more than 15 takes of other nodes land on one client between a batch's
+//! database. When more than 7 takes of other nodes land on one client between a batch's
 //! `update` and its `find`, the batch takes that client's ids again (up to 3 times); the lost
 //! range is a hole, as is the id of a copy whose insert failed.
 //!

@@ -233,3 +233,34 @@ async fn store_read(store: &MongoStore, client: &ClientId) -> Vec<herald_core::M
         .await
         .unwrap()
 }
+
+/// Counters written by earlier versions (`{_id, n}` alone; a log of `{p, n}` entries) keep
+/// counting from their `n`: an upgrade never makes an id go back or repeat.
+#[async_std::test]
+async fn counters_of_earlier_versions_keep_counting() {
+    let (mongo, store, _ops) = start("upgrade").await;
+    let raw = mongodb::Client::with_uri_str(mongo.url()).await.unwrap();
+    let counters = raw
+        .database("upgrade")
+        .collection::<mongodb::bson::Document>("counters");
+    counters
+        .insert_many([
+            doc! {"_id": "plain", "n": 7_i64},
+            doc! {"_id": "logged", "n": 9_i64, "r": [
+                {"p": mongodb::bson::oid::ObjectId::new(), "n": 9_i64},
+            ]},
+        ])
+        .await
+        .unwrap();
+    let to = [
+        ClientId::new("plain").unwrap(),
+        ClientId::new("logged").unwrap(),
+    ];
+    let first = store.append(&message(1), &to, now_ms()).await.unwrap();
+    let second = store.append(&message(2), &to, now_ms()).await.unwrap();
+    let ids = |r: &herald_core::AppendResult| -> Vec<u64> {
+        r.iter().map(|x| x.clone().unwrap().0).collect()
+    };
+    assert_eq!(ids(&first), vec![8, 10]);
+    assert_eq!(ids(&second), vec![9, 11]);
+}
