@@ -179,6 +179,7 @@ where
     store_unacked_after_and_limit(cfg, &make(keep).await).await;
     store_ack_per_slot(cfg, &make(keep).await).await;
     store_ack_ignores_unknown_and_duplicates(cfg, &make(keep).await).await;
+    store_ack_through(cfg, &make(keep).await).await;
     store_history_since_and_limit(cfg, &make(keep).await).await;
     store_ttl(
         cfg,
@@ -384,6 +385,74 @@ async fn store_unacked_after_and_limit<S: MessageStore>(cfg: &ContractConfig, st
             .await,
     );
     check!(C, none.is_empty(), "unknown client has {:?}", ids(&none));
+}
+
+/// `ack_through`: everything up to `through` is acknowledged for that slot alone, ids above it
+/// one by one, and a lower `through` later never brings anything back.
+async fn store_ack_through<S: MessageStore>(cfg: &ContractConfig, store: &S) {
+    const C: &str = "store::ack_through";
+    let a = cfg.client("-through-a");
+    for n in 0..6 {
+        append_one(C, store, &a, &new_message(n, None), cfg.base_ms + n).await;
+    }
+    let now = cfg.base_ms + 100;
+    let a = &a;
+    let view = |s: i64| async move {
+        let got = ok(
+            C,
+            "unacked",
+            store.unacked(a, slot(s), MessageId::ZERO, 100, now).await,
+        );
+        ids(&got)
+    };
+    // The session held 1 and 2 (acknowledged now), and 4 out of order.
+    ok(
+        C,
+        "ack_through",
+        store
+            .ack_through(
+                a,
+                slot(2),
+                &[MessageId(1), MessageId(2), MessageId(4)],
+                MessageId(2),
+            )
+            .await,
+    );
+    let got = view(2).await;
+    check!(
+        C,
+        got == [3, 5, 6],
+        "slot 2 sees {got:?}, expected [3, 5, 6]"
+    );
+    let got = view(0).await;
+    check!(C, got == [1, 2, 3, 4, 5, 6], "slot 0 sees {got:?}");
+    // A later session acknowledges 3 with an older view: nothing comes back.
+    ok(
+        C,
+        "ack_through",
+        store
+            .ack_through(a, slot(2), &[MessageId(3)], MessageId(1))
+            .await,
+    );
+    let got = view(2).await;
+    check!(C, got == [5, 6], "slot 2 sees {got:?}, expected [5, 6]");
+    // Ids at or below `through` may be recorded by `through` alone; listed, they are
+    // acknowledged either way.
+    ok(
+        C,
+        "ack_through",
+        store
+            .ack_through(a, slot(2), &[MessageId(5), MessageId(6)], MessageId(6))
+            .await,
+    );
+    let got = view(2).await;
+    check!(C, got.is_empty(), "slot 2 sees {got:?}, expected nothing");
+    let after = ok(
+        C,
+        "unacked",
+        store.unacked(a, slot(2), MessageId(1), 100, now).await,
+    );
+    check!(C, after.is_empty(), "slot 2 after 1 sees {:?}", ids(&after));
 }
 
 /// Acknowledging for one slot leaves every other slot's view alone.

@@ -148,6 +148,26 @@ struct Session {
     commit_owed: bool,
 }
 
+impl Session {
+    /// The highest id up to which every message of this client is acknowledged by this slot,
+    /// as far as this session knows: everything it loaded was delivered in id order, so every
+    /// id below the oldest message it still holds (in flight or buffered) was acknowledged,
+    /// in this session or before, or never existed (a hole, expired); with nothing held, that
+    /// is true of everything up to the cursor.
+    fn acked_through(&self) -> MessageId {
+        let held = self
+            .in_flight
+            .iter()
+            .filter_map(|b| b.ids.first())
+            .chain(self.buffer.front().map(|m| &m.id))
+            .min();
+        match held {
+            Some(id) => MessageId(id.0.saturating_sub(1)),
+            None => self.cursor,
+        }
+    }
+}
+
 /// The broker subscription of one client on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sub {
@@ -195,6 +215,7 @@ enum Pending {
         client: ClientId,
         slot: Slot,
         ids: Vec<MessageId>,
+        through: MessageId,
         attempt: u32,
     },
 }
@@ -218,6 +239,7 @@ enum Timer {
         client: ClientId,
         slot: Slot,
         ids: Vec<MessageId>,
+        through: MessageId,
         attempt: u32,
     },
     AckDeadline {
@@ -411,11 +433,11 @@ impl Hub {
         };
         let batch = s.in_flight.remove(pos).expect("position is valid");
         s.in_flight_count -= batch.ids.len();
-        let (client, slot) = (s.client.clone(), s.slot);
+        let (client, slot, through) = (s.client.clone(), s.slot, s.acked_through());
         if let Some(t) = batch.timer {
             self.timers.remove(&t);
         }
-        self.write_acks(client, slot, batch.ids, 0);
+        self.write_acks(client, slot, batch.ids, through, 0);
         self.progress(conn);
     }
 
@@ -442,12 +464,12 @@ impl Hub {
             timers.extend(batch.timer);
         }
         s.commit_owed = true;
-        let (client, slot) = (s.client.clone(), s.slot);
+        let (client, slot, through) = (s.client.clone(), s.slot, s.acked_through());
         for t in timers {
             self.timers.remove(&t);
         }
         if !ids.is_empty() {
-            self.write_acks(client, slot, ids, 0);
+            self.write_acks(client, slot, ids, through, 0);
         }
         self.progress(conn);
     }
@@ -466,6 +488,7 @@ impl Hub {
                 client,
                 slot,
                 ids,
+                through,
                 attempt,
             } => match result {
                 Ok(_) => self.stats.acks += ids.len() as u64,
@@ -478,6 +501,7 @@ impl Hub {
                             client,
                             slot,
                             ids,
+                            through,
                             attempt: attempt + 1,
                         },
                     );
@@ -704,9 +728,10 @@ impl Hub {
                 client,
                 slot,
                 ids,
+                through,
                 attempt,
             } => {
-                self.write_acks(client, slot, ids, attempt);
+                self.write_acks(client, slot, ids, through, attempt);
             }
             Timer::AckDeadline { conn, sid } => {
                 let timeout = self.config.ack_timeout;
@@ -913,11 +938,19 @@ impl Hub {
         }
     }
 
-    fn write_acks(&mut self, client: ClientId, slot: Slot, ids: Vec<MessageId>, attempt: u32) {
+    fn write_acks(
+        &mut self,
+        client: ClientId,
+        slot: Slot,
+        ids: Vec<MessageId>,
+        through: MessageId,
+        attempt: u32,
+    ) {
         let op = StoreOp::Ack {
             client: client.clone(),
             slot,
             ids: ids.clone(),
+            through,
         };
         self.request_store(
             op,
@@ -925,6 +958,7 @@ impl Hub {
                 client,
                 slot,
                 ids,
+                through,
                 attempt,
             },
         );
@@ -1291,6 +1325,65 @@ mod tests {
             })
             .is_empty()
         );
+    }
+
+    /// The acknowledged ids of an ack, and what the session knows acknowledged up to.
+    fn ack_write(out: &[Output]) -> Option<(Vec<u64>, MessageId)> {
+        out.iter().find_map(|o| match o {
+            Output::Store {
+                op: StoreOp::Ack { ids, through, .. },
+                ..
+            } => Some((ids.iter().map(|i| i.0).collect(), *through)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn acks_carry_how_far_everything_is_acknowledged() {
+        let mut t = T::new(2);
+        let out = t.live(1, "a", 0, Mode::Ack, 1);
+        let (req, _) = load_req(&out).unwrap();
+        let out = t.input(Input::StoreDone {
+            req,
+            result: messages(&[3]),
+        });
+        let (first, _) = delivers(&out).remove(0);
+        let out = t.input(Input::Broker(BrokerEvent::Notify {
+            client: c("a"),
+            last: MessageId(4),
+            message: Some(msg(4)),
+        }));
+        let (second, _) = delivers(&out).remove(0);
+        let out = t.input(Input::Broker(BrokerEvent::Notify {
+            client: c("a"),
+            last: MessageId(5),
+            message: Some(msg(5)),
+        }));
+        assert!(
+            delivers(&out).is_empty(),
+            "5 is buffered: the window is full"
+        );
+        // Out of order: 3 is still held, so only what lies below it is known acknowledged
+        // (ids 1 and 2 were never loaded: acknowledged before, or holes).
+        let out = t.input(Input::Ack {
+            conn: ConnId(1),
+            ack: second.unwrap(),
+        });
+        assert_eq!(ack_write(&out), Some((vec![4], MessageId(2))));
+        let (third, ids) = delivers(&out).remove(0);
+        assert_eq!(ids, vec![5], "room for 5");
+        // 3 now: 5 is still in flight, so everything up to 4.
+        let out = t.input(Input::Ack {
+            conn: ConnId(1),
+            ack: first.unwrap(),
+        });
+        assert_eq!(ack_write(&out), Some((vec![3], MessageId(4))));
+        // Nothing held any more: everything up to the cursor.
+        let out = t.input(Input::Ack {
+            conn: ConnId(1),
+            ack: third.unwrap(),
+        });
+        assert_eq!(ack_write(&out), Some((vec![5], MessageId(5))));
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub enum StoreOp {
         /// At most this many.
         limit: usize,
     },
-    /// `store.ack(client, slot, ids)`.
+    /// `store.ack_through(client, slot, ids, through)`.
     Ack {
         /// The client.
         client: ClientId,
@@ -107,6 +107,9 @@ pub enum StoreOp {
         slot: Slot,
         /// The acknowledged ids.
         ids: Vec<MessageId>,
+        /// Every id up to this one is acknowledged by the slot (see
+        /// [`MessageStore::ack_through`]).
+        through: MessageId,
     },
 }
 
@@ -221,8 +224,13 @@ impl StoreOp {
                 .unacked(&client, slot, after, limit, now_ms)
                 .await
                 .map(StoreReply::Messages),
-            StoreOp::Ack { client, slot, ids } => store
-                .ack(&client, slot, &ids)
+            StoreOp::Ack {
+                client,
+                slot,
+                ids,
+                through,
+            } => store
+                .ack_through(&client, slot, &ids, through)
                 .await
                 .map(|()| StoreReply::Acked),
         }

@@ -153,10 +153,22 @@ impl MemoryStore {
             .collect())
     }
 
-    fn ack_now(&self, client: &ClientId, slot: Slot, ids: &[MessageId]) -> Result<(), StoreError> {
+    /// Acknowledges `ids`, and every message up to `through` (the store takes the session at
+    /// its word, as a store recording only `through` would: the simulation checks the Hub's
+    /// word against what was delivered).
+    fn ack_now(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+        through: MessageId,
+    ) -> Result<(), StoreError> {
         self.check_up()?;
         let mut queues = lock(&self.inner.queues);
         if let Some(q) = queues.get_mut(client) {
+            for s in q.messages.range_mut(..=through.0).map(|(_, s)| s) {
+                s.acked |= slot.bit();
+            }
             for id in ids {
                 if let Some(s) = q.messages.get_mut(&id.0) {
                     s.acked |= slot.bit();
@@ -235,7 +247,17 @@ impl MessageStore for MemoryStore {
         slot: Slot,
         ids: &[MessageId],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(self.ack_now(client, slot, ids))
+        std::future::ready(self.ack_now(client, slot, ids, MessageId::ZERO))
+    }
+
+    fn ack_through(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+        through: MessageId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.ack_now(client, slot, ids, through))
     }
 
     fn history(

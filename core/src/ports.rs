@@ -123,6 +123,27 @@ pub trait MessageStore: Send + Sync + 'static {
         ids: &[MessageId],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// [`MessageStore::ack`], told what the acknowledging session knows besides: every
+    /// message of `client` with an id up to `through` is acknowledged by `slot` now (in this
+    /// call or before), or never became visible to it (a hole, an expired message). Sessions
+    /// read in id order and visibility follows ids, so a session knows this of every id below
+    /// the oldest message it still holds. A store may record `through` instead of each id at
+    /// or below it (one write per client and slot, not per message); ids above `through` it
+    /// records one by one as `ack` does. Provided: `ack(client, slot, ids)`.
+    ///
+    /// # Errors
+    /// As [`MessageStore::ack`].
+    fn ack_through(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+        through: MessageId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = through;
+        self.ack(client, slot, ids)
+    }
+
     /// Up to `limit` messages of `client` stored at or after `since_ms` and not expired at
     /// `now_ms`, oldest first, whatever their acknowledgement state.
     ///

@@ -16,7 +16,7 @@
 //! A failure prints its seed; `HERALD_SIM_SEED=<seed> cargo test -p herald-core --test sim`
 //! replays exactly that scenario. `HERALD_SIM_SCENARIOS` sets how many run (default 2000).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -109,6 +109,8 @@ struct Device {
     /// Increases with every connection, so late inputs of an old session are recognized.
     session: u64,
     last_in_session: MessageId,
+    /// Every id any session of this device was handed (the slot's devices share a queue).
+    received: BTreeSet<MessageId>,
     /// Percent chance an ack is never sent (a stuck client).
     drop_acks: u64,
     /// After settle begins, a kicked device stays away.
@@ -181,6 +183,7 @@ impl Sim {
                         conn: None,
                         session: 0,
                         last_in_session: MessageId::ZERO,
+                        received: BTreeSet::new(),
                         drop_acks: rng.below(3) * 5,
                         kicked: false,
                     });
@@ -332,6 +335,7 @@ impl Sim {
                 ));
             }
             self.devices[d].last_in_session = m.id;
+            self.devices[d].received.insert(m.id);
             let dev = &self.devices[d];
             let want = self.contents.get(&(dev.client.clone(), m.id));
             if want != Some(&(m.data.json().to_owned(), m.ts)) {
@@ -703,6 +707,26 @@ impl Sim {
                     let ids: Vec<u64> = left.iter().map(|m| m.id.0).collect();
                     self.fail(&format!(
                         "{} slot {} never acknowledged {ids:?}",
+                        key.0, key.1
+                    ));
+                }
+                // ... because it was delivered: nothing counts as acknowledged unseen.
+                let stored = now_or_never(self.store.history(&key.0, 0, 100_000, self.now_ms))
+                    .expect("store is up");
+                let received: BTreeSet<MessageId> = self
+                    .devices
+                    .iter()
+                    .filter(|d| d.client == key.0 && d.slot == key.1)
+                    .flat_map(|d| d.received.iter().copied())
+                    .collect();
+                let unseen: Vec<u64> = stored
+                    .iter()
+                    .filter(|m| !received.contains(&m.id))
+                    .map(|m| m.id.0)
+                    .collect();
+                if !unseen.is_empty() {
+                    self.fail(&format!(
+                        "{} slot {} counts {unseen:?} acknowledged but never received them",
                         key.0, key.1
                     ));
                 }

@@ -142,6 +142,8 @@ pub struct MongoStore {
     messages: Collection<Document>,
     /// One document per client: its last id and its last takes (see [`append`]).
     counters: Collection<Document>,
+    /// One document per client and slot: every id up to `n` is acknowledged (see [`ack`]).
+    acked: Collection<Document>,
     /// The cap and default time to live.
     retention: Retention,
     /// How long a missing id may still be an insert under way.
@@ -242,6 +244,7 @@ impl MongoStore {
         let db = client.database(&config.database);
         let messages = db.collection::<Document>("messages");
         let counters = db.collection::<Document>("counters");
+        let acked = db.collection::<Document>("acked");
         messages.create_indexes(message_indexes()).await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
@@ -253,6 +256,7 @@ impl MongoStore {
             db,
             messages,
             counters,
+            acked,
             retention: config.retention,
             settle: config.settle,
             appends: Arc::new(Batcher::new()),
@@ -296,8 +300,10 @@ impl MessageStore for MongoStore {
         limit: usize,
         now_ms: u64,
     ) -> Result<Vec<Message>, StoreError> {
-        let after = i64::try_from(after.0).unwrap_or(i64::MAX);
         let started = std::time::Instant::now();
+        // Everything up to the slot's acknowledged mark is not to be read again.
+        let through = Box::pin(self.acked_through(client, slot)).await?;
+        let after = i64::try_from(after.0).unwrap_or(i64::MAX).max(through);
         loop {
             // The filter is built once this read has its turn: a read still waiting is only
             // its arguments.
@@ -347,16 +353,25 @@ impl MessageStore for MongoStore {
         slot: Slot,
         ids: &[MessageId],
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
+        self.ack_through(client, slot, ids, MessageId::ZERO).await
+    }
+
+    async fn ack_through(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+        through: MessageId,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() && through == MessageId::ZERO {
             return Ok(());
         }
+        let id = |i: MessageId| i64::try_from(i.0).unwrap_or(i64::MAX);
         let req = AckReq {
             client: client.clone(),
             slot,
-            ids: ids
-                .iter()
-                .map(|i| i64::try_from(i.0).unwrap_or(i64::MAX))
-                .collect(),
+            ids: ids.iter().copied().map(id).collect(),
+            through: id(through),
         };
         self.acks
             .submit(req, |batch| self.commit_acks(batch))
@@ -503,6 +518,17 @@ impl MongoStore {
             expected = id + 1;
         }
         Ok(Gap::Settled { hi })
+    }
+
+    /// Up to which id every message of `client` is acknowledged by `slot` (0: none known).
+    async fn acked_through(&self, client: &ClientId, slot: Slot) -> Result<i64, StoreError> {
+        let _turn = self.reading().await?;
+        let mark = self
+            .acked
+            .find_one(doc! {"_id": ack::acked_key(client, slot)})
+            .await
+            .map_err(unavailable)?;
+        Ok(mark.as_ref().and_then(|m| int(m, "n")).unwrap_or(0))
     }
 
     /// A turn to read: waits while as many reads as the pool holds are under way. Every
