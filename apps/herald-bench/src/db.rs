@@ -6,10 +6,11 @@
 //! command in flight at a time (the way one Herald node writes: one batch under way), for
 //! `secs` each:
 //! - `insert_many` of B copies: the write every push needs, and its floor;
-//! - Herald's whole append round trips for B recipients: an `update` of B counter upserts, a
-//!   `find` of the B counters, and the `insert_many` of B copies;
-//! - an acknowledgement `update` of B statements (`$bit` on one copy each), as Herald sends a
-//!   batch of B sessions' acknowledgements.
+//! - Herald's whole append round trips for B recipients: an `update` of B counter upserts
+//!   (`$inc` and a `$push` to the take log), a `find` of the B counters, and the
+//!   `insert_many` of B copies;
+//! - an acknowledgement `update` of B statements (`$max` on one slot's acknowledged mark each,
+//!   upserted in `acked`), as Herald sends a batch of B sessions' acknowledgements.
 //!
 //! [`op_count`] reads the server's `serverStatus.opcounters`, so that a scenario can report
 //! how many database operations Herald spent on it.
@@ -164,9 +165,19 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
             let clients: Vec<String> = (0..batch)
                 .map(|j| format!("bound-{}", (k as usize * batch + j) % CLIENTS))
                 .collect();
+            let token = mongodb::bson::oid::ObjectId::new();
             let updates: Vec<Document> = clients
                 .iter()
-                .map(|c| doc! {"q": {"_id": c}, "u": {"$inc": {"n": 1_i64}}, "upsert": true})
+                .map(|c| {
+                    doc! {
+                        "q": {"_id": c},
+                        "u": {
+                            "$inc": {"n": 1_i64},
+                            "$push": {"r": {"$each": [{"p": token, "k": 1_i64}], "$slice": -8}},
+                        },
+                        "upsert": true,
+                    }
+                })
                 .collect();
             db.run_command(doc! {"update": "counters", "updates": updates, "ordered": false})
                 .await
@@ -195,7 +206,8 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
     })
     .await?;
 
-    // Acknowledgements of the copies of the first stage, B statements per command.
+    // Acknowledgements of the copies of the first stage, B statements per command: each
+    // moves one client's slot 0 mark up to its copy's id.
     let acks = timed(secs, |k| {
         let db = db.clone();
         async move {
@@ -204,13 +216,13 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
                 .into_iter()
                 .map(|c| {
                     doc! {
-                        "q": {"c": c.get_str("c").unwrap_or(""), "i": {"$in": [c.get("i").cloned().unwrap_or(Bson::Null)]}},
-                        "u": {"$bit": {"a": {"or": 1_i32}}},
-                        "multi": true,
+                        "q": {"_id": format!("0/{}", c.get_str("c").unwrap_or(""))},
+                        "u": {"$max": {"n": c.get("i").cloned().unwrap_or(Bson::Null)}},
+                        "upsert": true,
                     }
                 })
                 .collect();
-            db.run_command(doc! {"update": "messages", "updates": statements, "ordered": false})
+            db.run_command(doc! {"update": "acked", "updates": statements, "ordered": false})
                 .await
                 .context("acknowledgement update")?;
             Ok(())
