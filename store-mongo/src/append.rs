@@ -1,49 +1,96 @@
 //! Appends: a batch of pushes (everything one node has queued while the previous batch was
-//! written) costs three round trips whatever its number of recipients: one `update` command
-//! taking every client's ids, one `find` reading them back, one `insert` of every copy.
-//! Batches of more than [`CHUNK`] distinct clients take ids in [`CHUNK`]-sized commands; the
-//! driver splits the insert at the server's message size.
+//! written) costs two round trips whatever its number of recipients once the node knows its
+//! recipients' counters: one `update` command taking every client's ids and one `insert` of
+//! every copy. Counters the node does not know yet cost one `find` more, and clients whose
+//! counter another node moved meanwhile one `find` and one `update` more. Batches of more
+//! than [`CHUNK`] distinct clients take ids in [`CHUNK`]-sized commands; the driver splits
+//! the insert at the server's message size.
 //!
 //! ## How ids are taken
 //!
-//! Each client's counter document is `{_id: client, n: last id, r: [{p: token, k: count},
-//! ...]}`. A batch draws a random token (an ObjectId) and, in one `update` command of upserts
-//! (one statement per client: `$inc` and `$push` with `$slice`), adds to each `n` the number
-//! `k` of copies the batch holds for that client and appends `{p: token, k}` to `r`, which
-//! keeps the last [`LOG_LEN`] takes in the order they were applied. Each statement is atomic
-//! on its document, so a take is a range `[n - k + 1, n]` that no other take of any node
-//! shares. An `update` cannot answer with the values it wrote, so a `find` reads `n` and `r`
-//! back: the batch's range ends at `n` minus the counts of the takes logged after its own.
-//! When more than [`LOG_LEN`] - 1 other takes of one client landed between the two (many API
-//! nodes pushing to one client at that instant), or a take logged after ours has no count
-//! (written by a version before this scheme, which logged `{p, n}`), that client's ids are
-//! taken again with a new token (the range is a hole), up to [`TAKE_ATTEMPTS`] times.
+//! Each client's counter document is `{_id: client, n: last id}`. The node remembers the `n`
+//! it last saw of each client it pushed to ([`Counters`], bounded). A batch takes `k` ids of
+//! a client with one statement of an `update` command: an upsert conditional on the `n` the
+//! node expects, `{q: {_id: client, n: expected}, u: {$inc: {n: k}}, upsert: true}`. Each
+//! statement is atomic on its document, so:
+//! - when `n` was as expected, the batch owns `[expected + 1, expected + k]`, and no other take
+//!   of any node shares it (an absent counter is expected as 0, and the upsert creates it);
+//! - when another node moved `n`, the statement matches nothing, its upsert collides with the
+//!   existing `_id` and the command reports a duplicate key for that statement alone: nothing
+//!   was taken. The batch reads those counters (`find`) and tries again, up to
+//!   [`TAKE_ATTEMPTS`] times.
+//!
+//! So a take never leaves a hole: it succeeds with a known range or changes nothing. Holes
+//! come only from copies whose insert failed.
 //!
 //! Counters are the only source of ids, as before this scheme: data written by an earlier
-//! version (`{_id, n}` alone, or `r` entries of the form `{p, n}`) keeps counting from its
-//! `n`, so ids never go back.
+//! version (`{_id, n}`, with or without a log `r` of its takes, which is left alone) keeps
+//! counting from its `n`, so ids never go back.
 
 use std::collections::HashMap;
 
 use futures::TryStreamExt;
 use herald_core::{AppendResult, ClientId, MessageId, NewMessage, StoreError};
-use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 
 use crate::{MongoStore, int, millis, unavailable};
 
-/// Most distinct clients whose ids one `update` (and its `find`) takes: a push to the
-/// 10,000-recipient limit is one command (about 2 MB, far below the 16 MB command limit).
+/// Most distinct clients whose ids one `update` (or `find`) takes: a push to the
+/// 10,000-recipient limit is one command (about 1 MB, far below the 16 MB command limit).
 pub(crate) const CHUNK: usize = 10_000;
 
-/// Takes remembered per counter: the most takes of one client that may land between a
-/// batch's `update` and its `find`, plus one, before that batch takes again. Each node has
-/// one batch under way, so this is about the number of API nodes pushing to one client at
-/// one instant. Every entry is read back by the `find`, so it is kept short.
-pub(crate) const LOG_LEN: i32 = 8;
+/// How often a batch tries to take the ids of a client whose counter other nodes keep moving.
+const TAKE_ATTEMPTS: usize = 5;
 
-/// How often a batch takes ids for a client whose take was pushed out of the log.
-const TAKE_ATTEMPTS: usize = 3;
+/// What one node knows of its recipients' counters: the last `n` it saw of each, for at most
+/// `max` clients (beyond, an arbitrary one is forgotten: it costs that client one `find` on
+/// its next push). A wrong value costs a retry, never a wrong id: takes are conditional on it.
+pub(crate) struct Counters {
+    seen: std::sync::Mutex<HashMap<String, i64>>,
+    max: usize,
+}
+
+impl Counters {
+    /// Remembers at most `max` clients.
+    pub(crate) fn new(max: usize) -> Counters {
+        Counters {
+            seen: std::sync::Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The `n` last seen of `client`.
+    fn get(&self, client: &str) -> Option<i64> {
+        self.seen().get(client).copied()
+    }
+
+    /// `client`'s counter is at `n`.
+    fn set(&self, client: &str, n: i64) {
+        let mut seen = self.seen();
+        if let Some(known) = seen.get_mut(client) {
+            *known = n;
+            return;
+        }
+        if seen.len() >= self.max {
+            let Some(victim) = seen.keys().next().cloned() else {
+                return; // max is 0: remember nothing
+            };
+            seen.remove(&victim);
+        }
+        seen.insert(client.to_owned(), n);
+    }
+
+    /// `client`'s counter is unknown (another node moved it, or a write's outcome is unknown).
+    fn forget(&self, client: &str) {
+        self.seen().remove(client);
+    }
+}
 
 /// One push waiting to be written.
 pub(crate) struct AppendReq {
@@ -110,32 +157,14 @@ fn assign(
         .collect()
 }
 
-/// The statement of the `update` command that takes `k` ids of `client` under `token`.
-fn take_statement(client: &str, k: i64, token: ObjectId) -> Document {
+/// The statement of the `update` command that takes `k` ids of `client` when its counter is at
+/// `expected` (see the module docs).
+fn take_statement(client: &str, expected: i64, k: i64) -> Document {
     doc! {
-        "q": {"_id": client},
-        "u": {
-            "$inc": {"n": k},
-            "$push": {"r": {"$each": [{"p": token, "k": k}], "$slice": -LOG_LEN}},
-        },
+        "q": {"_id": client, "n": expected},
+        "u": {"$inc": {"n": k}},
         "upsert": true,
     }
-}
-
-/// The last id of the take logged under `token` in `counter` (`{n, r}` as read back): `n`
-/// minus the counts of the takes logged after it. `None` when the take is no longer in the
-/// log, or a take after it carries no count (then its range cannot be known).
-fn range_end(counter: &Document, token: ObjectId) -> Option<i64> {
-    let n = int(counter, "n")?;
-    let log = counter.get_array("r").ok()?;
-    let at = log
-        .iter()
-        .position(|e| e.as_document().and_then(|e| e.get_object_id("p").ok()) == Some(token))?;
-    let mut after = 0_i64;
-    for entry in &log[at + 1..] {
-        after = after.checked_add(int(entry.as_document()?, "k")?)?;
-    }
-    n.checked_sub(after)
 }
 
 /// The statement indexes of a write command's `writeErrors`, with their codes.
@@ -155,7 +184,7 @@ pub(crate) fn write_errors(reply: &Document) -> Vec<(usize, i32, String)> {
         .collect()
 }
 
-/// A duplicate key: two first takes of one client raced to create its counter.
+/// A duplicate key: the counter was not at the expected `n` (see the module docs).
 const DUPLICATE_KEY: i32 = 11000;
 
 impl MongoStore {
@@ -229,30 +258,32 @@ impl MongoStore {
     ) -> HashMap<&'a str, Result<i64, StoreError>> {
         let mut lasts = HashMap::with_capacity(demand.len());
         let mut pending: Vec<(&'a str, i64)> = demand.to_vec();
-        for attempt in 1..=TAKE_ATTEMPTS {
+        for _ in 0..TAKE_ATTEMPTS {
+            let unknown: Vec<&str> = pending
+                .iter()
+                .map(|(client, _)| *client)
+                .filter(|client| self.counters_seen.get(client).is_none())
+                .collect();
+            for chunk in unknown.chunks(CHUNK) {
+                if let Err(e) = self.read_counters(chunk).await {
+                    for (client, _) in pending {
+                        lasts.insert(client, Err(e.clone()));
+                    }
+                    return lasts;
+                }
+            }
             let mut again = Vec::new();
             for chunk in pending.chunks(CHUNK) {
-                let token = ObjectId::new();
-                match self.take_chunk(chunk, token).await {
+                match self.take_chunk(chunk).await {
                     Ok(taken) => {
-                        for (i, outcome) in taken.into_iter().enumerate() {
+                        for ((client, _), outcome) in chunk.iter().zip(taken) {
                             match outcome {
                                 Taken::Last(last) => {
-                                    lasts.insert(chunk[i].0, Ok(last));
+                                    lasts.insert(*client, Ok(last));
                                 }
-                                Taken::Retry if attempt < TAKE_ATTEMPTS => again.push(chunk[i]),
-                                Taken::Retry => {
-                                    lasts.insert(
-                                        chunk[i].0,
-                                        Err(StoreError::Unavailable(format!(
-                                            "ids of {} could not be taken: {TAKE_ATTEMPTS} \
-                                             attempts lost to concurrent pushes",
-                                            chunk[i].0
-                                        ))),
-                                    );
-                                }
+                                Taken::Moved => again.push((*client, 0)),
                                 Taken::Failed(e) => {
-                                    lasts.insert(chunk[i].0, Err(e));
+                                    lasts.insert(*client, Err(e));
                                 }
                             }
                         }
@@ -265,28 +296,77 @@ impl MongoStore {
                 }
             }
             if again.is_empty() {
-                break;
+                return lasts;
             }
-            log::debug!("{} clients' ids taken again", again.len());
-            pending = again;
+            log::debug!(
+                "{} clients' counters moved by other nodes: taking again",
+                again.len()
+            );
+            let k: HashMap<&str, i64> = pending.iter().copied().collect();
+            pending = again
+                .into_iter()
+                .map(|(client, _)| (client, k[client]))
+                .collect();
+        }
+        for (client, _) in pending {
+            lasts.insert(
+                client,
+                Err(StoreError::Unavailable(format!(
+                    "ids of {client} could not be taken: {TAKE_ATTEMPTS} attempts lost to \
+                     concurrent pushes of other nodes"
+                ))),
+            );
         }
         lasts
     }
 
-    /// One `update` taking the ids of `chunk` under `token`, one `find` reading them back.
+    /// Reads the counters of `clients` (absent: 0) into what this node knows.
+    async fn read_counters(&self, clients: &[&str]) -> Result<(), StoreError> {
+        let n = i64::try_from(clients.len()).unwrap_or(i64::MAX);
+        let mut cursor = self
+            .counters
+            .find(doc! {"_id": {"$in": clients}})
+            .projection(doc! {"n": 1})
+            // One reply: a batch exactly as large as the result would leave a cursor open.
+            .limit(n)
+            .batch_size(u32::try_from(clients.len() + 1).unwrap_or(u32::MAX))
+            .await
+            .map_err(unavailable)?;
+        let mut found: HashMap<String, i64> = HashMap::with_capacity(clients.len());
+        while let Some(counter) = cursor.try_next().await.map_err(unavailable)? {
+            if let (Ok(client), Some(n)) = (counter.get_str("_id"), int(&counter, "n")) {
+                found.insert(client.to_owned(), n);
+            }
+        }
+        for client in clients {
+            self.counters_seen
+                .set(client, found.get(*client).copied().unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    /// One `update` taking the ids of `chunk`, each conditional on the counter this node
+    /// knows.
     ///
     /// # Errors
-    /// When the `update` command failed as a whole (nothing can be said of any client).
-    async fn take_chunk(
-        &self,
-        chunk: &[(&str, i64)],
-        token: ObjectId,
-    ) -> Result<Vec<Taken>, StoreError> {
+    /// When the `update` command failed as a whole (nothing can be said of any client; what
+    /// this node knows of them is forgotten).
+    async fn take_chunk(&self, chunk: &[(&str, i64)]) -> Result<Vec<Taken>, StoreError> {
+        let expected: Vec<i64> = chunk
+            .iter()
+            .map(|(client, _)| self.counters_seen.get(client).unwrap_or(0))
+            .collect();
         let statements: Vec<Document> = chunk
             .iter()
-            .map(|(client, k)| take_statement(client, *k, token))
+            .zip(&expected)
+            .map(|((client, k), n)| take_statement(client, *n, *k))
             .collect();
-        let reply = self
+        let forget_all = || {
+            for (client, _) in chunk {
+                self.counters_seen.forget(client);
+            }
+        };
+        let reply = match self
             .db
             .run_command(doc! {
                 "update": self.counters.name(),
@@ -294,57 +374,40 @@ impl MongoStore {
                 "ordered": false,
             })
             .await
-            .map_err(unavailable)?;
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                forget_all();
+                return Err(unavailable(e));
+            }
+        };
         if let Ok(wce) = reply.get_document("writeConcernError") {
+            forget_all();
             return Err(StoreError::Unavailable(format!("counters: {wce}")));
         }
         let mut out: Vec<Option<Taken>> = (0..chunk.len()).map(|_| None).collect();
         for (index, code, message) in write_errors(&reply) {
-            if let Some(slot) = out.get_mut(index) {
-                *slot = Some(if code == DUPLICATE_KEY {
-                    Taken::Retry
-                } else {
-                    Taken::Failed(StoreError::Unavailable(format!(
-                        "counter of {}: {message}",
-                        chunk[index].0
-                    )))
-                });
-            }
-        }
-        let written: Vec<&str> = chunk
-            .iter()
-            .zip(&out)
-            .filter(|(_, o)| o.is_none())
-            .map(|((c, _), _)| *c)
-            .collect();
-        let mut found: HashMap<String, i64> = HashMap::with_capacity(written.len());
-        if !written.is_empty() {
-            let n = i64::try_from(written.len()).unwrap_or(i64::MAX);
-            let mut cursor = self
-                .counters
-                .find(doc! {"_id": {"$in": &written}})
-                .projection(doc! {"n": 1, "r": 1})
-                // One reply: a batch exactly as large as the result would leave a cursor open.
-                .limit(n)
-                .batch_size(u32::try_from(written.len() + 1).unwrap_or(u32::MAX))
-                .await
-                .map_err(unavailable)?;
-            while let Some(counter) = cursor.try_next().await.map_err(unavailable)? {
-                if let (Ok(client), Some(last)) =
-                    (counter.get_str("_id"), range_end(&counter, token))
-                {
-                    found.insert(client.to_owned(), last);
-                }
-            }
+            let Some(slot) = out.get_mut(index) else {
+                continue;
+            };
+            let client = chunk[index].0;
+            self.counters_seen.forget(client);
+            *slot = Some(if code == DUPLICATE_KEY {
+                Taken::Moved
+            } else {
+                Taken::Failed(StoreError::Unavailable(format!(
+                    "counter of {client}: {message}"
+                )))
+            });
         }
         Ok(chunk
             .iter()
+            .zip(expected)
             .zip(out)
-            .map(|((client, _), o)| {
-                o.unwrap_or_else(|| match found.get(*client) {
-                    Some(&last) => Taken::Last(last),
-                    // Pushed out of the log by other takes: take again.
-                    None => Taken::Retry,
+            .map(|(((client, k), n), o)| {
+                o.unwrap_or_else(|| {
+                    self.counters_seen.set(client, n + k);
+                    Taken::Last(n + k)
                 })
             })
             .collect())
@@ -355,8 +418,8 @@ impl MongoStore {
 enum Taken {
     /// The client's range ends at this id.
     Last(i64),
-    /// Unknown range (a lost race): take again; whatever was taken is a hole.
-    Retry,
+    /// Another node moved the counter: nothing was taken; read it and take again.
+    Moved,
     /// The server refused this client's statement.
     Failed(StoreError),
 }
@@ -405,24 +468,20 @@ mod tests {
     }
 
     #[test]
-    fn a_take_ends_at_n_less_the_takes_logged_after_it() {
-        let (mine, theirs, old) = (ObjectId::new(), ObjectId::new(), ObjectId::new());
-        let counter = doc! {"_id": "a", "n": 20_i64, "r": [
-            {"p": old, "n": 7_i64},
-            {"p": mine, "k": 3_i64},
-            {"p": theirs, "k": 5_i32},
-        ]};
-        assert_eq!(range_end(&counter, mine), Some(15));
-        assert_eq!(range_end(&counter, theirs), Some(20));
-        // Gone from the log: unknown.
-        assert_eq!(range_end(&counter, ObjectId::new()), None);
-        // A take logged after ours by an earlier version has no count: unknown.
-        let counter = doc! {"_id": "a", "n": 20_i64, "r": [
-            {"p": mine, "k": 3_i64},
-            {"p": old, "n": 20_i64},
-        ]};
-        assert_eq!(range_end(&counter, mine), None);
-        assert_eq!(range_end(&doc! {"_id": "a", "n": 4_i64}, mine), None);
+    fn counters_remembered_are_bounded() {
+        let known = Counters::new(2);
+        known.set("a", 1);
+        known.set("b", 2);
+        known.set("a", 3);
+        assert_eq!((known.get("a"), known.get("b")), (Some(3), Some(2)));
+        known.set("c", 4);
+        assert_eq!(known.seen().len(), 2, "one forgotten to make room");
+        assert_eq!(known.get("c"), Some(4));
+        known.forget("c");
+        assert_eq!(known.get("c"), None);
+        let none = Counters::new(0);
+        none.set("a", 1);
+        assert_eq!(none.get("a"), None);
     }
 
     #[test]

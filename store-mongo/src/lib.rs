@@ -1,16 +1,20 @@
 //! # herald-store-mongo
 //!
 //! A [`MessageStore`] over MongoDB, for clusters: every node reads and writes the same queues.
-//! Only standard MongoDB commands are used (`update` with many statements, `insert`, `find`, `count`, `delete`, `createIndexes`, `ping`), so it runs on a
-//! replica set, a sharded cluster, or any server that speaks the wire protocol.
+//! Only standard MongoDB commands are used (`update` with many statements, `insert`,
+//! `find`, `count`, `delete`, `createIndexes`, `ping`), so it runs on a replica set, a
+//! sharded cluster, or any server that speaks the wire protocol.
 //!
 //! Data model (DESIGN.md):
 //! - `messages`: `{c: client, i: id (i64), f: from, ch: [topics], d: data, t: Date, a: acked
 //!   bitmask (i32, bit = slot), x: expiry Date}`; unique index `{c:1, i:1}`, TTL index on `x`,
 //!   and `{c:1, t:1}` for history. `d` holds the payload's JSON text, so it is delivered byte for
 //!   byte as it was pushed (a BSON round trip would reorder keys and change number types).
-//!   Shard key: `{c: "hashed"}` or `{c: 1, i: 1}`.
-//! - `counters`: `{_id: client, n: last id, r: [last takes]}` (see below).
+//!   Shard key: `{c: "hashed"}` or `{c: 1, i: 1}`. `a` holds only acknowledgements made out
+//!   of order (above the slot's mark in `acked`) and those written by earlier versions.
+//! - `counters`: `{_id: client, n: last id}` (see below). Shard key `{_id: "hashed"}`.
+//! - `acked`: `{_id: "<slot>/<client>", n}`: every message of that client up to id `n` is
+//!   acknowledged by that slot. Shard key `{_id: "hashed"}`.
 //!
 //! ## Round trips
 //!
@@ -18,28 +22,34 @@
 //! batch writes it for all, see `batch.rs`): every push that arrives while the node's
 //! previous append batch is being written goes into the next one, and the same for
 //! acknowledgements, each kind with at most one batch under way.
-//! - **A batch of pushes costs three round trips** whatever its number of pushes and
-//!   recipients: one `update` command that takes the ids of every recipient (one upsert
-//!   statement per distinct client), one `find` that reads the ranges taken back, one
-//!   `insert` of every copy. A batch of more than 10,000 distinct clients takes ids in
-//!   10,000-client commands; the driver splits the insert at the server's 48 MB message size.
-//! - **A batch of acknowledgements costs one `update` command** (one `$bit` statement per
-//!   `(client, slot)`, 1,000 per command). Each caller is answered when the command carrying
-//!   its ids has answered: an acknowledgement is durable before the session's cursor moves.
+//! - **A batch of pushes costs two round trips** whatever its number of pushes and
+//!   recipients, once the node knows its recipients' counters: one `update` command that
+//!   takes the ids of every recipient (one conditional upsert per distinct client) and one
+//!   `insert` of every copy. Counters the node does not remember cost one `find` first;
+//!   counters another node moved since cost one `find` and one `update` more (for those
+//!   clients only). A batch of more than 10,000 distinct clients takes ids in 10,000-client
+//!   commands; the driver splits the insert at the server's 48 MB message size.
+//! - **A batch of acknowledgements costs one `update` command**: one `$max` upsert of the
+//!   slot's mark in `acked` per `(client, slot)` (the Hub says up to where everything is
+//!   acknowledged, see [`MessageStore::ack_through`]); ids acknowledged out of order above
+//!   the mark cost a second command (`$bit` on their copies). 1,000 statements per command.
+//!   Each caller is answered when the commands carrying its acknowledgements have answered:
+//!   an acknowledgement is durable before the session's cursor moves. A read first looks up
+//!   the slot's mark (by `_id`) and reads after it.
 //!
 //! ## Ids: strictly increasing per client, never reused, holes allowed
 //!
-//! A client's ids come from its counter alone. A batch adds to each recipient's `n` the
-//! number of copies it holds for that client, atomically per document (`$inc`), and logs
-//! that count under a random token of the batch in `r` (`$push`, the last 8 takes); the
-//! `find` reads `n` and the log back, and the batch's range ends at `n` less the counts
-//! logged after its token. Every take is therefore a range no other take of any node shares,
-//! and a batch hands its range out in push order. Written by an earlier version, a counter
-//! without `r`, or whose log has no counts, keeps counting from its `n`: an upgrade never makes an id go back. On one
-//! node, ids follow the order of the pushes; across nodes, each node's take is ordered by the
-//! database. When more than 7 takes of other nodes land on one client between a batch's
-//! `update` and its `find`, the batch takes that client's ids again (up to 3 times); the lost
-//! range is a hole, as is the id of a copy whose insert failed.
+//! A client's ids come from its counter alone. A batch takes each recipient's ids with an
+//! upsert conditional on the counter's `n` as this node last saw it, adding the number of
+//! copies it holds for that client; where another node moved the counter, the statement
+//! collides with the existing document (a duplicate key, per statement) and takes nothing,
+//! and the batch reads the counter and tries again (up to 5 times). Every take is therefore
+//! a range no other take of any node shares, known without reading it back, and a batch hands
+//! its range out in push order. A counter written by an earlier version (with or without its
+//! log of takes `r`) keeps counting from its `n`: an upgrade never makes an id go back. On
+//! one node, ids follow the order of the pushes; across nodes, each node's take is ordered by
+//! the database. A take never loses a range: the only holes are ids of copies whose insert
+//! failed.
 //!
 //! ## Holes and what a reader pays for them
 //!
@@ -49,7 +59,7 @@
 //! beyond such a gap: when an id is missing between stored ones, and the message after it was
 //! stored less than [`MongoConfig::settle`] ago, the read waits (re-reading every 20 ms)
 //! until the missing id appears or that time has passed, after which the id counts as gone
-//! for good (a push whose insert failed, a take whose range was lost). Ids below the
+//! for good (a push whose insert failed). Ids below the
 //! retention cap and ids that were acknowledged are never gaps. So sessions receive every
 //! client's messages in id order, as the engine requires. A hole costs a reader of that
 //! client, once, a wait until the message after the hole is `settle` old (default 5 s) and
@@ -77,7 +87,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::ack::AckReq;
-use crate::append::{AppendAnswer, AppendReq};
+use crate::append::{AppendAnswer, AppendReq, Counters};
 use crate::batch::{Abandoned, Batcher};
 
 /// Where the queues live and how long messages are kept.
@@ -92,6 +102,9 @@ pub struct MongoConfig {
     /// How long an id missing between stored messages may still be an insert under way (see
     /// the crate docs). Longer than an insert can take; default 5 s.
     pub settle: Duration,
+    /// How many clients' counters a node remembers (see the crate docs): a push to a client
+    /// it remembers costs no `find`. About 100 bytes each; default 100,000.
+    pub known_counters: usize,
 }
 
 impl MongoConfig {
@@ -102,7 +115,14 @@ impl MongoConfig {
             database: "herald".into(),
             retention: Retention::default(),
             settle: Duration::from_secs(5),
+            known_counters: 100_000,
         }
+    }
+
+    /// Remembers the counters of at most `n` clients (see the crate docs).
+    pub fn known_counters(mut self, n: usize) -> MongoConfig {
+        self.known_counters = n;
+        self
     }
 
     /// Waits at most `settle` for an id missing between stored messages (see the crate docs).
@@ -140,8 +160,10 @@ pub struct MongoStore {
     db: Database,
     /// One document per copy of a message.
     messages: Collection<Document>,
-    /// One document per client: its last id and its last takes (see [`append`]).
+    /// One document per client: its last id (see [`append`]).
     counters: Collection<Document>,
+    /// What this node knows of the counters, shared by its clones.
+    counters_seen: Arc<Counters>,
     /// One document per client and slot: every id up to `n` is acknowledged (see [`ack`]).
     acked: Collection<Document>,
     /// The cap and default time to live.
@@ -257,6 +279,7 @@ impl MongoStore {
             messages,
             counters,
             acked,
+            counters_seen: Arc::new(Counters::new(config.known_counters)),
             retention: config.retention,
             settle: config.settle,
             appends: Arc::new(Batcher::new()),

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use herald_store_mongo::MongoConfig;
 use toml::{Table, Value};
 
 /// What a key's value must be.
@@ -219,6 +220,15 @@ const KEYS: &[Key] = &[
         env: "HERALD_STORE_RECOVER_DAMAGED_LOG",
         kind: Kind::Bool,
         help: "open an embedded log damaged before its end: skip the damaged bytes, keep every intact record (docs/operations.md)",
+    },
+    Key {
+        path: "store.mongo_known_counters",
+        env: "HERALD_STORE_MONGO_KNOWN_COUNTERS",
+        kind: Kind::Int {
+            min: 0,
+            max: 100_000_000,
+        },
+        help: "clients whose id counters a node remembers (about 100 bytes each): a push to them costs no counter read",
     },
     Key {
         path: "broker.redis",
@@ -529,6 +539,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Open an embedded log damaged before its end anyway (skipping the damaged bytes).
     pub recover_damaged_log: bool,
+    /// MongoDB: clients whose id counters a node remembers.
+    pub mongo_known_counters: usize,
     /// How nodes coordinate.
     pub broker: BrokerChoice,
     /// Messages kept per client.
@@ -597,6 +609,7 @@ impl std::fmt::Debug for Config {
             .field("max_future_skew", &self.max_future_skew)
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
+            .field("mongo_known_counters", &self.mongo_known_counters)
             .field("broker", &self.broker)
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
@@ -818,6 +831,10 @@ impl Config {
             store,
             data_dir,
             recover_damaged_log: b("store.recover_damaged_log", false),
+            mongo_known_counters: i(
+                "store.mongo_known_counters",
+                MongoConfig::new("").known_counters as i64,
+            ) as usize,
             broker,
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),

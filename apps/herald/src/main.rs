@@ -140,7 +140,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await
         }
         (StoreChoice::Mongo(url), broker) => {
-            let store = MongoStore::connect(MongoConfig::new(url.clone()).retention(retention))
+            let mongo = MongoConfig::new(url.clone())
+                .retention(retention)
+                .known_counters(config.mongo_known_counters);
+            let store = MongoStore::connect(mongo)
                 .await
                 .map_err(|e| anyhow::anyhow!("store.mongo: cannot use {}: {e}", redact(url)))?;
             store_text = format!("mongodb:{}", redact(url));
