@@ -73,16 +73,16 @@ async fn five_pushes_to_200_online_clients_cost_at_most_200_operations() -> anyh
         assert_eq!(report["received"][name], json!([1, 2, 3, 4, 5]), "{name}");
     }
     // The acknowledgements of the last batches may still be on their way: poll until every
-    // client's slot 0 is acknowledged through id 5 (`count_documents` runs an `aggregate`,
+    // client's slot 0 is marked acknowledged through id 5 (`count_documents` runs an `aggregate`,
     // which the server counts as a command, not among the five counted here).
     let herald = mongodb::Client::with_uri_str(mongo.url())
         .await?
         .database("herald");
     let messages = herald.collection::<mongodb::bson::Document>("messages");
-    let acked = herald.collection::<mongodb::bson::Document>("acked");
+    let counters = herald.collection::<mongodb::bson::Document>("counters");
     let deadline = Instant::now() + herald_it::WAIT;
     loop {
-        let done = acked.count_documents(doc! {"n": {"$gte": 5}}).await?;
+        let done = counters.count_documents(doc! {"m.0": {"$gte": 5}}).await?;
         if done == 200 {
             break;
         }

@@ -1,9 +1,9 @@
 //! Acknowledgements: every acknowledgement one node has queued while the previous batch was
 //! written is written together, per `(client, slot)`:
 //! - what the session knows to be acknowledged up to some id (`through`, see
-//!   [`herald_core::MessageStore::ack_through`]) is one upsert of that slot's document in
-//!   `acked` (`{_id: "<slot>/<client>", n}`, `$max` on `n`), all of them in one `update`
-//!   command: a small document with one index, about a quarter of what marking the copies costs;
+//!   [`herald_core::MessageStore::ack_through`]) moves the slot's mark in the client's counter
+//!   document (`$max` on `m.<slot>`), all of them in one `update` command: a small document
+//!   found by `_id`, about a quarter of what marking the copies costs;
 //! - ids above it (acknowledged out of order) set the slot's bit on their copies in `messages`
 //!   (`$bit` or on `a`), in a second `update` command only when there are any.
 //!
@@ -71,10 +71,10 @@ fn groups(reqs: &[AckReq]) -> (Vec<Group<'_>>, Vec<usize>) {
     (groups, of_req)
 }
 
-/// The `_id` of a slot's document in `acked`: the slot first (digits only), so that any client
-/// id reads back unambiguously.
-pub(crate) fn acked_key(client: &ClientId, slot: Slot) -> String {
-    format!("{}/{}", slot.get(), client.as_str())
+/// The field of a client's counter document holding `slot`'s mark: every id up to it is
+/// acknowledged by the slot.
+pub(crate) fn mark_field(slot: Slot) -> String {
+    format!("m.{}", slot.get())
 }
 
 impl MongoStore {
@@ -99,14 +99,15 @@ impl MongoStore {
                         through,
                         ..
                     } = &groups[g];
+                    // No upsert: a client with a message has a counter (and a mark without
+                    // one would make its first take expect n = 0 in vain).
                     doc! {
-                        "q": {"_id": acked_key(client, *slot)},
-                        "u": {"$max": {"n": *through}},
-                        "upsert": true,
+                        "q": {"_id": client.as_str()},
+                        "u": {"$max": {mark_field(*slot): *through}},
                     }
                 })
                 .collect();
-            (chunk, self.acked.name(), statements)
+            (chunk, self.counters.name(), statements)
         });
         let bits = marks.chunks(ACK_CHUNK).map(|chunk| {
             let statements: Vec<Document> = chunk

@@ -11,10 +11,10 @@
 //!   and `{c:1, t:1}` for history. `d` holds the payload's JSON text, so it is delivered byte for
 //!   byte as it was pushed (a BSON round trip would reorder keys and change number types).
 //!   Shard key: `{c: "hashed"}` or `{c: 1, i: 1}`. `a` holds only acknowledgements made out
-//!   of order (above the slot's mark in `acked`) and those written by earlier versions.
-//! - `counters`: `{_id: client, n: last id}` (see below). Shard key `{_id: "hashed"}`.
-//! - `acked`: `{_id: "<slot>/<client>", n}`: every message of that client up to id `n` is
-//!   acknowledged by that slot. Shard key `{_id: "hashed"}`.
+//!   of order (above the slot's mark) and those written by earlier versions.
+//! - `counters`: `{_id: client, n: last id, m: {<slot>: mark}}`: ids (see below), and per
+//!   slot the mark up to which every message of the client is acknowledged by that slot.
+//!   Shard key `{_id: "hashed"}`.
 //!
 //! ## Round trips
 //!
@@ -29,13 +29,14 @@
 //!   counters another node moved since cost one `find` and one `update` more (for those
 //!   clients only). A batch of more than 10,000 distinct clients takes ids in 10,000-client
 //!   commands; the driver splits the insert at the server's 48 MB message size.
-//! - **A batch of acknowledgements costs one `update` command**: one `$max` upsert of the
-//!   slot's mark in `acked` per `(client, slot)` (the Hub says up to where everything is
-//!   acknowledged, see [`MessageStore::ack_through`]); ids acknowledged out of order above
+//! - **A batch of acknowledgements costs one `update` command**: one `$max` of the slot's
+//!   mark in the client's counter per `(client, slot)` (the Hub says up to where everything
+//!   is acknowledged, see [`MessageStore::ack_through`]); ids acknowledged out of order above
 //!   the mark cost a second command (`$bit` on their copies). 1,000 statements per command.
 //!   Each caller is answered when the commands carrying its acknowledgements have answered:
-//!   an acknowledgement is durable before the session's cursor moves. A read first looks up
-//!   the slot's mark (by `_id`) and reads after it.
+//!   an acknowledgement is durable before the session's cursor moves.
+//! - **A read costs one query when there is nothing to read** (the client's counter: its last
+//!   id is not beyond the cursor and the slot's mark), two otherwise (the messages after them).
 //!
 //! ## Ids: strictly increasing per client, never reused, holes allowed
 //!
@@ -164,8 +165,6 @@ pub struct MongoStore {
     counters: Collection<Document>,
     /// What this node knows of the counters, shared by its clones.
     counters_seen: Arc<Counters>,
-    /// One document per client and slot: every id up to `n` is acknowledged (see [`ack`]).
-    acked: Collection<Document>,
     /// The cap and default time to live.
     retention: Retention,
     /// How long a missing id may still be an insert under way.
@@ -266,7 +265,6 @@ impl MongoStore {
         let db = client.database(&config.database);
         let messages = db.collection::<Document>("messages");
         let counters = db.collection::<Document>("counters");
-        let acked = db.collection::<Document>("acked");
         messages.create_indexes(message_indexes()).await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
@@ -278,7 +276,6 @@ impl MongoStore {
             db,
             messages,
             counters,
-            acked,
             counters_seen: Arc::new(Counters::new(config.known_counters)),
             retention: config.retention,
             settle: config.settle,
@@ -324,9 +321,13 @@ impl MessageStore for MongoStore {
         now_ms: u64,
     ) -> Result<Vec<Message>, StoreError> {
         let started = std::time::Instant::now();
-        // Everything up to the slot's acknowledged mark is not to be read again.
-        let through = Box::pin(self.acked_through(client, slot)).await?;
-        let after = i64::try_from(after.0).unwrap_or(i64::MAX).max(through);
+        // The counter: the client's last id, and the slot's mark (everything up to it is
+        // acknowledged). Nothing beyond both: nothing to read, one query.
+        let (last_id, mark) = Box::pin(self.counter(client, slot)).await?;
+        let after = i64::try_from(after.0).unwrap_or(i64::MAX).max(mark);
+        if last_id <= after {
+            return Ok(Vec::new());
+        }
         loop {
             // The filter is built once this read has its turn: a read still waiting is only
             // its arguments.
@@ -344,7 +345,8 @@ impl MessageStore for MongoStore {
             // Time goes on while we wait: the caller's clock plus what we waited.
             let waited = started.elapsed();
             let now_ms = now_ms.saturating_add(u64::try_from(waited.as_millis()).unwrap_or(0));
-            let hi = match Box::pin(self.young_gap(client, after, &messages, now_ms)).await? {
+            let gap = self.young_gap(client, after, last_id, &messages, now_ms);
+            let hi = match Box::pin(gap).await? {
                 Gap::Contiguous => return Ok(messages),
                 Gap::Young { missing, .. } if waited < self.settle => {
                     log::debug!("{client}: id {missing} is not stored yet; waiting for it");
@@ -484,6 +486,7 @@ impl MongoStore {
         &self,
         client: &ClientId,
         after: i64,
+        last_id: i64,
         messages: &[Message],
         now_ms: u64,
     ) -> Result<Gap, StoreError> {
@@ -496,13 +499,9 @@ impl MongoStore {
         if messages.len() as u64 == span(after) {
             return Ok(Gap::Contiguous);
         }
-        // Ids at or below the cap's floor are gone by retention, never on their way.
-        let counter = self
-            .counters
-            .find_one(doc! {"_id": client.as_str()})
-            .await
-            .map_err(unavailable)?;
-        let last_id = counter.as_ref().and_then(|c| int(c, "n")).unwrap_or(hi);
+        // Ids at or below the cap's floor are gone by retention, never on their way (`last_id`
+        // was read before the messages: the floor can only have risen since, by pushes after
+        // the read, whose ids are above it anyway).
         let cap = i64::try_from(self.retention.cap).unwrap_or(i64::MAX);
         let lo = after.max(last_id.saturating_sub(cap));
         let range = doc! {"c": client.as_str(), "i": {"$gt": lo, "$lte": hi}};
@@ -543,15 +542,24 @@ impl MongoStore {
         Ok(Gap::Settled { hi })
     }
 
-    /// Up to which id every message of `client` is acknowledged by `slot` (0: none known).
-    async fn acked_through(&self, client: &ClientId, slot: Slot) -> Result<i64, StoreError> {
+    /// `client`'s last id and `slot`'s mark (0 when absent).
+    async fn counter(&self, client: &ClientId, slot: Slot) -> Result<(i64, i64), StoreError> {
         let _turn = self.reading().await?;
-        let mark = self
-            .acked
-            .find_one(doc! {"_id": ack::acked_key(client, slot)})
+        let counter = self
+            .counters
+            .find_one(doc! {"_id": client.as_str()})
+            .projection(doc! {"n": 1, "m": 1})
             .await
             .map_err(unavailable)?;
-        Ok(mark.as_ref().and_then(|m| int(m, "n")).unwrap_or(0))
+        let Some(counter) = counter else {
+            return Ok((0, 0));
+        };
+        let mark = counter
+            .get_document("m")
+            .ok()
+            .and_then(|m| int(m, &slot.get().to_string()))
+            .unwrap_or(0);
+        Ok((int(&counter, "n").unwrap_or(0), mark))
     }
 
     /// A turn to read: waits while as many reads as the pool holds are under way. Every

@@ -284,3 +284,36 @@ async fn counters_of_earlier_versions_keep_counting() {
     assert_eq!(ids(&first), vec![8, 10]);
     assert_eq!(ids(&second), vec![9, 11]);
 }
+
+/// A session's read when there is nothing to read (a new client; everything acknowledged up to
+/// the slot's mark) costs one query: the counter says so.
+#[async_std::test]
+async fn a_read_with_nothing_to_read_costs_one_query() {
+    let (_mongo, store, ops) = start("emptyreads").await;
+    let client = ClientId::new("quiet").unwrap();
+    let slot = Slot::new(0).unwrap();
+    let read = |after| store.unacked(&client, slot, MessageId(after), 10, now_ms());
+    let before = ops.count().await;
+    assert!(read(0).await.unwrap().is_empty());
+    assert_eq!(ops.count().await - before, 1, "a client never pushed to");
+    let ids = store
+        .append(&message(1), std::slice::from_ref(&client), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(ids, vec![Ok(MessageId(1))]);
+    let got = read(0).await.unwrap();
+    assert_eq!(got.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![1]);
+    store
+        .ack_through(&client, slot, &[MessageId(1)], MessageId(1))
+        .await
+        .unwrap();
+    let before = ops.count().await;
+    assert!(read(0).await.unwrap().is_empty());
+    assert_eq!(ops.count().await - before, 1, "everything acknowledged");
+    // Another slot still reads the message.
+    let other = store
+        .unacked(&client, Slot::new(1).unwrap(), MessageId::ZERO, 10, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+}

@@ -6,11 +6,11 @@
 //! command in flight at a time (the way one Herald node writes: one batch under way), for
 //! `secs` each:
 //! - `insert_many` of B copies: the write every push needs, and its floor;
-//! - Herald's whole append round trips for B recipients: an `update` of B counter upserts
-//!   (`$inc` and a `$push` to the take log), a `find` of the B counters, and the
+//! - Herald's whole append round trips for B recipients, as a node that knows its recipients'
+//!   counters sends them: an `update` of B upserts conditional on each counter's `n`, and the
 //!   `insert_many` of B copies;
-//! - an acknowledgement `update` of B statements (`$max` on one slot's acknowledged mark each,
-//!   upserted in `acked`), as Herald sends a batch of B sessions' acknowledgements.
+//! - an acknowledgement `update` of B statements (`$max` on one slot's acknowledged mark in a
+//!   client's counter each), as Herald sends a batch of B sessions' acknowledgements.
 //!
 //! [`op_count`] reads the server's `serverStatus.opcounters`, so that a scenario can report
 //! how many database operations Herald spent on it.
@@ -18,7 +18,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::TryStreamExt;
 use mongodb::Client;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use serde_json::{Value, json};
@@ -140,7 +139,6 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
         .create_indexes(herald_store_mongo::message_indexes())
         .await?;
     let messages = db.collection::<Document>("messages");
-    let counters = db.collection::<Document>("counters");
     let ops_before = op_count(&client).await.ok();
 
     // insert_many of B copies; ids from 1 on.
@@ -158,43 +156,40 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
     .await?;
     let inserted = inserts.calls;
 
-    // Herald's append round trips: ids far above the first stage's, so nothing collides.
+    // Herald's append round trips: ids far above the first stage's, so nothing collides. The
+    // counters' values are known here as a node knows them: from its own takes.
+    let known = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let appends = timed(secs, |k| {
-        let (db, counters, messages) = (db.clone(), counters.clone(), messages.clone());
+        let (db, messages, known) = (db.clone(), messages.clone(), known.clone());
         async move {
             let clients: Vec<String> = (0..batch)
                 .map(|j| format!("bound-{}", (k as usize * batch + j) % CLIENTS))
                 .collect();
-            let token = mongodb::bson::oid::ObjectId::new();
-            let updates: Vec<Document> = clients
-                .iter()
-                .map(|c| {
-                    doc! {
-                        "q": {"_id": c},
-                        "u": {
-                            "$inc": {"n": 1_i64},
-                            "$push": {"r": {"$each": [{"p": token, "k": 1_i64}], "$slice": -8}},
-                        },
-                        "upsert": true,
-                    }
-                })
-                .collect();
-            db.run_command(doc! {"update": "counters", "updates": updates, "ordered": false})
+            let updates: Vec<Document> = {
+                let mut known = known
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                clients
+                    .iter()
+                    .map(|c| {
+                        let n = known.entry(c.clone()).or_insert(0_i64);
+                        let expected = *n;
+                        *n += 1;
+                        doc! {
+                            "q": {"_id": c, "n": expected},
+                            "u": {"$inc": {"n": 1_i64}},
+                            "upsert": true,
+                        }
+                    })
+                    .collect()
+            };
+            let reply = db
+                .run_command(doc! {"update": "counters", "updates": updates, "ordered": false})
                 .await
                 .context("update of counters")?;
-            let n = i64::try_from(clients.len()).unwrap_or(i64::MAX);
-            let found: Vec<Document> = counters
-                .find(doc! {"_id": {"$in": &clients}})
-                .limit(n)
-                .batch_size(u32::try_from(clients.len() + 1).unwrap_or(u32::MAX))
-                .await
-                .context("find of counters")?
-                .try_collect()
-                .await
-                .context("find of counters")?;
             anyhow::ensure!(
-                !found.is_empty(),
-                "the counters just written were not found"
+                reply.get_array("writeErrors").is_err(),
+                "a counter was not where this stage left it: {reply}"
             );
             messages
                 .insert_many(copies(batch, k, 1 << 40))
@@ -216,13 +211,12 @@ pub async fn bound(url: &str, batch: usize, secs: Duration, label: &str) -> anyh
                 .into_iter()
                 .map(|c| {
                     doc! {
-                        "q": {"_id": format!("0/{}", c.get_str("c").unwrap_or(""))},
-                        "u": {"$max": {"n": c.get("i").cloned().unwrap_or(Bson::Null)}},
-                        "upsert": true,
+                        "q": {"_id": c.get_str("c").unwrap_or("")},
+                        "u": {"$max": {"m.0": c.get("i").cloned().unwrap_or(Bson::Null)}},
                     }
                 })
                 .collect();
-            db.run_command(doc! {"update": "acked", "updates": statements, "ordered": false})
+            db.run_command(doc! {"update": "counters", "updates": statements, "ordered": false})
                 .await
                 .context("acknowledgement update")?;
             Ok(())
