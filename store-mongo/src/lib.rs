@@ -178,6 +178,49 @@ pub struct MongoStore {
     /// (tens of KiB each) queued for a pooled connection. A burst of connecting sessions
     /// otherwise leaves the node's heap sized for all their first reads at once.
     reads: Arc<Semaphore>,
+    /// Per client, the lowest id a read of this node passed while it might still be on its way:
+    /// acknowledgements of that client never move a mark over it (see [`PassedHoles`]).
+    passed_holes: Arc<PassedHoles>,
+}
+
+/// Ids a read passed without having seen them, though they might still be inserted (another
+/// API node's insert slower than `settle`). A slot's mark must not move over such an id: if
+/// the copy lands later, it is still read (after the messages that passed it) instead of
+/// being taken for acknowledged. Kept for at most [`PassedHoles::MAX`] clients (the oldest
+/// are forgotten); such holes are rare, one per client is remembered (its lowest).
+#[derive(Default)]
+struct PassedHoles(std::sync::Mutex<std::collections::HashMap<ClientId, i64>>);
+
+impl PassedHoles {
+    /// Most clients remembered.
+    const MAX: usize = 10_000;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ClientId, i64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A read of `client` passed `id`.
+    fn pass(&self, client: &ClientId, id: i64) {
+        let mut map = self.map();
+        if map.len() >= Self::MAX
+            && !map.contains_key(client)
+            && let Some(victim) = map.keys().next().cloned()
+        {
+            map.remove(&victim);
+        }
+        let lowest = map.entry(client.clone()).or_insert(id);
+        *lowest = (*lowest).min(id);
+    }
+
+    /// How far a mark of `client` may move: below the lowest id passed.
+    fn cap(&self, client: &ClientId, through: i64) -> i64 {
+        match self.map().get(client) {
+            Some(&hole) => through.min(hole - 1),
+            None => through,
+        }
+    }
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -282,6 +325,7 @@ impl MongoStore {
             appends: Arc::new(Batcher::new()),
             acks: Arc::new(Batcher::new()),
             reads: Arc::new(Semaphore::new(reads as usize)),
+            passed_holes: Arc::new(PassedHoles::default()),
         })
     }
 }
@@ -360,6 +404,7 @@ impl MessageStore for MongoStore {
                         "{client}: id {missing} never appeared within {:?}: delivering past it",
                         self.settle
                     );
+                    self.passed_holes.pass(client, missing);
                     hi
                 }
                 Gap::Settled { hi } => hi,
@@ -396,7 +441,7 @@ impl MessageStore for MongoStore {
             client: client.clone(),
             slot,
             ids: ids.iter().copied().map(id).collect(),
-            through: id(through),
+            through: self.passed_holes.cap(client, id(through)),
         };
         self.acks
             .submit(req, |batch| self.commit_acks(batch))
@@ -588,5 +633,23 @@ impl MongoStore {
             out.push(to_message(&doc)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_never_moves_over_an_id_a_read_passed() {
+        let holes = PassedHoles::default();
+        let a = ClientId::new("a").unwrap();
+        let b = ClientId::new("b").unwrap();
+        assert_eq!(holes.cap(&a, 9), 9);
+        holes.pass(&a, 7);
+        holes.pass(&a, 12);
+        assert_eq!(holes.cap(&a, 9), 6, "the lowest passed id holds");
+        assert_eq!(holes.cap(&a, 3), 3);
+        assert_eq!(holes.cap(&b, 9), 9, "other clients are free");
     }
 }

@@ -312,7 +312,13 @@ async fn a_read_with_nothing_to_read_costs_one_query() {
     assert_eq!(ops.count().await - before, 1, "everything acknowledged");
     // Another slot still reads the message.
     let other = store
-        .unacked(&client, Slot::new(1).unwrap(), MessageId::ZERO, 10, now_ms())
+        .unacked(
+            &client,
+            Slot::new(1).unwrap(),
+            MessageId::ZERO,
+            10,
+            now_ms(),
+        )
         .await
         .unwrap();
     assert_eq!(other.len(), 1);

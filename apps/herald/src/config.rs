@@ -231,6 +231,15 @@ const KEYS: &[Key] = &[
         help: "clients whose id counters a node remembers (about 100 bytes each): a push to them costs no counter read",
     },
     Key {
+        path: "store.mongo_settle_ms",
+        env: "HERALD_STORE_MONGO_SETTLE_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: 600_000,
+        },
+        help: "how long a read waits for an id missing between stored messages (an insert of another API node still on its way) before it counts as a hole",
+    },
+    Key {
         path: "broker.redis",
         env: "HERALD_REDIS",
         kind: Kind::Str,
@@ -541,6 +550,8 @@ pub struct Config {
     pub recover_damaged_log: bool,
     /// MongoDB: clients whose id counters a node remembers.
     pub mongo_known_counters: usize,
+    /// MongoDB: how long a read waits for a missing id before passing it.
+    pub mongo_settle: Duration,
     /// How nodes coordinate.
     pub broker: BrokerChoice,
     /// Messages kept per client.
@@ -610,6 +621,7 @@ impl std::fmt::Debug for Config {
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
             .field("mongo_known_counters", &self.mongo_known_counters)
+            .field("mongo_settle", &self.mongo_settle)
             .field("broker", &self.broker)
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
@@ -835,6 +847,10 @@ impl Config {
                 "store.mongo_known_counters",
                 MongoConfig::new("").known_counters as i64,
             ) as usize,
+            mongo_settle: Duration::from_millis(i(
+                "store.mongo_settle_ms",
+                MongoConfig::new("").settle.as_millis() as i64,
+            ) as u64),
             broker,
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),

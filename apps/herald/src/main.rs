@@ -142,7 +142,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         (StoreChoice::Mongo(url), broker) => {
             let mongo = MongoConfig::new(url.clone())
                 .retention(retention)
-                .known_counters(config.mongo_known_counters);
+                .known_counters(config.mongo_known_counters)
+                .settle(config.mongo_settle);
             let store = MongoStore::connect(mongo)
                 .await
                 .map_err(|e| anyhow::anyhow!("store.mongo: cannot use {}: {e}", redact(url)))?;
