@@ -50,7 +50,7 @@ pub use docker::{
 };
 pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
-    push, test_env, unix_secs,
+    push, push_keyed, test_env, unix_secs,
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 pub use refused::{Stopped, start_refused};

@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use herald_it::{Client, Container, Lib, Volume, WAIT, herald_image, hmac_auth, http, unix_secs};
+use herald_it::{
+    Client, Container, Lib, Volume, WAIT, herald_image, hmac_auth, push_keyed, unix_secs,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "image-test-key";
@@ -57,13 +59,7 @@ fn urls(c: &Container) -> (String, String) {
 
 async fn push(api: &str, to: &str, data: Value) {
     let body = json!({ "send_id": "image-test", "recv_id": [to], "data": data });
-    let a = http(
-        "POST",
-        &format!("{api}/push"),
-        Some(("application/json", serde_json::to_vec(&body).unwrap())),
-        &[("authorization", &format!("Bearer {KEY}"))],
-    )
-    .await;
+    let a = push_keyed(api, KEY, body).await;
     assert_eq!(a.status, 200, "push answered {a:?}");
 }
 
