@@ -4,7 +4,8 @@
 //! Where it comes from, first found wins:
 //! 1. the `HERALD_GIT_COMMIT` environment variable at build time (the Dockerfile passes it
 //!    as a build argument: its build context has no `.git`);
-//! 2. `git rev-parse --short=12 HEAD` in the package's directory;
+//! 2. `git rev-parse --short=12 HEAD` in the package's directory, when git's work tree there is
+//!    Herald's;
 //! 3. `unknown` (a source tarball without `.git`, or no `git` on the machine).
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ fn main() {
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty());
     let commit = from_env.unwrap_or_else(|| {
+        if !in_herald_checkout() {
+            return "unknown".to_owned();
+        }
         watch_git_head();
         git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned())
     });
@@ -33,6 +37,13 @@ fn git(args: &[&str]) -> Option<String> {
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// Whether git's work tree here is Herald's own: a source tarball unpacked inside some other
+/// repository must not take that repository's commit.
+fn in_herald_checkout() -> bool {
+    git(&["rev-parse", "--show-toplevel"])
+        .is_some_and(|top| Path::new(&top).join("apps/herald/build.rs").exists())
 }
 
 /// Reruns this script when HEAD moves: a new commit, a checkout, a rebase. HEAD lives in the

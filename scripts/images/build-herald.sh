@@ -57,6 +57,8 @@ mkdir -p "$work/owned/data"
 tar -C "$root" --owner=0 --group=0 --numeric-owner -cf "$work/rootfs.tar" .
 tar -C "$work/owned" --owner=10001 --group=10001 --numeric-owner -rf "$work/rootfs.tar" ./data
 
+# The image the name points at now: replaced by the new one, it is removed below.
+previous="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
 base="herald-rootfs-$$:build"
 docker import "$work/rootfs.tar" "$base" >/dev/null
 settings="$(sed -n '/^# -- image settings/,/^# -- end of image settings/p' "$repo/Dockerfile")"
@@ -65,4 +67,7 @@ settings="$(sed -n '/^# -- image settings/,/^# -- end of image settings/p' "$rep
 printf 'FROM %s\n%s\n' "$base" "$settings" | DOCKER_BUILDKIT=0 docker build -q -t "$image" - >"$work/build.log" 2>&1 ||
     { cat "$work/build.log" >&2; docker rmi "$base" >/dev/null 2>&1; echo "build-herald: docker build failed" >&2; exit 1; }
 docker rmi "$base" >/dev/null
+if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+    docker rmi "$previous" >/dev/null 2>&1 || true # still used by a container: kept
+fi
 echo "built $image ($("$binary" --version))"
