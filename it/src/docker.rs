@@ -221,7 +221,8 @@ fn compose_command() -> Vec<String> {
     .clone()
 }
 
-/// A compose project of `deploy/compose.yaml`, taken down with its volumes on drop.
+/// A compose project of `deploy/compose.yaml`, taken down with its volumes on drop (with a
+/// one-second stop timeout: a test's cluster has nothing left to keep).
 pub struct Compose {
     /// The project name (`-p`): its containers and volumes carry it.
     pub project: String,
@@ -276,7 +277,7 @@ impl Compose {
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        let _ = self.run(&["down", "-v", "--timeout", "5"]);
+        let _ = self.run(&["down", "-v", "--timeout", "1"]);
     }
 }
 

@@ -80,15 +80,25 @@ fn data_of(messages: &[Value]) -> Vec<Value> {
 /// from the binary and from the image built of it.
 #[test]
 fn version_names_the_commit() {
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(herald_it::workspace_dir())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or("unknown".to_owned(), |o| {
-            String::from_utf8_lossy(&o.stdout).trim().to_owned()
-        });
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(herald_it::workspace_dir())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    // As apps/herald/build.rs decides: git's commit only in Herald's own work tree.
+    let ours = git(&["rev-parse", "--show-toplevel"]).is_some_and(|top| {
+        std::path::Path::new(&top)
+            .join("apps/herald/build.rs")
+            .exists()
+    });
+    let commit = ours
+        .then(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .flatten()
+        .unwrap_or_else(|| "unknown".to_owned());
     let expected = format!("herald {} (commit {commit})", env!("CARGO_PKG_VERSION"));
     let out = std::process::Command::new(herald_it::herald_bin())
         .arg("--version")
