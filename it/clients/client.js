@@ -2,7 +2,9 @@
 //
 // Usage: node client.js '<options JSON>'
 //   options: { url, auth?, query?, transports? (["websocket"] | ["polling","websocket"]),
-//              extraHeaders?, ackPolicy?: "auto" | "manual", legacy?: npm package name }
+//              extraHeaders?, ackPolicy?: "auto" | "manual", legacy?: npm package name,
+//              reconnection? (default false), withCredentials? (keeps cookies: a load balancer's
+//              sticky-session cookie) }
 // With legacy (socket.io-client-v2 or socket.io-client-v1: 2.x or 1.4, Engine.IO v3, the
 // protocol of xiucall-push's clients), the client sends no CONNECT auth (credentials travel as
 // headers or query parameters) and a refusal, which those deliver as an `error` event, is
@@ -26,7 +28,10 @@ const socket = io(opts.url, {
   query: opts.query,
   transports: opts.transports || ["polling", "websocket"],
   extraHeaders: opts.extraHeaders,
-  reconnection: false,
+  reconnection: opts.reconnection || false,
+  reconnectionDelay: 200,
+  reconnectionDelayMax: 1000,
+  withCredentials: opts.withCredentials || false,
   timeout: 10000,
   forceNew: true,
 });

@@ -14,6 +14,9 @@
 //!   go silent on plain TCP and watch what the server keeps for them.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
+//! - [`herald_image`], [`Container`], [`Volume`] and [`Compose`] run Herald's own container
+//!   image and the compose cluster of `deploy/compose.yaml` through the `docker` and compose
+//!   command-line tools (see the `docker` module for the images they take).
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
 //!   loopback ports.
 //!
@@ -32,6 +35,7 @@
 
 mod cluster;
 mod containers;
+mod docker;
 mod process;
 mod raw_socket;
 mod refused;
@@ -40,9 +44,13 @@ mod wire;
 
 pub use cluster::RedisCluster;
 pub use containers::{ImageKind, Mongo, Redis, image_from_env};
+pub use docker::{
+    Compose, Container, DEFAULT_LB_IMAGE, Volume, docker, herald_image, lb_image, unique_name,
+    wait_healthy, workspace_dir,
+};
 pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
-    push, test_env, unix_secs,
+    push, push_keyed, test_env, unix_secs,
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 pub use refused::{Stopped, start_refused};

@@ -283,6 +283,17 @@ pub async fn push(api: &str, body: Value) -> Answer {
     .await
 }
 
+/// `POST /push` with a JSON body and `Authorization: Bearer <key>` (a node with API keys).
+pub async fn push_keyed(api: &str, key: &str, body: Value) -> Answer {
+    http(
+        "POST",
+        &format!("{api}/push"),
+        Some(("application/json", serde_json::to_vec(&body).unwrap())),
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await
+}
+
 /// The folder of the client scripts (`client.js`, `client.py`, `many.js`, `openapi_check.py`).
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")

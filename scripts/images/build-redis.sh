@@ -13,15 +13,8 @@ bin=/usr/bin/redis-server
 root="$(mktemp -d /tmp/herald-redis-image.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 
-copy() { # copies a file into the root at the same path, following symlinks
-    mkdir -p "$root$(dirname "$1")"
-    cp -L "$1" "$root$1"
-}
-copy "$bin"
-# ldd prints "name => /path (addr)" for libraries and "/path (addr)" for the loader.
-for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
-    copy "$lib"
-done
+. "$(dirname "$0")/rootfs.sh"
+copy_with_libs "$bin"
 mkdir -p "$root/data" "$root/tmp"
 chmod 1777 "$root/tmp"
 

@@ -23,13 +23,7 @@ root="$(mktemp -d /tmp/herald-secantusdb-image.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 site=/opt/secantus/site-packages
 
-copy() { # copies a file into the root at the same path, following symlinks
-    mkdir -p "$root$(dirname "$1")"
-    cp -L "$1" "$root$1"
-}
-libs_of() { # the absolute paths of the libraries (and loader) a binary needs
-    ldd "$1" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
-}
+. "$here/rootfs.sh"
 
 copy "$py"
 mkdir -p "$root/usr/lib"

@@ -91,9 +91,15 @@ pub fn routes<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
     app.at("/push").post(keyed("push", push::<S, B>));
     app.at("/queues/:id").get(keyed("queues", queues::<S, B>));
     app.at("/watch/:id").get(keyed("watch", watch::<S, B>));
-    app.at("/healthy").get(healthy::<S, B>);
+    health(app);
     app.at("/apis").get(keyed("apis", apis::<S, B>));
     app.at("/metrics").get(keyed("metrics", metrics::<S, B>));
+}
+
+/// Adds `GET /healthy` alone: the connector listener serves it too, for load balancers and
+/// readiness probes of connector-only nodes.
+pub fn health<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
+    app.at("/healthy").get(healthy::<S, B>);
 }
 
 /// A boxed handler future, as tide's function endpoints and middleware take them.

@@ -325,12 +325,21 @@ const KEYS: &[Key] = &[
     },
 ];
 
+/// What `herald --version` shows: the package version and the git commit it was built from
+/// (`unknown` when built without git history, see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HERALD_GIT_COMMIT"),
+    ")"
+);
+
 /// Command-line flags. Each one is the twin of a key in `KEYS` (see `Flags::to_overrides`).
 /// No `Debug`: they may hold the secret and API keys.
 #[derive(Default, Parser)]
 #[command(
     name = "herald",
-    version,
+    version = VERSION,
     about = "Herald: a push server with durable, ordered, acknowledged per-client queues.",
     after_help = "Every key can also be set in the TOML file given by --config and by its \
                   HERALD_* environment variable; flags override the environment, which \

@@ -579,7 +579,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     }
     let count = usize::from(config.role.serves_api()) + usize::from(config.role.serves_connector());
     if config.role.serves_api() {
-        let mut app = tide::with_state(state);
+        let mut app = tide::with_state(state.clone());
         api::json_errors(&mut app);
         api::routes(&mut app);
         let limits = http_limits(config, config.api_max_body, count, &shared);
@@ -588,8 +588,9 @@ pub async fn listen<S: MessageStore, B: Broker>(
         listeners.tasks.push(task);
     }
     if config.role.serves_connector() {
-        let mut app = tide::new();
+        let mut app = tide::with_state(state);
         api::json_errors(&mut app);
+        api::health(&mut app);
         io.mount(&mut app);
         let limits = http_limits(config, config.max_payload, count, &shared);
         let (addr, task) = bind(app, config.connector_listen, limits).await?;
