@@ -28,7 +28,14 @@ mod broker;
 mod config;
 mod error;
 mod keys;
+mod runtime;
+mod sentinel;
+mod stats;
 
 pub use broker::RedisBroker;
-pub use config::{RedisBrokerConfig, Topology};
+pub use config::{
+    DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, RedisBrokerConfig, SentinelTopology, Topology,
+};
 pub use error::RedisBrokerError;
+pub use runtime::{Runtime, Task};
+pub use stats::{BrokerReport, BrokerStats};

@@ -224,7 +224,25 @@ const KEYS: &[Key] = &[
         path: "broker.redis",
         env: "HERALD_REDIS",
         kind: Kind::Str,
-        help: "Redis URL (redis:// or redis+cluster://h1,h2); when set, nodes coordinate through Redis",
+        help: "Redis URL (redis://, redis+cluster://h1,h2 or redis+sentinel://s1,s2/<master>); when set, nodes coordinate through Redis",
+    },
+    Key {
+        path: "broker.max_pending",
+        env: "HERALD_BROKER_MAX_PENDING",
+        kind: Kind::Int {
+            min: 1,
+            max: 100_000_000,
+        },
+        help: "notifications waiting for Redis; past it one is dropped and counted (a resync delivers its message)",
+    },
+    Key {
+        path: "broker.max_pending_bytes",
+        env: "HERALD_BROKER_MAX_PENDING_BYTES",
+        kind: Kind::Int {
+            min: 64 << 10,
+            max: 1 << 30,
+        },
+        help: "payload bytes of the notifications waiting for Redis; past it likewise",
     },
     Key {
         path: "retention.cap",
@@ -531,6 +549,10 @@ pub struct Config {
     pub recover_damaged_log: bool,
     /// How nodes coordinate.
     pub broker: BrokerChoice,
+    /// Most notifications waiting for Redis.
+    pub broker_max_pending: usize,
+    /// Most payload bytes of the notifications waiting for Redis.
+    pub broker_max_pending_bytes: usize,
     /// Messages kept per client.
     pub retention_cap: u64,
     /// Default message time to live.
@@ -719,12 +741,14 @@ impl Config {
             Some(url) => {
                 if !(url.starts_with("redis://")
                     || url.starts_with("rediss://")
-                    || url.starts_with("redis+cluster://"))
+                    || url.starts_with("redis+cluster://")
+                    || url.starts_with("redis+sentinel://"))
                 {
                     return Err(bad(
                         "broker.redis",
                         format!(
-                            "expected a redis://, rediss:// or redis+cluster:// URL, found {:?}",
+                            "expected a redis://, rediss://, redis+cluster:// or \
+                             redis+sentinel:// URL, found {:?}",
                             redact_url(&url)
                         ),
                     ));
@@ -819,6 +843,8 @@ impl Config {
             data_dir,
             recover_damaged_log: b("store.recover_damaged_log", false),
             broker,
+            broker_max_pending: i("broker.max_pending", 10_000) as usize,
+            broker_max_pending_bytes: i("broker.max_pending_bytes", 16 << 20) as usize,
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
             log_level,
@@ -1110,6 +1136,8 @@ mod tests {
         assert_eq!(c.ping_timeout, Duration::from_secs(20));
         assert_eq!(c.max_queue_bytes, 16 << 20);
         assert_eq!(c.close_timeout, Duration::from_secs(3));
+        assert_eq!(c.broker_max_pending, 10_000);
+        assert_eq!(c.broker_max_pending_bytes, 16 << 20);
         assert_eq!(c.retention_cap, 10_000);
         assert_eq!(c.retention_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(c.api_max_body, 1 << 20);
@@ -1253,6 +1281,29 @@ mod tests {
             BrokerChoice::Redis("redis+cluster://a:1,b:2".into())
         );
         assert_eq!(c.store, StoreChoice::Mongo("mongodb://m".into()));
+        let sentinel = "redis+sentinel://s1:26379,s2:26379/cache";
+        let c = load(
+            &[
+                "--secret",
+                "s",
+                "--redis",
+                sentinel,
+                "--mongo",
+                "mongodb://m",
+            ],
+            &[
+                ("HERALD_BROKER_MAX_PENDING", "500"),
+                ("HERALD_BROKER_MAX_PENDING_BYTES", "1048576"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.broker, BrokerChoice::Redis(sentinel.into()));
+        assert_eq!(
+            (c.broker_max_pending, c.broker_max_pending_bytes),
+            (500, 1 << 20)
+        );
+        let err = load(&[], &[("HERALD_BROKER_MAX_PENDING", "0")]).unwrap_err();
+        assert!(err.to_string().contains("broker.max_pending"), "{err}");
         let err = load(&["--mongo", "http://x"], &[]).unwrap_err();
         assert!(err.to_string().contains("mongodb://"), "{err}");
         let err = load(&["--node-id", "a:b"], &[]).unwrap_err();
