@@ -260,6 +260,9 @@ impl RedisBroker {
         let (wake_tx, wake_rx) = unbounded::<()>();
         let (events_tx, events_rx) = unbounded();
         let link = open_link(&config, 0, &push_tx, &runtime).await?;
+        link.subscriber
+            .subscribe(vec![keys::RESYNC_CHANNEL.to_string()])
+            .await?;
         let inner = Arc::new(Inner {
             link: Mutex::new(Arc::new(link)),
             config: config.clone(),
@@ -670,6 +673,10 @@ async fn recover(inner: &Weak<Inner>, runtime: &Arc<dyn Runtime>, node: &NodeId)
                 .query::<String>(&redis::cmd("PING"))
                 .await
                 .map_err(|e| e.to_string())?;
+            link.subscriber
+                .subscribe(vec![keys::RESYNC_CHANNEL.to_string()])
+                .await
+                .map_err(|e| e.to_string())?;
             for client in strong.clients() {
                 link.subscriber
                     .subscribe(channels(&client))
@@ -698,9 +705,10 @@ async fn recover(inner: &Weak<Inner>, runtime: &Arc<dyn Runtime>, node: &NodeId)
 }
 
 /// Sends queued notifications in order, one batch at a time, until the broker is dropped.
-/// A failed batch is counted and owes a resync; so does a dropped notification. The resync
-/// is emitted once Redis answers again (a later batch, or a PING when nothing is queued), so
-/// that sessions read what the lost notifications announced.
+/// A failed batch is counted and owes a resync; so does a dropped notification. The lost
+/// notifications were meant for sessions on any node, so the resync is announced to every
+/// node on [`keys::RESYNC_CHANNEL`] once Redis takes it (after the queued batches, or at once
+/// when nothing is queued); until then it is retried with backoff.
 async fn publisher(
     mut wake: UnboundedReceiver<()>,
     inner: Weak<Inner>,
@@ -716,31 +724,29 @@ async fn publisher(
             let Some(strong) = inner.upgrade() else {
                 return;
             };
-            let batch = lock(&strong.queue).take_batch();
+            let mut batch = lock(&strong.queue).take_batch();
             let link = strong.link();
-            let result = if batch.is_empty() {
-                if !strong.owed_resync.load(Relaxed) {
+            let announce = batch.is_empty();
+            if announce {
+                // Cleared before sending: a drop meanwhile owes another announcement.
+                if !strong.owed_resync.swap(false, Relaxed) {
                     break;
                 }
-                link.commands
-                    .query::<String>(&redis::cmd("PING"))
-                    .await
-                    .map(drop)
-            } else {
-                let result = publish_all(&link, &batch).await;
+                batch.push((keys::RESYNC_CHANNEL.to_string(), node.as_str().to_string()));
+            }
+            let result = publish_all(&link, &batch).await;
+            if !announce {
                 strong.release(&batch);
                 if result.is_err() {
                     strong.stats.failed.fetch_add(batch.len() as u64, Relaxed);
                 }
-                result
-            };
+            }
             match result {
                 Ok(()) => {
                     strong.stats.up(Part::Publisher);
                     delay = strong.config.reconnect_min;
-                    if strong.owed_resync.swap(false, Relaxed) {
-                        log::info!("node {node}: redis answers again; resync");
-                        let _ = strong.events.unbounded_send(BrokerEvent::Resync);
+                    if announce {
+                        log::info!("node {node}: redis answers again; every node resyncs");
                     }
                 }
                 Err(e) => {

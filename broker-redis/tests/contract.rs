@@ -1,5 +1,6 @@
-//! The broker contract against real Redis: a standalone server in a container and a 3-master
-//! cluster; and recovery when Redis restarts.
+//! The broker contract against real Redis: a standalone server in a container, a 3-master
+//! cluster, and a master watched by three sentinels; recovery when Redis restarts, a Sentinel
+//! failover followed, and the bound on notifications while Redis is paused.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,7 +11,7 @@ use herald_broker_redis::{RedisBroker, RedisBrokerConfig, Runtime, Task};
 use herald_core::contract::{ContractConfig, broker_suite};
 use herald_core::ids::{ClientId, MessageId, NodeId};
 use herald_core::ports::{Broker, BrokerEvent, BrokerEvents};
-use herald_it::{Redis, RedisCluster};
+use herald_it::{Redis, RedisCluster, RedisSentinel, WAIT};
 
 /// The application's side of the broker's runtime port: async-std here, as in the binary.
 struct AsyncStd;
@@ -289,5 +290,150 @@ async fn a_push_notifies_its_recipients_in_one_pipeline() -> anyhow::Result<()> 
 async fn a_push_notifies_its_recipients_across_a_cluster() -> anyhow::Result<()> {
     let cluster = RedisCluster::start()?;
     notify_many(&cluster.url(), "pipec", 200, None).await?;
+    Ok(())
+}
+
+#[async_std::test]
+async fn contract_sentinel() -> anyhow::Result<()> {
+    let set = RedisSentinel::start()?;
+    run_suite(set.url(), "sentinel").await
+}
+
+/// Node `from` notifies `client` until node `to` hears it (a notification sent while Redis is
+/// away is lost and owes a resync, which is skipped here), within `limit`.
+async fn notify_until_heard(
+    from: &RedisBroker,
+    to: &mut BrokerEvents,
+    client: &ClientId,
+    last: MessageId,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        from.notify(client, last).await?;
+        match next_event(to, Duration::from_secs(1)).await {
+            Ok(BrokerEvent::Notify {
+                client: c, last: l, ..
+            }) if &c == client && l == last => {
+                return Ok(());
+            }
+            _ => continue,
+        }
+    }
+    bail!("{client} did not hear {last:?} within {limit:?}")
+}
+
+fn sentinel_config(url: &str) -> anyhow::Result<RedisBrokerConfig> {
+    Ok(RedisBrokerConfig::from_url(url)?
+        .with_connection_timeout(Duration::from_secs(1))
+        .with_response_timeout(Duration::from_secs(1))
+        .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(500)))
+}
+
+#[async_std::test]
+async fn a_sentinel_failover_is_followed_and_the_old_master_returns_as_a_replica()
+-> anyhow::Result<()> {
+    let mut set = RedisSentinel::start()?;
+    let a = RedisBroker::connect(
+        sentinel_config(&set.url())?,
+        NodeId::new("node-a")?,
+        runtime(),
+    )
+    .await?;
+    let b = RedisBroker::connect(
+        sentinel_config(&set.url())?,
+        NodeId::new("node-b")?,
+        runtime(),
+    )
+    .await?;
+    let mut events = a.events();
+    let client = ClientId::new(&format!("{}c", run_id("failover")))?;
+    a.subscribe(&client).await?;
+    notify_until_heard(&b, &mut events, &client, MessageId(1), WAIT).await?;
+
+    let old = set.master_port()?;
+    set.kill(old)?;
+    let new = set.until_master_moves(old, Duration::from_secs(60))?;
+    assert_ne!(new, old);
+    // Both nodes follow the new master: a subscribes there again (and resyncs), b publishes
+    // there.
+    let limit = Duration::from_secs(30);
+    let started = Instant::now();
+    loop {
+        match next_event(&mut events, limit).await? {
+            BrokerEvent::Resync => break,
+            other => assert!(started.elapsed() < limit, "before the resync: {other:?}"),
+        }
+    }
+    notify_until_heard(&b, &mut events, &client, MessageId(2), limit).await?;
+    for node in [&a, &b] {
+        let r = node.stats().report();
+        assert!(r.failovers >= 1, "{r:?}");
+        assert_eq!(r.down_for, None, "{r:?}");
+    }
+    // Claims are taken on the new master and announced to the subscribers.
+    let slot = herald_core::ids::Slot::new(0)?;
+    let generation = b.claim(&client, slot, &NodeId::new("node-b")?).await?;
+    loop {
+        match next_event(&mut events, WAIT).await? {
+            BrokerEvent::Claim { generation: g, .. } if g == generation => break,
+            _ => continue,
+        }
+    }
+
+    // The old master comes back empty; Sentinel makes it a replica of the new one, and the
+    // brokers stay with the new master.
+    set.restart(old)?;
+    set.until_replica(old, Duration::from_secs(60))?;
+    notify_until_heard(&b, &mut events, &client, MessageId(3), limit).await?;
+    assert_eq!(set.master_port()?, new);
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_paused_redis_fills_the_bound_drops_are_counted_and_delivery_resumes()
+-> anyhow::Result<()> {
+    let set = RedisSentinel::start()?;
+    let (max, max_bytes) = (50, 1 << 20);
+    let config = |url: &str| -> anyhow::Result<RedisBrokerConfig> {
+        Ok(sentinel_config(url)?
+            .with_response_timeout(Duration::from_secs(30))
+            .with_max_pending(max, max_bytes))
+    };
+    let a = RedisBroker::connect(config(&set.url())?, NodeId::new("node-a")?, runtime()).await?;
+    let b = RedisBroker::connect(config(&set.url())?, NodeId::new("node-b")?, runtime()).await?;
+    let mut events = a.events();
+    let client = ClientId::new(&format!("{}c", run_id("paused")))?;
+    a.subscribe(&client).await?;
+    notify_until_heard(&b, &mut events, &client, MessageId(1), WAIT).await?;
+
+    let master = set.master_port()?;
+    set.signal(master, "STOP")?;
+    // Longer than the bound takes to fill: every notification past it is refused at once.
+    let mut refused = 0;
+    for i in 0..(3 * max as u64) {
+        if b.notify(&client, MessageId(100 + i)).await.is_err() {
+            refused += 1;
+        }
+    }
+    let r = b.stats().report();
+    assert!(r.pending as usize <= max, "{r:?}");
+    assert!(refused >= 2 * max as u64 - 1, "{refused} refused: {r:?}");
+    assert_eq!(r.dropped, refused, "each refused notification is counted");
+    set.signal(master, "CONT")?;
+
+    // Redis answers again: the queue drains, a resync covers what was dropped, and new
+    // notifications arrive.
+    let mut resynced = false;
+    let started = Instant::now();
+    while !resynced {
+        match next_event(&mut events, WAIT).await? {
+            BrokerEvent::Resync => resynced = true,
+            other => assert!(started.elapsed() < WAIT, "{other:?}"),
+        }
+    }
+    notify_until_heard(&b, &mut events, &client, MessageId(1000), WAIT).await?;
+    let r = b.stats().report();
+    assert_eq!((r.pending, r.down_for), (0, None), "{r:?}");
     Ok(())
 }

@@ -185,7 +185,7 @@ impl Drop for RedisCluster {
 }
 
 /// Polls the node's log until it contains `ready`, failing if the process exits first.
-fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()> {
+pub(crate) fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Ok(file) = File::open(log) {
@@ -215,7 +215,7 @@ fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()
 }
 
 /// A number distinct per call within this process (for directory names).
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)

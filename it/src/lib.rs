@@ -15,7 +15,7 @@
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
-//!   loopback ports.
+//!   loopback ports; [`RedisSentinel::start`] a master, its replica and three sentinels.
 //!
 //! Images come from the environment:
 //! - `HERALD_IT_REDIS_IMAGE` (default [`DEFAULT_REDIS_IMAGE`], built by
@@ -35,6 +35,7 @@ mod containers;
 mod process;
 mod raw_socket;
 mod refused;
+mod sentinel;
 mod tools;
 mod wire;
 
@@ -46,6 +47,7 @@ pub use process::{
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 pub use refused::{Stopped, start_refused};
+pub use sentinel::{MASTER_NAME, RedisSentinel};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,
