@@ -47,7 +47,7 @@ pub use process::{
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 pub use refused::{Stopped, start_refused};
-pub use sentinel::{MASTER_NAME, RedisSentinel};
+pub use sentinel::{MASTER_NAME, RedisProcess, RedisSentinel};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,

@@ -1,5 +1,5 @@
 //! A Redis master, its replica and three sentinels: `redis-server` and `redis-sentinel`
-//! processes on loopback ports, for failover tests.
+//! processes on loopback ports, for failover tests; and one standalone server to pause.
 //!
 //! Processes on the host for the same reason as [`crate::RedisCluster`]: Sentinel hands its
 //! clients the address each server announces, which must be one the tests reach. Sentinel is
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cluster::{unique, wait_for_log};
+use crate::cluster::{cli, unique, wait_for_log};
 
 /// The name the sentinels monitor the master under.
 pub const MASTER_NAME: &str = "herald";
@@ -138,14 +138,7 @@ impl RedisSentinel {
             .find(|(p, _)| *p == port)
             .and_then(|(_, c)| c.as_ref())
             .context("no live server on that port")?;
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(child.id().to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -{signal} {} failed", child.id());
-        }
-        Ok(())
+        send_signal(child, signal)
     }
 
     /// Starts the server on `port` again (after [`RedisSentinel::kill`]), empty and without
@@ -183,50 +176,14 @@ impl RedisSentinel {
         })
     }
 
-    /// Starts a data server (on `port`, or a free one), a replica of `master` if given, and
-    /// waits until it accepts connections. Returns its port.
+    /// Starts a data server (on `port`, or a free one), a replica of `master` if given.
     fn start_server(&mut self, port: Option<u16>, master: Option<u16>) -> anyhow::Result<u16> {
-        let mut last = String::new();
-        for _ in 0..10 {
-            let port = match port {
-                Some(p) => p,
-                None => crate::free_port()?,
-            };
-            let log = self.dir.join(format!("server-{port}-{}.log", unique()));
-            let mut cmd = Command::new("redis-server");
-            cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(&self.dir)
-                .arg("--dbfilename")
-                .arg(format!("dump-{port}.rdb"))
-                .arg("--logfile")
-                .arg(&log);
-            if let Some(m) = master {
-                cmd.args(["--replicaof", "127.0.0.1", &m.to_string()]);
-            }
-            let mut child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("running redis-server (install it with scripts/setup/30-redis.sh)")?;
-            match wait_for_log(&mut child, &log, "Ready to accept connections") {
-                Ok(()) => {
-                    match self.servers.iter_mut().find(|(p, _)| *p == port) {
-                        Some(entry) => entry.1 = Some(child),
-                        None => self.servers.push((port, Some(child))),
-                    }
-                    return Ok(port);
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last = format!("{e:#}");
-                }
-            }
+        let (port, child) = spawn_server(&self.dir, port, master)?;
+        match self.servers.iter_mut().find(|(p, _)| *p == port) {
+            Some(entry) => entry.1 = Some(child),
+            None => self.servers.push((port, Some(child))),
         }
-        bail!("no redis-server started on a loopback port: {last}")
+        Ok(port)
     }
 
     /// Starts a sentinel monitoring the master on `master`.
@@ -287,21 +244,110 @@ impl Drop for RedisSentinel {
     }
 }
 
-/// `redis-cli -p <port> <args>`'s output.
-fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running redis-cli (install it with scripts/setup/30-redis.sh)")?;
-    if !out.status.success() {
-        bail!(
-            "redis-cli -p {port} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// One standalone `redis-server` process on a loopback port, for tests that pause it
+/// (`SIGSTOP`): a container would be paused through Docker instead, less like a stuck host.
+pub struct RedisProcess {
+    /// Its port.
+    port: u16,
+    /// The process.
+    child: Child,
+    /// Its log; removed on drop.
+    dir: PathBuf,
+}
+
+impl RedisProcess {
+    /// Starts it and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// When `redis-server` is missing or does not start.
+    pub fn start() -> anyhow::Result<RedisProcess> {
+        let dir = std::env::temp_dir().join(format!(
+            "herald-redis-process-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (port, child) = spawn_server(&dir, None, None)?;
+        Ok(RedisProcess { port, child, dir })
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server.
+    ///
+    /// # Errors
+    /// When `kill` fails.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        send_signal(&self.child, signal)
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = send_signal(&self.child, "CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `kill -<signal> <pid>`.
+fn send_signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill -{signal} {} failed", child.id());
+    }
+    Ok(())
+}
+
+/// Starts a `redis-server` in `dir` (on `port`, or a free one; a replica of `master` if
+/// given) without persistence, and waits until it accepts connections.
+fn spawn_server(
+    dir: &std::path::Path,
+    port: Option<u16>,
+    master: Option<u16>,
+) -> anyhow::Result<(u16, Child)> {
+    let mut last = String::new();
+    for _ in 0..10 {
+        let port = match port {
+            Some(p) => p,
+            None => crate::free_port()?,
+        };
+        let log = dir.join(format!("server-{port}-{}.log", unique()));
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--dbfilename")
+            .arg(format!("dump-{port}.rdb"))
+            .arg("--logfile")
+            .arg(&log);
+        if let Some(m) = master {
+            cmd.args(["--replicaof", "127.0.0.1", &m.to_string()]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("running redis-server (install it with scripts/setup/30-redis.sh)")?;
+        match wait_for_log(&mut child, &log, "Ready to accept connections") {
+            Ok(()) => return Ok((port, child)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                last = format!("{e:#}");
+            }
+        }
+    }
+    bail!("no redis-server started on a loopback port: {last}")
 }
 
 /// The value after the line `name` in `redis-cli`'s listing of a flat map.
