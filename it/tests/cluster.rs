@@ -707,12 +707,7 @@ async fn a_sentinel_failover_under_load_loses_nothing_and_the_newest_login_still
     Ok(())
 }
 
-// Ignored: it finds a defect not fixed yet. Nothing answered 200 is lost, but in most runs
-// one session receives two adjacent ids swapped around the failover (e.g. `43` before `42`).
-// The same scenario without the kill passes, and so does the Sentinel failover: the swap
-// comes with a Cluster master's failover. Run it with `--ignored`.
 #[async_std::test]
-#[ignore = "finds a defect: two adjacent ids swapped in one session around a Cluster failover"]
 async fn a_redis_cluster_master_killed_under_load_its_replica_takes_over_and_nothing_is_lost()
 -> anyhow::Result<()> {
     let mut redis = RedisCluster::start_with_replicas()?;
