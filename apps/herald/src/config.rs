@@ -245,6 +245,33 @@ const KEYS: &[Key] = &[
         help: "payload bytes of the notifications waiting for Redis; past it likewise",
     },
     Key {
+        path: "broker.connect_timeout_ms",
+        env: "HERALD_BROKER_CONNECT_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time connecting to Redis (or asking a sentinel) may take",
+    },
+    Key {
+        path: "broker.response_timeout_ms",
+        env: "HERALD_BROKER_RESPONSE_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time a Redis command may wait for its answer (a paused or partitioned server)",
+    },
+    Key {
+        path: "broker.reconnect_max_ms",
+        env: "HERALD_BROKER_RECONNECT_MAX_MS",
+        kind: Kind::Int {
+            min: 50,
+            max: MS_MAX,
+        },
+        help: "longest wait between two attempts to reach Redis again (the first is 50 ms, doubling)",
+    },
+    Key {
         path: "retention.cap",
         env: "HERALD_RETENTION_CAP",
         kind: Kind::Int {
@@ -553,6 +580,12 @@ pub struct Config {
     pub broker_max_pending: usize,
     /// Most payload bytes of the notifications waiting for Redis.
     pub broker_max_pending_bytes: usize,
+    /// Time connecting to Redis (or a sentinel) may take.
+    pub broker_connect_timeout: Duration,
+    /// Time a Redis command may wait for its answer.
+    pub broker_response_timeout: Duration,
+    /// Longest wait between two attempts to reach Redis again.
+    pub broker_reconnect_max: Duration,
     /// Messages kept per client.
     pub retention_cap: u64,
     /// Default message time to live.
@@ -845,6 +878,13 @@ impl Config {
             broker,
             broker_max_pending: i("broker.max_pending", 10_000) as usize,
             broker_max_pending_bytes: i("broker.max_pending_bytes", 16 << 20) as usize,
+            broker_connect_timeout: Duration::from_millis(
+                i("broker.connect_timeout_ms", 5_000) as u64
+            ),
+            broker_response_timeout: Duration::from_millis(
+                i("broker.response_timeout_ms", 5_000) as u64
+            ),
+            broker_reconnect_max: Duration::from_millis(i("broker.reconnect_max_ms", 2_000) as u64),
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
             log_level,
@@ -1138,6 +1178,9 @@ mod tests {
         assert_eq!(c.close_timeout, Duration::from_secs(3));
         assert_eq!(c.broker_max_pending, 10_000);
         assert_eq!(c.broker_max_pending_bytes, 16 << 20);
+        assert_eq!(c.broker_connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.broker_response_timeout, Duration::from_secs(5));
+        assert_eq!(c.broker_reconnect_max, Duration::from_secs(2));
         assert_eq!(c.retention_cap, 10_000);
         assert_eq!(c.retention_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(c.api_max_body, 1 << 20);
@@ -1294,6 +1337,7 @@ mod tests {
             &[
                 ("HERALD_BROKER_MAX_PENDING", "500"),
                 ("HERALD_BROKER_MAX_PENDING_BYTES", "1048576"),
+                ("HERALD_BROKER_RESPONSE_TIMEOUT_MS", "250"),
             ],
         )
         .unwrap();

@@ -177,6 +177,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         .with_max_pending(
                             config.broker_max_pending,
                             config.broker_max_pending_bytes,
+                        )
+                        .with_connection_timeout(config.broker_connect_timeout)
+                        .with_response_timeout(config.broker_response_timeout)
+                        .with_reconnect_backoff(
+                            Duration::from_millis(50),
+                            config.broker_reconnect_max,
                         );
                     let broker = RedisBroker::connect(
                         cfg,
