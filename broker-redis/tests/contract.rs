@@ -330,26 +330,25 @@ fn sentinel_config(url: &str) -> anyhow::Result<RedisBrokerConfig> {
         .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(500)))
 }
 
+/// Nodes a and b on `config`; a subscribed to a fresh client and hearing b's notifications.
+async fn two_nodes(
+    config: &RedisBrokerConfig,
+    name: &str,
+) -> anyhow::Result<(RedisBroker, RedisBroker, BrokerEvents, ClientId)> {
+    let a = RedisBroker::connect(config.clone(), NodeId::new("node-a")?, runtime()).await?;
+    let b = RedisBroker::connect(config.clone(), NodeId::new("node-b")?, runtime()).await?;
+    let mut events = a.events();
+    let client = ClientId::new(&format!("{}c", run_id(name)))?;
+    a.subscribe(&client).await?;
+    notify_until_heard(&b, &mut events, &client, MessageId(1), WAIT).await?;
+    Ok((a, b, events, client))
+}
+
 #[async_std::test]
 async fn a_sentinel_failover_is_followed_and_the_old_master_returns_as_a_replica()
 -> anyhow::Result<()> {
     let mut set = RedisSentinel::start()?;
-    let a = RedisBroker::connect(
-        sentinel_config(&set.url())?,
-        NodeId::new("node-a")?,
-        runtime(),
-    )
-    .await?;
-    let b = RedisBroker::connect(
-        sentinel_config(&set.url())?,
-        NodeId::new("node-b")?,
-        runtime(),
-    )
-    .await?;
-    let mut events = a.events();
-    let client = ClientId::new(&format!("{}c", run_id("failover")))?;
-    a.subscribe(&client).await?;
-    notify_until_heard(&b, &mut events, &client, MessageId(1), WAIT).await?;
+    let (a, b, mut events, client) = two_nodes(&sentinel_config(&set.url())?, "failover").await?;
 
     let old = set.master_port()?;
     set.kill(old)?;
@@ -400,12 +399,7 @@ async fn a_paused_redis_fills_the_bound_drops_are_counted_and_delivery_resumes()
             .with_response_timeout(Duration::from_secs(30))
             .with_max_pending(max, max_bytes))
     };
-    let a = RedisBroker::connect(config(&set.url())?, NodeId::new("node-a")?, runtime()).await?;
-    let b = RedisBroker::connect(config(&set.url())?, NodeId::new("node-b")?, runtime()).await?;
-    let mut events = a.events();
-    let client = ClientId::new(&format!("{}c", run_id("paused")))?;
-    a.subscribe(&client).await?;
-    notify_until_heard(&b, &mut events, &client, MessageId(1), WAIT).await?;
+    let (_a, b, mut events, client) = two_nodes(&config(&set.url())?, "paused").await?;
 
     let master = set.master_port()?;
     set.signal(master, "STOP")?;
@@ -435,5 +429,35 @@ async fn a_paused_redis_fills_the_bound_drops_are_counted_and_delivery_resumes()
     notify_until_heard(&b, &mut events, &client, MessageId(1000), WAIT).await?;
     let r = b.stats().report();
     assert_eq!((r.pending, r.down_for), (0, None), "{r:?}");
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_manual_sentinel_failover_is_followed() -> anyhow::Result<()> {
+    let set = RedisSentinel::start()?;
+    let (a, b, mut events, client) = two_nodes(&sentinel_config(&set.url())?, "manual").await?;
+
+    // Both servers keep running: the nodes learn of it from Sentinel (+switch-master) or
+    // from the demoted master refusing writes, not from a lost connection alone.
+    let old = set.master_port()?;
+    set.failover()?;
+    set.until_master_moves(old, Duration::from_secs(60))?;
+    set.until_replica(old, Duration::from_secs(60))?;
+    notify_until_heard(
+        &b,
+        &mut events,
+        &client,
+        MessageId(2),
+        Duration::from_secs(30),
+    )
+    .await?;
+    let started = Instant::now();
+    while a.stats().report().failovers == 0 || b.stats().report().failovers == 0 {
+        assert!(started.elapsed() < WAIT, "a node did not follow the master");
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    }
+    // The claim script writes: it must run on the new master.
+    let slot = herald_core::ids::Slot::new(0)?;
+    b.claim(&client, slot, &NodeId::new("node-b")?).await?;
     Ok(())
 }

@@ -150,6 +150,20 @@ impl RedisSentinel {
         self.start_server(Some(port), None).map(drop)
     }
 
+    /// Asks a sentinel for a manual failover (`SENTINEL FAILOVER`): the replica is promoted
+    /// and the master demoted while both keep running.
+    ///
+    /// # Errors
+    /// When the sentinel refuses.
+    pub fn failover(&self) -> anyhow::Result<()> {
+        let (port, _) = self.sentinels.first().context("no sentinel")?;
+        let out = cli(*port, &["sentinel", "failover", MASTER_NAME])?;
+        if !out.trim().eq_ignore_ascii_case("ok") {
+            bail!("SENTINEL FAILOVER answered {out:?}");
+        }
+        Ok(())
+    }
+
     /// Polls until the sentinels name a master other than `old`, and returns its port.
     ///
     /// # Errors
