@@ -117,6 +117,8 @@ struct Inner {
     pushes: UnboundedSender<(u64, PushInfo)>,
     /// Asks the pump to look for the master again (Sentinel).
     recheck: UnboundedSender<()>,
+    /// A look asked for by a failed command is queued and not yet begun.
+    recheck_queued: AtomicBool,
     /// Events for the engine.
     events: UnboundedSender<BrokerEvent>,
     /// Notifications waiting for Redis, bounded.
@@ -142,9 +144,13 @@ impl Inner {
         (self.config.connection_timeout, self.config.response_timeout)
     }
 
-    /// After a failed command: with Sentinel, the master may have moved.
+    /// After a failed command: with Sentinel, the master may have moved. One look is queued
+    /// at a time, however many commands fail meanwhile (each look may wait for unreachable
+    /// sentinels; a queue of them would hold the pump back).
     fn failed(&self) {
-        if matches!(self.config.topology, Topology::Sentinel(_)) {
+        if matches!(self.config.topology, Topology::Sentinel(_))
+            && !self.recheck_queued.swap(true, Relaxed)
+        {
             let _ = self.recheck.unbounded_send(());
         }
     }
@@ -270,6 +276,7 @@ impl RedisBroker {
             stats: Arc::new(BrokerStats::default()),
             pushes: push_tx,
             recheck: recheck_tx.clone(),
+            recheck_queued: AtomicBool::new(false),
             events: events_tx,
             queue: Mutex::new(Queue::default()),
             wake: wake_tx,
@@ -610,6 +617,7 @@ async fn pump(
                 let Topology::Sentinel(topology) = &strong.config.topology else {
                     continue;
                 };
+                strong.recheck_queued.store(false, Relaxed);
                 let found = sentinel::find_master(topology, strong.timeouts()).await;
                 let moved = match &found {
                     Ok(addr) => current.master.as_ref() != Some(addr),
