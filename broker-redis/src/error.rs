@@ -13,6 +13,9 @@ pub enum RedisBrokerError {
         /// What was expected.
         reason: String,
     },
+    /// No sentinel named a reachable master.
+    #[error("sentinel: {0}")]
+    NoMaster(String),
     /// The redis client failed (connecting, or a command).
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

@@ -9,6 +9,11 @@ use herald_core::ports::BrokerEvent;
 pub(crate) const MAX_CARRIED: usize = 16 * 1024;
 
 const NOTIFY_PREFIX: &str = "herald:n:{";
+
+/// `herald:resync`: every node subscribes to it; a node that dropped or lost notifications
+/// publishes its id there once Redis answers again, and every node resyncs (the lost
+/// notifications were meant for sessions anywhere).
+pub(crate) const RESYNC_CHANNEL: &str = "herald:resync";
 const CLAIM_PREFIX: &str = "herald:s:{";
 
 /// `herald:n:{c}`: where new last ids of `client` are published.
@@ -51,6 +56,9 @@ fn client_of(channel: &str, prefix: &str) -> Option<ClientId> {
 /// # Errors
 /// A description of what is wrong, for the log, when the channel or payload is malformed.
 pub(crate) fn decode(channel: &str, payload: &str) -> Result<BrokerEvent, String> {
+    if channel == RESYNC_CHANNEL {
+        return Ok(BrokerEvent::Resync);
+    }
     if let Some(client) = client_of(channel, NOTIFY_PREFIX) {
         // `<id>`, or the message's JSON (which names its id).
         if payload.starts_with('{') {
@@ -180,6 +188,7 @@ mod tests {
         assert!(decode(&claim_channel(&c), "99:2:n").is_err());
         assert!(decode(&claim_channel(&c), "1:x:n").is_err());
         assert!(decode("other", "1").is_err());
+        assert_eq!(decode(RESYNC_CHANNEL, "node-1"), Ok(BrokerEvent::Resync));
         assert!(decode("herald:n:{}", "1").is_err());
     }
 }

@@ -14,18 +14,65 @@ import threading
 import socketio
 
 opts = json.loads(sys.argv[1] if len(sys.argv) > 1 else "{}")
-lock = threading.Lock()
 ack_gate = threading.Semaphore(0)
 manual = opts.get("ackPolicy", "auto") == "manual"
 
 
+# python-socketio runs the handler of every incoming packet in a thread of its own, so two
+# deliveries that arrived in order can reach `out` swapped. Each packet takes a ticket in the
+# reader thread, in arrival order; its handler prints only when its ticket's turn comes, and
+# gives the turn away once it printed (or ended without printing).
+turn = threading.Condition()
+tickets = {"next": 0, "serving": 0}
+mine = threading.local()
+
+
 def out(obj):
-    with lock:
+    ticket = getattr(mine, "ticket", None)
+    with turn:
+        if ticket is not None:
+            turn.wait_for(lambda: tickets["serving"] == ticket)
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
+        if ticket is not None:
+            mine.ticket = None
+            tickets["serving"] += 1
+            turn.notify_all()
+
+
+def give_turn_away():
+    if getattr(mine, "ticket", None) is not None:
+        out_ticket = mine.ticket
+        with turn:
+            turn.wait_for(lambda: tickets["serving"] == out_ticket)
+            mine.ticket = None
+            tickets["serving"] += 1
+            turn.notify_all()
 
 
 sio = socketio.Client(reconnection=False)
+unordered_trigger = sio.eio._trigger_event
+
+
+def ordered_trigger(event, *args, **kwargs):
+    if event != "message" or not kwargs.get("run_async"):
+        return unordered_trigger(event, *args, **kwargs)
+    with turn:
+        ticket = tickets["next"]
+        tickets["next"] += 1
+    handler = sio.eio.handlers["message"]
+
+    def run():
+        mine.ticket = ticket
+        try:
+            handler(*args)
+        finally:
+            give_turn_away()
+
+    return sio.eio.start_background_task(run)
+
+
+sio.eio._trigger_event = ordered_trigger
 
 
 @sio.event

@@ -1,4 +1,5 @@
-//! A 3-master Redis Cluster of `redis-server` processes on loopback ports.
+//! A 3-master Redis Cluster of `redis-server` processes on loopback ports, each master with a
+//! replica when asked (failover tests).
 //!
 //! Why processes on the host and not containers: a cluster tells its clients where each slot
 //! lives, at the address each node announces. Behind Docker's port mapping a node would
@@ -23,10 +24,15 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running 3-master Redis Cluster; dropping it stops the processes and removes their files.
 pub struct RedisCluster {
-    /// One `redis-server` per master.
-    nodes: Vec<Child>,
-    /// The loopback ports of the masters, in start order.
+    /// One `redis-server` per node (`None` once killed).
+    nodes: Vec<Option<Child>>,
+    /// The loopback ports of the nodes, in start order.
     ports: Vec<u16>,
+    /// Replicas per master.
+    replicas: usize,
+    /// `cluster-node-timeout`, ms: how long a master may be silent before its replica
+    /// takes over.
+    node_timeout_ms: u32,
     /// Logs and cluster config files of the nodes; removed on drop.
     dir: PathBuf,
 }
@@ -41,6 +47,19 @@ impl RedisCluster {
     /// When `redis-server` or `redis-cli` is missing (`scripts/setup/30-redis.sh` installs
     /// them), or the cluster is not ready within 30 seconds.
     pub fn start() -> anyhow::Result<RedisCluster> {
+        RedisCluster::start_nodes(0, 5000)
+    }
+
+    /// Three masters each with one replica (six processes); a master silent for 1 s counts
+    /// as failed and its replica takes over its slots.
+    ///
+    /// # Errors
+    /// As [`RedisCluster::start`].
+    pub fn start_with_replicas() -> anyhow::Result<RedisCluster> {
+        RedisCluster::start_nodes(1, 1000)
+    }
+
+    fn start_nodes(replicas: usize, node_timeout_ms: u32) -> anyhow::Result<RedisCluster> {
         let dir = std::env::temp_dir().join(format!(
             "herald-redis-cluster-{}-{}",
             std::process::id(),
@@ -50,11 +69,13 @@ impl RedisCluster {
         let mut cluster = RedisCluster {
             nodes: Vec::new(),
             ports: Vec::new(),
+            replicas,
+            node_timeout_ms,
             dir,
         };
-        for _ in 0..MASTERS {
+        for _ in 0..MASTERS * (1 + replicas) {
             let (child, port) = cluster.start_node()?;
-            cluster.nodes.push(child);
+            cluster.nodes.push(Some(child));
             cluster.ports.push(port);
         }
         cluster.create()?;
@@ -76,9 +97,86 @@ impl RedisCluster {
             .collect()
     }
 
-    /// The loopback ports of the masters.
+    /// The loopback ports of every node, in start order (all masters when started without
+    /// replicas).
     pub fn ports(&self) -> &[u16] {
         &self.ports
+    }
+
+    /// The ports of the nodes that are masters now, as a live node sees them.
+    ///
+    /// # Errors
+    /// When no live node answers.
+    pub fn masters(&self) -> anyhow::Result<Vec<u16>> {
+        let nodes = self.cluster_nodes()?;
+        Ok(nodes
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter_map(|addr| addr.split('@').next()?.rsplit(':').next()?.parse().ok())
+            .collect())
+    }
+
+    /// `kill -9` of the node on `port`.
+    ///
+    /// # Errors
+    /// When no live node has that port.
+    pub fn kill(&mut self, port: u16) -> anyhow::Result<()> {
+        let i = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .context("no such node")?;
+        let mut child = self.nodes[i].take().context("already killed")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Polls until the live nodes count the node on `port` as failed, a replica serves its
+    /// slots (three live masters) and the cluster state is ok again.
+    ///
+    /// # Errors
+    /// When that does not happen within `limit`.
+    pub fn until_failed_over(&self, port: u16, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let nodes = self.cluster_nodes().unwrap_or_default();
+            let failed = nodes
+                .lines()
+                .any(|l| l.contains(&format!(":{port}@")) && l.contains(",fail"));
+            let masters = self.masters().unwrap_or_default();
+            if failed && masters.len() == MASTERS && !masters.contains(&port) && self.state_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {port}: no failover within {limit:?}: {nodes}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `CLUSTER NODES` as the first live node answers it.
+    fn cluster_nodes(&self) -> anyhow::Result<String> {
+        for (port, node) in self.ports.iter().zip(&self.nodes) {
+            if node.is_none() {
+                continue;
+            }
+            if let Ok(out) = cli(*port, &["cluster", "nodes"])
+                && !out.is_empty()
+            {
+                return Ok(out);
+            }
+        }
+        bail!("no live node answered CLUSTER NODES")
+    }
+
+    /// Whether every live node reports `cluster_state:ok`.
+    fn state_ok(&self) -> bool {
+        self.ports.iter().zip(&self.nodes).all(|(port, node)| {
+            node.is_none()
+                || cli(*port, &["cluster", "info"]).is_ok_and(|o| o.contains("cluster_state:ok"))
+        })
     }
 
     fn addresses(&self) -> Vec<String> {
@@ -103,7 +201,7 @@ impl RedisCluster {
                 .args(["--cluster-enabled", "yes"])
                 .arg("--cluster-config-file")
                 .arg(self.dir.join(format!("nodes-{port}.conf")))
-                .args(["--cluster-node-timeout", "5000"])
+                .args(["--cluster-node-timeout", &self.node_timeout_ms.to_string()])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .arg("--dir")
                 .arg(&self.dir)
@@ -132,7 +230,11 @@ impl RedisCluster {
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(self.addresses())
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args([
+                "--cluster-replicas",
+                &self.replicas.to_string(),
+                "--cluster-yes",
+            ])
             .stdin(Stdio::null())
             .output()
             .context("running redis-cli (install it with scripts/setup/30-redis.sh)")?;
@@ -146,19 +248,7 @@ impl RedisCluster {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         for port in &self.ports {
             loop {
-                let info = Command::new("redis-cli")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port.to_string(),
-                        "cluster",
-                        "info",
-                    ])
-                    .stdin(Stdio::null())
-                    .output()
-                    .context("running redis-cli")?;
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                if cli(*port, &["cluster", "info"])?.contains("cluster_state:ok") {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -176,7 +266,7 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for node in &mut self.nodes {
+        for node in self.nodes.iter_mut().flatten() {
             let _ = node.kill();
             let _ = node.wait();
         }
@@ -184,8 +274,25 @@ impl Drop for RedisCluster {
     }
 }
 
+/// `redis-cli -p <port> <args>`'s output.
+pub(crate) fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running redis-cli (install it with scripts/setup/30-redis.sh)")?;
+    if !out.status.success() {
+        bail!(
+            "redis-cli -p {port} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Polls the node's log until it contains `ready`, failing if the process exits first.
-fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()> {
+pub(crate) fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
         if let Ok(file) = File::open(log) {
@@ -215,7 +322,7 @@ fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()
 }
 
 /// A number distinct per call within this process (for directory names).
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)

@@ -18,7 +18,7 @@
 //!   image and the compose cluster of `deploy/compose.yaml` through the `docker` and compose
 //!   command-line tools (see the `docker` module for the images they take).
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
-//!   loopback ports.
+//!   loopback ports; [`RedisSentinel::start`] a master, its replica and three sentinels.
 //!
 //! Images come from the environment:
 //! - `HERALD_IT_REDIS_IMAGE` (default [`DEFAULT_REDIS_IMAGE`], built by
@@ -39,6 +39,7 @@ mod docker;
 mod process;
 mod raw_socket;
 mod refused;
+mod sentinel;
 mod tools;
 mod wire;
 
@@ -54,6 +55,7 @@ pub use process::{
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
 pub use refused::{Stopped, start_refused};
+pub use sentinel::{MASTER_NAME, RedisProcess, RedisSentinel};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_it::{Client, Herald, Lib, Mongo, Redis, RedisCluster, TempDir, WAIT, http, push};
+use herald_it::{
+    Client, Herald, Lib, Mongo, Redis, RedisCluster, RedisProcess, RedisSentinel, TempDir, WAIT,
+    config_file, http, push,
+};
 use serde_json::{Value, json};
 
 /// Two connectors and an API node on one store and one broker.
@@ -30,22 +33,29 @@ struct Cluster {
 
 impl Cluster {
     fn start(mongo: &str, redis: &str) -> Cluster {
+        Cluster::start_with(mongo, redis, None)
+    }
+
+    /// Like [`Cluster::start`], every node reading `config` (TOML) as its configuration file.
+    fn start_with(mongo: &str, redis: &str, config: Option<&str>) -> Cluster {
         let mut dirs = Vec::new();
         let mut node = |role: &str, name: &str| {
             let dir = TempDir::new(name);
-            let h = Herald::start(
-                &dir.0,
-                &[
-                    "--role",
-                    role,
-                    "--mongo",
-                    mongo,
-                    "--redis",
-                    redis,
-                    "--node-id",
-                    name,
-                ],
-            );
+            let mut args = vec![
+                "--role",
+                role,
+                "--mongo",
+                mongo,
+                "--redis",
+                redis,
+                "--node-id",
+                name,
+            ];
+            let file = config.map(|text| config_file(&dir.0, text));
+            if let Some(file) = &file {
+                args.extend(["--config", file.as_str()]);
+            }
+            let h = Herald::start(&dir.0, &args);
             dirs.push(dir);
             h
         };
@@ -242,6 +252,112 @@ async fn until_oldest_unacked(api: &str, client: &str, id: Option<u64>) {
     }
 }
 
+/// A task that keeps pushing to the same recipients (paced, at most 2,000 pushes) until
+/// told to stop, auditing every answer.
+struct Pusher {
+    /// Set to stop.
+    stop: Arc<AtomicBool>,
+    /// Pushes answered so far (any status).
+    answered: Arc<AtomicUsize>,
+    /// The task; it returns the audit and the count of each status.
+    task: async_std::task::JoinHandle<(Audit, BTreeMap<u16, usize>)>,
+}
+
+impl Pusher {
+    fn start(api: &str, to: &[&str]) -> Pusher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let to: Vec<String> = to.iter().map(|c| c.to_string()).collect();
+        let task = {
+            let (stop, answered, api) = (stop.clone(), answered.clone(), api.to_string());
+            async_std::task::spawn(async move {
+                let to: Vec<&str> = to.iter().map(String::as_str).collect();
+                let mut audit = Audit::default();
+                let mut statuses = BTreeMap::<u16, usize>::new();
+                while !stop.load(Ordering::Relaxed) && audit.next < 2_000 {
+                    let status = audit.push(&api, &to).await;
+                    *statuses.entry(status).or_default() += 1;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    async_std::task::sleep(Duration::from_millis(10)).await;
+                }
+                (audit, statuses)
+            })
+        };
+        Pusher {
+            stop,
+            answered,
+            task,
+        }
+    }
+
+    /// Waits until `n` more pushes were answered (from now).
+    async fn until_answered(&self, n: usize) {
+        let target = self.answered.load(Ordering::Relaxed) + n;
+        let deadline = Instant::now() + WAIT;
+        while self.answered.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "the pusher is stuck");
+            async_std::task::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops it; returns its audit and the count of each status.
+    async fn finish(self) -> (Audit, BTreeMap<u16, usize>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await
+    }
+}
+
+/// The value of the series `name` in `GET <api>/metrics` (0 when absent).
+async fn metric(api: &str, name: &str) -> f64 {
+    let a = http("GET", &format!("{api}/metrics"), None, &[]).await;
+    let text = a
+        .body
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| a.body.to_string());
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split('{').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Resident memory of a process, KiB (`VmRSS` in `/proc/<pid>/status`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// How much a node's resident memory may grow during a Redis outage under the tests' load:
+/// the notification queue is bounded (16 MiB by default, far less in these tests), so growth
+/// beyond it would be a pile-up.
+const OUTAGE_RSS_GROWTH_KIB: u64 = 64 * 1024;
+
+/// Asserts that no node grew by more than [`OUTAGE_RSS_GROWTH_KIB`] since `before`.
+fn assert_rss_bounded(cl: &Cluster, before: &[u64; 3]) {
+    for (node, was) in [&cl.api, &cl.a, &cl.b].iter().zip(before) {
+        let now = rss_kib(node.pid());
+        assert!(
+            now <= was + OUTAGE_RSS_GROWTH_KIB,
+            "RSS grew from {was} KiB to {now} KiB during the outage"
+        );
+    }
+}
+
+fn rss_all(cl: &Cluster) -> [u64; 3] {
+    [
+        rss_kib(cl.api.pid()),
+        rss_kib(cl.a.pid()),
+        rss_kib(cl.b.pid()),
+    ]
+}
+
 #[async_std::test]
 async fn a_push_through_the_api_node_reaches_clients_on_either_connector() -> anyhow::Result<()> {
     let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
@@ -348,42 +464,13 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
     let mut x = connect(Lib::Node, &cl.a, "x", 0, false);
     let mut y = connect(Lib::Python, &cl.b, "y", 0, false);
 
-    // A pusher that keeps pushing (bounded: at most 400 pushes, paced) until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicUsize::new(0));
-    let pusher = {
-        let (stop, answered, api) = (stop.clone(), answered.clone(), cl.api.api.clone());
-        async_std::task::spawn(async move {
-            let mut audit = Audit::default();
-            let mut statuses = BTreeMap::<u16, usize>::new();
-            while !stop.load(Ordering::Relaxed) && audit.next < 400 {
-                let status = audit.push(&api, &["x", "y"]).await;
-                *statuses.entry(status).or_default() += 1;
-                answered.fetch_add(1, Ordering::Relaxed);
-                async_std::task::sleep(Duration::from_millis(10)).await;
-            }
-            (audit, statuses)
-        })
-    };
-    let until_answered = |n: usize| {
-        let answered = answered.clone();
-        async move {
-            let deadline = Instant::now() + WAIT;
-            while answered.load(Ordering::Relaxed) < n {
-                assert!(Instant::now() < deadline, "the pusher is stuck");
-                async_std::task::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    until_answered(20).await;
+    let pusher = Pusher::start(&cl.api.api, &["x", "y"]);
+    pusher.until_answered(20).await;
     redis.stop().await?;
-    let at_stop = answered.load(Ordering::Relaxed);
-    until_answered(at_stop + 10).await;
+    pusher.until_answered(10).await;
     redis.start_again().await?;
-    let at_start = answered.load(Ordering::Relaxed);
-    until_answered(at_start + 20).await;
-    stop.store(true, Ordering::Relaxed);
-    let (audit, statuses) = pusher.await;
+    pusher.until_answered(20).await;
+    let (audit, statuses) = pusher.finish().await;
 
     // Redis is coordination only: the store took every push while it was down.
     assert_eq!(
@@ -394,7 +481,7 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
     // Some pushes were stored while their notifications could not be sent: those reach the
     // clients only through the resync after the broker reconnects.
     assert!(
-        cl.api.logged("notify x of message"),
+        metric(&cl.api.api, "herald_broker_notifications_failed_total").await > 0.0,
         "no notification failed: the outage did not overlap the pushes"
     );
     audit.settle("x", &mut [&mut x]);
@@ -571,5 +658,169 @@ async fn two_api_nodes_pushing_to_the_same_clients_keep_ids_unique_and_ordered()
             );
         }
     }
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_sentinel_failover_under_load_loses_nothing_and_the_newest_login_still_wins()
+-> anyhow::Result<()> {
+    let mut sentinel = RedisSentinel::start()?;
+    let mongo = Mongo::start().await?;
+    let cl = Cluster::start(&mongo.url(), &sentinel.url());
+    let mut x = connect(Lib::Node, &cl.a, "x", 0, false);
+    let mut y = connect(Lib::Python, &cl.b, "y", 0, false);
+
+    let pusher = Pusher::start(&cl.api.api, &["x", "y"]);
+    pusher.until_answered(20).await;
+    let before = rss_all(&cl);
+    let old = sentinel.master_port()?;
+    sentinel.kill(old)?;
+    // Pushes keep being answered while Sentinel has no master to offer.
+    pusher.until_answered(10).await;
+    sentinel.until_master_moves(old, Duration::from_secs(60))?;
+    pusher.until_answered(20).await;
+    assert_rss_bounded(&cl, &before);
+    // The old master comes back, empty: Sentinel makes it a replica of the new one.
+    sentinel.restart(old)?;
+    sentinel.until_replica(old, Duration::from_secs(60))?;
+    pusher.until_answered(20).await;
+    let (mut audit, statuses) = pusher.finish().await;
+
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{statuses:?}"
+    );
+    audit.settle("x", &mut [&mut x]);
+    audit.settle("y", &mut [&mut y]);
+    // The API node followed the master (connectors serve no /metrics: what they received
+    // above shows that they followed it too).
+    assert!(metric(&cl.api.api, "herald_broker_failovers_total").await >= 1.0);
+    assert_eq!(metric(&cl.api.api, "herald_broker_up").await, 1.0);
+
+    // Claims go to the new master: a newer login on B still replaces the older on A.
+    let mut newer = connect(Lib::Python, &cl.b, "x", 0, false);
+    let kicked = x.wait_for("kicked");
+    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
+    audit.push_ok(&cl.api.api, &["x"], 2).await;
+    audit.settle("x", &mut [&mut x, &mut newer]);
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_redis_cluster_master_killed_under_load_its_replica_takes_over_and_nothing_is_lost()
+-> anyhow::Result<()> {
+    let mut redis = RedisCluster::start_with_replicas()?;
+    let mongo = Mongo::start().await?;
+    let cl = Cluster::start(&mongo.url(), &redis.url());
+    let names: Vec<String> = (0..6).map(|i| format!("ha{i}")).collect();
+    let mut sessions: Vec<Client> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let node = if i % 2 == 0 { &cl.a } else { &cl.b };
+            connect([Lib::Node, Lib::Python][i % 2], node, name, 0, false)
+        })
+        .collect();
+    let to: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pusher = Pusher::start(&cl.api.api, &to);
+    pusher.until_answered(20).await;
+    // Kill the master holding the most keys of these clients.
+    let victim = redis
+        .masters()?
+        .into_iter()
+        .max_by_key(|port| {
+            std::process::Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "dbsize"])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or(0)
+        })
+        .expect("three masters");
+    let before = rss_all(&cl);
+    redis.kill(victim)?;
+    pusher.until_answered(10).await;
+    redis.until_failed_over(victim, Duration::from_secs(60))?;
+    pusher.until_answered(30).await;
+    assert_rss_bounded(&cl, &before);
+    let (audit, statuses) = pusher.finish().await;
+
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{statuses:?}"
+    );
+    for (name, session) in names.iter().zip(sessions.iter_mut()) {
+        audit.settle(name, &mut [session]);
+    }
+    Ok(())
+}
+
+#[async_std::test]
+async fn a_paused_redis_keeps_memory_bounded_counts_drops_and_delivery_resumes()
+-> anyhow::Result<()> {
+    let redis = RedisProcess::start()?;
+    let mongo = Mongo::start().await?;
+    // A small bound, so that the pause outlasts it many times over.
+    let max_pending = 20;
+    let cl = Cluster::start_with(
+        &mongo.url(),
+        &redis.url(),
+        Some(&format!("[broker]\nmax_pending = {max_pending}\n")),
+    );
+    let mut x = connect(Lib::Node, &cl.a, "x", 0, false);
+    let mut y = connect(Lib::Python, &cl.b, "y", 0, false);
+
+    let pusher = Pusher::start(&cl.api.api, &["x", "y"]);
+    pusher.until_answered(20).await;
+    let before = rss_all(&cl);
+    redis.signal("STOP")?;
+    // Two notifications a push: the bound fills within the first few pushes of the pause.
+    pusher.until_answered(4 * max_pending).await;
+    let dropped = metric(&cl.api.api, "herald_broker_notifications_dropped_total").await;
+    assert!(dropped > 0.0, "nothing dropped: the bound never filled");
+    assert!(metric(&cl.api.api, "herald_broker_pending").await <= max_pending as f64);
+    // The node is degraded, not down: it still takes pushes.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let a = http(
+            "GET",
+            &format!("{}/healthy?timeout=200", cl.api.api),
+            None,
+            &[],
+        )
+        .await;
+        if a.status == 200 && a.body["degraded"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthy: {} {}",
+            a.status,
+            a.body
+        );
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    }
+    assert_rss_bounded(&cl, &before);
+    redis.signal("CONT")?;
+    pusher.until_answered(20).await;
+    let (audit, statuses) = pusher.finish().await;
+
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{statuses:?}"
+    );
+    // What was dropped reaches the clients through the resync every node makes.
+    audit.settle("x", &mut [&mut x]);
+    audit.settle("y", &mut [&mut y]);
+    until_status(&cl.api.api, "/healthy", 200, WAIT).await;
+    assert!(metric(&cl.api.api, "herald_broker_notifications_dropped_total").await >= dropped);
     Ok(())
 }

@@ -594,16 +594,34 @@ async fn healthy<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
         Ok(Err(e)) => problems.push(e.to_string()),
         Err(_) => problems.push(format!("store did not answer within {timeout} ms")),
     }
+    // The broker is not on the durability path: pushes are still stored and answered 200
+    // without it, and sessions catch up when it is back. So it makes the node degraded, not
+    // unhealthy (a load balancer must not take every node out when Redis goes away).
+    let mut degraded = Vec::new();
     match broker {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => problems.push(e.to_string()),
-        Err(_) => problems.push(format!("broker did not answer within {timeout} ms")),
+        Ok(Err(e)) => degraded.push(format!("broker: {e}")),
+        Err(_) => degraded.push(format!("broker did not answer within {timeout} ms")),
     }
-    if problems.is_empty() {
-        Ok(ok(json!({ "ok": 1 })))
-    } else {
+    if let Some(redis) = state.metrics.redis.get() {
+        let r = redis.report();
+        if let (Some(down), true) = (r.down_for, degraded.is_empty()) {
+            degraded.push(format!(
+                "broker: Redis unreachable for {} ms: {}",
+                down.as_millis(),
+                r.reason
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        problems.extend(degraded);
         log::warn!("health check failed: {}", problems.join("; "));
         Ok(errors(StatusCode::ServiceUnavailable, problems))
+    } else if !degraded.is_empty() {
+        log::warn!("health check: degraded: {}", degraded.join("; "));
+        Ok(ok(json!({ "ok": 1, "degraded": degraded })))
+    } else {
+        Ok(ok(json!({ "ok": 1 })))
     }
 }
 

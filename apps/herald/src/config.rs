@@ -243,7 +243,52 @@ const KEYS: &[Key] = &[
         path: "broker.redis",
         env: "HERALD_REDIS",
         kind: Kind::Str,
-        help: "Redis URL (redis:// or redis+cluster://h1,h2); when set, nodes coordinate through Redis",
+        help: "Redis URL (redis://, redis+cluster://h1,h2 or redis+sentinel://s1,s2/<master>); when set, nodes coordinate through Redis",
+    },
+    Key {
+        path: "broker.max_pending",
+        env: "HERALD_BROKER_MAX_PENDING",
+        kind: Kind::Int {
+            min: 1,
+            max: 100_000_000,
+        },
+        help: "notifications waiting for Redis; past it one is dropped and counted (a resync delivers its message)",
+    },
+    Key {
+        path: "broker.max_pending_bytes",
+        env: "HERALD_BROKER_MAX_PENDING_BYTES",
+        kind: Kind::Int {
+            min: 64 << 10,
+            max: 1 << 30,
+        },
+        help: "payload bytes of the notifications waiting for Redis; past it likewise",
+    },
+    Key {
+        path: "broker.connect_timeout_ms",
+        env: "HERALD_BROKER_CONNECT_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time connecting to Redis (or asking a sentinel) may take",
+    },
+    Key {
+        path: "broker.response_timeout_ms",
+        env: "HERALD_BROKER_RESPONSE_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: MS_MAX,
+        },
+        help: "time a Redis command may wait for its answer (a paused or partitioned server)",
+    },
+    Key {
+        path: "broker.reconnect_max_ms",
+        env: "HERALD_BROKER_RECONNECT_MAX_MS",
+        kind: Kind::Int {
+            min: 50,
+            max: MS_MAX,
+        },
+        help: "longest wait between two attempts to reach Redis again (the first is 50 ms, doubling)",
     },
     Key {
         path: "retention.cap",
@@ -563,6 +608,16 @@ pub struct Config {
     pub mongo_settle: Duration,
     /// How nodes coordinate.
     pub broker: BrokerChoice,
+    /// Most notifications waiting for Redis.
+    pub broker_max_pending: usize,
+    /// Most payload bytes of the notifications waiting for Redis.
+    pub broker_max_pending_bytes: usize,
+    /// Time connecting to Redis (or a sentinel) may take.
+    pub broker_connect_timeout: Duration,
+    /// Time a Redis command may wait for its answer.
+    pub broker_response_timeout: Duration,
+    /// Longest wait between two attempts to reach Redis again.
+    pub broker_reconnect_max: Duration,
     /// Messages kept per client.
     pub retention_cap: u64,
     /// Default message time to live.
@@ -753,12 +808,14 @@ impl Config {
             Some(url) => {
                 if !(url.starts_with("redis://")
                     || url.starts_with("rediss://")
-                    || url.starts_with("redis+cluster://"))
+                    || url.starts_with("redis+cluster://")
+                    || url.starts_with("redis+sentinel://"))
                 {
                     return Err(bad(
                         "broker.redis",
                         format!(
-                            "expected a redis://, rediss:// or redis+cluster:// URL, found {:?}",
+                            "expected a redis://, rediss://, redis+cluster:// or \
+                             redis+sentinel:// URL, found {:?}",
                             redact_url(&url)
                         ),
                     ));
@@ -861,6 +918,15 @@ impl Config {
                 MongoConfig::new("").settle.as_millis() as i64,
             ) as u64),
             broker,
+            broker_max_pending: i("broker.max_pending", 10_000) as usize,
+            broker_max_pending_bytes: i("broker.max_pending_bytes", 16 << 20) as usize,
+            broker_connect_timeout: Duration::from_millis(
+                i("broker.connect_timeout_ms", 5_000) as u64
+            ),
+            broker_response_timeout: Duration::from_millis(
+                i("broker.response_timeout_ms", 5_000) as u64
+            ),
+            broker_reconnect_max: Duration::from_millis(i("broker.reconnect_max_ms", 2_000) as u64),
             retention_cap: i("retention.cap", 10_000) as u64,
             retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
             log_level,
@@ -1152,6 +1218,11 @@ mod tests {
         assert_eq!(c.ping_timeout, Duration::from_secs(20));
         assert_eq!(c.max_queue_bytes, 16 << 20);
         assert_eq!(c.close_timeout, Duration::from_secs(3));
+        assert_eq!(c.broker_max_pending, 10_000);
+        assert_eq!(c.broker_max_pending_bytes, 16 << 20);
+        assert_eq!(c.broker_connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.broker_response_timeout, Duration::from_secs(5));
+        assert_eq!(c.broker_reconnect_max, Duration::from_secs(2));
         assert_eq!(c.retention_cap, 10_000);
         assert_eq!(c.retention_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(c.api_max_body, 1 << 20);
@@ -1295,6 +1366,30 @@ mod tests {
             BrokerChoice::Redis("redis+cluster://a:1,b:2".into())
         );
         assert_eq!(c.store, StoreChoice::Mongo("mongodb://m".into()));
+        let sentinel = "redis+sentinel://s1:26379,s2:26379/cache";
+        let c = load(
+            &[
+                "--secret",
+                "s",
+                "--redis",
+                sentinel,
+                "--mongo",
+                "mongodb://m",
+            ],
+            &[
+                ("HERALD_BROKER_MAX_PENDING", "500"),
+                ("HERALD_BROKER_MAX_PENDING_BYTES", "1048576"),
+                ("HERALD_BROKER_RESPONSE_TIMEOUT_MS", "250"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.broker, BrokerChoice::Redis(sentinel.into()));
+        assert_eq!(
+            (c.broker_max_pending, c.broker_max_pending_bytes),
+            (500, 1 << 20)
+        );
+        let err = load(&[], &[("HERALD_BROKER_MAX_PENDING", "0")]).unwrap_err();
+        assert!(err.to_string().contains("broker.max_pending"), "{err}");
         let err = load(&["--mongo", "http://x"], &[]).unwrap_err();
         assert!(err.to_string().contains("mongodb://"), "{err}");
         let err = load(&["--node-id", "a:b"], &[]).unwrap_err();

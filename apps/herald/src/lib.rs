@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod metrics;
+pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod subs;

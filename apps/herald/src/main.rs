@@ -135,7 +135,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 store,
                 MemoryBroker::new().node(),
                 store_text,
-                broker_text,
+                BrokerInfo {
+                    text: broker_text,
+                    redis: None,
+                },
             )
             .await
         }
@@ -158,25 +161,44 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         store,
                         MemoryBroker::new().node(),
                         store_text,
-                        broker_text,
+                        BrokerInfo {
+                            text: broker_text,
+                            redis: None,
+                        },
                     )
                     .await
                 }
                 BrokerChoice::Redis(redis_url) => {
-                    let cfg = RedisBrokerConfig::from_url(redis_url).map_err(|e| match e {
-                        // The error names the URL, which may carry a password.
-                        RedisBrokerError::InvalidUrl { reason, .. } => anyhow::anyhow!(
-                            "broker.redis: invalid Redis URL {:?}: {reason}",
-                            redact(redis_url)
-                        ),
-                        other => anyhow::anyhow!("broker.redis: {other}"),
+                    let cfg = RedisBrokerConfig::from_url(redis_url)
+                        .map_err(|e| match e {
+                            // The error names the URL, which may carry a password.
+                            RedisBrokerError::InvalidUrl { reason, .. } => anyhow::anyhow!(
+                                "broker.redis: invalid Redis URL {:?}: {reason}",
+                                redact(redis_url)
+                            ),
+                            other => anyhow::anyhow!("broker.redis: {other}"),
+                        })?
+                        .with_max_pending(
+                            config.broker_max_pending,
+                            config.broker_max_pending_bytes,
+                        )
+                        .with_connection_timeout(config.broker_connect_timeout)
+                        .with_response_timeout(config.broker_response_timeout)
+                        .with_reconnect_backoff(
+                            Duration::from_millis(50),
+                            config.broker_reconnect_max,
+                        );
+                    let broker = RedisBroker::connect(
+                        cfg,
+                        node_id.clone(),
+                        Arc::new(herald::runtime::AsyncStd),
+                    )
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("broker.redis: cannot use {}: {e}", redact(redis_url))
                     })?;
-                    let broker = RedisBroker::connect(cfg, node_id.clone())
-                        .await
-                        .map_err(|e| {
-                            anyhow::anyhow!("broker.redis: cannot use {}: {e}", redact(redis_url))
-                        })?;
                     broker_text = format!("redis:{}", redact(redis_url));
+                    let stats = broker.stats();
                     serve(
                         config,
                         auth,
@@ -184,7 +206,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         store,
                         broker,
                         store_text,
-                        broker_text,
+                        BrokerInfo {
+                            text: broker_text,
+                            redis: Some(stats),
+                        },
                     )
                     .await
                 }
@@ -198,6 +223,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// The broker as the start-up line shows it, and the Redis broker's counters for metrics and
+/// `/healthy`.
+struct BrokerInfo {
+    /// `in-process` or `redis:<redacted URL>`.
+    text: String,
+    /// Set with Redis.
+    redis: Option<Arc<herald_broker_redis::BrokerStats>>,
+}
+
 /// Runs the node on `store` and `broker` until SIGTERM or SIGINT.
 async fn serve<S: MessageStore, B: Broker>(
     config: Config,
@@ -206,10 +240,17 @@ async fn serve<S: MessageStore, B: Broker>(
     store: S,
     broker: B,
     store_text: String,
-    broker_text: String,
+    broker_info: BrokerInfo,
 ) -> anyhow::Result<()> {
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::default());
+    let BrokerInfo {
+        text: broker_text,
+        redis,
+    } = broker_info;
+    if let Some(stats) = redis {
+        let _ = metrics.redis.set(stats);
+    }
     let (io, incoming) = SocketIo::new(server::socketio_config(&config));
     let node = server::start_engine(
         &config,

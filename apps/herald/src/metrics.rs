@@ -85,6 +85,8 @@ pub struct Metrics {
     pub store_latency: Histogram,
     /// Broker round-trip latency.
     pub broker_latency: Histogram,
+    /// The Redis broker's own counters and outage clock (set once when Redis is used).
+    pub redis: std::sync::OnceLock<std::sync::Arc<herald_broker_redis::BrokerStats>>,
 }
 
 /// Counters owned by the engine (the Hub), read when rendering.
@@ -215,6 +217,61 @@ impl Metrics {
             "Broker operations that failed.",
             c(&self.broker_errors),
         );
+        if let Some(redis) = self.redis.get() {
+            let r = redis.report();
+            for (name, kind, help, value) in [
+                (
+                    "herald_broker_up",
+                    "gauge",
+                    "1 while Redis answers, 0 during an outage.",
+                    u64::from(r.down_for.is_none()).to_string(),
+                ),
+                (
+                    "herald_broker_down_seconds_total",
+                    "counter",
+                    "Time without Redis since start, the present outage included.",
+                    r.down_total.as_secs_f64().to_string(),
+                ),
+                (
+                    "herald_broker_reconnects_total",
+                    "counter",
+                    "Times the Redis subscriber connection came back after a loss.",
+                    r.reconnects.to_string(),
+                ),
+                (
+                    "herald_broker_failovers_total",
+                    "counter",
+                    "Times the Redis master moved to another server (Sentinel).",
+                    r.failovers.to_string(),
+                ),
+                (
+                    "herald_broker_notifications_dropped_total",
+                    "counter",
+                    "Notifications dropped because too many waited for Redis.",
+                    r.dropped.to_string(),
+                ),
+                (
+                    "herald_broker_notifications_failed_total",
+                    "counter",
+                    "Notifications sent that Redis did not take.",
+                    r.failed.to_string(),
+                ),
+                (
+                    "herald_broker_pending",
+                    "gauge",
+                    "Notifications waiting for Redis.",
+                    r.pending.to_string(),
+                ),
+                (
+                    "herald_broker_pending_bytes",
+                    "gauge",
+                    "Payload bytes of the notifications waiting for Redis.",
+                    r.pending_bytes.to_string(),
+                ),
+            ] {
+                series(name, kind, help, value);
+            }
+        }
         for (name, help, h) in [
             (
                 "herald_store_latency_seconds",
@@ -332,6 +389,31 @@ mod tests {
                 s.iter().any(|(n, _)| n.starts_with(needed)),
                 "{needed} missing"
             );
+        }
+        assert!(
+            !text.contains("herald_broker_up"),
+            "no Redis series without Redis"
+        );
+    }
+
+    #[test]
+    fn the_redis_series_come_with_redis() {
+        let m = Metrics::default();
+        let stats = std::sync::Arc::new(herald_broker_redis::BrokerStats::default());
+        assert!(m.redis.set(stats).is_ok());
+        let s = samples(&m.render("n", EngineCounts::default()));
+        let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        assert_eq!(get("herald_broker_up{node=\"n\"}"), Some(1.0));
+        for zero in [
+            "herald_broker_down_seconds_total",
+            "herald_broker_reconnects_total",
+            "herald_broker_failovers_total",
+            "herald_broker_notifications_dropped_total",
+            "herald_broker_notifications_failed_total",
+            "herald_broker_pending",
+            "herald_broker_pending_bytes",
+        ] {
+            assert_eq!(get(&format!("{zero}{{node=\"n\"}}")), Some(0.0), "{zero}");
         }
     }
 }
