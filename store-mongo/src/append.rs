@@ -29,7 +29,6 @@
 
 use std::collections::HashMap;
 
-use futures::TryStreamExt;
 use herald_core::{AppendResult, ClientId, MessageId, NewMessage, StoreError};
 use mongodb::bson::{Bson, DateTime, Document, doc};
 
@@ -322,25 +321,10 @@ impl MongoStore {
 
     /// Reads the counters of `clients` (absent: 0) into what this node knows.
     async fn read_counters(&self, clients: &[&str]) -> Result<(), StoreError> {
-        let n = i64::try_from(clients.len()).unwrap_or(i64::MAX);
-        let mut cursor = self
-            .counters
-            .find(doc! {"_id": {"$in": clients}})
-            .projection(doc! {"n": 1})
-            // One reply: a batch exactly as large as the result would leave a cursor open.
-            .limit(n)
-            .batch_size(u32::try_from(clients.len() + 1).unwrap_or(u32::MAX))
-            .await
-            .map_err(unavailable)?;
-        let mut found: HashMap<String, i64> = HashMap::with_capacity(clients.len());
-        while let Some(counter) = cursor.try_next().await.map_err(unavailable)? {
-            if let (Ok(client), Some(n)) = (counter.get_str("_id"), int(&counter, "n")) {
-                found.insert(client.to_owned(), n);
-            }
-        }
+        let found = self.read_counters_by_id(clients).await?;
         for client in clients {
-            self.counters_seen
-                .set(client, found.get(*client).copied().unwrap_or(0));
+            let n = found.get(*client).and_then(|c| int(c, "n")).unwrap_or(0);
+            self.counters_seen.set(client, n);
         }
         Ok(())
     }

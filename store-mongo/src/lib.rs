@@ -37,6 +37,8 @@
 //!   an acknowledgement is durable before the session's cursor moves.
 //! - **A read costs one query when there is nothing to read** (the client's counter: its last
 //!   id is not beyond the cursor and the slot's mark), two otherwise (the messages after them).
+//!   Counter reads are coalesced like writes: a connect storm reads its counters with one
+//!   `find` per batch.
 //!
 //! ## Ids: strictly increasing per client, never reused, holes allowed
 //!
@@ -173,6 +175,9 @@ pub struct MongoStore {
     appends: Arc<Batcher<AppendReq, AppendAnswer>>,
     /// Acknowledgements waiting for the next ack batch of this node.
     acks: Arc<Batcher<AckReq, Result<(), StoreError>>>,
+    /// Sessions' reads of counters waiting for the next `find` of this node: a connect storm
+    /// reads its counters a batch at a time, not one query per session.
+    counter_reads: Arc<Batcher<ClientId, Result<Option<Document>, StoreError>>>,
     /// Reads handed to the driver at once (as many as its connection pool holds): the others
     /// wait here as a few hundred bytes each, instead of as the driver's operation futures
     /// (tens of KiB each) queued for a pooled connection. A burst of connecting sessions
@@ -324,6 +329,7 @@ impl MongoStore {
             settle: config.settle,
             appends: Arc::new(Batcher::new()),
             acks: Arc::new(Batcher::new()),
+            counter_reads: Arc::new(Batcher::new()),
             reads: Arc::new(Semaphore::new(reads as usize)),
             passed_holes: Arc::new(PassedHoles::default()),
         })
@@ -587,15 +593,14 @@ impl MongoStore {
         Ok(Gap::Settled { hi })
     }
 
-    /// `client`'s last id and `slot`'s mark (0 when absent).
+    /// `client`'s last id and `slot`'s mark (0 when absent). Concurrent reads of one node
+    /// share one `find` (see `counter_reads`).
     async fn counter(&self, client: &ClientId, slot: Slot) -> Result<(i64, i64), StoreError> {
-        let _turn = self.reading().await?;
         let counter = self
-            .counters
-            .find_one(doc! {"_id": client.as_str()})
-            .projection(doc! {"n": 1, "m": 1})
+            .counter_reads
+            .submit(client.clone(), |batch| self.read_counter_batch(batch))
             .await
-            .map_err(unavailable)?;
+            .map_err(abandoned)??;
         let Some(counter) = counter else {
             return Ok((0, 0));
         };
@@ -605,6 +610,56 @@ impl MongoStore {
             .and_then(|m| int(m, &slot.get().to_string()))
             .unwrap_or(0);
         Ok((int(&counter, "n").unwrap_or(0), mark))
+    }
+
+    /// The counters of a batch of reads (each client's document, or `None`), one `find` per
+    /// [`append::CHUNK`] clients.
+    async fn read_counter_batch(
+        &self,
+        clients: Vec<ClientId>,
+    ) -> Vec<Result<Option<Document>, StoreError>> {
+        let mut found: std::collections::HashMap<String, Document> =
+            std::collections::HashMap::with_capacity(clients.len());
+        let mut failed: Option<StoreError> = None;
+        for chunk in clients.chunks(append::CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(ClientId::as_str).collect();
+            match self.read_counters_by_id(&ids).await {
+                Ok(docs) => found.extend(docs),
+                Err(e) => failed = Some(e),
+            }
+        }
+        clients
+            .iter()
+            .map(|c| match (&failed, found.remove(c.as_str())) {
+                (_, Some(doc)) => Ok(Some(doc)),
+                (Some(e), None) => Err(e.clone()),
+                (None, None) => Ok(None),
+            })
+            .collect()
+    }
+
+    /// The counter documents (`n` and the marks) of `ids`, by client.
+    pub(crate) async fn read_counters_by_id(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Document>, StoreError> {
+        let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        let mut cursor = self
+            .counters
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"n": 1, "m": 1})
+            // One reply: a batch exactly as large as the result would leave a cursor open.
+            .limit(n)
+            .batch_size(u32::try_from(ids.len() + 1).unwrap_or(u32::MAX))
+            .await
+            .map_err(unavailable)?;
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
+            if let Ok(id) = doc.get_str("_id") {
+                out.insert(id.to_owned(), doc);
+            }
+        }
+        Ok(out)
     }
 
     /// A turn to read: waits while as many reads as the pool holds are under way. Every

@@ -323,3 +323,22 @@ async fn a_read_with_nothing_to_read_costs_one_query() {
         .unwrap();
     assert_eq!(other.len(), 1);
 }
+
+/// A connect storm: the first reads of many sessions at once share their counter queries.
+#[async_std::test]
+async fn concurrent_first_reads_share_their_counter_queries() {
+    let (_mongo, store, ops) = start("storm").await;
+    let who = clients("s", 200);
+    let before = ops.count().await;
+    let reads = who
+        .iter()
+        .map(|c| store.unacked(c, Slot::new(0).unwrap(), MessageId::ZERO, 10, now_ms()));
+    for read in futures::future::join_all(reads).await {
+        assert!(read.unwrap().is_empty());
+    }
+    let cost = ops.count().await - before;
+    assert!(
+        cost <= 10,
+        "200 first reads of empty queues cost {cost} operations"
+    );
+}
