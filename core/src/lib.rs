@@ -7,7 +7,8 @@
 //!
 //! - [`ids`], [`message`], [`identity`]: validated identifiers, messages, who a session is.
 //! - [`auth`]: connect authentication (HMAC, JWT HS256, the seed's legacy headers).
-//! - [`push`]: validation of a `POST /push` body.
+//! - [`push`]: validation of a `POST /push` body; [`publish`](mod@publish): the whole publish
+//!   path of one push (validation, append, notifications, outcome).
 //! - [`ports`]: the [`MessageStore`] and [`Broker`] traits adapters implement;
 //!   [`memory`]: in-memory implementations of both.
 //! - [`hub`]: the [`Hub`], every session of one node; [`io`]: its inputs and outputs.
@@ -55,6 +56,7 @@ pub mod io;
 pub mod memory;
 pub mod message;
 pub mod ports;
+pub mod publish;
 pub mod push;
 
 pub use hub::{Hub, HubConfig, HubStats};
@@ -70,3 +72,4 @@ pub use ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
     RetentionReport, StoreError,
 };
+pub use publish::{Published, publish};

@@ -2,8 +2,8 @@
 //! `MemoryStore` and one `MemoryBroker` bus, driven by a seeded RNG on a virtual clock.
 //!
 //! Each scenario runs random client connects (to random nodes, sometimes two devices on one
-//! client and slot), disconnects, node crashes and restarts, pushes (append, then notify, as an
-//! API node does), acknowledgements with random delays (some never sent), and store and broker
+//! client and slot), disconnects, node crashes and restarts, pushes (through `herald_core::publish`,
+//! the server's own publish path), acknowledgements with random delays (some never sent), and store and broker
 //! outages (half the broker outages end as a restart that forgot every generation, as a Redis
 //! without persistence does). Store and broker calls execute and answer after random delays, so nodes interleave.
 //! Then a settle phase clears the faults, reconnects every device and lets everything finish,
@@ -22,12 +22,11 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use herald_core::Broker;
 use herald_core::memory::now_or_never;
 use herald_core::{
-    BrokerEvents, BrokerOp, ClientId, ConnId, Hub, HubConfig, Identity, Input, MemoryBroker,
-    MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode, NewMessage, NodeId, Output,
-    Payload, RequestId, Retention, Slot, StoreOp,
+    Broker, BrokerError, BrokerEvents, BrokerOp, ClientId, ConnId, Generation, Hub, HubConfig,
+    Identity, Input, MemoryBroker, MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode,
+    NodeId, Output, Published, RequestId, Retention, Slot, StoreOp, publish,
 };
 
 /// A small, fast, seedable PRNG (splitmix64): the simulation's only source of randomness.
@@ -125,6 +124,8 @@ struct Sim {
     store: MemoryStore,
     bus: MemoryBroker,
     api_broker: MemoryBrokerNode,
+    /// The same bus, without messages in notifications.
+    id_only_broker: IdOnly,
     nodes: Vec<Option<Node>>,
     next_inc: u64,
     devices: Vec<Device>,
@@ -147,6 +148,43 @@ fn poll_stream(s: &mut BrokerEvents) -> Option<herald_core::BrokerEvent> {
     }
 }
 
+/// A broker that cannot carry messages in its notifications: every notification says only
+/// "look again" (the default [`Broker::notify_message`]), and sessions read the store.
+struct IdOnly(MemoryBrokerNode);
+
+impl Broker for IdOnly {
+    fn subscribe(&self, client: &ClientId) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.subscribe(client)
+    }
+    fn unsubscribe(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.unsubscribe(client)
+    }
+    fn notify(
+        &self,
+        client: &ClientId,
+        last: MessageId,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.notify(client, last)
+    }
+    fn claim(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send {
+        self.0.claim(client, slot, node)
+    }
+    fn ping(&self) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.ping()
+    }
+    fn events(&self) -> BrokerEvents {
+        self.0.events()
+    }
+}
+
 /// Polls a future of the in-memory ports, which are ready at once.
 fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -165,6 +203,7 @@ impl Sim {
         });
         let bus = MemoryBroker::new();
         let api_broker = bus.node();
+        let id_only_broker = IdOnly(bus.node());
         let mut devices = Vec::new();
         for c in 0..CLIENTS {
             for s in 0..SLOTS {
@@ -199,6 +238,7 @@ impl Sim {
             store,
             bus,
             api_broker,
+            id_only_broker,
             nodes: Vec::new(),
             next_inc: 1,
             devices,
@@ -555,31 +595,34 @@ impl Sim {
             }
         }
         self.pushed += 1;
-        let msg = NewMessage {
-            from: "sim".into(),
-            channel: vec![],
-            data: Payload::from_json(&self.pushed.to_string()).unwrap(),
-            ttl: None,
+        let data = self.pushed.to_string();
+        let recv: Vec<&str> = recipients.iter().map(ClientId::as_str).collect();
+        let body = serde_json::json!({"send_id": "sim", "recv_id": recv, "data": self.pushed});
+        let body = body.to_string();
+        // The server's own publish path. Half the pushes go through a broker that cannot carry
+        // the message (the notification says "look again" only), the others as the server's
+        // brokers do, with the message attached.
+        let published = if self.rng.below(2) == 0 {
+            ready(publish(
+                &self.store,
+                &self.id_only_broker,
+                body.as_bytes(),
+                self.now_ms,
+            ))
+        } else {
+            ready(publish(
+                &self.store,
+                &self.api_broker,
+                body.as_bytes(),
+                self.now_ms,
+            ))
         };
-        let Ok(results) = now_or_never(self.store.append(&msg, &recipients, self.now_ms)) else {
-            return; // store down: the API would answer 503, nothing promised
-        };
-        // Half the pushes attach the message to the notification, as the server does; the
-        // others send the id alone, as a broker that cannot carry the message does.
-        let attach = self.rng.below(2) == 0;
-        for (client, r) in recipients.iter().zip(results) {
-            if let Ok(id) = r {
-                self.contents.insert(
-                    (client.clone(), id),
-                    (msg.data.json().to_owned(), self.now_ms),
-                );
-                // A failed notify only delays delivery until a resync or the next notify.
-                let _ = if attach {
-                    let stored = msg.to_message(id, self.now_ms);
-                    now_or_never(self.api_broker.notify_message(client, &stored))
-                } else {
-                    now_or_never(self.api_broker.notify(client, id))
-                };
+        // A refused or unstored push promises nothing (the API answers 4xx or 503); a failed
+        // notify only delays delivery until a resync or the next notify.
+        if let Published::Stored { stored, .. } = published {
+            for (client, id) in stored {
+                self.contents
+                    .insert((client, id), (data.clone(), self.now_ms));
             }
         }
         self.pump_all();

@@ -18,7 +18,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
-use herald_core::{Broker, ClientId, Message, MessageId, MessageStore, Payload, Slot, StoreError};
+use herald_core::{
+    Broker, ClientId, Message, MessageId, MessageStore, Payload, Published, Slot, StoreError,
+};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tide::{Next, Request, Response, StatusCode};
@@ -271,9 +273,10 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             return Ok(res);
         }
     };
-    let push = match herald_core::push::parse_push(&body) {
-        Ok(p) => p,
-        Err(errs) => {
+    let published =
+        herald_core::publish(&*state.store, &**state.subs.broker(), &body, unix_ms()).await;
+    let (stored, failed) = match published {
+        Published::Refused(errs) => {
             Metrics::inc(&state.metrics.push_rejected);
             let errs: Vec<String> = herald_core::push::cap_errors(errs, state.max_listed_errors)
                 .iter()
@@ -282,74 +285,32 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             log::info!("push refused: {}", errs.join("; "));
             return Ok(errors(StatusCode::BadRequest, errs));
         }
-    };
-    let started = Instant::now();
-    let now_ms = unix_ms();
-    let result = state
-        .store
-        .append(&push.message, &push.recipients, now_ms)
-        .await;
-    state.metrics.store_latency.observe(started.elapsed());
-    let results = match result {
-        Ok(r) => r,
-        Err(e) => {
-            Metrics::inc(&state.metrics.store_errors);
-            log::warn!("push failed, store down: {e}");
-            return Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()]));
-        }
-    };
-    let mut sent = 0u64;
-    let mut failed = Vec::new();
-    let mut notify = Vec::with_capacity(results.len());
-    for (client, r) in push.recipients.iter().zip(results) {
-        match r {
-            Ok(id) => {
-                sent += 1;
-                notify.push((client.clone(), id));
+        Published::NotStored { error, failed } => {
+            if !failed.is_empty() {
+                // The store answered, but kept no copy: a failure the metered store cannot see.
+                Metrics::inc(&state.metrics.store_errors);
+                state
+                    .metrics
+                    .push_failed_recipients
+                    .fetch_add(failed.len() as u64, Relaxed);
             }
-            Err(e) => {
-                log::warn!("push to {client} failed: {e}");
-                failed.push(client.as_str().to_owned());
-            }
+            return Ok(errors(
+                StatusCode::ServiceUnavailable,
+                vec![error.to_string()],
+            ));
         }
-    }
-    if sent == 0 {
-        Metrics::inc(&state.metrics.store_errors);
-        state
-            .metrics
-            .push_failed_recipients
-            .fetch_add(failed.len() as u64, Relaxed);
-        return Ok(errors(
-            StatusCode::ServiceUnavailable,
-            vec![StoreError::Unavailable("no recipient's copy could be stored".into()).to_string()],
-        ));
-    }
-    // Stored: the answer is 200 whatever the broker does. A failed notification only delays
-    // delivery until the broker resyncs (sessions then re-read their queues).
-    // The notifications of the push go out together (pipelined by the Redis broker): a push
-    // to thousands of recipients must not cost thousands of broker round trips.
-    let started = Instant::now();
-    // Each notification carries the message, so that a session waiting for exactly this id
-    // delivers it without reading it back from the store.
-    let notes: Vec<_> = notify
-        .into_iter()
-        .map(|(client, id)| (client, push.message.to_message(id, now_ms)))
-        .collect();
-    if let Err(e) = state.subs.broker().notify_messages(&notes).await {
-        Metrics::inc(&state.metrics.broker_errors);
-        for (client, message) in &notes {
-            log::warn!("notify {client} of message {} failed: {e}", message.id);
-        }
-    }
-    state.metrics.broker_latency.observe(started.elapsed());
+        // Stored: the answer is 200 whatever the broker did.
+        Published::Stored { stored, failed, .. } => (stored.len() as u64, failed),
+    };
     Metrics::inc(&state.metrics.push_requests);
-    state.metrics.pushed_messages.fetch_add(sent, Relaxed);
+    state.metrics.pushed_messages.fetch_add(stored, Relaxed);
     state
         .metrics
         .push_failed_recipients
         .fetch_add(failed.len() as u64, Relaxed);
-    let mut body = json!({ "ok": 1, "send": sent });
+    let mut body = json!({ "ok": 1, "send": stored });
     if !failed.is_empty() {
+        let failed: Vec<&str> = failed.iter().map(ClientId::as_str).collect();
         body["failed"] = json!(failed);
     }
     Ok(ok(body))
@@ -434,10 +395,7 @@ async fn queues<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::
     };
     match read_history(&state, &client, &read).await {
         Ok(answer) => Ok(ok_text(answer)),
-        Err(e) => {
-            Metrics::inc(&state.metrics.store_errors);
-            Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()]))
-        }
+        Err(e) => Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()])),
     }
 }
 
@@ -474,12 +432,10 @@ async fn read_history<S: MessageStore, B: Broker>(
     let (mut cursor_ms, mut same_ms, mut read_upto) = (read.since_ms, 0usize, 0u64);
     'pages: while count < read.limit {
         let want = (read.limit - count).min(HISTORY_PAGE) + same_ms;
-        let started = Instant::now();
         let page = state
             .store
             .history(client, cursor_ms, want, read.now_ms)
             .await?;
-        state.metrics.store_latency.observe(started.elapsed());
         let exhausted = page.len() < want;
         for m in page {
             if m.id.0 <= read_upto {
@@ -533,16 +489,13 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
     // Register and subscribe before the first read, so a push landing in between still wakes us.
     let guard = state.watchers.register(&client);
     if let Err(e) = state.subs.subscribe(&client).await {
-        Metrics::inc(&state.metrics.broker_errors);
         log::warn!("watch of {client}: subscribe failed, falling back to the timeout: {e}");
     }
     let answer = loop {
-        let started = Instant::now();
         let r = state
             .store
             .unacked(&client, slot, MessageId::ZERO, 1, unix_ms())
             .await;
-        state.metrics.store_latency.observe(started.elapsed());
         match r {
             Ok(found) if !found.is_empty() => {
                 break ok_text(format!(
@@ -551,10 +504,7 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
                 ));
             }
             Ok(_) => {}
-            Err(e) => {
-                Metrics::inc(&state.metrics.store_errors);
-                break errors(StatusCode::ServiceUnavailable, vec![e.to_string()]);
-            }
+            Err(e) => break errors(StatusCode::ServiceUnavailable, vec![e.to_string()]),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod metered;
 pub mod metrics;
 pub mod secret;
 pub mod server;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use futures::StreamExt;
 use herald::config::{BrokerChoice, Config, Flags, StoreChoice, redact_url as redact};
+use herald::metered::Metered;
 use herald::metrics::Metrics;
 use herald::{secret, server};
 use herald_broker_redis::{RedisBroker, RedisBrokerConfig, RedisBrokerError};
@@ -204,16 +205,12 @@ async fn serve<S: MessageStore, B: Broker>(
     store_text: String,
     broker_text: String,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(store);
     let metrics = Arc::new(Metrics::default());
+    // Every call of the ports, from the engine, the REST API or retention, is metered here.
+    let store = Arc::new(Metered::new(store, metrics.clone()));
+    let broker = Arc::new(Metered::new(broker, metrics.clone()));
     let (io, incoming) = SocketIo::new(server::socketio_config(&config));
-    let node = server::start_engine(
-        &config,
-        &node_id,
-        store.clone(),
-        Arc::new(broker),
-        metrics.clone(),
-    );
+    let node = server::start_engine(&config, &node_id, store.clone(), broker, metrics.clone());
     let listeners = server::listen(&config, &node, &io, node_id.as_str()).await?;
     async_std::task::spawn(server::accept_connections(
         incoming,

@@ -286,13 +286,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             let node = node.clone();
             let mut call = Box::pin(async move {
                 let _guard = node.inflight.enter();
-                let started = Instant::now();
-                let result = op.run(&*node.store, unix_ms()).await;
-                node.metrics.store_latency.observe(started.elapsed());
-                if result.is_err() {
-                    Metrics::inc(&node.metrics.store_errors);
-                }
-                result
+                op.run(&*node.store, unix_ms()).await
             });
             // A store that answers at once (the embedded store's acknowledgements) is
             // answered here: no task, no trip through the shard's channel.
@@ -312,7 +306,6 @@ fn carry_out<S: MessageStore, B: Broker>(
             let node = node.clone();
             let me = me.clone();
             async_std::task::spawn(async move {
-                let started = Instant::now();
                 // Subscriptions go through the node's refcount (shared with watchers).
                 let result = match op {
                     BrokerOp::Subscribe { client } => node
@@ -327,10 +320,6 @@ fn carry_out<S: MessageStore, B: Broker>(
                         .map(|()| BrokerReply::Unsubscribed),
                     claim => claim.run(&**node.subs.broker()).await,
                 };
-                node.metrics.broker_latency.observe(started.elapsed());
-                if result.is_err() {
-                    Metrics::inc(&node.metrics.broker_errors);
-                }
                 let _ = me
                     .send(ShardMsg::Hub(Input::BrokerDone { req, result }))
                     .await;
@@ -515,10 +504,7 @@ pub async fn retention<S: MessageStore>(store: Arc<S>, metrics: Arc<Metrics>, ev
                     );
                 }
             }
-            Err(e) => {
-                Metrics::inc(&metrics.store_errors);
-                log::warn!("retention pass failed: {e}");
-            }
+            Err(e) => log::warn!("retention pass failed: {e}"),
         }
     }
 }
