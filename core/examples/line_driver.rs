@@ -126,6 +126,7 @@ fn main() {
                     println!("to {conn:?}: kicked {{\"reason\":\"{}\"}}", reason.as_str())
                 }
                 Output::Close { conn, reason } => println!("close {conn:?}: {reason:?}"),
+                Output::Wake { watch } => println!("wake {watch:?}"),
             }
         }
         // A real driver sleeps until poll_timeout(); here timers fire on the next line.

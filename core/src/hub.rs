@@ -19,14 +19,14 @@
 //!   that were already there.
 //! - Unknown, duplicate or late acknowledgements and results are ignored (logged at debug).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::identity::Mode;
 use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use crate::io::{
     AckId, BrokerOp, BrokerReply, CloseReason, ConnId, Input, KickReason, Output, RequestId,
-    StoreOp, StoreReply,
+    StoreOp, StoreReply, WatchId,
 };
 use crate::message::Message;
 use crate::ports::BrokerEvent;
@@ -162,11 +162,33 @@ enum Sub {
     },
 }
 
+/// What this node holds for one client: the holders of its broker subscription (sessions
+/// and watchers) and the subscription's state.
 #[derive(Debug)]
 struct ClientEntry {
+    /// Its sessions on this node.
     conns: HashSet<ConnId>,
+    /// Its watchers on this node (ordered: they are woken in a fixed order).
+    watchers: BTreeSet<WatchId>,
     sub: Sub,
+    /// Consecutive failed subscribe attempts, for backoff.
     failures: u32,
+}
+
+impl ClientEntry {
+    fn new() -> ClientEntry {
+        ClientEntry {
+            conns: HashSet::new(),
+            watchers: BTreeSet::new(),
+            sub: Sub::Unsubscribed,
+            failures: 0,
+        }
+    }
+
+    /// Nothing on this node needs the subscription any more.
+    fn unused(&self) -> bool {
+        self.conns.is_empty() && self.watchers.is_empty()
+    }
 }
 
 /// What a request was for.
@@ -249,6 +271,8 @@ pub struct Hub {
     sessions: HashMap<ConnId, Session>,
     by_slot: HashMap<(ClientId, Slot), Vec<ConnId>>,
     clients: HashMap<ClientId, ClientEntry>,
+    /// The client of every watcher.
+    watches: HashMap<WatchId, ClientId>,
     highest: HashMap<(ClientId, Slot), Generation>,
     /// How many broker resyncs this Hub has seen; claims are tagged with it.
     epoch: u64,
@@ -269,6 +293,7 @@ impl Hub {
             sessions: HashMap::new(),
             by_slot: HashMap::new(),
             clients: HashMap::new(),
+            watches: HashMap::new(),
             highest: HashMap::new(),
             epoch: 0,
             delivered_high: HashMap::new(),
@@ -313,6 +338,16 @@ impl Hub {
             Input::StoreDone { req, result } => self.store_done(req, result),
             Input::BrokerDone { req, result } => self.broker_done(req, result),
             Input::Broker(event) => self.broker_event(event),
+            Input::Watch { watch, client } => self.watch(watch, client),
+            Input::Unwatch { watch } => match self.watches.remove(&watch) {
+                Some(client) => {
+                    if let Some(e) = self.clients.get_mut(&client) {
+                        e.watchers.remove(&watch);
+                    }
+                    self.let_go(&client);
+                }
+                None => log::debug!("unwatch of unknown watcher {watch:?}"),
+            },
         }
     }
 
@@ -378,14 +413,40 @@ impl Hub {
             .entry((client.clone(), identity.slot))
             .or_default()
             .push(conn);
-        let entry = self.clients.entry(client.clone()).or_insert(ClientEntry {
-            conns: HashSet::new(),
-            sub: Sub::Unsubscribed,
-            failures: 0,
-        });
-        entry.conns.insert(conn);
+        self.clients
+            .entry(client.clone())
+            .or_insert_with(ClientEntry::new)
+            .conns
+            .insert(conn);
+        if self.hold(client) {
+            self.request_claim(conn, false);
+        }
+    }
+
+    fn watch(&mut self, watch: WatchId, client: ClientId) {
+        if self.watches.contains_key(&watch) {
+            log::warn!("watch of {watch:?} which already watches: ignored");
+            return;
+        }
+        self.watches.insert(watch, client.clone());
+        self.clients
+            .entry(client.clone())
+            .or_insert_with(ClientEntry::new)
+            .watchers
+            .insert(watch);
+        // Already subscribed: every notification from now on reaches the watcher.
+        // Otherwise the watcher is woken once the subscription starts.
+        self.hold(client);
+    }
+
+    /// Makes sure `client`'s subscription is (or is being) taken, for a holder just added to
+    /// its entry. True when it is in place already.
+    fn hold(&mut self, client: ClientId) -> bool {
+        let Some(entry) = self.clients.get_mut(&client) else {
+            return false;
+        };
         match entry.sub {
-            Sub::Subscribed => self.request_claim(conn, false),
+            Sub::Subscribed => return true,
             Sub::Unsubscribed => {
                 entry.sub = Sub::Subscribing;
                 self.request_broker(
@@ -397,6 +458,40 @@ impl Hub {
             }
             Sub::Unsubscribing { .. } => entry.sub = Sub::Unsubscribing { resubscribe: true },
             Sub::Subscribing | Sub::Retrying => {}
+        }
+        false
+    }
+
+    /// After a holder of `client`'s subscription left: releases the subscription when nothing
+    /// on this node needs it any more.
+    fn let_go(&mut self, client: &ClientId) {
+        let Some(entry) = self.clients.get_mut(client) else {
+            return;
+        };
+        if !entry.unused() {
+            return;
+        }
+        match entry.sub {
+            Sub::Subscribed => {
+                self.release(client.clone());
+                return;
+            }
+            Sub::Unsubscribing { .. } => entry.sub = Sub::Unsubscribing { resubscribe: false },
+            // Finishes (or is dropped) when its result or timer comes.
+            Sub::Subscribing | Sub::Retrying | Sub::Unsubscribed => {}
+        }
+        if entry.sub == Sub::Retrying || entry.sub == Sub::Unsubscribed {
+            self.clients.remove(client);
+            self.forget_generations(client);
+        }
+    }
+
+    /// Tells every watcher of `client` to read again.
+    fn wake(&mut self, client: &ClientId) {
+        if let Some(e) = self.clients.get(client) {
+            for &watch in &e.watchers {
+                self.outputs.push_back(Output::Wake { watch });
+            }
         }
     }
 
@@ -589,6 +684,7 @@ impl Hub {
                     Some(e) => sorted(e.conns.iter().copied()),
                     None => return,
                 };
+                self.wake(&client);
                 // The notified message, when attached, is usable only as `last` itself.
                 let message = message.filter(|m| m.id == last);
                 let room = self.config.window.max(1);
@@ -658,6 +754,10 @@ impl Hub {
                         }
                     }
                     self.progress(conn);
+                }
+                // Notifications may have been missed: every watcher reads again.
+                for watch in sorted(self.watches.keys().copied()) {
+                    self.outputs.push_back(Output::Wake { watch });
                 }
                 // Subscriptions that were being retried go now.
                 let retry = sorted(
@@ -945,27 +1045,10 @@ impl Hub {
                 self.by_slot.remove(&key);
             }
         }
-        let mut release = false;
         if let Some(entry) = self.clients.get_mut(&s.client) {
             entry.conns.remove(&conn);
-            if entry.conns.is_empty() {
-                match entry.sub {
-                    Sub::Subscribed => release = true,
-                    Sub::Unsubscribing { .. } => {
-                        entry.sub = Sub::Unsubscribing { resubscribe: false }
-                    }
-                    // Finishes (or is dropped) when its result or timer comes.
-                    Sub::Subscribing | Sub::Retrying | Sub::Unsubscribed => {}
-                }
-                if entry.sub == Sub::Retrying || entry.sub == Sub::Unsubscribed {
-                    self.clients.remove(&s.client);
-                    self.forget_generations(&s.client);
-                }
-            }
         }
-        if release {
-            self.release(s.client.clone());
-        }
+        self.let_go(&s.client);
         Some(s)
     }
 
@@ -1003,10 +1086,15 @@ impl Hub {
         }
         entry.failures = 0;
         entry.sub = Sub::Subscribed;
-        if entry.conns.is_empty() {
+        if entry.unused() {
             self.release(client);
             return;
         }
+        // Pushes stored before the subscription started were not notified to this node.
+        self.wake(&client);
+        let Some(entry) = self.clients.get(&client) else {
+            return;
+        };
         let conns = sorted(entry.conns.iter().copied());
         for conn in conns {
             if self
@@ -1028,11 +1116,11 @@ impl Hub {
             return;
         };
         match entry.sub {
-            Sub::Unsubscribing { resubscribe: true } if !entry.conns.is_empty() => {
+            Sub::Unsubscribing { resubscribe: true } if !entry.unused() => {
                 self.resubscribe(client);
             }
             _ => {
-                if entry.conns.is_empty() {
+                if entry.unused() {
                     self.clients.remove(&client);
                     self.forget_generations(&client);
                 } else {
@@ -1673,6 +1761,86 @@ mod tests {
         )));
         // Disconnects of unknown connections are ignored.
         assert!(t.input(Input::Disconnect { conn: ConnId(99) }).is_empty());
+    }
+
+    fn wakes(out: &[Output]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Wake { watch } => Some(watch.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn broker_op(out: &[Output]) -> Option<(RequestId, BrokerOp)> {
+        out.iter().find_map(|o| match o {
+            Output::Broker { req, op } => Some((*req, op.clone())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn watchers_share_the_subscription_and_are_woken() {
+        let mut t = T::new(8);
+        let watch = |n| Input::Watch {
+            watch: WatchId(n),
+            client: c("a"),
+        };
+        // The first watcher subscribes; it is woken once the subscription is in place.
+        let out = t.input(watch(1));
+        let (req, op) = broker_op(&out).expect("a subscribe");
+        assert_eq!(op, BrokerOp::Subscribe { client: c("a") });
+        assert!(wakes(&out).is_empty());
+        let out = t.input(Input::BrokerDone {
+            req,
+            result: Ok(BrokerReply::Subscribed),
+        });
+        assert_eq!(wakes(&out), vec![1]);
+        // A session and a second watcher share it: no second subscribe.
+        t.live(1, "a", 0, Mode::Ack, 1);
+        assert!(broker_op(&t.input(watch(2))).is_none());
+        // A notification wakes both watchers; a resync too.
+        let out = t.input(Input::Broker(BrokerEvent::Notify {
+            client: c("a"),
+            last: MessageId(1),
+            message: None,
+        }));
+        assert_eq!(wakes(&out), vec![1, 2]);
+        assert_eq!(
+            wakes(&t.input(Input::Broker(BrokerEvent::Resync))),
+            vec![1, 2]
+        );
+        // The subscription goes with its last holder, watcher or session.
+        assert!(broker_op(&t.input(Input::Unwatch { watch: WatchId(1) })).is_none());
+        assert!(broker_op(&t.input(Input::Disconnect { conn: ConnId(1) })).is_none());
+        let out = t.input(Input::Unwatch { watch: WatchId(2) });
+        let (_, op) = broker_op(&out).expect("an unsubscribe");
+        assert_eq!(op, BrokerOp::Unsubscribe { client: c("a") });
+        // Unknown and repeated unwatches change nothing.
+        assert!(t.input(Input::Unwatch { watch: WatchId(2) }).is_empty());
+    }
+
+    #[test]
+    fn a_watcher_outlives_a_failed_subscribe() {
+        let mut t = T::new(8);
+        let out = t.input(Input::Watch {
+            watch: WatchId(7),
+            client: c("a"),
+        });
+        let (req, _) = broker_op(&out).unwrap();
+        let out = t.input(Input::BrokerDone {
+            req,
+            result: Err(BrokerError::Unavailable("x".into())),
+        });
+        assert!(out.is_empty());
+        let out = t.advance(Duration::from_millis(100));
+        let (req, op) = broker_op(&out).expect("the subscribe is retried for the watcher");
+        assert_eq!(op, BrokerOp::Subscribe { client: c("a") });
+        let out = t.input(Input::BrokerDone {
+            req,
+            result: Ok(BrokerReply::Subscribed),
+        });
+        assert_eq!(wakes(&out), vec![7]);
     }
 
     #[test]

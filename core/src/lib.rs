@@ -32,6 +32,7 @@
 //!             Output::Deliver { conn, ack, messages } => { /* emit `message` [messages] with ack id */ }
 //!             Output::Kick { conn, reason } => { /* emit `kicked`, then close */ }
 //!             Output::Close { conn, reason } => { /* close */ }
+//!             Output::Wake { watch } => { /* wake the watcher: it reads the store again */ }
 //!             Output::Store { req, op } => { /* run op on the store, feed Input::StoreDone { req, .. } */ }
 //!             Output::Broker { req, op } => { /* run op on the broker, feed Input::BrokerDone { req, .. } */ }
 //!         }
@@ -64,7 +65,7 @@ pub use identity::{Identity, Mode};
 pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};
 pub use io::{
     AckId, BrokerOp, BrokerReply, CloseReason, ConnId, Input, KickReason, Output, RequestId,
-    StoreOp, StoreReply,
+    StoreOp, StoreReply, WatchId,
 };
 pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};

@@ -103,9 +103,9 @@ pub async fn publish<S: MessageStore, B: Broker>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Slot;
     use crate::memory::{MemoryBroker, MemoryStore, now_or_never};
     use crate::ports::{BrokerEvent, Retention};
-    use crate::Slot;
 
     #[test]
     fn a_push_is_stored_notified_and_answered() {

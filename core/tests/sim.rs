@@ -11,7 +11,9 @@
 //! - within every session, delivered ids strictly increase (checked as they arrive);
 //! - no acknowledged push is lost and every message not acknowledged earlier is delivered
 //!   again: at the end, every stored message is acknowledged by every slot in use;
-//! - at most one live session per (client, slot) once claims settle.
+//! - at most one live session per (client, slot) once claims settle;
+//! - every watcher (a waiting `GET /watch`, an engine input like a session) was woken after
+//!   the last push stored for its client while it watched.
 //!
 //! A failure prints its seed; `HERALD_SIM_SEED=<seed> cargo test -p herald-core --test sim`
 //! replays exactly that scenario. `HERALD_SIM_SCENARIOS` sets how many run (default 2000).
@@ -26,7 +28,7 @@ use herald_core::memory::now_or_never;
 use herald_core::{
     Broker, BrokerError, BrokerEvents, BrokerOp, ClientId, ConnId, Generation, Hub, HubConfig,
     Identity, Input, MemoryBroker, MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode,
-    NodeId, Output, Published, RequestId, Retention, Slot, StoreOp, publish,
+    NodeId, Output, Published, RequestId, Retention, Slot, StoreOp, WatchId, publish,
 };
 
 /// A small, fast, seedable PRNG (splitmix64): the simulation's only source of randomness.
@@ -114,6 +116,18 @@ struct Device {
     kicked: bool,
 }
 
+/// A watcher (a waiting `GET /watch`) on one node.
+struct Watcher {
+    node: usize,
+    inc: u64,
+    id: WatchId,
+    client: ClientId,
+    /// The tick it started watching.
+    since: u64,
+    /// The tick of its last wake-up (0: never woken).
+    woken: u64,
+}
+
 struct Sim {
     rng: Rng,
     seed: u64,
@@ -135,6 +149,14 @@ struct Sim {
     /// What each stored message holds (`data`, `ts`), by client and id: deliveries must
     /// carry exactly that, whether read from the store or taken from a notification.
     contents: HashMap<(ClientId, MessageId), (String, u64)>,
+    /// Live watchers.
+    watchers: Vec<Watcher>,
+    next_watch: u64,
+    /// Orders pushes and wake-ups: a watcher must be woken after the last push stored for
+    /// its client once it watches.
+    tick: u64,
+    /// The tick of the last push stored for each client.
+    last_stored: HashMap<ClientId, u64>,
     settling: bool,
     store_down: bool,
     broker_down: bool,
@@ -246,6 +268,10 @@ impl Sim {
             conn_owner: HashMap::new(),
             pushed: 0,
             contents: HashMap::new(),
+            watchers: Vec::new(),
+            next_watch: 1,
+            tick: 1,
+            last_stored: HashMap::new(),
             settling: false,
             store_down: false,
             broker_down: false,
@@ -341,6 +367,14 @@ impl Sim {
                     ack,
                     messages,
                 } => self.deliver(conn, ack, messages),
+                Output::Wake { watch } => {
+                    self.tick += 1;
+                    let tick = self.tick;
+                    match self.watchers.iter_mut().find(|w| w.id == watch) {
+                        Some(w) => w.woken = tick,
+                        None => self.fail(&format!("{watch:?} woken after it stopped watching")),
+                    }
+                }
                 Output::Kick { conn, .. } | Output::Close { conn, .. } => {
                     if let Some(d) = self.conn_owner.remove(&conn) {
                         let dev = &mut self.devices[d];
@@ -573,10 +607,37 @@ impl Sim {
         }
     }
 
+    fn watch(&mut self, node: usize) {
+        let Some(inc) = self.nodes[node].as_ref().map(|n| n.inc) else {
+            return;
+        };
+        let client = ClientId::new(&format!("c{}", self.rng.below(CLIENTS as u64))).unwrap();
+        let id = WatchId(self.next_watch);
+        self.next_watch += 1;
+        self.tick += 1;
+        self.watchers.push(Watcher {
+            node,
+            inc,
+            id,
+            client: client.clone(),
+            since: self.tick,
+            woken: 0,
+        });
+        self.feed(node, Input::Watch { watch: id, client });
+    }
+
+    fn unwatch(&mut self, i: usize) {
+        let w = self.watchers.remove(i);
+        if self.nodes[w.node].as_ref().is_some_and(|n| n.inc == w.inc) {
+            self.feed(w.node, Input::Unwatch { watch: w.id });
+        }
+    }
+
     fn crash(&mut self, node: usize) {
         if self.nodes[node].take().is_none() {
             return;
         }
+        self.watchers.retain(|w| w.node != node);
         for d in 0..self.devices.len() {
             if self.devices[d].conn.is_some_and(|(n, _, _)| n == node) {
                 let (_, _, conn) = self.devices[d].conn.take().expect("checked");
@@ -620,7 +681,9 @@ impl Sim {
         // A refused or unstored push promises nothing (the API answers 4xx or 503); a failed
         // notify only delays delivery until a resync or the next notify.
         if let Published::Stored { stored, .. } = published {
+            self.tick += 1;
             for (client, id) in stored {
+                self.last_stored.insert(client.clone(), self.tick);
                 self.contents
                     .insert((client, id), (data.clone(), self.now_ms));
             }
@@ -672,6 +735,14 @@ impl Sim {
                 let d = 100 + self.rng.below(3000);
                 self.schedule(d, Event::Heal { store: false });
             }
+            91..=93 => {
+                let n = self.rng.below(NODES as u64) as usize;
+                self.watch(n);
+            }
+            94..=95 if !self.watchers.is_empty() => {
+                let i = self.rng.below(self.watchers.len() as u64) as usize;
+                self.unwatch(i);
+            }
             _ => {}
         }
         let dt = self.rng.below(300);
@@ -708,6 +779,16 @@ impl Sim {
     }
 
     fn check(&mut self) {
+        // Every watcher was woken after the last push stored for its client while it watched.
+        for w in &self.watchers {
+            let pushed = self.last_stored.get(&w.client).copied().unwrap_or(0);
+            if pushed > w.since && w.woken < pushed {
+                self.fail(&format!(
+                    "watcher {:?} of {} on node {} missed the push at tick {pushed} (woken at {})",
+                    w.id, w.client, w.node, w.woken
+                ));
+            }
+        }
         // At most one live session per (client, slot), and one at least (devices reconnected).
         let mut live: HashMap<(ClientId, Slot), Vec<usize>> = HashMap::new();
         for (d, dev) in self.devices.iter().enumerate() {

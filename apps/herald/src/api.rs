@@ -26,7 +26,6 @@ use subtle::ConstantTimeEq;
 use tide::{Next, Request, Response, StatusCode};
 
 use crate::metrics::{EngineCounts, Metrics};
-use crate::subs::{Subscriptions, Watchers};
 
 /// Messages read from the store per round trip while a `/queues` answer is built: what is
 /// held in memory at once beyond the answer itself.
@@ -36,10 +35,10 @@ const HISTORY_PAGE: usize = 32;
 pub struct ApiState<S, B> {
     /// The queues.
     pub store: Arc<S>,
-    /// Subscriptions, for watchers, and the broker, for notifications.
-    pub subs: Arc<Subscriptions<B>>,
-    /// Waiting watch requests.
-    pub watchers: Arc<Watchers>,
+    /// The broker, for notifications.
+    pub broker: Arc<B>,
+    /// Starts watching a client's queue (the engine's [`crate::server::Node::watch`]).
+    pub watch: Arc<dyn Fn(&ClientId) -> Watch + Send + Sync>,
     /// Metrics of this node.
     pub metrics: Arc<Metrics>,
     /// The engine's counts for `/metrics`.
@@ -58,13 +57,14 @@ pub struct ApiState<S, B> {
 
 impl<S: MessageStore, B: Broker> ApiState<S, B> {
     /// A state on `store` and `broker` with no API key, the default limits (`api.max_body`
-    /// 1 MiB, `api.max_answer` 4 MiB, 20 listed errors) and no engine: what tests and tools
-    /// serve the routes with. The node sets every field from its configuration instead.
+    /// 1 MiB, `api.max_answer` 4 MiB, 20 listed errors) and no engine (a watch is never
+    /// woken: it reads once and at its timeout): what tests and tools serve the routes with.
+    /// The node sets every field from its configuration instead.
     pub fn new(store: Arc<S>, broker: Arc<B>, node: &str) -> Self {
         ApiState {
             store,
-            subs: Arc::new(Subscriptions::new(broker)),
-            watchers: Arc::new(Watchers::default()),
+            broker,
+            watch: Arc::new(|_: &ClientId| Watch::idle()),
             metrics: Arc::new(Metrics::default()),
             engine_counts: Arc::new(EngineCounts::default),
             keys: Vec::new(),
@@ -72,6 +72,49 @@ impl<S: MessageStore, B: Broker> ApiState<S, B> {
             max_answer: 4 << 20,
             max_listed_errors: 20,
             node: node.to_owned(),
+        }
+    }
+}
+
+/// One waiting `GET /watch`, as the engine holds it: woken whenever the client's queue may
+/// have grown. Dropping it ends the watch.
+pub struct Watch {
+    /// Receives a unit whenever the queue may have grown (a full channel holds one already).
+    pub woken: async_std::channel::Receiver<()>,
+    /// Tells the engine the watch ended (once, on drop).
+    end: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Keeps the channel open for a watch nobody wakes ([`Watch::idle`]).
+    _open: Option<async_std::channel::Sender<()>>,
+}
+
+impl Watch {
+    /// A watch woken through `woken`; `end` runs when it is dropped.
+    pub fn new(
+        woken: async_std::channel::Receiver<()>,
+        end: impl FnOnce() + Send + Sync + 'static,
+    ) -> Watch {
+        Watch {
+            woken,
+            end: Some(Box::new(end)),
+            _open: None,
+        }
+    }
+
+    /// A watch that is never woken.
+    pub fn idle() -> Watch {
+        let (open, woken) = async_std::channel::bounded(1);
+        Watch {
+            woken,
+            end: None,
+            _open: Some(open),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end();
         }
     }
 }
@@ -273,8 +316,7 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             return Ok(res);
         }
     };
-    let published =
-        herald_core::publish(&*state.store, &**state.subs.broker(), &body, unix_ms()).await;
+    let published = herald_core::publish(&*state.store, &*state.broker, &body, unix_ms()).await;
     let (stored, failed) = match published {
         Published::Refused(errs) => {
             Metrics::inc(&state.metrics.push_rejected);
@@ -486,11 +528,9 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
     let slot = Slot::new(slot).expect("checked range");
     let deadline = Instant::now() + Duration::from_millis(timeout as u64);
 
-    // Register and subscribe before the first read, so a push landing in between still wakes us.
-    let guard = state.watchers.register(&client);
-    if let Err(e) = state.subs.subscribe(&client).await {
-        log::warn!("watch of {client}: subscribe failed, falling back to the timeout: {e}");
-    }
+    // Watch before the first read: a push landing after it wakes us, and so does the start
+    // of the client's subscription, after which no push is missed.
+    let watch = (state.watch)(&client);
     let answer = loop {
         let r = state
             .store
@@ -512,12 +552,8 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
         }
         log::debug!("watch of {client} slot {slot}: waiting");
         // Woken by a notification, or time's up (then one last read above decides).
-        let _ = async_std::future::timeout(left, guard.woken.recv()).await;
+        let _ = async_std::future::timeout(left, watch.woken.recv()).await;
     };
-    drop(guard);
-    if let Err(e) = state.subs.unsubscribe(&client).await {
-        log::warn!("watch of {client}: unsubscribe failed: {e}");
-    }
     Ok(answer)
 }
 
@@ -531,7 +567,7 @@ async fn healthy<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
     }
     let limit = Duration::from_millis(timeout as u64);
     let store = async_std::future::timeout(limit, state.store.ping()).await;
-    let broker = async_std::future::timeout(limit, state.subs.broker().ping()).await;
+    let broker = async_std::future::timeout(limit, state.broker.ping()).await;
     let mut problems = Vec::new();
     match store {
         Ok(Ok(())) => {}

@@ -7,4 +7,3 @@ pub mod metered;
 pub mod metrics;
 pub mod secret;
 pub mod server;
-pub mod subs;

@@ -17,17 +17,16 @@ use async_std::channel::{Receiver, Sender, unbounded};
 use futures::{FutureExt, StreamExt};
 use herald_core::auth::{AuthConfig, Credentials, LegacyHeaders, authenticate};
 use herald_core::{
-    AckId, Broker, BrokerEvent, BrokerOp, BrokerReply, ClientId, ConnId, Hub, HubConfig, HubStats,
-    Input, MessageStore, NodeId, Output,
+    AckId, Broker, BrokerEvent, ClientId, ConnId, Hub, HubConfig, HubStats, Input, MessageStore,
+    NodeId, Output, WatchId,
 };
 use herald_socketio::http1::{self, HttpLimits, SharedLimit};
 use herald_socketio::{Event, Pending, ServerConfig, Socket, SocketIo};
 use serde_json::json;
 
-use crate::api::{self, ApiState, unix_ms};
+use crate::api::{self, ApiState, Watch, unix_ms};
 use crate::config::Config;
 use crate::metrics::{EngineCounts, Metrics};
-use crate::subs::{Subscriptions, Watchers};
 
 /// What a shard task receives.
 enum ShardMsg {
@@ -37,8 +36,21 @@ enum ShardMsg {
         socket: Socket,
         identity: herald_core::Identity,
     },
+    /// A `GET /watch` waits for `client`'s queue: remember how to wake it and start watching.
+    Watch {
+        watch: WatchId,
+        client: ClientId,
+        waker: Sender<()>,
+    },
     /// Anything else for the Hub.
     Hub(Input),
+}
+
+/// Where a shard's outputs go: the sockets of its sessions and the wakers of its watchers.
+#[derive(Default)]
+struct Outlets {
+    sockets: HashMap<ConnId, Socket>,
+    wakers: HashMap<WatchId, Sender<()>>,
 }
 
 /// Work that must finish before the process exits (store writes under way).
@@ -72,10 +84,8 @@ impl Drop for InflightGuard<'_> {
 pub struct Node<S, B> {
     /// The queues.
     pub store: Arc<S>,
-    /// Broker subscriptions (and the broker).
-    pub subs: Arc<Subscriptions<B>>,
-    /// Waiting watch requests.
-    pub watchers: Arc<Watchers>,
+    /// The broker (subscriptions are the engine's: see [`Node::watch`]).
+    pub broker: Arc<B>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Store writes under way.
@@ -83,6 +93,7 @@ pub struct Node<S, B> {
     shards: Vec<Sender<ShardMsg>>,
     stats: Arc<Mutex<Vec<HubStats>>>,
     next_conn: AtomicU64,
+    next_watch: AtomicU64,
 }
 
 impl<S: MessageStore, B: Broker> Node<S, B> {
@@ -90,6 +101,22 @@ impl<S: MessageStore, B: Broker> Node<S, B> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         client.hash(&mut h);
         &self.shards[(h.finish() % self.shards.len() as u64) as usize]
+    }
+
+    /// Starts watching `client`'s queue: its shard's Hub holds the client's subscription and
+    /// wakes the watch whenever the queue may have grown, until the watch is dropped.
+    pub fn watch(&self, client: &ClientId) -> Watch {
+        let watch = WatchId(self.next_watch.fetch_add(1, Relaxed));
+        let shard = self.shard_of(client).clone();
+        let (waker, woken) = async_std::channel::bounded(1);
+        let _ = shard.try_send(ShardMsg::Watch {
+            watch,
+            client: client.clone(),
+            waker,
+        });
+        Watch::new(woken, move || {
+            let _ = shard.try_send(ShardMsg::Hub(Input::Unwatch { watch }));
+        })
     }
 
     /// The engine's counters summed over the shards.
@@ -128,13 +155,13 @@ pub fn start_engine<S: MessageStore, B: Broker>(
     let events = broker.events();
     let node = Arc::new(Node {
         store,
-        subs: Arc::new(Subscriptions::new(broker)),
-        watchers: Arc::new(Watchers::default()),
+        broker,
         metrics,
         inflight: Arc::new(Inflight::default()),
         shards: senders,
         stats: Arc::new(Mutex::new(vec![HubStats::default(); shards])),
         next_conn: AtomicU64::new(1),
+        next_watch: AtomicU64::new(1),
     });
     for (i, rx) in receivers.into_iter().enumerate() {
         let mut cfg = HubConfig::new(node_id.clone());
@@ -149,19 +176,12 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         let mut events = events;
         while let Some(event) = events.next().await {
             match &event {
-                BrokerEvent::Notify { client, .. } => {
-                    router.watchers.wake(client);
-                    let _ = router
-                        .shard_of(client)
-                        .try_send(ShardMsg::Hub(Input::Broker(event.clone())));
-                }
-                BrokerEvent::Claim { client, .. } => {
+                BrokerEvent::Notify { client, .. } | BrokerEvent::Claim { client, .. } => {
                     let _ = router
                         .shard_of(client)
                         .try_send(ShardMsg::Hub(Input::Broker(event.clone())));
                 }
                 BrokerEvent::Resync => {
-                    router.watchers.wake_all();
                     for s in &router.shards {
                         let _ = s.try_send(ShardMsg::Hub(Input::Broker(BrokerEvent::Resync)));
                     }
@@ -180,7 +200,7 @@ async fn run_shard<S: MessageStore, B: Broker>(
     me: Sender<ShardMsg>,
     node: Arc<Node<S, B>>,
 ) {
-    let mut sockets: HashMap<ConnId, Socket> = HashMap::new();
+    let mut outlets = Outlets::default();
     loop {
         // A message already waiting is taken without arming a timer for the Hub's next
         // deadline (one timer registration per turn otherwise).
@@ -195,11 +215,11 @@ async fn run_shard<S: MessageStore, B: Broker>(
         };
         match next {
             Ok(Ok(msg)) => {
-                feed(&mut hub, &mut sockets, msg);
+                feed(&mut hub, &mut outlets, msg);
                 // Take whatever else is waiting before carrying out outputs (batching).
                 for _ in 0..1024 {
                     match rx.try_recv() {
-                        Ok(msg) => feed(&mut hub, &mut sockets, msg),
+                        Ok(msg) => feed(&mut hub, &mut outlets, msg),
                         Err(_) => break,
                     }
                 }
@@ -213,7 +233,7 @@ async fn run_shard<S: MessageStore, B: Broker>(
             hub.handle_timeout(now);
         }
         while let Some(out) = hub.poll_output() {
-            carry_out(out, &mut hub, &mut sockets, &me, &node);
+            carry_out(out, &mut hub, &mut outlets, &me, &node);
         }
         if let Ok(mut stats) = node.stats.lock() {
             stats[index] = hub.stats();
@@ -221,7 +241,7 @@ async fn run_shard<S: MessageStore, B: Broker>(
     }
 }
 
-fn feed(hub: &mut Hub, sockets: &mut HashMap<ConnId, Socket>, msg: ShardMsg) {
+fn feed(hub: &mut Hub, outlets: &mut Outlets, msg: ShardMsg) {
     let now = Instant::now();
     match msg {
         ShardMsg::Connect {
@@ -229,12 +249,22 @@ fn feed(hub: &mut Hub, sockets: &mut HashMap<ConnId, Socket>, msg: ShardMsg) {
             socket,
             identity,
         } => {
-            sockets.insert(conn, socket);
+            outlets.sockets.insert(conn, socket);
             hub.handle(now, Input::Connect { conn, identity });
         }
+        ShardMsg::Watch {
+            watch,
+            client,
+            waker,
+        } => {
+            outlets.wakers.insert(watch, waker);
+            hub.handle(now, Input::Watch { watch, client });
+        }
         ShardMsg::Hub(input) => {
-            if let Input::Disconnect { conn } = &input {
-                sockets.remove(conn);
+            match &input {
+                Input::Disconnect { conn } => drop(outlets.sockets.remove(conn)),
+                Input::Unwatch { watch } => drop(outlets.wakers.remove(watch)),
+                _ => {}
             }
             hub.handle(now, input);
         }
@@ -244,7 +274,7 @@ fn feed(hub: &mut Hub, sockets: &mut HashMap<ConnId, Socket>, msg: ShardMsg) {
 fn carry_out<S: MessageStore, B: Broker>(
     out: Output,
     hub: &mut Hub,
-    sockets: &mut HashMap<ConnId, Socket>,
+    outlets: &mut Outlets,
     me: &Sender<ShardMsg>,
     node: &Arc<Node<S, B>>,
 ) {
@@ -254,7 +284,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             ack,
             messages,
         } => {
-            let Some(socket) = sockets.get(&conn) else {
+            let Some(socket) = outlets.sockets.get(&conn) else {
                 return;
             };
             let batch = match serde_json::to_string(&messages) {
@@ -266,20 +296,26 @@ fn carry_out<S: MessageStore, B: Broker>(
             };
             if let Err(e) = socket.emit_json("message", &format!("[{batch}]"), ack.map(|a| a.0)) {
                 log::info!("delivery to {conn:?} failed ({e}): ending its session");
-                sockets.remove(&conn);
+                outlets.sockets.remove(&conn);
                 hub.handle(Instant::now(), Input::Disconnect { conn });
             }
         }
         Output::Kick { conn, reason } => {
-            if let Some(socket) = sockets.remove(&conn) {
+            if let Some(socket) = outlets.sockets.remove(&conn) {
                 let _ = socket.emit("kicked", &[json!({ "reason": reason.as_str() })], None);
                 socket.disconnect(true);
             }
         }
         Output::Close { conn, reason } => {
             log::info!("closing {conn:?}: {reason:?}");
-            if let Some(socket) = sockets.remove(&conn) {
+            if let Some(socket) = outlets.sockets.remove(&conn) {
                 socket.disconnect(true);
+            }
+        }
+        Output::Wake { watch } => {
+            if let Some(waker) = outlets.wakers.get(&watch) {
+                // A full channel already holds a wake-up: nothing is lost.
+                let _ = waker.try_send(());
             }
         }
         Output::Store { req, op } => {
@@ -306,20 +342,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             let node = node.clone();
             let me = me.clone();
             async_std::task::spawn(async move {
-                // Subscriptions go through the node's refcount (shared with watchers).
-                let result = match op {
-                    BrokerOp::Subscribe { client } => node
-                        .subs
-                        .subscribe(&client)
-                        .await
-                        .map(|()| BrokerReply::Subscribed),
-                    BrokerOp::Unsubscribe { client } => node
-                        .subs
-                        .unsubscribe(&client)
-                        .await
-                        .map(|()| BrokerReply::Unsubscribed),
-                    claim => claim.run(&**node.subs.broker()).await,
-                };
+                let result = op.run(&*node.broker).await;
                 let _ = me
                     .send(ShardMsg::Hub(Input::BrokerDone { req, result }))
                     .await;
@@ -531,8 +554,11 @@ pub async fn listen<S: MessageStore, B: Broker>(
 ) -> anyhow::Result<Listeners> {
     let state = Arc::new(ApiState {
         store: node.store.clone(),
-        subs: node.subs.clone(),
-        watchers: node.watchers.clone(),
+        broker: node.broker.clone(),
+        watch: {
+            let node = node.clone();
+            Arc::new(move |client: &ClientId| node.watch(client))
+        },
         metrics: node.metrics.clone(),
         engine_counts: {
             let node = node.clone();
