@@ -1,0 +1,271 @@
+//! One session's delivery: its life phase, its store reads, what it buffered and what is in
+//! flight (ack-mode batches, commit mode's one message), and the Hub steps that move it on.
+
+use std::time::Instant;
+
+use std::collections::VecDeque;
+
+use super::timers::{Timer, TimerKey};
+use super::{DELIVERED_MEMORY, Hub, Pending};
+use crate::identity::Mode;
+use crate::ids::{ClientId, Generation, MessageId, Slot};
+use crate::io::{AckId, ConnId, KickReason, Output, StoreOp, StoreReply};
+use crate::message::Message;
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting for its client's broker subscription.
+    Subscribing,
+    /// Waiting for (or retrying) its claim.
+    Claiming,
+    /// Delivering.
+    Live,
+}
+
+/// The store read of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Load {
+    /// No read under way.
+    Idle,
+    /// A read is under way; `again` = read once more when it returns (something was notified
+    /// meanwhile).
+    Reading { again: bool },
+    /// The last read failed; a retry timer is set.
+    Waiting,
+}
+
+/// One delivered, unacknowledged batch.
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub(super) ack: Option<AckId>,
+    pub(super) ids: Vec<MessageId>,
+    /// The ack-timeout timer of this batch.
+    pub(super) timer: Option<TimerKey>,
+}
+
+/// One session.
+#[derive(Debug)]
+pub(super) struct Session {
+    /// Internal id, unique for the Hub's life: results for ended sessions are recognized.
+    pub(super) sid: u64,
+    pub(super) client: ClientId,
+    pub(super) slot: Slot,
+    pub(super) mode: Mode,
+    pub(super) phase: Phase,
+    pub(super) generation: Option<Generation>,
+    /// Every unacknowledged message up to this id has been loaded (and buffered, delivered or
+    /// acknowledged).
+    pub(super) cursor: MessageId,
+    /// Loaded, not yet delivered, oldest first.
+    pub(super) buffer: VecDeque<Message>,
+    /// Delivered, not yet acknowledged, oldest first.
+    pub(super) in_flight: VecDeque<Batch>,
+    pub(super) in_flight_count: usize,
+    pub(super) load: Load,
+    /// The last read returned less than asked: the store has nothing beyond the cursor until
+    /// a notification says otherwise.
+    pub(super) drained: bool,
+    /// Consecutive failures of the current step, for backoff.
+    pub(super) failures: u32,
+    /// Commit mode: the client asked for the next message.
+    pub(super) commit_owed: bool,
+}
+
+impl Hub {
+    pub(super) fn load_done(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        sid: u64,
+        result: Result<StoreReply, crate::StoreError>,
+    ) {
+        let limit = self.config.load_limit;
+        let retry_delay;
+        {
+            let Some(s) = self.session_mut(conn, sid) else {
+                return;
+            };
+            match result {
+                Ok(StoreReply::Messages(messages)) => {
+                    let again = matches!(s.load, Load::Reading { again: true });
+                    s.load = Load::Idle;
+                    s.failures = 0;
+                    s.drained = messages.len() < limit && !again;
+                    for m in messages {
+                        // Only ids beyond the cursor, in increasing order.
+                        if m.id > s.cursor {
+                            s.cursor = m.id;
+                            s.buffer.push_back(m);
+                        }
+                    }
+                    self.progress(now, conn);
+                    return;
+                }
+                Ok(StoreReply::Acked) => {
+                    log::warn!("store answered a read with Acked: treated as a failure");
+                    s.failures += 1;
+                }
+                Err(ref e) => {
+                    log::warn!(
+                        "read for {} slot {} failed, retrying: {e}",
+                        s.client,
+                        s.slot
+                    );
+                    s.failures += 1;
+                }
+            }
+            s.load = Load::Waiting;
+            retry_delay = s.failures;
+        }
+        let delay = self.backoff(retry_delay);
+        self.set_timer(now, delay, Timer::RetryLoad { conn, sid });
+    }
+
+    pub(super) fn kick(&mut self, conn: ConnId) {
+        if self.end_session(conn).is_some() {
+            self.stats.kicks += 1;
+            self.outputs.push_back(Output::Kick {
+                conn,
+                reason: KickReason::Replaced,
+            });
+        }
+    }
+
+    /// Delivers what can be delivered and reads more when needed.
+    pub(super) fn progress(&mut self, now: Instant, conn: ConnId) {
+        let window = self.config.window.max(1);
+        let limit = self.config.load_limit.max(1);
+        let ack_timeout = self.config.ack_timeout;
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if s.phase != Phase::Live {
+            return;
+        }
+        let mut delivered: Vec<Message> = Vec::new();
+        let mut ack = None;
+        match s.mode {
+            Mode::Ack => {
+                let room = window.saturating_sub(s.in_flight_count);
+                if room > 0 && !s.buffer.is_empty() {
+                    let n = room.min(s.buffer.len());
+                    delivered = s.buffer.drain(..n).collect();
+                    ack = Some(AckId(self.next_id));
+                    self.next_id += 1;
+                }
+            }
+            Mode::Commit => {
+                if s.commit_owed
+                    && s.in_flight_count == 0
+                    && let Some(m) = s.buffer.pop_front()
+                {
+                    s.commit_owed = false;
+                    delivered.push(m);
+                }
+            }
+        }
+        let need_read = s.load == Load::Idle && !s.drained && s.buffer.len() < window;
+        let (client, slot, cursor, sid) = (s.client.clone(), s.slot, s.cursor, s.sid);
+        if !delivered.is_empty() {
+            let ids: Vec<MessageId> = delivered.iter().map(|m| m.id).collect();
+            s.in_flight_count += ids.len();
+            let timer = ack_timeout.map(|d| {
+                let key = (now + d, self.next_id);
+                self.next_id += 1;
+                key
+            });
+            if let Some(key) = timer {
+                self.timers.insert(key, Timer::AckDeadline { conn, sid });
+            }
+            s.in_flight.push_back(Batch { ack, ids, timer });
+            self.stats.deliveries += delivered.len() as u64;
+            self.count_redeliveries(&client, slot, &delivered);
+            self.outputs.push_back(Output::Deliver {
+                conn,
+                ack,
+                messages: delivered,
+            });
+        }
+        if need_read {
+            if let Some(s) = self.sessions.get_mut(&conn) {
+                s.load = Load::Reading { again: false };
+            }
+            self.request_store(
+                StoreOp::Unacked {
+                    client,
+                    slot,
+                    after: cursor,
+                    limit,
+                },
+                Pending::Load { conn, sid },
+            );
+        }
+    }
+
+    pub(super) fn count_redeliveries(
+        &mut self,
+        client: &ClientId,
+        slot: Slot,
+        delivered: &[Message],
+    ) {
+        let key = (client.clone(), slot);
+        let high = self.delivered_high.get(&key).copied().unwrap_or_default();
+        let again = delivered.iter().filter(|m| m.id <= high).count();
+        self.stats.redeliveries += again as u64;
+        let top = delivered.last().map(|m| m.id).unwrap_or_default();
+        if top > high {
+            if self.delivered_high.len() >= DELIVERED_MEMORY
+                && !self.delivered_high.contains_key(&key)
+            {
+                self.delivered_high.clear();
+            }
+            self.delivered_high.insert(key, top);
+        }
+    }
+
+    pub(super) fn write_acks(
+        &mut self,
+        client: ClientId,
+        slot: Slot,
+        ids: Vec<MessageId>,
+        attempt: u32,
+    ) {
+        let op = StoreOp::Ack {
+            client: client.clone(),
+            slot,
+            ids: ids.clone(),
+        };
+        self.request_store(
+            op,
+            Pending::Ack {
+                client,
+                slot,
+                ids,
+                attempt,
+            },
+        );
+    }
+
+    /// Forgets a session; releases its client's subscription after the last one.
+    pub(super) fn end_session(&mut self, conn: ConnId) -> Option<Session> {
+        let s = self.sessions.remove(&conn)?;
+        for b in &s.in_flight {
+            if let Some(t) = b.timer {
+                self.timers.remove(&t);
+            }
+        }
+        let key = (s.client.clone(), s.slot);
+        if let Some(list) = self.by_slot.get_mut(&key) {
+            list.retain(|c| *c != conn);
+            if list.is_empty() {
+                self.by_slot.remove(&key);
+            }
+        }
+        if let Some(entry) = self.clients.get_mut(&s.client) {
+            entry.conns.remove(&conn);
+        }
+        self.let_go(&s.client);
+        Some(s)
+    }
+}
