@@ -2,6 +2,7 @@
 //! session below the highest generation seen is kicked; a broker resync starts a new epoch
 //! (see the module docs of [`crate::hub`]).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::session::Phase;
@@ -26,7 +27,7 @@ impl Hub {
             s.phase = Phase::Claiming;
         }
         let (client, slot, sid) = (s.client.clone(), s.slot, s.sid);
-        let epoch = self.epoch;
+        let epoch = self.claims.epoch;
         self.request_broker(
             BrokerOp::Claim { client, slot, node },
             Pending::Claim {
@@ -46,11 +47,11 @@ impl Hub {
         generation: Generation,
         renew: bool,
     ) {
-        let Some(s) = self.session_mut(conn, sid) else {
+        let Some(s) = self.sessions.get_mut(&conn).filter(|s| s.sid == sid) else {
             return;
         };
         let key = (s.client.clone(), s.slot);
-        let high = self.highest.get(&key).copied().unwrap_or_default();
+        let high = self.claims.highest(&key);
         if generation < high {
             log::info!(
                 "{} slot {} claimed generation {generation} but {high} exists: kicked",
@@ -60,18 +61,17 @@ impl Hub {
             self.kick(conn);
             return;
         }
-        let s = self.sessions.get_mut(&conn).expect("checked above");
         s.generation = Some(generation);
+        if !renew {
+            s.phase = Phase::Live;
+            s.failures = 0;
+        }
+        let commit_mode = s.mode == Mode::Commit;
+        self.claims.seen(&key, generation);
+        self.kick_older(&key, generation);
         if renew {
-            self.highest.insert(key.clone(), generation);
-            self.kick_older(&key, generation);
             return;
         }
-        s.phase = Phase::Live;
-        s.failures = 0;
-        let commit_mode = s.mode == Mode::Commit;
-        self.highest.insert(key.clone(), generation);
-        self.kick_older(&key, generation);
         if commit_mode {
             // The seed's protocol: an empty `message` right after connect.
             self.outputs.push_back(Output::Deliver {
@@ -102,8 +102,41 @@ impl Hub {
             self.kick(conn);
         }
     }
+}
 
-    pub(super) fn forget_generations(&mut self, client: &ClientId) {
+/// The generations seen per `(client, slot)`, and the epoch they belong to.
+#[derive(Debug, Default)]
+pub(super) struct Claims {
+    /// The highest generation seen of each `(client, slot)` in this epoch, from claims of any
+    /// node: a local session below it is kicked.
+    highest: HashMap<(ClientId, Slot), Generation>,
+    /// How many broker resyncs this Hub has seen; claims are tagged with it, and a claim
+    /// answered in an older epoch is asked again.
+    pub(super) epoch: u64,
+}
+
+impl Claims {
+    /// The highest generation seen of `key` (zero when none).
+    pub(super) fn highest(&self, key: &(ClientId, Slot)) -> Generation {
+        self.highest.get(key).copied().unwrap_or_default()
+    }
+
+    /// A claim of `key` with `generation` was seen (here or on another node).
+    pub(super) fn seen(&mut self, key: &(ClientId, Slot), generation: Generation) {
+        let high = self.highest.entry(key.clone()).or_default();
+        if generation > *high {
+            *high = generation;
+        }
+    }
+
+    /// The broker may have lost its state: generations seen before mean nothing now.
+    pub(super) fn resync(&mut self) {
+        self.highest.clear();
+        self.epoch += 1;
+    }
+
+    /// No session of `client` is left on this node: its generations are not needed.
+    pub(super) fn forget(&mut self, client: &ClientId) {
         for n in 0..Slot::COUNT {
             let slot = Slot::new(i64::from(n)).expect("in range");
             self.highest.remove(&(client.clone(), slot));

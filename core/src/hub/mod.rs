@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::identity::Mode;
-use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
+use crate::ids::{ClientId, MessageId, NodeId, Slot};
 use crate::io::{
     AckId, BrokerOp, BrokerReply, ConnId, Input, Output, RequestId, StoreOp, StoreReply, WatchId,
 };
@@ -34,7 +34,8 @@ mod session;
 mod subscriptions;
 mod timers;
 
-use session::{Load, Phase, Session};
+use claims::Claims;
+use session::{Phase, Session};
 use subscriptions::{ClientEntry, Sub};
 use timers::{Timer, TimerKey};
 
@@ -107,7 +108,7 @@ enum Pending {
         sid: u64,
         /// A live session renewing its claim after a broker resync (it keeps delivering).
         renew: bool,
-        /// [`Hub::epoch`] when the claim was asked for: a generation handed out before the
+        /// [`Claims::epoch`] when the claim was asked for: a generation handed out before the
         /// latest resync may come from a broker state that is gone.
         epoch: u64,
     },
@@ -141,18 +142,28 @@ const DELIVERED_MEMORY: usize = 100_000;
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
+    /// Every session, by its connection.
     sessions: HashMap<ConnId, Session>,
+    /// The sessions of each `(client, slot)` (more than one only until claims kick the older):
+    /// who a claim of that pair may kick.
     by_slot: HashMap<(ClientId, Slot), Vec<ConnId>>,
+    /// Each client with a session or a watcher here, and its broker subscription.
     clients: HashMap<ClientId, ClientEntry>,
     /// The client of every watcher.
     watches: HashMap<WatchId, ClientId>,
-    highest: HashMap<(ClientId, Slot), Generation>,
-    /// How many broker resyncs this Hub has seen; claims are tagged with it.
-    epoch: u64,
+    /// Generations seen, and the broker epoch.
+    claims: Claims,
+    /// The highest id this node delivered to each `(client, slot)`, across its sessions: a
+    /// delivery at or below it is a redelivery (for [`HubStats::redeliveries`]). Bounded by
+    /// [`DELIVERED_MEMORY`] entries.
     delivered_high: HashMap<(ClientId, Slot), MessageId>,
+    /// What each store or broker request under way is for.
     pending: HashMap<RequestId, Pending>,
+    /// Retries and ack deadlines, earliest first.
     timers: BTreeMap<TimerKey, Timer>,
+    /// Outputs not yet taken by [`Hub::poll_output`].
     outputs: VecDeque<Output>,
+    /// Source of session, request, ack and timer ids (one counter: each is unique).
     next_id: u64,
     stats: HubStats,
 }
@@ -166,8 +177,7 @@ impl Hub {
             by_slot: HashMap::new(),
             clients: HashMap::new(),
             watches: HashMap::new(),
-            highest: HashMap::new(),
-            epoch: 0,
+            claims: Claims::default(),
             delivered_high: HashMap::new(),
             pending: HashMap::new(),
             timers: BTreeMap::new(),
@@ -175,11 +185,6 @@ impl Hub {
             next_id: 1,
             stats: HubStats::default(),
         }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &HubConfig {
-        &self.config
     }
 
     /// Counters since start.
@@ -236,11 +241,11 @@ impl Hub {
 
     /// Fires every timer due at `now`. Drain [`Hub::poll_output`] afterwards.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((&key, _)) = self.timers.iter().next() {
-            if key.0 > now {
+        while let Some(due) = self.timers.first_entry() {
+            if due.key().0 > now {
                 break;
             }
-            let timer = self.timers.remove(&key).expect("key just seen");
+            let timer = due.remove();
             self.fire(now, timer);
         }
     }
@@ -260,25 +265,7 @@ impl Hub {
             identity.slot,
             identity.mode
         );
-        self.sessions.insert(
-            conn,
-            Session {
-                sid,
-                client: client.clone(),
-                slot: identity.slot,
-                mode: identity.mode,
-                phase: Phase::Subscribing,
-                generation: None,
-                cursor: MessageId::ZERO,
-                buffer: VecDeque::new(),
-                in_flight: VecDeque::new(),
-                in_flight_count: 0,
-                load: Load::Idle,
-                drained: false,
-                failures: 0,
-                commit_owed: false,
-            },
-        );
+        self.sessions.insert(conn, Session::new(sid, &identity));
         self.by_slot
             .entry((client.clone(), identity.slot))
             .or_default()
@@ -298,12 +285,10 @@ impl Hub {
             log::debug!("ack {ack:?} for unknown connection {conn:?}");
             return;
         };
-        let Some(pos) = s.in_flight.iter().position(|b| b.ack == Some(ack)) else {
+        let Some(batch) = s.acknowledged(ack) else {
             log::debug!("unknown or repeated ack {ack:?} on {conn:?}: ignored");
             return;
         };
-        let batch = s.in_flight.remove(pos).expect("position is valid");
-        s.in_flight_count -= batch.ids.len();
         let (client, slot) = (s.client.clone(), s.slot);
         if let Some(t) = batch.timer {
             self.timers.remove(&t);
@@ -321,20 +306,7 @@ impl Hub {
             log::debug!("commit on ack-mode session {conn:?}: ignored");
             return;
         }
-        let mut ids = Vec::new();
-        let mut timers = Vec::new();
-        let mut left = n;
-        while left > 0 {
-            let Some(batch) = s.in_flight.pop_front() else {
-                log::debug!("commit {n} on {conn:?} exceeds what is in flight; the rest ignored");
-                break;
-            };
-            s.in_flight_count -= batch.ids.len();
-            left = left.saturating_sub(batch.ids.len() as u64);
-            ids.extend(batch.ids);
-            timers.extend(batch.timer);
-        }
-        s.commit_owed = true;
+        let (ids, timers) = s.committed(n);
         let (client, slot) = (s.client.clone(), s.slot);
         for t in timers {
             self.timers.remove(&t);
@@ -412,7 +384,7 @@ impl Hub {
                 renew,
                 epoch,
             } => match result {
-                Ok(BrokerReply::Claimed(_)) if epoch != self.epoch => {
+                Ok(BrokerReply::Claimed(_)) if epoch != self.claims.epoch => {
                     // Answered across a resync: claim again in the broker's present state.
                     let live = self.session_mut(conn, sid).map(|s| s.phase == Phase::Live);
                     if let Some(live) = live {
@@ -456,26 +428,7 @@ impl Hub {
                 let room = self.config.window.max(1);
                 for conn in conns {
                     if let Some(s) = self.sessions.get_mut(&conn) {
-                        match &message {
-                            // The very next message after the cursor, and room to buffer it:
-                            // exactly what a read would return next, so no read is needed.
-                            // (Anything later than the cursor + 1 may have a gap before it,
-                            // and a full buffer is left to reads, to stay bounded.)
-                            Some(m)
-                                if s.cursor.0.checked_add(1) == Some(last.0)
-                                    && s.buffer.len() < room =>
-                            {
-                                s.cursor = last;
-                                s.buffer.push_back(m.clone());
-                            }
-                            _ if last > s.cursor => {
-                                s.drained = false;
-                                if let Load::Reading { .. } = s.load {
-                                    s.load = Load::Reading { again: true };
-                                }
-                            }
-                            _ => {}
-                        }
+                        s.notified(last, message.as_ref(), room);
                     }
                     self.progress(now, conn);
                 }
@@ -488,10 +441,7 @@ impl Hub {
             } => {
                 log::debug!("claim of {client} slot {slot} generation {generation} by {node}");
                 let key = (client, slot);
-                let high = self.highest.entry(key.clone()).or_default();
-                if generation > *high {
-                    *high = generation;
-                }
+                self.claims.seen(&key, generation);
                 self.kick_older(&key, generation);
             }
             BrokerEvent::Resync => {
@@ -500,8 +450,7 @@ impl Hub {
                 // zero again): generations seen before mean nothing now. Every live session
                 // claims anew, so that a login after the resync gets a higher generation than
                 // the sessions that were already there, and wins as it should.
-                self.highest.clear();
-                self.epoch += 1;
+                self.claims.resync();
                 let conns = sorted(self.sessions.keys().copied());
                 for conn in &conns {
                     if self
@@ -514,10 +463,7 @@ impl Hub {
                 }
                 for conn in conns {
                     if let Some(s) = self.sessions.get_mut(&conn) {
-                        s.drained = false;
-                        if let Load::Reading { .. } = s.load {
-                            s.load = Load::Reading { again: true };
-                        }
+                        s.look_again();
                     }
                     self.progress(now, conn);
                 }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use super::timers::{Timer, TimerKey};
 use super::{DELIVERED_MEMORY, Hub, Pending};
-use crate::identity::Mode;
+use crate::identity::{Identity, Mode};
 use crate::ids::{ClientId, Generation, MessageId, Slot};
 use crate::io::{AckId, ConnId, KickReason, Output, StoreOp, StoreReply};
 use crate::message::Message;
@@ -72,6 +72,96 @@ pub(super) struct Session {
     pub(super) commit_owed: bool,
 }
 
+impl Session {
+    /// A new session of `identity`, waiting for its client's subscription.
+    pub(super) fn new(sid: u64, identity: &Identity) -> Session {
+        Session {
+            sid,
+            client: identity.client.clone(),
+            slot: identity.slot,
+            mode: identity.mode,
+            phase: Phase::Subscribing,
+            generation: None,
+            cursor: MessageId::ZERO,
+            buffer: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            in_flight_count: 0,
+            load: Load::Idle,
+            drained: false,
+            failures: 0,
+            commit_owed: false,
+        }
+    }
+
+    /// Takes the in-flight batch delivered with `ack`, if it is still in flight.
+    pub(super) fn acknowledged(&mut self, ack: AckId) -> Option<Batch> {
+        let pos = self.in_flight.iter().position(|b| b.ack == Some(ack))?;
+        let batch = self.in_flight.remove(pos)?;
+        self.in_flight_count -= batch.ids.len();
+        Some(batch)
+    }
+
+    /// Commit mode: takes the oldest in-flight batches holding `n` messages (what is in flight,
+    /// when that is less) and owes the client its next message. Returns their ids and their
+    /// ack-deadline timers.
+    pub(super) fn committed(&mut self, n: u64) -> (Vec<MessageId>, Vec<TimerKey>) {
+        let mut ids = Vec::new();
+        let mut timers = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let Some(batch) = self.in_flight.pop_front() else {
+                log::debug!("commit {n} exceeds what is in flight; the rest ignored");
+                break;
+            };
+            self.in_flight_count -= batch.ids.len();
+            left = left.saturating_sub(batch.ids.len() as u64);
+            ids.extend(batch.ids);
+            timers.extend(batch.timer);
+        }
+        self.commit_owed = true;
+        (ids, timers)
+    }
+
+    /// A store read of at most `limit` messages returned `messages`.
+    pub(super) fn loaded(&mut self, messages: Vec<Message>, limit: usize) {
+        let again = matches!(self.load, Load::Reading { again: true });
+        self.load = Load::Idle;
+        self.failures = 0;
+        self.drained = messages.len() < limit && !again;
+        for m in messages {
+            // Only ids beyond the cursor, in increasing order.
+            if m.id > self.cursor {
+                self.cursor = m.id;
+                self.buffer.push_back(m);
+            }
+        }
+    }
+
+    /// The client's queue now ends at `last`; `message` is `last` itself when the notifier
+    /// attached it. `room`: how many messages the buffer may hold.
+    pub(super) fn notified(&mut self, last: MessageId, message: Option<&Message>, room: usize) {
+        match message {
+            // The very next message after the cursor, and room to buffer it: exactly what a
+            // read would return next, so no read is needed. (Anything later than the cursor + 1
+            // may have a gap before it, and a full buffer is left to reads, to stay bounded.)
+            Some(m) if self.cursor.0.checked_add(1) == Some(last.0) && self.buffer.len() < room => {
+                self.cursor = last;
+                self.buffer.push_back(m.clone());
+            }
+            _ if last > self.cursor => self.look_again(),
+            _ => {}
+        }
+    }
+
+    /// The store may hold more than was read: read again (once the read under way returns).
+    pub(super) fn look_again(&mut self) {
+        self.drained = false;
+        if let Load::Reading { .. } = self.load {
+            self.load = Load::Reading { again: true };
+        }
+    }
+}
+
 impl Hub {
     pub(super) fn load_done(
         &mut self,
@@ -88,17 +178,7 @@ impl Hub {
             };
             match result {
                 Ok(StoreReply::Messages(messages)) => {
-                    let again = matches!(s.load, Load::Reading { again: true });
-                    s.load = Load::Idle;
-                    s.failures = 0;
-                    s.drained = messages.len() < limit && !again;
-                    for m in messages {
-                        // Only ids beyond the cursor, in increasing order.
-                        if m.id > s.cursor {
-                            s.cursor = m.id;
-                            s.buffer.push_back(m);
-                        }
-                    }
+                    s.loaded(messages, limit);
                     self.progress(now, conn);
                     return;
                 }

@@ -114,7 +114,7 @@ impl Hub {
         }
         if entry.sub == Sub::Retrying || entry.sub == Sub::Unsubscribed {
             self.clients.remove(client);
-            self.forget_generations(client);
+            self.claims.forget(client);
         }
     }
 
@@ -190,7 +190,7 @@ impl Hub {
             _ => {
                 if entry.unused() {
                     self.clients.remove(&client);
-                    self.forget_generations(&client);
+                    self.claims.forget(&client);
                 } else {
                     self.resubscribe(client);
                 }

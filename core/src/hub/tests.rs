@@ -1,5 +1,6 @@
 use super::*;
 use crate::identity::Identity;
+use crate::ids::Generation;
 use crate::io::{CloseReason, KickReason};
 use crate::message::{Message, Payload};
 use crate::ports::{BrokerError, StoreError};
