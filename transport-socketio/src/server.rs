@@ -452,6 +452,8 @@ struct SessionEntry {
 struct Inner {
     config: ServerConfig,
     sessions: Mutex<HashMap<String, SessionEntry>>,
+    /// Notified each time the last session ends ([`SocketIo::sessions_ended`]).
+    emptied: event_listener::Event,
     pending: Sender<Pending>,
 }
 
@@ -499,6 +501,7 @@ impl SocketIo {
                 inner: Arc::new(Inner {
                     config,
                     sessions: Mutex::new(HashMap::new()),
+                    emptied: event_listener::Event::new(),
                     pending: tx,
                 }),
             },
@@ -576,6 +579,22 @@ impl SocketIo {
     /// Number of open Engine.IO sessions.
     pub fn session_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Resolves once no session is open (at once when none is): after
+    /// [`SocketIo::close_all`], when every client was told and every session has ended.
+    pub async fn sessions_ended(&self) {
+        loop {
+            if self.session_count() == 0 {
+                return;
+            }
+            // Listen before looking again: the last session ending in between is not missed.
+            let listener = self.inner.emptied.listen();
+            if self.session_count() == 0 {
+                return;
+            }
+            listener.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionEntry>> {
@@ -836,7 +855,14 @@ impl SocketIo {
             .insert(sid.clone(), SessionEntry { tx, backlog });
         async_std::task::spawn(async move {
             session.run(rx).await;
-            io.lock().remove(&sid);
+            let emptied = {
+                let mut sessions = io.lock();
+                sessions.remove(&sid);
+                sessions.is_empty()
+            };
+            if emptied {
+                io.inner.emptied.notify(usize::MAX);
+            }
         });
     }
 }

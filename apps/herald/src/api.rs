@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 use tide::{Next, Request, Response, StatusCode};
 
 use crate::metrics::{EngineCounts, Metrics};
+use crate::shutdown::Inflight;
 
 /// Messages read from the store per round trip while a `/queues` answer is built: what is
 /// held in memory at once beyond the answer itself.
@@ -37,10 +38,12 @@ pub struct ApiState<S, B> {
     pub store: Arc<S>,
     /// The broker, for notifications.
     pub broker: Arc<B>,
-    /// Starts watching a client's queue (the engine's [`crate::server::Node::watch`]).
+    /// Starts watching a client's queue (the engine's [`crate::driver::Node::watch`]).
     pub watch: Arc<dyn Fn(&ClientId) -> Watch + Send + Sync>,
     /// Metrics of this node.
     pub metrics: Arc<Metrics>,
+    /// Store writes under way, which a graceful stop waits for (pushes' appends among them).
+    pub inflight: Arc<Inflight>,
     /// The engine's counts for `/metrics`.
     pub engine_counts: Arc<dyn Fn() -> EngineCounts + Send + Sync>,
     /// Accepted API keys; empty = none needed.
@@ -66,6 +69,7 @@ impl<S: MessageStore, B: Broker> ApiState<S, B> {
             broker,
             watch: Arc::new(|_: &ClientId| Watch::idle()),
             metrics: Arc::new(Metrics::default()),
+            inflight: Arc::new(Inflight::default()),
             engine_counts: Arc::new(EngineCounts::default),
             keys: Vec::new(),
             max_body: 1 << 20,
@@ -316,7 +320,10 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             return Ok(res);
         }
     };
-    let published = herald_core::publish(&*state.store, &*state.broker, &body, unix_ms()).await;
+    let published = {
+        let _writing = state.inflight.enter();
+        herald_core::publish(&*state.store, &*state.broker, &body, unix_ms()).await
+    };
     let (stored, failed) = match published {
         Published::Refused(errs) => {
             Metrics::inc(&state.metrics.push_rejected);

@@ -3,7 +3,10 @@
 
 pub mod api;
 pub mod config;
+pub mod connect;
+pub mod driver;
+pub mod http;
 pub mod metered;
 pub mod metrics;
 pub mod secret;
-pub mod server;
+pub mod shutdown;
