@@ -19,13 +19,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
 use herald_core::{
-    Broker, ClientId, Message, MessageId, MessageStore, Payload, Published, Slot, StoreError,
+    Broker, ClientId, HubStats, Message, MessageId, MessageStore, Payload, Published, Slot,
+    StoreError,
 };
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tide::{Next, Request, Response, StatusCode};
 
-use crate::metrics::{EngineCounts, Metrics};
+use crate::metrics::Metrics;
 use crate::shutdown::Inflight;
 
 /// Messages read from the store per round trip while a `/queues` answer is built: what is
@@ -45,7 +46,7 @@ pub struct ApiState<S, B> {
     /// Store writes under way, which a graceful stop waits for (pushes' appends among them).
     pub inflight: Arc<Inflight>,
     /// The engine's counts for `/metrics`.
-    pub engine_counts: Arc<dyn Fn() -> EngineCounts + Send + Sync>,
+    pub engine_counts: Arc<dyn Fn() -> HubStats + Send + Sync>,
     /// Accepted API keys; empty = none needed.
     pub keys: Vec<String>,
     /// Largest accepted body, bytes.
@@ -70,7 +71,7 @@ impl<S: MessageStore, B: Broker> ApiState<S, B> {
             watch: Arc::new(|_: &ClientId| Watch::idle()),
             metrics: Arc::new(Metrics::default()),
             inflight: Arc::new(Inflight::default()),
-            engine_counts: Arc::new(EngineCounts::default),
+            engine_counts: Arc::new(HubStats::default),
             keys: Vec::new(),
             max_body: 1 << 20,
             max_answer: 4 << 20,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_std::channel::{Receiver, Sender, unbounded};
@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::api::{Watch, unix_ms};
 use crate::config::Config;
-use crate::metrics::{EngineCounts, Metrics};
+use crate::metrics::{Metrics, ShardStats};
 use crate::shutdown::Inflight;
 
 /// What a shard task receives.
@@ -60,7 +60,8 @@ pub struct Node<S, B> {
     /// Store writes under way.
     pub inflight: Arc<Inflight>,
     shards: Vec<Sender<ShardMsg>>,
-    stats: Arc<Mutex<Vec<HubStats>>>,
+    /// Each shard's engine counters.
+    stats: Vec<ShardStats>,
     pub(crate) next_conn: AtomicU64,
     next_watch: AtomicU64,
 }
@@ -89,17 +90,8 @@ impl<S: MessageStore, B: Broker> Node<S, B> {
     }
 
     /// The engine's counters summed over the shards.
-    pub fn engine_counts(&self) -> EngineCounts {
-        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        let mut c = EngineCounts::default();
-        for s in stats.iter() {
-            c.sessions += s.sessions;
-            c.deliveries += s.deliveries;
-            c.acks += s.acks;
-            c.redeliveries += s.redeliveries;
-            c.kicks += s.kicks;
-        }
-        c
+    pub fn engine_counts(&self) -> HubStats {
+        ShardStats::total(&self.stats)
     }
 }
 
@@ -128,7 +120,7 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         metrics,
         inflight: Arc::new(Inflight::default()),
         shards: senders,
-        stats: Arc::new(Mutex::new(vec![HubStats::default(); shards])),
+        stats: (0..shards).map(|_| ShardStats::default()).collect(),
         next_conn: AtomicU64::new(1),
         next_watch: AtomicU64::new(1),
     });
@@ -204,9 +196,7 @@ async fn run_shard<S: MessageStore, B: Broker>(
         while let Some(out) = hub.poll_output() {
             carry_out(out, &mut hub, &mut outlets, &me, &node);
         }
-        if let Ok(mut stats) = node.stats.lock() {
-            stats[index] = hub.stats();
-        }
+        node.stats[index].publish(hub.stats());
     }
 }
 
