@@ -33,6 +33,13 @@ use crate::shutdown::Inflight;
 /// held in memory at once beyond the answer itself.
 const HISTORY_PAGE: usize = 32;
 
+/// Default of `api.max_body`: the largest accepted body, bytes.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// Default of `api.max_answer`: the largest `/queues` answer, bytes.
+pub const DEFAULT_MAX_ANSWER: usize = 4 << 20;
+/// Default of `api.max_listed_errors`: problems listed in an error answer.
+pub const DEFAULT_MAX_LISTED_ERRORS: usize = 20;
+
 /// Everything the REST handlers need, shared by all requests.
 pub struct ApiState<S, B> {
     /// The queues.
@@ -73,9 +80,9 @@ impl<S: MessageStore, B: Broker> ApiState<S, B> {
             inflight: Arc::new(Inflight::default()),
             engine_counts: Arc::new(HubStats::default),
             keys: Vec::new(),
-            max_body: 1 << 20,
-            max_answer: 4 << 20,
-            max_listed_errors: 20,
+            max_body: DEFAULT_MAX_BODY,
+            max_answer: DEFAULT_MAX_ANSWER,
+            max_listed_errors: DEFAULT_MAX_LISTED_ERRORS,
             node: node.to_owned(),
         }
     }

@@ -12,7 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use herald_core::auth::AuthConfig;
+use herald_core::{HubConfig, NodeId, Retention};
+use herald_socketio::ServerConfig;
+use herald_socketio::http1::HttpLimits;
 use toml::{Table, Value};
+
+use crate::api;
 
 /// What a key's value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -679,8 +685,18 @@ impl Config {
         sources: &BTreeMap<&'static str, String>,
     ) -> Result<Config, ConfigError> {
         let s = |p: &str| t.get(p).and_then(Value::as_str).map(str::to_owned);
-        let i = |p: &str, d: i64| t.get(p).and_then(Value::as_integer).unwrap_or(d);
+        let i = |p: &str| t.get(p).and_then(Value::as_integer);
         let b = |p: &str, d: bool| t.get(p).and_then(Value::as_bool).unwrap_or(d);
+        // A key not set keeps the default of the crate whose setting it is (their config
+        // structs are the one place defaults are written).
+        let size = |p: &str, d: usize| i(p).map_or(d, |v| v as usize);
+        let ms = |p: &str, d: Duration| i(p).map_or(d, |v| Duration::from_millis(v as u64));
+        let secs = |p: &str, d: Duration| i(p).map_or(d, |v| Duration::from_secs(v as u64));
+        let hub = HubConfig::new(NodeId::new("defaults").expect("a valid node id"));
+        let socketio = ServerConfig::default();
+        let auth = AuthConfig::new(Vec::new());
+        let retention = Retention::default();
+        let http = HttpLimits::default();
         let addr = |p: &str, d: &str| -> SocketAddr {
             s(p).and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| d.parse().expect("default addresses parse"))
@@ -784,8 +800,6 @@ impl Config {
                 "with Redis (several nodes) the queues must be shared: set --mongo".into(),
             ));
         }
-        let ping_interval = Duration::from_millis(i("connector.ping_interval_ms", 25_000) as u64);
-        let ping_timeout = Duration::from_millis(i("connector.ping_timeout_ms", 20_000) as u64);
         let log_level = match s("log.level").as_deref() {
             Some("error") => log::LevelFilter::Error,
             Some("warn") => log::LevelFilter::Warn,
@@ -798,39 +812,39 @@ impl Config {
             node_id,
             api_listen,
             api_keys,
-            api_max_body: i("api.max_body", 1 << 20) as usize,
-            api_max_answer: i("api.max_answer", 4 << 20) as usize,
-            api_max_listed_errors: i("api.max_listed_errors", 20) as usize,
+            api_max_body: size("api.max_body", api::DEFAULT_MAX_BODY),
+            api_max_answer: size("api.max_answer", api::DEFAULT_MAX_ANSWER),
+            api_max_listed_errors: size("api.max_listed_errors", api::DEFAULT_MAX_LISTED_ERRORS),
             connector_listen: addr("connector.listen", "127.0.0.1:3001"),
-            window: i("connector.window", 64) as usize,
-            ping_interval,
-            ping_timeout,
-            connect_timeout: Duration::from_millis(i("connector.connect_timeout_ms", 45_000) as u64),
-            max_payload: i("connector.max_payload", 1_000_000) as usize,
-            max_queue_bytes: i("connector.max_queue_bytes", 16 << 20) as usize,
-            close_timeout: Duration::from_millis(i("connector.close_timeout_ms", 3_000) as u64),
+            window: size("connector.window", hub.window),
+            ping_interval: ms("connector.ping_interval_ms", socketio.ping_interval),
+            ping_timeout: ms("connector.ping_timeout_ms", socketio.ping_timeout),
+            connect_timeout: ms("connector.connect_timeout_ms", socketio.connect_timeout),
+            max_payload: size("connector.max_payload", socketio.max_payload),
+            max_queue_bytes: size("connector.max_queue_bytes", socketio.queue_bytes),
+            close_timeout: ms("connector.close_timeout_ms", socketio.close_timeout),
             secret,
-            legacy_auth: b("auth.legacy", false),
-            hmac_auth: b("auth.hmac", true),
-            jwt_auth: b("auth.jwt", true),
-            max_skew: Duration::from_secs(i("auth.max_skew_secs", 900) as u64),
-            max_future_skew: Duration::from_secs(i("auth.max_future_skew_secs", 60) as u64),
+            legacy_auth: b("auth.legacy", auth.legacy),
+            hmac_auth: b("auth.hmac", auth.hmac),
+            jwt_auth: b("auth.jwt", auth.jwt),
+            max_skew: secs("auth.max_skew_secs", auth.max_skew),
+            max_future_skew: secs("auth.max_future_skew_secs", auth.max_future_skew),
             store,
             data_dir,
             recover_damaged_log: b("store.recover_damaged_log", false),
             broker,
-            retention_cap: i("retention.cap", 10_000) as u64,
-            retention_ttl: Duration::from_secs(i("retention.ttl_secs", 7 * 86_400) as u64),
+            retention_cap: i("retention.cap").map_or(retention.cap, |v| v as u64),
+            retention_ttl: secs("retention.ttl_secs", retention.ttl),
             log_level,
-            http_max_head: i("http.max_head", 8 << 10) as usize,
-            http_head_timeout: Duration::from_millis(i("http.head_timeout_ms", 10_000) as u64),
-            http_body_timeout: Duration::from_millis(i("http.body_timeout_ms", 30_000) as u64),
-            http_idle_timeout: Duration::from_millis(i("http.idle_timeout_ms", 60_000) as u64),
-            http_write_timeout: Duration::from_millis(i("http.write_timeout_ms", 30_000) as u64),
-            http_max_connections: match i("http.max_connections", 0) {
-                0 => None,
-                n => Some(n as usize),
-            },
+            http_max_head: size("http.max_head", http.max_head),
+            http_head_timeout: ms("http.head_timeout_ms", http.head_timeout),
+            http_body_timeout: ms("http.body_timeout_ms", http.body_timeout),
+            http_idle_timeout: ms("http.idle_timeout_ms", http.idle_timeout),
+            http_write_timeout: ms("http.write_timeout_ms", http.write_timeout),
+            // 0 (the default) derives the limit from RLIMIT_NOFILE.
+            http_max_connections: i("http.max_connections")
+                .filter(|&n| n != 0)
+                .map(|n| n as usize),
         })
     }
 
