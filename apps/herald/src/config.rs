@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use herald_core::auth::AuthConfig;
 use herald_core::{HubConfig, NodeId, Retention};
 use herald_socketio::ServerConfig;
@@ -37,12 +36,25 @@ enum Kind {
     Word(&'static [&'static str]),
 }
 
-/// One configuration key: its dotted path in the file, its environment variable, its type.
+/// One configuration key, declared once: its dotted path in the file, its environment
+/// variable, its type, what it means, and its command-line flag if it has one. The file's
+/// schema, the environment, the flags (`herald --help`), `herald --print-keys` and the check
+/// of docs/configuration.md all derive from [`KEYS`].
 struct Key {
     path: &'static str,
     env: &'static str,
     kind: Kind,
     help: &'static str,
+    flag: Option<Flag>,
+}
+
+/// The command-line flag of a key.
+struct Flag {
+    /// `--<long>`.
+    long: &'static str,
+    /// The value's placeholder in `--help`; empty for a switch (a [`Kind::Bool`] key set to
+    /// `true` by the flag alone). A [`Kind::StrList`] key's flag may be repeated.
+    value_name: &'static str,
 }
 
 const MS_MAX: i64 = 24 * 3600 * 1000;
@@ -54,24 +66,40 @@ const KEYS: &[Key] = &[
         env: "HERALD_ROLE",
         kind: Kind::Word(&["all", "connector", "api"]),
         help: "what this node serves",
+        flag: Some(Flag {
+            long: "role",
+            value_name: "ROLE",
+        }),
     },
     Key {
         path: "node_id",
         env: "HERALD_NODE_ID",
         kind: Kind::Str,
         help: "this node's name in claims, logs and metrics (default: host name + port)",
+        flag: Some(Flag {
+            long: "node-id",
+            value_name: "ID",
+        }),
     },
     Key {
         path: "api.listen",
         env: "HERALD_API_LISTEN",
         kind: Kind::Addr,
         help: "REST API listen address",
+        flag: Some(Flag {
+            long: "api-listen",
+            value_name: "ADDR",
+        }),
     },
     Key {
         path: "api.keys",
         env: "HERALD_API_KEY",
         kind: Kind::StrList,
         help: "publish API keys (Authorization: Bearer <key>)",
+        flag: Some(Flag {
+            long: "api-key",
+            value_name: "K",
+        }),
     },
     Key {
         path: "api.max_body",
@@ -81,6 +109,7 @@ const KEYS: &[Key] = &[
             max: 64 << 20,
         },
         help: "largest accepted request body, bytes",
+        flag: None,
     },
     Key {
         path: "api.max_answer",
@@ -90,6 +119,7 @@ const KEYS: &[Key] = &[
             max: 1 << 30,
         },
         help: "largest /queues answer, bytes: messages stop before it and `more` says some remain",
+        flag: None,
     },
     Key {
         path: "api.max_listed_errors",
@@ -99,18 +129,27 @@ const KEYS: &[Key] = &[
             max: 10_000,
         },
         help: "problems listed in an error answer; the rest are counted in one last line",
+        flag: None,
     },
     Key {
         path: "connector.listen",
         env: "HERALD_CONNECTOR_LISTEN",
         kind: Kind::Addr,
         help: "Socket.IO listen address",
+        flag: Some(Flag {
+            long: "connector-listen",
+            value_name: "ADDR",
+        }),
     },
     Key {
         path: "connector.window",
         env: "HERALD_WINDOW",
         kind: Kind::Int { min: 1, max: 4096 },
         help: "in-flight messages per session in ack mode",
+        flag: Some(Flag {
+            long: "window",
+            value_name: "N",
+        }),
     },
     Key {
         path: "connector.ping_interval_ms",
@@ -120,6 +159,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "Engine.IO ping interval",
+        flag: None,
     },
     Key {
         path: "connector.ping_timeout_ms",
@@ -129,6 +169,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "Engine.IO ping timeout",
+        flag: None,
     },
     Key {
         path: "connector.connect_timeout_ms",
@@ -138,6 +179,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a client has to send its Socket.IO CONNECT",
+        flag: None,
     },
     Key {
         path: "connector.max_payload",
@@ -147,6 +189,7 @@ const KEYS: &[Key] = &[
             max: 64 << 20,
         },
         help: "largest accepted Engine.IO payload, bytes",
+        flag: None,
     },
     Key {
         path: "connector.max_queue_bytes",
@@ -156,6 +199,7 @@ const KEYS: &[Key] = &[
             max: 1 << 30,
         },
         help: "most bytes waiting to be sent to one client before its session is closed",
+        flag: None,
     },
     Key {
         path: "connector.close_timeout_ms",
@@ -165,30 +209,41 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an ending session's client has to answer the close before its socket is dropped",
+        flag: None,
     },
     Key {
         path: "auth.secret",
         env: "HERALD_SECRET",
         kind: Kind::Str,
         help: "HMAC/JWT secret for client auth (default: generated once into <data_dir>/secret on a single node)",
+        flag: Some(Flag {
+            long: "secret",
+            value_name: "S",
+        }),
     },
     Key {
         path: "auth.legacy",
         env: "HERALD_LEGACY_AUTH",
         kind: Kind::Bool,
         help: "accept the seed's x-nbb-* headers",
+        flag: Some(Flag {
+            long: "legacy-auth",
+            value_name: "",
+        }),
     },
     Key {
         path: "auth.hmac",
         env: "HERALD_AUTH_HMAC",
         kind: Kind::Bool,
         help: "accept HMAC connect auth",
+        flag: None,
     },
     Key {
         path: "auth.jwt",
         env: "HERALD_AUTH_JWT",
         kind: Kind::Bool,
         help: "accept JWT connect auth",
+        flag: None,
     },
     Key {
         path: "auth.max_skew_secs",
@@ -198,6 +253,7 @@ const KEYS: &[Key] = &[
             max: 86_400,
         },
         help: "largest accepted age (now - ts) of a signature",
+        flag: None,
     },
     Key {
         path: "auth.max_future_skew_secs",
@@ -207,30 +263,47 @@ const KEYS: &[Key] = &[
             max: 86_400,
         },
         help: "largest accepted ts - now of a signature (a client clock ahead of the server's)",
+        flag: None,
     },
     Key {
         path: "store.data_dir",
         env: "HERALD_DATA_DIR",
         kind: Kind::Str,
         help: "embedded store location",
+        flag: Some(Flag {
+            long: "data-dir",
+            value_name: "PATH",
+        }),
     },
     Key {
         path: "store.mongo",
         env: "HERALD_MONGO",
         kind: Kind::Str,
         help: "MongoDB URL; when set, queues live in MongoDB instead of the embedded store",
+        flag: Some(Flag {
+            long: "mongo",
+            value_name: "URL",
+        }),
     },
     Key {
         path: "store.recover_damaged_log",
         env: "HERALD_STORE_RECOVER_DAMAGED_LOG",
         kind: Kind::Bool,
         help: "open an embedded log damaged before its end: skip the damaged bytes, keep every intact record (docs/operations.md)",
+        flag: Some(Flag {
+            long: "recover-damaged-log",
+            value_name: "",
+        }),
     },
     Key {
         path: "broker.redis",
         env: "HERALD_REDIS",
         kind: Kind::Str,
         help: "Redis URL (redis:// or redis+cluster://h1,h2); when set, nodes coordinate through Redis",
+        flag: Some(Flag {
+            long: "redis",
+            value_name: "URL",
+        }),
     },
     Key {
         path: "retention.cap",
@@ -240,6 +313,7 @@ const KEYS: &[Key] = &[
             max: i64::MAX,
         },
         help: "messages kept per client",
+        flag: None,
     },
     Key {
         path: "retention.ttl_secs",
@@ -249,6 +323,7 @@ const KEYS: &[Key] = &[
             max: 10 * 365 * 86_400,
         },
         help: "default message time to live",
+        flag: None,
     },
     Key {
         path: "http.max_head",
@@ -258,6 +333,7 @@ const KEYS: &[Key] = &[
             max: 1 << 20,
         },
         help: "largest HTTP request head (request line and headers), bytes; larger is answered 431",
+        flag: None,
     },
     Key {
         path: "http.head_timeout_ms",
@@ -267,6 +343,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an HTTP request head may take to arrive (408 and close after it)",
+        flag: None,
     },
     Key {
         path: "http.body_timeout_ms",
@@ -276,6 +353,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an HTTP request body may take to arrive (408 and close after it)",
+        flag: None,
     },
     Key {
         path: "http.idle_timeout_ms",
@@ -285,6 +363,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a kept-alive HTTP connection may wait for its next request",
+        flag: None,
     },
     Key {
         path: "http.write_timeout_ms",
@@ -294,6 +373,7 @@ const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an HTTP answer may take to be written (a client that does not read)",
+        flag: None,
     },
     Key {
         path: "http.max_connections",
@@ -303,107 +383,122 @@ const KEYS: &[Key] = &[
             max: 100_000_000,
         },
         help: "connections per listener (WebSockets included); more are answered 503; 0 = derived from RLIMIT_NOFILE",
+        flag: None,
     },
     Key {
         path: "log.level",
         env: "HERALD_LOG_LEVEL",
         kind: Kind::Word(&["error", "warn", "info", "debug", "trace"]),
         help: "log level",
+        flag: Some(Flag {
+            long: "log-level",
+            value_name: "LEVEL",
+        }),
     },
 ];
 
-/// Command-line flags. Each one is the twin of a key in `KEYS` (see `Flags::to_overrides`).
-/// No `Debug`: they may hold the secret and API keys.
-#[derive(Default, Parser)]
-#[command(
-    name = "herald",
-    version,
-    about = "Herald: a push server with durable, ordered, acknowledged per-client queues.",
-    after_help = "Every key can also be set in the TOML file given by --config and by its \
-                  HERALD_* environment variable; flags override the environment, which \
-                  overrides the file. Run `herald --print-keys` to list every key."
-)]
+/// What the command line says: the file to read, whether to list the keys, and the keys set
+/// by flags (every flag is declared with its key in [`KEYS`]). No `Debug`: they may hold the
+/// secret and API keys.
+#[derive(Default)]
 pub struct Flags {
-    /// The TOML configuration file [env: HERALD_CONFIG]
-    #[arg(long, value_name = "PATH")]
+    /// The TOML configuration file (`--config`, or `HERALD_CONFIG`).
     pub config: Option<PathBuf>,
-    /// What this node serves: all, connector or api [env: HERALD_ROLE]
-    #[arg(long)]
-    pub role: Option<String>,
-    /// REST API listen address, host:port (port 0 = any free port) [env: HERALD_API_LISTEN]
-    #[arg(long, value_name = "ADDR")]
-    pub api_listen: Option<String>,
-    /// Socket.IO listen address; the same as --api-listen serves both on one port [env: HERALD_CONNECTOR_LISTEN]
-    #[arg(long, value_name = "ADDR")]
-    pub connector_listen: Option<String>,
-    /// Embedded store location [env: HERALD_DATA_DIR]
-    #[arg(long, value_name = "PATH")]
-    pub data_dir: Option<String>,
-    /// HMAC/JWT secret for client auth [env: HERALD_SECRET]
-    #[arg(long, value_name = "S")]
-    pub secret: Option<String>,
-    /// A publish API key; repeat for several [env: HERALD_API_KEY, comma-separated]
-    #[arg(long = "api-key", value_name = "K")]
-    pub api_keys: Vec<String>,
-    /// Accept the seed's x-nbb-* headers [env: HERALD_LEGACY_AUTH]
-    #[arg(long)]
-    pub legacy_auth: bool,
-    /// Use Redis (redis:// or redis+cluster://h1,h2,..) [env: HERALD_REDIS]
-    #[arg(long, value_name = "URL")]
-    pub redis: Option<String>,
-    /// Use MongoDB instead of the embedded store [env: HERALD_MONGO]
-    #[arg(long, value_name = "URL")]
-    pub mongo: Option<String>,
-    /// Open an embedded log that is damaged before its end: skip the damaged bytes, keep every intact record, set the damaged file aside (once, after reading docs/operations.md) [env: HERALD_STORE_RECOVER_DAMAGED_LOG]
-    #[arg(long)]
-    pub recover_damaged_log: bool,
-    /// This node's name in claims, logs and metrics [env: HERALD_NODE_ID]
-    #[arg(long, value_name = "ID")]
-    pub node_id: Option<String>,
-    /// In-flight messages per session in ack mode [env: HERALD_WINDOW]
-    #[arg(long, value_name = "N")]
-    pub window: Option<String>,
-    /// Log level: error, warn, info, debug, trace [env: HERALD_LOG_LEVEL]
-    #[arg(long, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Print every configuration key with its environment variable, then exit
-    #[arg(long)]
+    /// `--print-keys`: print every configuration key, then exit.
     pub print_keys: bool,
+    /// The keys set by flags, as `(key path, raw value)` pairs.
+    overrides: Vec<(&'static str, RawValue)>,
 }
 
 impl Flags {
-    /// The flags that were given, as `(key path, raw value)` pairs.
-    fn to_overrides(&self) -> Vec<(&'static str, RawValue)> {
-        let mut out = Vec::new();
-        let mut one = |path: &'static str, v: &Option<String>| {
-            if let Some(v) = v {
-                out.push((path, RawValue::Text(v.clone())));
+    /// The process's command line; `--help`, `--version` and errors print and exit.
+    pub fn parse() -> Flags {
+        Flags::from_matches(&command().get_matches())
+    }
+
+    /// Parses `args` (the program name first).
+    ///
+    /// # Errors
+    /// clap's error for an unknown flag or a missing value (also for `--help`).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Flags, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        command()
+            .try_get_matches_from(args)
+            .map(|m| Flags::from_matches(&m))
+    }
+
+    fn from_matches(m: &clap::ArgMatches) -> Flags {
+        let mut overrides = Vec::new();
+        for key in KEYS.iter().filter(|k| k.flag.is_some()) {
+            let raw = match key.kind {
+                Kind::StrList => m
+                    .get_many::<String>(key.path)
+                    .map(|v| RawValue::List(v.cloned().collect())),
+                Kind::Bool => m.get_flag(key.path).then(|| RawValue::Text("true".into())),
+                _ => m
+                    .get_one::<String>(key.path)
+                    .map(|v| RawValue::Text(v.clone())),
+            };
+            if let Some(raw) = raw {
+                overrides.push((key.path, raw));
             }
-        };
-        one("role", &self.role);
-        one("api.listen", &self.api_listen);
-        one("connector.listen", &self.connector_listen);
-        one("store.data_dir", &self.data_dir);
-        one("auth.secret", &self.secret);
-        one("broker.redis", &self.redis);
-        one("store.mongo", &self.mongo);
-        one("node_id", &self.node_id);
-        one("connector.window", &self.window);
-        one("log.level", &self.log_level);
-        if !self.api_keys.is_empty() {
-            out.push(("api.keys", RawValue::List(self.api_keys.clone())));
         }
-        if self.legacy_auth {
-            out.push(("auth.legacy", RawValue::Text("true".into())));
+        Flags {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            print_keys: m.get_flag("print_keys"),
+            overrides,
         }
-        if self.recover_damaged_log {
-            out.push(("store.recover_damaged_log", RawValue::Text("true".into())));
-        }
-        out
     }
 }
 
+/// The command line: `--config`, `--print-keys`, and one flag per key that declares one.
+fn command() -> clap::Command {
+    use clap::{Arg, ArgAction, Command, value_parser};
+    let mut cmd = Command::new("herald")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Herald: a push server with durable, ordered, acknowledged per-client queues.")
+        .after_help(
+            "Every key can also be set in the TOML file given by --config and by its HERALD_* \
+             environment variable; flags override the environment, which overrides the file. \
+             Run `herald --print-keys` to list every key.",
+        )
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("PATH")
+                .value_parser(value_parser!(PathBuf))
+                .help("The TOML configuration file [env: HERALD_CONFIG]"),
+        )
+        .arg(
+            Arg::new("print_keys")
+                .long("print-keys")
+                .action(ArgAction::SetTrue)
+                .help("Print every configuration key with its environment variable, then exit"),
+        );
+    for key in KEYS {
+        let Some(flag) = &key.flag else {
+            continue;
+        };
+        let mut help = key.help.to_owned();
+        if let Kind::Word(words) = key.kind {
+            help.push_str(&format!(": {}", words.join(", ")));
+        }
+        help.push_str(&format!(" [env: {}]", key.env));
+        let arg = Arg::new(key.path).long(flag.long).help(help);
+        cmd = cmd.arg(match key.kind {
+            Kind::Bool => arg.action(ArgAction::SetTrue),
+            Kind::StrList => arg.value_name(flag.value_name).action(ArgAction::Append),
+            _ => arg.value_name(flag.value_name),
+        });
+    }
+    cmd
+}
+
 /// A value from the environment or a flag, before it is checked against its key's kind.
+#[derive(Clone)]
 enum RawValue {
     Text(String),
     List(Vec<String>),
@@ -667,11 +762,12 @@ impl Config {
             }
         }
 
-        for (path, raw) in flags.to_overrides() {
+        for (path, raw) in &flags.overrides {
             let key = key(path);
-            let flag = format!("flag --{}", flag_name(path));
-            let v = convert(key, raw, &flag)?;
-            table.insert(path.into(), v);
+            let long = key.flag.as_ref().map_or(*path, |f| f.long);
+            let flag = format!("flag --{long}");
+            let v = convert(key, raw.clone(), &flag)?;
+            table.insert((*path).into(), v);
             sources.insert(path, flag);
         }
 
@@ -874,20 +970,6 @@ fn key(path: &str) -> &'static Key {
     KEYS.iter()
         .find(|k| k.path == path)
         .expect("flags only name declared keys")
-}
-
-fn flag_name(path: &str) -> String {
-    match path {
-        "connector.window" => "window".into(),
-        "store.data_dir" => "data-dir".into(),
-        "auth.secret" => "secret".into(),
-        "broker.redis" => "redis".into(),
-        "store.mongo" => "mongo".into(),
-        "api.keys" => "api-key".into(),
-        "auth.legacy" => "legacy-auth".into(),
-        "store.recover_damaged_log" => "recover-damaged-log".into(),
-        other => other.replace(['.', '_'], "-"),
-    }
 }
 
 /// Walks the file's tables, checking every key against [`KEYS`] and flattening to dotted paths.
@@ -1418,5 +1500,41 @@ mod tests {
             assert!(seen.insert(k.env), "duplicate {}", k.env);
         }
         assert!(describe_keys().contains("HERALD_API_LISTEN"));
+    }
+
+    #[test]
+    fn the_docs_table_lists_every_key_with_its_variable_and_flag() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let rows: Vec<Vec<&str>> = docs
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.split('|').skip(1).map(str::trim).collect())
+            .collect();
+        for key in KEYS {
+            let row = rows
+                .iter()
+                .find(|r| r[0] == format!("`{}`", key.path))
+                .unwrap_or_else(|| panic!("docs/configuration.md has no row for {}", key.path));
+            assert!(
+                row[1].starts_with(&format!("`{}`", key.env)),
+                "{}: the docs name {} as its variable",
+                key.path,
+                row[1]
+            );
+            let flag = key.flag.as_ref().map(|f| format!("`--{}`", f.long));
+            assert_eq!(
+                flag.as_deref().unwrap_or(""),
+                row[2].split(' ').next().unwrap_or(""),
+                "{}: the flag column",
+                key.path
+            );
+        }
+        for row in &rows {
+            assert!(
+                KEYS.iter().any(|k| row[0] == format!("`{}`", k.path)),
+                "docs/configuration.md documents {}, which is not a key",
+                row[0]
+            );
+        }
     }
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use futures::StreamExt;
 use herald::config::{BrokerChoice, Config, Flags, StoreChoice, redact_url as redact};
 use herald::metered::Metered;
