@@ -13,7 +13,6 @@
 //! whether the client answered, read, or did nothing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -538,29 +537,6 @@ impl SocketIo {
         }
     }
 
-    /// Serves on its own listener at `addr` with our HTTP/1.1 connection code
-    /// ([`crate::http1`], default limits, bodies up to `max_payload`). Returns the bound
-    /// address through `bound` as soon as it is known (port 0 picks a free port).
-    ///
-    /// # Errors
-    /// When the address cannot be bound.
-    pub async fn serve(
-        self,
-        addr: SocketAddr,
-        bound: impl FnOnce(SocketAddr),
-    ) -> std::io::Result<()> {
-        let mut app = tide::new();
-        self.mount(&mut app);
-        let listener = async_std::net::TcpListener::bind(addr).await?;
-        bound(listener.local_addr()?);
-        let limits = crate::http1::HttpLimits {
-            max_body: self.inner.config.max_payload,
-            ..crate::http1::HttpLimits::default()
-        };
-        crate::http1::serve(listener, app, limits).await;
-        Ok(())
-    }
-
     /// Tells every client the server is going away (Engine.IO close) and ends every session.
     pub fn close_all(&self) {
         let sessions: Vec<mailbox::Sender<Input>> =
@@ -621,7 +597,7 @@ impl SocketIo {
         }
         let websocket = q.get("transport") == Some("websocket");
         match (q.get("sid"), websocket) {
-            (None, false) => self.open(&req, &q, None),
+            (None, false) => self.open(&req, &q),
             (None, true) => self.websocket(req, q, None).await,
             (Some(sid), true) => match self.session(sid) {
                 Some(tx) => self.websocket(req, q.clone(), Some(tx)).await,
@@ -729,7 +705,7 @@ impl SocketIo {
     }
 
     /// Opens a polling session: answers the handshake.
-    fn open<State>(&self, req: &Request<State>, q: &Query, _: Option<()>) -> Response {
+    fn open<State>(&self, req: &Request<State>, q: &Query) -> Response {
         let sid = random_id();
         let (tx, rx) = mailbox();
         let open = self.open_packet(&sid, true);
@@ -1028,7 +1004,6 @@ struct Session {
 impl Session {
     fn new(io: SocketIo, sid: String, tx: mailbox::Sender<Input>, start: SessionStart) -> Session {
         let cfg = io.inner.config.clone();
-        #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
         let now = Instant::now();
         let backlog = Backlog::new(cfg.queue_limit, cfg.queue_bytes);
         let mut s = Session {
@@ -1129,7 +1104,6 @@ impl Session {
         }
         self.flush(self.io.inner.config.ping_timeout).await;
         while self.closed.is_none() {
-            #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
             let now = Instant::now();
             let deadline = [
                 Some(self.next_ping),
@@ -1227,7 +1201,6 @@ impl Session {
     }
 
     async fn timers(&mut self) {
-        #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
         let now = Instant::now();
         let cfg = &self.io.inner.config;
         if self.connect_deadline.is_some_and(|d| d <= now) {
@@ -1394,7 +1367,6 @@ impl Session {
     async fn packet(&mut self, p: EioPacket) {
         match p {
             EioPacket::Ping(data) if self.eio3 && data != "probe" => {
-                #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
                 let now = Instant::now();
                 let cfg = &self.io.inner.config;
                 self.next_ping = now + cfg.ping_interval + cfg.ping_timeout;
@@ -1402,7 +1374,6 @@ impl Session {
             }
             EioPacket::Pong(_) => {
                 if self.pong_deadline.take().is_some() {
-                    #[allow(clippy::disallowed_methods, reason = "the I/O shell owns the clock")]
                     let now = Instant::now();
                     self.next_ping = now + self.io.inner.config.ping_interval;
                 }
