@@ -161,7 +161,7 @@ pub enum EmitError {
 }
 
 /// One input of a session task.
-enum Input {
+enum SessionInput {
     /// Packets from the client (over whichever transport).
     Packets(Vec<EioPacket>),
     /// A transport failed or the client sent something invalid.
@@ -213,7 +213,7 @@ enum PollAnswer {
 pub struct Pending {
     /// What the client presented.
     pub handshake: Handshake,
-    tx: mailbox::Sender<Input>,
+    tx: mailbox::Sender<SessionInput>,
     backlog: Arc<Backlog>,
 }
 
@@ -239,7 +239,7 @@ impl Pending {
 
     /// Sends the acceptance with the namespace's event sink; the socket to emit with.
     fn decide(&self, sink: EventSink) -> Socket {
-        let _ = self.tx.try_send(Input::Decision {
+        let _ = self.tx.try_send(SessionInput::Decision {
             nsp: self.handshake.namespace.clone(),
             result: Ok(sink),
         });
@@ -253,7 +253,7 @@ impl Pending {
 
     /// Refuses with a CONNECT_ERROR carrying `data` (e.g. `{"message":"unauthorized"}`).
     pub fn refuse(self, data: Value) {
-        let _ = self.tx.try_send(Input::Decision {
+        let _ = self.tx.try_send(SessionInput::Decision {
             nsp: self.handshake.namespace.clone(),
             result: Err(Box::new(data)),
         });
@@ -276,7 +276,7 @@ pub struct Connection {
 pub struct Socket {
     sid: String,
     nsp: String,
-    tx: mailbox::Sender<Input>,
+    tx: mailbox::Sender<SessionInput>,
     backlog: Arc<Backlog>,
 }
 
@@ -292,7 +292,7 @@ impl Socket {
         self.enqueue(
             n,
             bytes,
-            Input::Send(Box::new(Outgoing {
+            SessionInput::Send(Box::new(Outgoing {
                 nsp: self.nsp.clone(),
                 text,
                 attachments,
@@ -302,14 +302,14 @@ impl Socket {
 
     /// Queues `input` worth `n` packets and `bytes` bytes, unless the client is gone or too
     /// far behind.
-    fn enqueue(&self, n: usize, bytes: usize, input: Input) -> Result<(), EmitError> {
+    fn enqueue(&self, n: usize, bytes: usize, input: SessionInput) -> Result<(), EmitError> {
         if self.tx.is_closed() {
             return Err(EmitError::Closed);
         }
         if !self.backlog.admit(n, bytes) {
             let _ = self
                 .tx
-                .try_send(Input::TransportError("outgoing queue full".into()));
+                .try_send(SessionInput::TransportError("outgoing queue full".into()));
             return Err(EmitError::Full);
         }
         self.tx.try_send(input).map_err(|_| EmitError::Closed)
@@ -404,7 +404,7 @@ impl Socket {
     /// Disconnects this namespace (the client sees "io server disconnect" and does not
     /// reconnect on its own); with `close`, the whole Engine.IO session too.
     pub fn disconnect(&self, close: bool) {
-        let _ = self.tx.try_send(Input::Disconnect {
+        let _ = self.tx.try_send(SessionInput::Disconnect {
             nsp: self.nsp.clone(),
             close,
         });
@@ -427,7 +427,7 @@ impl Socket {
     }
 
     fn send_raw(&self, packet: EioPacket) -> Result<(), EmitError> {
-        self.enqueue(1, outbox::cost(&packet), Input::SendRaw(packet))
+        self.enqueue(1, outbox::cost(&packet), SessionInput::SendRaw(packet))
     }
 
     /// Whether the connection has ended.
@@ -444,7 +444,7 @@ pub struct SocketIo {
 
 /// What the server keeps of a running session: its mailbox and what it has waiting.
 struct SessionEntry {
-    tx: mailbox::Sender<Input>,
+    tx: mailbox::Sender<SessionInput>,
     backlog: Arc<Backlog>,
 }
 
@@ -539,10 +539,10 @@ impl SocketIo {
 
     /// Tells every client the server is going away (Engine.IO close) and ends every session.
     pub fn close_all(&self) {
-        let sessions: Vec<mailbox::Sender<Input>> =
+        let sessions: Vec<mailbox::Sender<SessionInput>> =
             self.lock().values().map(|e| e.tx.clone()).collect();
         for tx in sessions {
-            let _ = tx.try_send(Input::Shutdown);
+            let _ = tx.try_send(SessionInput::Shutdown);
         }
     }
 
@@ -580,11 +580,11 @@ impl SocketIo {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn session(&self, sid: &str) -> Option<mailbox::Sender<Input>> {
+    fn session(&self, sid: &str) -> Option<mailbox::Sender<SessionInput>> {
         self.lock().get(sid).map(|e| e.tx.clone())
     }
 
-    fn session_entry(&self, sid: &str) -> Option<(mailbox::Sender<Input>, Arc<Backlog>)> {
+    fn session_entry(&self, sid: &str) -> Option<(mailbox::Sender<SessionInput>, Arc<Backlog>)> {
         self.lock()
             .get(sid)
             .map(|e| (e.tx.clone(), e.backlog.clone()))
@@ -608,7 +608,7 @@ impl SocketIo {
                     return eio_error(SESSION_UNKNOWN);
                 };
                 let (atx, arx) = bounded(1);
-                if tx.send(Input::Poll(atx)).await.is_err() {
+                if tx.send(SessionInput::Poll(atx)).await.is_err() {
                     return eio_error(SESSION_UNKNOWN);
                 }
                 let origin = req.header("origin").map(|h| h.as_str().to_owned());
@@ -650,7 +650,9 @@ impl SocketIo {
         let max = self.inner.config.max_payload;
         if req.len().is_some_and(|n| n > max) {
             let _ = tx
-                .send(Input::TransportError("polling body over maxPayload".into()))
+                .send(SessionInput::TransportError(
+                    "polling body over maxPayload".into(),
+                ))
                 .await;
             let mut res = Response::new(StatusCode::PayloadTooLarge);
             res.set_body(json!({"code": 3, "message": "Payload too large"}));
@@ -666,7 +668,9 @@ impl SocketIo {
         };
         if read.is_err() || body.len() > max {
             let _ = tx
-                .send(Input::TransportError("polling body over maxPayload".into()))
+                .send(SessionInput::TransportError(
+                    "polling body over maxPayload".into(),
+                ))
                 .await;
             let mut res = Response::new(StatusCode::PayloadTooLarge);
             res.set_body(json!({"code": 3, "message": "Payload too large"}));
@@ -685,12 +689,12 @@ impl SocketIo {
             // Queued only when the session has room for it (see the `outbox` module).
             Ok(packets) if backlog.has_room() => {
                 backlog.received(packets.iter().map(outbox::cost).sum());
-                Input::Packets(packets)
+                SessionInput::Packets(packets)
             }
-            Ok(_) => Input::TransportError("polling faster than the session handles".into()),
-            Err(e) => Input::TransportError(format!("invalid polling payload: {e}")),
+            Ok(_) => SessionInput::TransportError("polling faster than the session handles".into()),
+            Err(e) => SessionInput::TransportError(format!("invalid polling payload: {e}")),
         };
-        let bad = matches!(input, Input::TransportError(_));
+        let bad = matches!(input, SessionInput::TransportError(_));
         let _ = tx.send(input).await;
         let mut res = if bad {
             eio_error(BAD_REQUEST)
@@ -754,7 +758,7 @@ impl SocketIo {
         &self,
         req: Request<State>,
         q: Query,
-        to: Option<mailbox::Sender<Input>>,
+        to: Option<mailbox::Sender<SessionInput>>,
     ) -> Response {
         let upgrade = req
             .header("upgrade")
@@ -792,7 +796,7 @@ impl SocketIo {
             let ws = WebSocketStream::from_raw_socket(conn, Role::Server, Some(config)).await;
             match to {
                 Some(tx) => {
-                    let _ = tx.send(Input::Upgrade(Box::new(ws))).await;
+                    let _ = tx.send(SessionInput::Upgrade(Box::new(ws))).await;
                 }
                 None => {
                     let sid = random_id();
@@ -818,8 +822,8 @@ impl SocketIo {
     fn spawn_session(
         &self,
         sid: String,
-        tx: mailbox::Sender<Input>,
-        rx: mailbox::Receiver<Input>,
+        tx: mailbox::Sender<SessionInput>,
+        rx: mailbox::Receiver<SessionInput>,
         start: SessionStart,
     ) {
         let io = self.clone();
@@ -973,7 +977,7 @@ impl EventSink {
 struct Session {
     io: SocketIo,
     sid: String,
-    tx: mailbox::Sender<Input>,
+    tx: mailbox::Sender<SessionInput>,
     transport: Transport,
     /// A WebSocket being probed for upgrade (its sink; its reader feeds `Packets`).
     probing: Option<WsSink>,
@@ -1002,7 +1006,12 @@ struct Session {
 }
 
 impl Session {
-    fn new(io: SocketIo, sid: String, tx: mailbox::Sender<Input>, start: SessionStart) -> Session {
+    fn new(
+        io: SocketIo,
+        sid: String,
+        tx: mailbox::Sender<SessionInput>,
+        start: SessionStart,
+    ) -> Session {
         let cfg = io.inner.config.clone();
         let now = Instant::now();
         let backlog = Backlog::new(cfg.queue_limit, cfg.queue_bytes);
@@ -1066,7 +1075,9 @@ impl Session {
                     Ok(_) => continue,
                     Err(e) => {
                         let _ = tx
-                            .send(Input::TransportError(format!("transport error: {e}")))
+                            .send(SessionInput::TransportError(format!(
+                                "transport error: {e}"
+                            )))
                             .await;
                         return;
                     }
@@ -1074,11 +1085,11 @@ impl Session {
                 let input = match decoded {
                     Ok(p) => {
                         backlog.received(outbox::cost(&p));
-                        Input::Packets(vec![p])
+                        SessionInput::Packets(vec![p])
                     }
-                    Err(e) => Input::TransportError(format!("invalid packet: {e}")),
+                    Err(e) => SessionInput::TransportError(format!("invalid packet: {e}")),
                 };
-                let stop = matches!(input, Input::TransportError(_));
+                let stop = matches!(input, SessionInput::TransportError(_));
                 if tx.send(input).await.is_err() || stop {
                     return;
                 }
@@ -1086,7 +1097,7 @@ impl Session {
                 backlog.room().await;
             }
             let _ = tx
-                .send(Input::TransportError("transport close".into()))
+                .send(SessionInput::TransportError("transport close".into()))
                 .await;
         });
         // Exactly one slot: an idle session's size counts.
@@ -1094,7 +1105,7 @@ impl Session {
         self.readers.push(reader);
     }
 
-    async fn run(mut self: Box<Self>, rx: mailbox::Receiver<Input>) {
+    async fn run(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
         log::debug!("engine.io session {} opened", self.sid);
         if self.io.inner.config.engine_only {
             self.offer();
@@ -1223,9 +1234,9 @@ impl Session {
         }
     }
 
-    async fn input(&mut self, input: Input) {
+    async fn input(&mut self, input: SessionInput) {
         match input {
-            Input::Packets(ps) => {
+            SessionInput::Packets(ps) => {
                 self.outbox
                     .backlog()
                     .handled(ps.iter().map(outbox::cost).sum());
@@ -1236,8 +1247,8 @@ impl Session {
                     }
                 }
             }
-            Input::TransportError(e) => self.close(&e),
-            Input::Poll(answer) => match &mut self.transport {
+            SessionInput::TransportError(e) => self.close(&e),
+            SessionInput::Poll(answer) => match &mut self.transport {
                 Transport::Polling { waiting } => {
                     if waiting.is_some() {
                         let _ = answer.try_send(PollAnswer::Error(
@@ -1263,7 +1274,7 @@ impl Session {
                     ));
                 }
             },
-            Input::Upgrade(ws) => {
+            SessionInput::Upgrade(ws) => {
                 if self.probing.is_some() || matches!(self.transport, Transport::WebSocket { .. }) {
                     log::debug!("second upgrade of {}: refused", self.sid);
                     return;
@@ -1272,7 +1283,7 @@ impl Session {
                 self.probing = Some(sink);
                 self.spawn_reader(stream);
             }
-            Input::SendRaw(packet) => {
+            SessionInput::SendRaw(packet) => {
                 let backlog = self.outbox.backlog();
                 backlog.taken(1);
                 if matches!(self.nsps.get(""), Some(Nsp::Open(_))) {
@@ -1281,7 +1292,7 @@ impl Session {
                     backlog.refund(outbox::cost(&packet));
                 }
             }
-            Input::Send(out) => {
+            SessionInput::Send(out) => {
                 let Outgoing {
                     nsp,
                     text,
@@ -1298,14 +1309,16 @@ impl Session {
                     backlog.refund(Outgoing::cost(&text, &attachments));
                 }
             }
-            Input::Decision { nsp, result } if self.io.inner.config.engine_only => match result {
-                Ok(events) => {
-                    self.nsps.insert(nsp, Nsp::Open(events));
-                    self.connect_deadline = None;
+            SessionInput::Decision { nsp, result } if self.io.inner.config.engine_only => {
+                match result {
+                    Ok(events) => {
+                        self.nsps.insert(nsp, Nsp::Open(events));
+                        self.connect_deadline = None;
+                    }
+                    Err(_) => self.close("refused by the app"),
                 }
-                Err(_) => self.close("refused by the app"),
-            },
-            Input::Decision { nsp, result } => match result {
+            }
+            SessionInput::Decision { nsp, result } => match result {
                 Ok(events) => {
                     // v5 answers with the namespace's sid; v4 (socket.io 2.x) with nothing.
                     let data = json!({ "sid": format!("{}#{}", self.sid, nsp) }).to_string();
@@ -1338,7 +1351,7 @@ impl Session {
                     }
                 }
             },
-            Input::Disconnect { nsp, close } => {
+            SessionInput::Disconnect { nsp, close } => {
                 if let Some(Nsp::Open(events)) = self.nsps.remove(&nsp) {
                     let _ = events.try_send(Event::Closed {
                         reason: "server disconnect".into(),
@@ -1356,7 +1369,7 @@ impl Session {
                     self.close("server disconnect");
                 }
             }
-            Input::Shutdown => {
+            SessionInput::Shutdown => {
                 self.queue(EioPacket::Close);
                 self.flush(self.io.inner.config.close_timeout).await;
                 self.close("server shutdown");

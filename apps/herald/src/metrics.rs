@@ -94,6 +94,7 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 pub struct ShardStats {
     sessions: AtomicU64,
+    watchers: AtomicU64,
     deliveries: AtomicU64,
     acks: AtomicU64,
     redeliveries: AtomicU64,
@@ -105,9 +106,10 @@ pub struct ShardStats {
 
 impl ShardStats {
     /// The pairs of (published counter, its value in `s`), in one place for both directions.
-    fn fields<'a>(&'a self, s: &'a mut HubStats) -> [(&'a AtomicU64, &'a mut u64); 8] {
+    fn fields<'a>(&'a self, s: &'a mut HubStats) -> [(&'a AtomicU64, &'a mut u64); 9] {
         [
             (&self.sessions, &mut s.sessions),
+            (&self.watchers, &mut s.watchers),
             (&self.deliveries, &mut s.deliveries),
             (&self.acks, &mut s.acks),
             (&self.redeliveries, &mut s.redeliveries),
@@ -178,6 +180,12 @@ impl Metrics {
             "gauge",
             "Live sessions on this node.",
             engine.sessions.to_string(),
+        );
+        series(
+            "herald_watchers",
+            "gauge",
+            "GET /watch requests waiting on this node.",
+            engine.watchers.to_string(),
         );
         series(
             "herald_push_requests_total",
@@ -331,6 +339,7 @@ mod tests {
         let shards = [ShardStats::default(), ShardStats::default()];
         let one = HubStats {
             sessions: 1,
+            watchers: 9,
             deliveries: 2,
             acks: 3,
             redeliveries: 4,
@@ -359,6 +368,7 @@ mod tests {
             "n\"1",
             HubStats {
                 sessions: 2,
+                watchers: 3,
                 deliveries: 5,
                 acks: 4,
                 redeliveries: 1,
@@ -379,6 +389,7 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(get("herald_sessions{node=\"n\\\"1\"}"), Some(2.0));
+        assert_eq!(get("herald_watchers{node=\"n\\\"1\"}"), Some(3.0));
         assert_eq!(get("herald_kicks_total{node=\"n\\\"1\"}"), Some(1.0));
         assert_eq!(get("herald_ack_timeouts_total{node=\"n\\\"1\"}"), Some(7.0));
         assert_eq!(

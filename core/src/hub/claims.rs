@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::session::Phase;
-use super::{Hub, Pending};
+use super::{Hub, Purpose};
 use crate::identity::Mode;
 use crate::ids::{ClientId, Generation, Slot};
 use crate::io::{BrokerOp, ConnId, Output};
@@ -30,7 +30,7 @@ impl Hub {
         let epoch = self.claims.epoch;
         self.request_broker(
             BrokerOp::Claim { client, slot, node },
-            Pending::Claim {
+            Purpose::Claim {
                 conn,
                 sid,
                 renew,

@@ -1,6 +1,6 @@
 //! The [`Hub`]: every session of one node, as a sans-IO state machine.
 //!
-//! A session goes: subscribed (its client's broker channels reach this node) → claimed (it
+//! A session goes: subscribed (its client's broker subscription reaches this node) → claimed (it
 //! holds the newest generation of its `(client, slot)`) → live: it loads what its slot has not
 //! acknowledged, delivers it in order and forwards acknowledgements to the store, until the
 //! connection ends, a newer session kicks it, or it stops acknowledging.
@@ -80,6 +80,8 @@ impl HubConfig {
 pub struct HubStats {
     /// Sessions currently held (from connect to end).
     pub sessions: u64,
+    /// Watchers currently waiting (from [`Input::Watch`] to [`Input::Unwatch`]).
+    pub watchers: u64,
     /// Messages delivered.
     pub deliveries: u64,
     /// Messages acknowledged by clients.
@@ -96,9 +98,9 @@ pub struct HubStats {
     pub broker_errors: u64,
 }
 
-/// What a request was for.
+/// What a store or broker request under way is for (its result goes there).
 #[derive(Debug)]
-enum Pending {
+enum Purpose {
     Load {
         conn: ConnId,
         sid: u64,
@@ -158,7 +160,7 @@ pub struct Hub {
     /// [`DELIVERED_MEMORY`] entries.
     delivered_high: HashMap<(ClientId, Slot), MessageId>,
     /// What each store or broker request under way is for.
-    pending: HashMap<RequestId, Pending>,
+    pending: HashMap<RequestId, Purpose>,
     /// Retries and ack deadlines, earliest first.
     timers: BTreeMap<TimerKey, Timer>,
     /// Outputs not yet taken by [`Hub::poll_output`].
@@ -191,6 +193,7 @@ impl Hub {
     pub fn stats(&self) -> HubStats {
         HubStats {
             sessions: self.sessions.len() as u64,
+            watchers: self.watches.len() as u64,
             ..self.stats
         }
     }
@@ -331,8 +334,8 @@ impl Hub {
             self.stats.store_errors += 1;
         }
         match pending {
-            Pending::Load { conn, sid } => self.load_done(now, conn, sid, result),
-            Pending::Ack {
+            Purpose::Load { conn, sid } => self.load_done(now, conn, sid, result),
+            Purpose::Ack {
                 client,
                 slot,
                 ids,
@@ -376,9 +379,9 @@ impl Hub {
             self.stats.broker_errors += 1;
         }
         match pending {
-            Pending::Subscribe { client } => self.subscribe_done(now, client, result.is_ok()),
-            Pending::Unsubscribe { client } => self.unsubscribe_done(client, result.is_ok()),
-            Pending::Claim {
+            Purpose::Subscribe { client } => self.subscribe_done(now, client, result.is_ok()),
+            Purpose::Unsubscribe { client } => self.unsubscribe_done(client, result.is_ok()),
+            Purpose::Claim {
                 conn,
                 sid,
                 renew,
@@ -497,13 +500,13 @@ impl Hub {
         id
     }
 
-    fn request_store(&mut self, op: StoreOp, pending: Pending) {
+    fn request_store(&mut self, op: StoreOp, pending: Purpose) {
         let req = RequestId(self.fresh_id());
         self.pending.insert(req, pending);
         self.outputs.push_back(Output::Store { req, op });
     }
 
-    fn request_broker(&mut self, op: BrokerOp, pending: Pending) {
+    fn request_broker(&mut self, op: BrokerOp, pending: Purpose) {
         let req = RequestId(self.fresh_id());
         self.pending.insert(req, pending);
         self.outputs.push_back(Output::Broker { req, op });

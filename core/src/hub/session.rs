@@ -6,7 +6,7 @@ use std::time::Instant;
 use std::collections::VecDeque;
 
 use super::timers::{Timer, TimerKey};
-use super::{DELIVERED_MEMORY, Hub, Pending};
+use super::{DELIVERED_MEMORY, Hub, Purpose};
 use crate::identity::{Identity, Mode};
 use crate::ids::{ClientId, Generation, MessageId, Slot};
 use crate::io::{AckId, ConnId, KickReason, Output, StoreOp, StoreReply};
@@ -278,7 +278,7 @@ impl Hub {
                     after: cursor,
                     limit,
                 },
-                Pending::Load { conn, sid },
+                Purpose::Load { conn, sid },
             );
         }
     }
@@ -318,7 +318,7 @@ impl Hub {
         };
         self.request_store(
             op,
-            Pending::Ack {
+            Purpose::Ack {
                 client,
                 slot,
                 ids,

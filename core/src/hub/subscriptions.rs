@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::session::Phase;
 use super::timers::Timer;
-use super::{Hub, Pending, sorted};
+use super::{Hub, Purpose, sorted};
 use crate::ids::ClientId;
 use crate::io::{BrokerOp, ConnId, Output, WatchId};
 
@@ -85,7 +85,7 @@ impl Hub {
                     BrokerOp::Subscribe {
                         client: client.clone(),
                     },
-                    Pending::Subscribe { client },
+                    Purpose::Subscribe { client },
                 );
             }
             Sub::Unsubscribing { .. } => entry.sub = Sub::Unsubscribing { resubscribe: true },
@@ -135,7 +135,7 @@ impl Hub {
             BrokerOp::Unsubscribe {
                 client: client.clone(),
             },
-            Pending::Unsubscribe { client },
+            Purpose::Unsubscribe { client },
         );
     }
 
@@ -206,7 +206,7 @@ impl Hub {
             BrokerOp::Subscribe {
                 client: client.clone(),
             },
-            Pending::Subscribe { client },
+            Purpose::Subscribe { client },
         );
     }
 }

@@ -608,6 +608,7 @@ fn watchers_share_the_subscription_and_are_woken() {
     // A session and a second watcher share it: no second subscribe.
     t.live(1, "a", 0, Mode::Ack, 1);
     assert!(broker_op(&t.input(watch(2))).is_none());
+    assert_eq!((t.hub.stats().sessions, t.hub.stats().watchers), (1, 2));
     // A notification wakes both watchers; a resync too.
     let out = t.input(Input::Broker(BrokerEvent::Notify {
         client: c("a"),
