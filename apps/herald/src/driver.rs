@@ -19,10 +19,11 @@ use herald_core::{
 use herald_socketio::Socket;
 use serde_json::json;
 
-use crate::api::{Watch, unix_ms};
+use crate::api::unix_ms;
 use crate::config::Config;
 use crate::metrics::{Metrics, ShardStats};
 use crate::shutdown::Inflight;
+use crate::watch::Watch;
 
 /// What a shard task receives.
 pub(crate) enum ShardMsg {

@@ -10,3 +10,4 @@ pub mod metered;
 pub mod metrics;
 pub mod secret;
 pub mod shutdown;
+pub mod watch;
