@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use herald_core::auth::{AuthConfig, Credentials, authenticate};
 use herald_core::memory::now_or_never;
 use herald_core::{
-    AckId, Broker, ConnId, Hub, HubConfig, Input, MemoryBroker, MemoryStore, MessageStore, NodeId,
-    Output, Retention,
+    AckId, Broker, ConnId, Hub, HubConfig, Input, MemoryBroker, MemoryStore, NodeId, Output,
+    Published, Retention, publish,
 };
 
 #[allow(clippy::disallowed_methods, reason = "the driver owns the wall clock")]
@@ -78,17 +78,10 @@ fn main() {
             ["push", client, data] => {
                 let body =
                     format!(r#"{{"send_id":"example","recv_id":["{client}"],"data":{data}}}"#);
-                match herald_core::push::parse_push(body.as_bytes()) {
-                    Ok(push) => {
-                        let ids =
-                            now_or_never(store.append(&push.message, &push.recipients, unix_ms()));
-                        for (c, id) in push.recipients.iter().zip(ids.unwrap_or_default()) {
-                            if let Ok(id) = id {
-                                let _ = now_or_never(broker.notify(c, id));
-                            }
-                        }
-                    }
-                    Err(errors) => println!("push refused: {errors:?}"),
+                // The server's publish path: validate, append, notify.
+                match now_or_never(publish(&store, &broker, body.as_bytes(), unix_ms())) {
+                    Published::Stored { stored, .. } => println!("pushed: {stored:?}"),
+                    refused => println!("push refused: {refused:?}"),
                 }
                 // The notification arrives as a broker event, fed below.
                 let Some(event) = next_event(&mut events) else {
@@ -133,6 +126,7 @@ fn main() {
                     println!("to {conn:?}: kicked {{\"reason\":\"{}\"}}", reason.as_str())
                 }
                 Output::Close { conn, reason } => println!("close {conn:?}: {reason:?}"),
+                Output::Wake { watch } => println!("wake {watch:?}"),
             }
         }
         // A real driver sleeps until poll_timeout(); here timers fire on the next line.

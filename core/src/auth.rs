@@ -93,6 +93,51 @@ pub struct Credentials {
     pub legacy: Option<LegacyHeaders>,
 }
 
+impl Credentials {
+    /// What a Socket.IO handshake presented: the CONNECT `auth` payload, or else the same
+    /// fields from the query string ([`query_auth`], for socket.io 1.x and 2.x clients), and
+    /// the legacy headers `x-nbb-authid` and `x-nbb-sign` when both were sent.
+    pub fn from_handshake(
+        auth: Option<Value>,
+        query: &[(String, String)],
+        authid: Option<&str>,
+        sign: Option<&str>,
+    ) -> Credentials {
+        Credentials {
+            auth: auth.or_else(|| query_auth(query)),
+            legacy: match (authid, sign) {
+                (Some(authid), Some(sign)) => Some(LegacyHeaders {
+                    authid: authid.to_owned(),
+                    sign: sign.to_owned(),
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Connect auth from query parameters, for clients that send no CONNECT auth (socket.io 1.x
+/// and 2.x): `client_id`, `ts`, `sig` (HMAC) or `token` (JWT), and `slot`, `mode`. `None` when
+/// the query names neither `client_id` nor `token`. Numbers are passed as numbers (the first
+/// occurrence of each field counts), so the same checks apply as to a CONNECT payload.
+pub fn query_auth(query: &[(String, String)]) -> Option<Value> {
+    const KEYS: [&str; 6] = ["client_id", "ts", "sig", "token", "slot", "mode"];
+    let mut auth = Map::new();
+    for (k, v) in query {
+        if !KEYS.contains(&k.as_str()) || auth.contains_key(k) {
+            continue;
+        }
+        let value = match k.as_str() {
+            "ts" | "slot" => v
+                .parse::<u64>()
+                .map_or_else(|_| Value::from(v.as_str()), Value::from),
+            _ => Value::from(v.as_str()),
+        };
+        auth.insert(k.clone(), value);
+    }
+    (auth.contains_key("client_id") || auth.contains_key("token")).then_some(Value::Object(auth))
+}
+
 /// Why a connection was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -534,5 +579,39 @@ mod tests {
     #[test]
     fn debug_hides_the_secret() {
         assert!(!format!("{:?}", cfg()).contains("s3cret"));
+    }
+
+    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn query_auth_takes_the_known_fields_with_numbers_as_numbers() {
+        let q = pairs(&[
+            ("EIO", "3"),
+            ("client_id", "u42"),
+            ("ts", "1764000000"),
+            ("sig", "ab"),
+            ("slot", "2"),
+            ("client_id", "second"),
+            ("other", "x"),
+        ]);
+        assert_eq!(
+            query_auth(&q),
+            Some(json!({"client_id": "u42", "ts": 1_764_000_000, "sig": "ab", "slot": 2}))
+        );
+        // A malformed number stays a string, for the same error as in a CONNECT payload.
+        assert_eq!(
+            query_auth(&pairs(&[("client_id", "u"), ("ts", "soon")])),
+            Some(json!({"client_id": "u", "ts": "soon"}))
+        );
+        assert_eq!(
+            query_auth(&pairs(&[("token", "a.b.c")])),
+            Some(json!({"token": "a.b.c"}))
+        );
+        assert_eq!(query_auth(&pairs(&[("EIO", "3"), ("t", "x")])), None);
     }
 }

@@ -14,6 +14,11 @@ pub struct ConnId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AckId(pub u64);
 
+/// The caller's handle of one watcher: someone waiting for a client's queue to grow (a
+/// `GET /watch` request). Must be unique for the Hub's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchId(pub u64);
+
 /// The id of one store or broker request; its result comes back with the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
@@ -63,6 +68,19 @@ pub enum Input {
     },
     /// The broker delivered an event for this node.
     Broker(BrokerEvent),
+    /// Someone starts waiting for `client`'s queue to grow: the Hub holds the client's broker
+    /// subscription for it and answers with [`Output::Wake`] whenever the queue may have grown.
+    Watch {
+        /// The caller's watcher handle.
+        watch: WatchId,
+        /// The client watched.
+        client: ClientId,
+    },
+    /// The watcher stopped waiting; the subscription is released after its last holder.
+    Unwatch {
+        /// The watcher.
+        watch: WatchId,
+    },
 }
 
 /// The successful result of a [`StoreOp`].
@@ -189,6 +207,13 @@ pub enum Output {
         conn: ConnId,
         /// Why.
         reason: CloseReason,
+    },
+    /// The watched client's queue may have grown (a notification, a broker resync, or its
+    /// subscription just started, after which nothing more is missed): the watcher reads
+    /// the store again.
+    Wake {
+        /// The watcher.
+        watch: WatchId,
     },
     /// Carry out a store call and feed its result back as [`Input::StoreDone`] with `req`.
     Store {

@@ -7,7 +7,8 @@
 //!
 //! - [`ids`], [`message`], [`identity`]: validated identifiers, messages, who a session is.
 //! - [`auth`]: connect authentication (HMAC, JWT HS256, the seed's legacy headers).
-//! - [`push`]: validation of a `POST /push` body.
+//! - [`push`]: validation of a `POST /push` body; [`publish`](mod@publish): the whole publish
+//!   path of one push (validation, append, notifications, outcome).
 //! - [`ports`]: the [`MessageStore`] and [`Broker`] traits adapters implement;
 //!   [`memory`]: in-memory implementations of both.
 //! - [`hub`]: the [`Hub`], every session of one node; [`io`]: its inputs and outputs.
@@ -31,6 +32,7 @@
 //!             Output::Deliver { conn, ack, messages } => { /* emit `message` [messages] with ack id */ }
 //!             Output::Kick { conn, reason } => { /* emit `kicked`, then close */ }
 //!             Output::Close { conn, reason } => { /* close */ }
+//!             Output::Wake { watch } => { /* wake the watcher: it reads the store again */ }
 //!             Output::Store { req, op } => { /* run op on the store, feed Input::StoreDone { req, .. } */ }
 //!             Output::Broker { req, op } => { /* run op on the broker, feed Input::BrokerDone { req, .. } */ }
 //!         }
@@ -55,6 +57,7 @@ pub mod io;
 pub mod memory;
 pub mod message;
 pub mod ports;
+pub mod publish;
 pub mod push;
 
 pub use hub::{Hub, HubConfig, HubStats};
@@ -62,7 +65,7 @@ pub use identity::{Identity, Mode};
 pub use ids::{ClientId, Generation, IdError, MessageId, NodeId, Slot};
 pub use io::{
     AckId, BrokerOp, BrokerReply, CloseReason, ConnId, Input, KickReason, Output, RequestId,
-    StoreOp, StoreReply,
+    StoreOp, StoreReply, WatchId,
 };
 pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};
@@ -70,3 +73,4 @@ pub use ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
     RetentionReport, StoreError,
 };
+pub use publish::{Published, publish};

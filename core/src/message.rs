@@ -38,25 +38,9 @@ impl Payload {
         Ok(Payload(Arc::from(raw)))
     }
 
-    /// Serializes `value` as a payload.
-    ///
-    /// # Errors
-    /// [`PayloadError::Null`] for `null`.
-    pub fn from_value(value: &serde_json::Value) -> Result<Payload, PayloadError> {
-        let raw = serde_json::value::to_raw_value(value)
-            .map_err(|e| PayloadError::Json(e.to_string()))?;
-        Payload::from_raw(raw)
-    }
-
     /// The payload's JSON text (compact as received, not re-formatted).
     pub fn json(&self) -> &str {
         self.0.get()
-    }
-
-    /// The payload as a parsed JSON value.
-    pub fn to_value(&self) -> serde_json::Value {
-        // The text was validated as JSON when the payload was made.
-        serde_json::from_str(self.0.get()).unwrap_or(serde_json::Value::Null)
     }
 }
 

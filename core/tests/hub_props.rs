@@ -170,6 +170,7 @@ impl Model {
                 Output::Kick { conn, .. } | Output::Close { conn, .. } => {
                     prop_assert!(self.live.remove(&conn), "end of dead {conn:?}");
                 }
+                Output::Wake { watch } => prop_assert!(false, "{watch:?} woken: nobody watches"),
                 Output::Store { req, op } => self.store_reqs.push((req, op)),
                 Output::Broker { req, op } => self.broker_reqs.push((req, op)),
             }

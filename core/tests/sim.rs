@@ -2,8 +2,8 @@
 //! `MemoryStore` and one `MemoryBroker` bus, driven by a seeded RNG on a virtual clock.
 //!
 //! Each scenario runs random client connects (to random nodes, sometimes two devices on one
-//! client and slot), disconnects, node crashes and restarts, pushes (append, then notify, as an
-//! API node does), acknowledgements with random delays (some never sent), and store and broker
+//! client and slot), disconnects, node crashes and restarts, pushes (through `herald_core::publish`,
+//! the server's own publish path), acknowledgements with random delays (some never sent), and store and broker
 //! outages (half the broker outages end as a restart that forgot every generation, as a Redis
 //! without persistence does). Store and broker calls execute and answer after random delays, so nodes interleave.
 //! Then a settle phase clears the faults, reconnects every device and lets everything finish,
@@ -11,7 +11,9 @@
 //! - within every session, delivered ids strictly increase (checked as they arrive);
 //! - no acknowledged push is lost and every message not acknowledged earlier is delivered
 //!   again: at the end, every stored message is acknowledged by every slot in use;
-//! - at most one live session per (client, slot) once claims settle.
+//! - at most one live session per (client, slot) once claims settle;
+//! - every watcher (a waiting `GET /watch`, an engine input like a session) was woken after
+//!   the last push stored for its client while it watched.
 //!
 //! A failure prints its seed; `HERALD_SIM_SEED=<seed> cargo test -p herald-core --test sim`
 //! replays exactly that scenario. `HERALD_SIM_SCENARIOS` sets how many run (default 2000).
@@ -22,12 +24,11 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use herald_core::Broker;
 use herald_core::memory::now_or_never;
 use herald_core::{
-    BrokerEvents, BrokerOp, ClientId, ConnId, Hub, HubConfig, Identity, Input, MemoryBroker,
-    MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode, NewMessage, NodeId, Output,
-    Payload, RequestId, Retention, Slot, StoreOp,
+    Broker, BrokerError, BrokerEvents, BrokerOp, ClientId, ConnId, Generation, Hub, HubConfig,
+    Identity, Input, MemoryBroker, MemoryBrokerNode, MemoryStore, MessageId, MessageStore, Mode,
+    NodeId, Output, Published, RequestId, Retention, Slot, StoreOp, WatchId, publish,
 };
 
 /// A small, fast, seedable PRNG (splitmix64): the simulation's only source of randomness.
@@ -117,6 +118,18 @@ struct Device {
     kicked: bool,
 }
 
+/// A watcher (a waiting `GET /watch`) on one node.
+struct Watcher {
+    node: usize,
+    inc: u64,
+    id: WatchId,
+    client: ClientId,
+    /// The tick it started watching.
+    since: u64,
+    /// The tick of its last wake-up (0: never woken).
+    woken: u64,
+}
+
 struct Sim {
     rng: Rng,
     seed: u64,
@@ -127,6 +140,8 @@ struct Sim {
     store: MemoryStore,
     bus: MemoryBroker,
     api_broker: MemoryBrokerNode,
+    /// The same bus, without messages in notifications.
+    id_only_broker: IdOnly,
     nodes: Vec<Option<Node>>,
     next_inc: u64,
     devices: Vec<Device>,
@@ -136,6 +151,14 @@ struct Sim {
     /// What each stored message holds (`data`, `ts`), by client and id: deliveries must
     /// carry exactly that, whether read from the store or taken from a notification.
     contents: HashMap<(ClientId, MessageId), (String, u64)>,
+    /// Live watchers.
+    watchers: Vec<Watcher>,
+    next_watch: u64,
+    /// Orders pushes and wake-ups: a watcher must be woken after the last push stored for
+    /// its client once it watches.
+    tick: u64,
+    /// The tick of the last push stored for each client.
+    last_stored: HashMap<ClientId, u64>,
     settling: bool,
     store_down: bool,
     broker_down: bool,
@@ -146,6 +169,43 @@ fn poll_stream(s: &mut BrokerEvents) -> Option<herald_core::BrokerEvent> {
     match s.as_mut().poll_next(&mut cx) {
         Poll::Ready(e) => e,
         Poll::Pending => None,
+    }
+}
+
+/// A broker that cannot carry messages in its notifications: every notification says only
+/// "look again" (the default [`Broker::notify_message`]), and sessions read the store.
+struct IdOnly(MemoryBrokerNode);
+
+impl Broker for IdOnly {
+    fn subscribe(&self, client: &ClientId) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.subscribe(client)
+    }
+    fn unsubscribe(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.unsubscribe(client)
+    }
+    fn notify(
+        &self,
+        client: &ClientId,
+        last: MessageId,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.notify(client, last)
+    }
+    fn claim(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send {
+        self.0.claim(client, slot, node)
+    }
+    fn ping(&self) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.ping()
+    }
+    fn events(&self) -> BrokerEvents {
+        self.0.events()
     }
 }
 
@@ -167,6 +227,7 @@ impl Sim {
         });
         let bus = MemoryBroker::new();
         let api_broker = bus.node();
+        let id_only_broker = IdOnly(bus.node());
         let mut devices = Vec::new();
         for c in 0..CLIENTS {
             for s in 0..SLOTS {
@@ -202,6 +263,7 @@ impl Sim {
             store,
             bus,
             api_broker,
+            id_only_broker,
             nodes: Vec::new(),
             next_inc: 1,
             devices,
@@ -209,6 +271,10 @@ impl Sim {
             conn_owner: HashMap::new(),
             pushed: 0,
             contents: HashMap::new(),
+            watchers: Vec::new(),
+            next_watch: 1,
+            tick: 1,
+            last_stored: HashMap::new(),
             settling: false,
             store_down: false,
             broker_down: false,
@@ -304,6 +370,14 @@ impl Sim {
                     ack,
                     messages,
                 } => self.deliver(conn, ack, messages),
+                Output::Wake { watch } => {
+                    self.tick += 1;
+                    let tick = self.tick;
+                    match self.watchers.iter_mut().find(|w| w.id == watch) {
+                        Some(w) => w.woken = tick,
+                        None => self.fail(&format!("{watch:?} woken after it stopped watching")),
+                    }
+                }
                 Output::Kick { conn, .. } | Output::Close { conn, .. } => {
                     if let Some(d) = self.conn_owner.remove(&conn) {
                         let dev = &mut self.devices[d];
@@ -537,10 +611,37 @@ impl Sim {
         }
     }
 
+    fn watch(&mut self, node: usize) {
+        let Some(inc) = self.nodes[node].as_ref().map(|n| n.inc) else {
+            return;
+        };
+        let client = ClientId::new(&format!("c{}", self.rng.below(CLIENTS as u64))).unwrap();
+        let id = WatchId(self.next_watch);
+        self.next_watch += 1;
+        self.tick += 1;
+        self.watchers.push(Watcher {
+            node,
+            inc,
+            id,
+            client: client.clone(),
+            since: self.tick,
+            woken: 0,
+        });
+        self.feed(node, Input::Watch { watch: id, client });
+    }
+
+    fn unwatch(&mut self, i: usize) {
+        let w = self.watchers.remove(i);
+        if self.nodes[w.node].as_ref().is_some_and(|n| n.inc == w.inc) {
+            self.feed(w.node, Input::Unwatch { watch: w.id });
+        }
+    }
+
     fn crash(&mut self, node: usize) {
         if self.nodes[node].take().is_none() {
             return;
         }
+        self.watchers.retain(|w| w.node != node);
         for d in 0..self.devices.len() {
             if self.devices[d].conn.is_some_and(|(n, _, _)| n == node) {
                 let (_, _, conn) = self.devices[d].conn.take().expect("checked");
@@ -559,31 +660,36 @@ impl Sim {
             }
         }
         self.pushed += 1;
-        let msg = NewMessage {
-            from: "sim".into(),
-            channel: vec![],
-            data: Payload::from_json(&self.pushed.to_string()).unwrap(),
-            ttl: None,
+        let data = self.pushed.to_string();
+        let recv: Vec<&str> = recipients.iter().map(ClientId::as_str).collect();
+        let body = serde_json::json!({"send_id": "sim", "recv_id": recv, "data": self.pushed});
+        let body = body.to_string();
+        // The server's own publish path. Half the pushes go through a broker that cannot carry
+        // the message (the notification says "look again" only), the others as the server's
+        // brokers do, with the message attached.
+        let published = if self.rng.below(2) == 0 {
+            ready(publish(
+                &self.store,
+                &self.id_only_broker,
+                body.as_bytes(),
+                self.now_ms,
+            ))
+        } else {
+            ready(publish(
+                &self.store,
+                &self.api_broker,
+                body.as_bytes(),
+                self.now_ms,
+            ))
         };
-        let Ok(results) = now_or_never(self.store.append(&msg, &recipients, self.now_ms)) else {
-            return; // store down: the API would answer 503, nothing promised
-        };
-        // Half the pushes attach the message to the notification, as the server does; the
-        // others send the id alone, as a broker that cannot carry the message does.
-        let attach = self.rng.below(2) == 0;
-        for (client, r) in recipients.iter().zip(results) {
-            if let Ok(id) = r {
-                self.contents.insert(
-                    (client.clone(), id),
-                    (msg.data.json().to_owned(), self.now_ms),
-                );
-                // A failed notify only delays delivery until a resync or the next notify.
-                let _ = if attach {
-                    let stored = msg.to_message(id, self.now_ms);
-                    now_or_never(self.api_broker.notify_message(client, &stored))
-                } else {
-                    now_or_never(self.api_broker.notify(client, id))
-                };
+        // A refused or unstored push promises nothing (the API answers 4xx or 503); a failed
+        // notify only delays delivery until a resync or the next notify.
+        if let Published::Stored { stored, .. } = published {
+            self.tick += 1;
+            for (client, id) in stored {
+                self.last_stored.insert(client.clone(), self.tick);
+                self.contents
+                    .insert((client, id), (data.clone(), self.now_ms));
             }
         }
         self.pump_all();
@@ -633,6 +739,14 @@ impl Sim {
                 let d = 100 + self.rng.below(3000);
                 self.schedule(d, Event::Heal { store: false });
             }
+            91..=93 => {
+                let n = self.rng.below(NODES as u64) as usize;
+                self.watch(n);
+            }
+            94..=95 if !self.watchers.is_empty() => {
+                let i = self.rng.below(self.watchers.len() as u64) as usize;
+                self.unwatch(i);
+            }
             _ => {}
         }
         let dt = self.rng.below(300);
@@ -669,6 +783,16 @@ impl Sim {
     }
 
     fn check(&mut self) {
+        // Every watcher was woken after the last push stored for its client while it watched.
+        for w in &self.watchers {
+            let pushed = self.last_stored.get(&w.client).copied().unwrap_or(0);
+            if pushed > w.since && w.woken < pushed {
+                self.fail(&format!(
+                    "watcher {:?} of {} on node {} missed the push at tick {pushed} (woken at {})",
+                    w.id, w.client, w.node, w.woken
+                ));
+            }
+        }
         // At most one live session per (client, slot), and one at least (devices reconnected).
         let mut live: HashMap<(ClientId, Slot), Vec<usize>> = HashMap::new();
         for (d, dev) in self.devices.iter().enumerate() {

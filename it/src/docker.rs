@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 
 use crate::image_from_env;
 use crate::process::herald_bin;
-use crate::raw_socket::wait_until;
+use crate::wait::wait_until;
 
 /// The load balancer image used when `HERALD_IT_LB_IMAGE` is not set.
 pub const DEFAULT_LB_IMAGE: &str = "herald-test/haproxy:2.6";

@@ -41,6 +41,7 @@ mod raw_socket;
 mod refused;
 mod sentinel;
 mod tools;
+mod wait;
 mod wire;
 
 pub use cluster::RedisCluster;
@@ -51,15 +52,16 @@ pub use docker::{
 };
 pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
-    push, push_keyed, test_env, unix_secs,
+    metric, push, push_keyed, test_env, unix_secs,
 };
-pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame, wait_until};
+pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame};
 pub use refused::{Stopped, start_refused};
 pub use sentinel::{MASTER_NAME, RedisProcess, RedisSentinel};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,
 };
+pub use wait::{poll_until, wait_until};
 pub use wire::{RawAnswer, RawHttp, run_client};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.

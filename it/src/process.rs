@@ -272,6 +272,19 @@ pub async fn http(
     }
 }
 
+/// The value of the series `name` (without labels: the first sample of that name) in
+/// `GET <api>/metrics`; `None` when it is not there.
+pub async fn metric(api: &str, name: &str) -> Option<f64> {
+    let answer = http("GET", &format!("{api}/metrics"), None, &[]).await;
+    let Value::String(text) = answer.body else {
+        return None;
+    };
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// `POST /push` with a JSON body.
 pub async fn push(api: &str, body: Value) -> Answer {
     http(

@@ -99,17 +99,3 @@ pub fn open_fds(pid: u32) -> usize {
         .expect("read /proc/<pid>/fd")
         .count()
 }
-
-/// Polls `condition` every 20 ms until it holds (`true`) or `within` has passed (`false`).
-pub fn wait_until(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}

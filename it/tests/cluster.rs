@@ -212,44 +212,27 @@ fn audit(client: &str, sent: &[u64], sessions: &[&mut Client]) {
 
 /// Polls `GET <api><path>` until it answers `status`, for at most `limit`.
 async fn until_status(api: &str, path: &str, status: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let a = http("GET", &format!("{api}{path}"), None, &[]).await;
-        if a.status == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {path} still answers {} ({}) after {limit:?}",
-            a.status,
-            a.body
-        );
-        async_std::task::sleep(Duration::from_millis(100)).await;
-    }
+    let answers = herald_it::poll_until(limit, async || {
+        http("GET", &format!("{api}{path}"), None, &[]).await.status == status
+    });
+    assert!(
+        answers.await,
+        "GET {path} does not answer {status} after {limit:?}"
+    );
 }
 
 /// Polls `GET /watch/<client>` until the oldest message not acked by slot 0 is `id` (`None`:
 /// none), i.e. until the acks before it are in the store.
 async fn until_oldest_unacked(api: &str, client: &str, id: Option<u64>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let a = http(
-            "GET",
-            &format!("{api}/watch/{client}?channel=0&timeout=1"),
-            None,
-            &[],
-        )
-        .await;
-        let oldest = a.body["message"]["id"].as_u64();
-        if a.status == 200 && oldest == id {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{client}: the oldest unacked is {oldest:?}, not {id:?}"
-        );
-        async_std::task::sleep(Duration::from_millis(50)).await;
-    }
+    let reached = herald_it::poll_until(WAIT, async || {
+        let url = format!("{api}/watch/{client}?channel=0&timeout=1");
+        let a = http("GET", &url, None, &[]).await;
+        a.status == 200 && a.body["message"]["id"].as_u64() == id
+    });
+    assert!(
+        reached.await,
+        "{client}: the oldest unacked never became {id:?}"
+    );
 }
 
 /// A task that keeps pushing to the same recipients (paced, at most 2,000 pushes) until

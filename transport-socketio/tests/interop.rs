@@ -238,22 +238,12 @@ async fn polling_unknown_namespace_bad_packets_and_oversized_bodies() {
 
 /// Waits (bounded) until the server no longer knows `sid`.
 async fn wait_unknown(addr: SocketAddr, sid: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = raw(
-            addr,
-            &get(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")),
-        )
-        .await;
-        if status == 400 && body.contains("\"code\":1") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "session {sid} still open: {status} {body}"
-        );
-        async_std::task::sleep(Duration::from_millis(50)).await;
-    }
+    let gone = herald_it::poll_until(Duration::from_secs(10), async || {
+        let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+        let (status, body) = raw(addr, &get(&path)).await;
+        status == 400 && body.contains("\"code\":1")
+    });
+    assert!(gone.await, "session {sid} still open");
 }
 
 #[async_std::test]
@@ -404,17 +394,11 @@ async fn engine_io_v3_polling_frames_heartbeat_and_timeout() {
         "/socket.io/?EIO=3&transport=polling&sid={}",
         open["sid"].as_str().unwrap()
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, _) = raw(addr, &get(&path)).await;
-        if status == 400 {
-            break; // unknown sid: the session is gone
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a silent v3 client was never timed out"
-        );
-    }
+    // 400, unknown sid: the session is gone.
+    let gone = herald_it::poll_until(Duration::from_secs(60), async || {
+        raw(addr, &get(&path)).await.0 == 400
+    });
+    assert!(gone.await, "a silent v3 client was never timed out");
 }
 
 /// `future` with the tests' patience (10 s).

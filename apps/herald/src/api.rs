@@ -18,30 +18,43 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
-use herald_core::{Broker, ClientId, Message, MessageId, MessageStore, Payload, Slot, StoreError};
+use herald_core::{
+    Broker, ClientId, HubStats, Message, MessageId, MessageStore, Payload, Published, Slot,
+    StoreError,
+};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tide::{Next, Request, Response, StatusCode};
 
-use crate::metrics::{EngineCounts, Metrics};
-use crate::subs::{Subscriptions, Watchers};
+use crate::metrics::Metrics;
+use crate::shutdown::Inflight;
+use crate::watch::Watch;
 
 /// Messages read from the store per round trip while a `/queues` answer is built: what is
 /// held in memory at once beyond the answer itself.
 const HISTORY_PAGE: usize = 32;
 
+/// Default of `api.max_body`: the largest accepted body, bytes.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// Default of `api.max_answer`: the largest `/queues` answer, bytes.
+pub const DEFAULT_MAX_ANSWER: usize = 4 << 20;
+/// Default of `api.max_listed_errors`: problems listed in an error answer.
+pub const DEFAULT_MAX_LISTED_ERRORS: usize = 20;
+
 /// Everything the REST handlers need, shared by all requests.
 pub struct ApiState<S, B> {
     /// The queues.
     pub store: Arc<S>,
-    /// Subscriptions, for watchers, and the broker, for notifications.
-    pub subs: Arc<Subscriptions<B>>,
-    /// Waiting watch requests.
-    pub watchers: Arc<Watchers>,
+    /// The broker, for notifications.
+    pub broker: Arc<B>,
+    /// Starts watching a client's queue (the engine's [`crate::driver::Node::watch`]).
+    pub watch: Arc<dyn Fn(&ClientId) -> Watch + Send + Sync>,
     /// Metrics of this node.
     pub metrics: Arc<Metrics>,
+    /// Store writes under way, which a graceful stop waits for (pushes' appends among them).
+    pub inflight: Arc<Inflight>,
     /// The engine's counts for `/metrics`.
-    pub engine_counts: Arc<dyn Fn() -> EngineCounts + Send + Sync>,
+    pub engine_counts: Arc<dyn Fn() -> HubStats + Send + Sync>,
     /// Accepted API keys; empty = none needed.
     pub keys: Vec<String>,
     /// Largest accepted body, bytes.
@@ -56,19 +69,21 @@ pub struct ApiState<S, B> {
 
 impl<S: MessageStore, B: Broker> ApiState<S, B> {
     /// A state on `store` and `broker` with no API key, the default limits (`api.max_body`
-    /// 1 MiB, `api.max_answer` 4 MiB, 20 listed errors) and no engine: what tests and tools
-    /// serve the routes with. The node sets every field from its configuration instead.
+    /// 1 MiB, `api.max_answer` 4 MiB, 20 listed errors) and no engine (a watch is never
+    /// woken: it reads once and at its timeout): what tests and tools serve the routes with.
+    /// The node sets every field from its configuration instead.
     pub fn new(store: Arc<S>, broker: Arc<B>, node: &str) -> Self {
         ApiState {
             store,
-            subs: Arc::new(Subscriptions::new(broker)),
-            watchers: Arc::new(Watchers::default()),
+            broker,
+            watch: Arc::new(|_: &ClientId| Watch::idle()),
             metrics: Arc::new(Metrics::default()),
-            engine_counts: Arc::new(EngineCounts::default),
+            inflight: Arc::new(Inflight::default()),
+            engine_counts: Arc::new(HubStats::default),
             keys: Vec::new(),
-            max_body: 1 << 20,
-            max_answer: 4 << 20,
-            max_listed_errors: 20,
+            max_body: DEFAULT_MAX_BODY,
+            max_answer: DEFAULT_MAX_ANSWER,
+            max_listed_errors: DEFAULT_MAX_LISTED_ERRORS,
             node: node.to_owned(),
         }
     }
@@ -277,9 +292,12 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             return Ok(res);
         }
     };
-    let push = match herald_core::push::parse_push(&body) {
-        Ok(p) => p,
-        Err(errs) => {
+    let published = {
+        let _writing = state.inflight.enter();
+        herald_core::publish(&*state.store, &*state.broker, &body, unix_ms()).await
+    };
+    let (stored, failed) = match published {
+        Published::Refused(errs) => {
             Metrics::inc(&state.metrics.push_rejected);
             let errs: Vec<String> = herald_core::push::cap_errors(errs, state.max_listed_errors)
                 .iter()
@@ -288,74 +306,32 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             log::info!("push refused: {}", errs.join("; "));
             return Ok(errors(StatusCode::BadRequest, errs));
         }
-    };
-    let started = Instant::now();
-    let now_ms = unix_ms();
-    let result = state
-        .store
-        .append(&push.message, &push.recipients, now_ms)
-        .await;
-    state.metrics.store_latency.observe(started.elapsed());
-    let results = match result {
-        Ok(r) => r,
-        Err(e) => {
-            Metrics::inc(&state.metrics.store_errors);
-            log::warn!("push failed, store down: {e}");
-            return Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()]));
-        }
-    };
-    let mut sent = 0u64;
-    let mut failed = Vec::new();
-    let mut notify = Vec::with_capacity(results.len());
-    for (client, r) in push.recipients.iter().zip(results) {
-        match r {
-            Ok(id) => {
-                sent += 1;
-                notify.push((client.clone(), id));
+        Published::NotStored { error, failed } => {
+            if !failed.is_empty() {
+                // The store answered, but kept no copy: a failure the metered store cannot see.
+                Metrics::inc(&state.metrics.store_errors);
+                state
+                    .metrics
+                    .push_failed_recipients
+                    .fetch_add(failed.len() as u64, Relaxed);
             }
-            Err(e) => {
-                log::warn!("push to {client} failed: {e}");
-                failed.push(client.as_str().to_owned());
-            }
+            return Ok(errors(
+                StatusCode::ServiceUnavailable,
+                vec![error.to_string()],
+            ));
         }
-    }
-    if sent == 0 {
-        Metrics::inc(&state.metrics.store_errors);
-        state
-            .metrics
-            .push_failed_recipients
-            .fetch_add(failed.len() as u64, Relaxed);
-        return Ok(errors(
-            StatusCode::ServiceUnavailable,
-            vec![StoreError::Unavailable("no recipient's copy could be stored".into()).to_string()],
-        ));
-    }
-    // Stored: the answer is 200 whatever the broker does. A failed notification only delays
-    // delivery until the broker resyncs (sessions then re-read their queues).
-    // The notifications of the push go out together (pipelined by the Redis broker): a push
-    // to thousands of recipients must not cost thousands of broker round trips.
-    let started = Instant::now();
-    // Each notification carries the message, so that a session waiting for exactly this id
-    // delivers it without reading it back from the store.
-    let notes: Vec<_> = notify
-        .into_iter()
-        .map(|(client, id)| (client, push.message.to_message(id, now_ms)))
-        .collect();
-    if let Err(e) = state.subs.broker().notify_messages(&notes).await {
-        Metrics::inc(&state.metrics.broker_errors);
-        for (client, message) in &notes {
-            log::warn!("notify {client} of message {} failed: {e}", message.id);
-        }
-    }
-    state.metrics.broker_latency.observe(started.elapsed());
+        // Stored: the answer is 200 whatever the broker did.
+        Published::Stored { stored, failed, .. } => (stored.len() as u64, failed),
+    };
     Metrics::inc(&state.metrics.push_requests);
-    state.metrics.pushed_messages.fetch_add(sent, Relaxed);
+    state.metrics.pushed_messages.fetch_add(stored, Relaxed);
     state
         .metrics
         .push_failed_recipients
         .fetch_add(failed.len() as u64, Relaxed);
-    let mut body = json!({ "ok": 1, "send": sent });
+    let mut body = json!({ "ok": 1, "send": stored });
     if !failed.is_empty() {
+        let failed: Vec<&str> = failed.iter().map(ClientId::as_str).collect();
         body["failed"] = json!(failed);
     }
     Ok(ok(body))
@@ -440,10 +416,7 @@ async fn queues<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::
     };
     match read_history(&state, &client, &read).await {
         Ok(answer) => Ok(ok_text(answer)),
-        Err(e) => {
-            Metrics::inc(&state.metrics.store_errors);
-            Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()]))
-        }
+        Err(e) => Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()])),
     }
 }
 
@@ -480,12 +453,10 @@ async fn read_history<S: MessageStore, B: Broker>(
     let (mut cursor_ms, mut same_ms, mut read_upto) = (read.since_ms, 0usize, 0u64);
     'pages: while count < read.limit {
         let want = (read.limit - count).min(HISTORY_PAGE) + same_ms;
-        let started = Instant::now();
         let page = state
             .store
             .history(client, cursor_ms, want, read.now_ms)
             .await?;
-        state.metrics.store_latency.observe(started.elapsed());
         let exhausted = page.len() < want;
         for m in page {
             if m.id.0 <= read_upto {
@@ -536,19 +507,14 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
     let slot = Slot::new(slot).expect("checked range");
     let deadline = Instant::now() + Duration::from_millis(timeout as u64);
 
-    // Register and subscribe before the first read, so a push landing in between still wakes us.
-    let guard = state.watchers.register(&client);
-    if let Err(e) = state.subs.subscribe(&client).await {
-        Metrics::inc(&state.metrics.broker_errors);
-        log::warn!("watch of {client}: subscribe failed, falling back to the timeout: {e}");
-    }
+    // Watch before the first read: a push landing after it wakes us, and so does the start
+    // of the client's subscription, after which no push is missed.
+    let watch = (state.watch)(&client);
     let answer = loop {
-        let started = Instant::now();
         let r = state
             .store
             .unacked(&client, slot, MessageId::ZERO, 1, unix_ms())
             .await;
-        state.metrics.store_latency.observe(started.elapsed());
         match r {
             Ok(found) if !found.is_empty() => {
                 break ok_text(format!(
@@ -557,10 +523,7 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
                 ));
             }
             Ok(_) => {}
-            Err(e) => {
-                Metrics::inc(&state.metrics.store_errors);
-                break errors(StatusCode::ServiceUnavailable, vec![e.to_string()]);
-            }
+            Err(e) => break errors(StatusCode::ServiceUnavailable, vec![e.to_string()]),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -568,12 +531,8 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
         }
         log::debug!("watch of {client} slot {slot}: waiting");
         // Woken by a notification, or time's up (then one last read above decides).
-        let _ = async_std::future::timeout(left, guard.woken.recv()).await;
+        let _ = async_std::future::timeout(left, watch.woken.recv()).await;
     };
-    drop(guard);
-    if let Err(e) = state.subs.unsubscribe(&client).await {
-        log::warn!("watch of {client}: unsubscribe failed: {e}");
-    }
     Ok(answer)
 }
 
@@ -587,7 +546,7 @@ async fn healthy<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
     }
     let limit = Duration::from_millis(timeout as u64);
     let store = async_std::future::timeout(limit, state.store.ping()).await;
-    let broker = async_std::future::timeout(limit, state.subs.broker().ping()).await;
+    let broker = async_std::future::timeout(limit, state.broker.ping()).await;
     let mut problems = Vec::new();
     match store {
         Ok(Ok(())) => {}

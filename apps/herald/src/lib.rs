@@ -3,8 +3,12 @@
 
 pub mod api;
 pub mod config;
+pub mod connect;
+pub mod driver;
+pub mod http;
+pub mod metered;
 pub mod metrics;
 pub mod runtime;
 pub mod secret;
-pub mod server;
-pub mod subs;
+pub mod shutdown;
+pub mod watch;

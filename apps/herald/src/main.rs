@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use futures::StreamExt;
 use herald::config::{BrokerChoice, Config, Flags, StoreChoice, redact_url as redact};
+use herald::metered::Metered;
 use herald::metrics::Metrics;
-use herald::{secret, server};
+use herald::{connect, driver, http, secret, shutdown};
 use herald_broker_redis::{RedisBroker, RedisBrokerConfig, RedisBrokerError};
 use herald_core::auth::AuthConfig;
 use herald_core::{Broker, MemoryBroker, MessageStore, NodeId, Retention};
@@ -242,7 +242,6 @@ async fn serve<S: MessageStore, B: Broker>(
     store_text: String,
     broker_info: BrokerInfo,
 ) -> anyhow::Result<()> {
-    let store = Arc::new(store);
     let metrics = Arc::new(Metrics::default());
     let BrokerInfo {
         text: broker_text,
@@ -251,21 +250,18 @@ async fn serve<S: MessageStore, B: Broker>(
     if let Some(stats) = redis {
         let _ = metrics.redis.set(stats);
     }
-    let (io, incoming) = SocketIo::new(server::socketio_config(&config));
-    let node = server::start_engine(
-        &config,
-        &node_id,
-        store.clone(),
-        Arc::new(broker),
-        metrics.clone(),
-    );
-    let listeners = server::listen(&config, &node, &io, node_id.as_str()).await?;
-    async_std::task::spawn(server::accept_connections(
+    // Every call of the ports, from the engine, the REST API or retention, is metered here.
+    let store = Arc::new(Metered::new(store, metrics.clone()));
+    let broker = Arc::new(Metered::new(broker, metrics.clone()));
+    let (io, incoming) = SocketIo::new(http::socketio_config(&config));
+    let node = driver::start_engine(&config, &node_id, store.clone(), broker, metrics.clone());
+    let listeners = http::listen(&config, &node, &io, node_id.as_str()).await?;
+    async_std::task::spawn(connect::accept_connections(
         incoming,
         Arc::new(auth),
         node.clone(),
     ));
-    async_std::task::spawn(server::retention(
+    async_std::task::spawn(driver::retention(
         store.clone(),
         metrics,
         Duration::from_secs(60),
@@ -290,16 +286,7 @@ async fn serve<S: MessageStore, B: Broker>(
     ])?;
     let signal = signals.next().await;
     log::info!("signal {signal:?}: stopping");
-    for task in listeners.tasks {
-        task.cancel().await;
-    }
-    io.close_all();
-    // Let the Engine.IO close packets go out and the store writes under way finish.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while io.session_count() > 0 && std::time::Instant::now() < deadline {
-        async_std::task::sleep(Duration::from_millis(10)).await;
-    }
-    node.inflight.drain(Duration::from_secs(10)).await;
+    shutdown::stop(listeners.tasks, &io, &node.inflight).await;
     log::info!("herald stopped");
     Ok(())
 }

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use herald_core::HubStats;
+
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -89,19 +91,55 @@ pub struct Metrics {
     pub redis: std::sync::OnceLock<std::sync::Arc<herald_broker_redis::BrokerStats>>,
 }
 
-/// Counters owned by the engine (the Hub), read when rendering.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EngineCounts {
-    /// Live sessions on this node.
-    pub sessions: u64,
-    /// Messages delivered (sent to a client).
-    pub deliveries: u64,
-    /// Messages acknowledged by clients.
-    pub acks: u64,
-    /// Messages delivered again after an earlier delivery was not acknowledged.
-    pub redeliveries: u64,
-    /// Sessions kicked by a newer login.
-    pub kicks: u64,
+/// The engine counters ([`HubStats`]) of one shard, published by its task after each turn
+/// and read when rendering: plain atomics, so no shard takes a lock to publish.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    sessions: AtomicU64,
+    watchers: AtomicU64,
+    deliveries: AtomicU64,
+    acks: AtomicU64,
+    redeliveries: AtomicU64,
+    kicks: AtomicU64,
+    ack_timeouts: AtomicU64,
+    store_errors: AtomicU64,
+    broker_errors: AtomicU64,
+}
+
+impl ShardStats {
+    /// The pairs of (published counter, its value in `s`), in one place for both directions.
+    fn fields<'a>(&'a self, s: &'a mut HubStats) -> [(&'a AtomicU64, &'a mut u64); 9] {
+        [
+            (&self.sessions, &mut s.sessions),
+            (&self.watchers, &mut s.watchers),
+            (&self.deliveries, &mut s.deliveries),
+            (&self.acks, &mut s.acks),
+            (&self.redeliveries, &mut s.redeliveries),
+            (&self.kicks, &mut s.kicks),
+            (&self.ack_timeouts, &mut s.ack_timeouts),
+            (&self.store_errors, &mut s.store_errors),
+            (&self.broker_errors, &mut s.broker_errors),
+        ]
+    }
+
+    /// Publishes the shard's counters.
+    pub fn publish(&self, stats: HubStats) {
+        let mut stats = stats;
+        for (published, value) in self.fields(&mut stats) {
+            published.store(*value, Relaxed);
+        }
+    }
+
+    /// The counters of every shard in `shards`, summed.
+    pub fn total(shards: &[ShardStats]) -> HubStats {
+        let mut sum = HubStats::default();
+        for shard in shards {
+            for (published, value) in shard.fields(&mut sum) {
+                *value += published.load(Relaxed);
+            }
+        }
+        sum
+    }
 }
 
 impl Metrics {
@@ -111,7 +149,7 @@ impl Metrics {
     }
 
     /// The whole exposition, in Prometheus text format 0.0.4.
-    pub fn render(&self, node: &str, engine: EngineCounts) -> String {
+    pub fn render(&self, node: &str, engine: HubStats) -> String {
         let mut out = String::with_capacity(4096);
         let node_label = format!("node=\"{}\",", escape(node));
         let nl = node_label.trim_end_matches(',');
@@ -144,6 +182,12 @@ impl Metrics {
             "gauge",
             "Live sessions on this node.",
             engine.sessions.to_string(),
+        );
+        series(
+            "herald_watchers",
+            "gauge",
+            "GET /watch requests waiting on this node.",
+            engine.watchers.to_string(),
         );
         series(
             "herald_push_requests_total",
@@ -192,6 +236,24 @@ impl Metrics {
             "counter",
             "Sessions replaced by a newer login.",
             engine.kicks.to_string(),
+        );
+        series(
+            "herald_ack_timeouts_total",
+            "counter",
+            "Sessions closed because they did not acknowledge in time.",
+            engine.ack_timeouts.to_string(),
+        );
+        series(
+            "herald_engine_store_errors_total",
+            "counter",
+            "Store calls of the engine that failed (each is retried).",
+            engine.store_errors.to_string(),
+        );
+        series(
+            "herald_engine_broker_errors_total",
+            "counter",
+            "Broker calls of the engine that failed (each is retried).",
+            engine.broker_errors.to_string(),
         );
         series(
             "herald_retention_expired_total",
@@ -330,6 +392,29 @@ mod tests {
     }
 
     #[test]
+    fn shard_stats_sum_every_field() {
+        let shards = [ShardStats::default(), ShardStats::default()];
+        let one = HubStats {
+            sessions: 1,
+            watchers: 9,
+            deliveries: 2,
+            acks: 3,
+            redeliveries: 4,
+            kicks: 5,
+            ack_timeouts: 6,
+            store_errors: 7,
+            broker_errors: 8,
+        };
+        shards[0].publish(one);
+        shards[1].publish(one);
+        shards[1].publish(one); // publishing again replaces, never adds
+        let total = ShardStats::total(&shards);
+        assert_eq!(total.broker_errors, 16);
+        assert_eq!(total.sessions, 2);
+        assert_eq!(total.ack_timeouts, 12);
+    }
+
+    #[test]
     fn renders_every_series_with_the_node_label() {
         let m = Metrics::default();
         Metrics::inc(&m.push_requests);
@@ -338,12 +423,16 @@ mod tests {
         m.store_latency.observe(Duration::from_secs(9));
         let text = m.render(
             "n\"1",
-            EngineCounts {
+            HubStats {
                 sessions: 2,
+                watchers: 3,
                 deliveries: 5,
                 acks: 4,
                 redeliveries: 1,
                 kicks: 1,
+                ack_timeouts: 7,
+                store_errors: 8,
+                broker_errors: 9,
             },
         );
         let s = samples(&text);
@@ -357,7 +446,17 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(get("herald_sessions{node=\"n\\\"1\"}"), Some(2.0));
+        assert_eq!(get("herald_watchers{node=\"n\\\"1\"}"), Some(3.0));
         assert_eq!(get("herald_kicks_total{node=\"n\\\"1\"}"), Some(1.0));
+        assert_eq!(get("herald_ack_timeouts_total{node=\"n\\\"1\"}"), Some(7.0));
+        assert_eq!(
+            get("herald_engine_store_errors_total{node=\"n\\\"1\"}"),
+            Some(8.0)
+        );
+        assert_eq!(
+            get("herald_engine_broker_errors_total{node=\"n\\\"1\"}"),
+            Some(9.0)
+        );
         assert_eq!(
             get("herald_store_latency_seconds_bucket{node=\"n\\\"1\",le=\"0.0025\"}"),
             Some(0.0)
@@ -401,7 +500,7 @@ mod tests {
         let m = Metrics::default();
         let stats = std::sync::Arc::new(herald_broker_redis::BrokerStats::default());
         assert!(m.redis.set(stats).is_ok());
-        let s = samples(&m.render("n", EngineCounts::default()));
+        let s = samples(&m.render("n", HubStats::default()));
         let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
         assert_eq!(get("herald_broker_up{node=\"n\"}"), Some(1.0));
         for zero in [

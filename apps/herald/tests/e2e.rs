@@ -167,19 +167,11 @@ async fn unacked_is_redelivered_and_acked_never_again() {
     c.send(json!({"cmd": "ack"}));
     c.wait_for("acked");
     // Wait until the server has recorded the acknowledgement, then reconnect.
-    let deadline = std::time::Instant::now() + support::WAIT;
-    loop {
+    let recorded = support::poll_until(support::WAIT, async || {
         let w = http("GET", &format!("{}/watch/r?timeout=0", h.api), None, &[]).await;
-        if w.body["message"].is_null() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ack never recorded: {:?}",
-            w.body
-        );
-        async_std::task::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        w.body["message"].is_null()
+    });
+    assert!(recorded.await, "ack never recorded");
     drop(c);
     push(&h.api, body(&["r"], json!("three"))).await;
     let mut c = client(Lib::Node, &h, h.auth("r", 0), &["websocket"], false);
@@ -391,15 +383,11 @@ async fn history_and_watch() {
         )
         .await
     });
-    // Push only once the watcher is waiting (the server logs it at debug level).
-    let deadline = std::time::Instant::now() + support::WAIT;
-    while !h.logged("watch of w slot 2: waiting") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the watcher never waited"
-        );
-        async_std::task::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // Push only once the watcher is registered with the engine (herald_watchers).
+    let waiting = support::poll_until(support::WAIT, async || {
+        support::metric(&h.api, "herald_watchers").await == Some(1.0)
+    });
+    assert!(waiting.await, "the watcher never waited");
     let started = std::time::Instant::now();
     push(&h.api, body(&["w"], json!("wake"))).await;
     let w = watcher.await;

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use async_std::task::block_on;
 use herald_it as support;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Client, Herald, Lib, TempDir, WAIT};
 
 const WEBSOCKET: &str = "/socket.io/?EIO=4&transport=websocket";
@@ -23,19 +23,7 @@ fn herald(dir: &TempDir, connector: &str) -> Herald {
 
 /// The `herald_connections` gauge.
 fn connections(h: &Herald) -> Option<f64> {
-    let metrics = block_on(support::http(
-        "GET",
-        &format!("{}/metrics", h.api),
-        None,
-        &[],
-    ));
-    let Value::String(text) = metrics.body else {
-        return None;
-    };
-    text.lines()
-        .find(|l| l.starts_with("herald_connections{"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    block_on(support::metric(&h.api, "herald_connections"))
 }
 
 /// 200 WebSockets that go silent after the handshake: half never send CONNECT (the connect

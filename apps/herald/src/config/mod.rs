@@ -1,0 +1,715 @@
+//! Configuration: defaults, overridden by the TOML file (`--config`), overridden by
+//! `HERALD_*` environment variables, overridden by command-line flags.
+//!
+//! Every key is declared once in `KEYS` with its type and its environment variable, so that
+//! the file, the environment and the flags are checked the same way: an unknown key or a bad
+//! value stops start-up with the key's name and the reason. Unknown `HERALD_*` environment
+//! variables are only warned about, because other tools (the test harness) share the prefix.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_core::auth::AuthConfig;
+use herald_core::{HubConfig, NodeId, Retention};
+use herald_socketio::ServerConfig;
+use herald_socketio::http1::HttpLimits;
+use toml::{Table, Value};
+
+use crate::api;
+
+mod flags;
+mod keys;
+
+pub use flags::Flags;
+use keys::{KEYS, Key, Kind};
+
+/// A value from the environment or a flag, before it is checked against its key's kind.
+#[derive(Clone)]
+enum RawValue {
+    Text(String),
+    List(Vec<String>),
+}
+
+/// A configuration problem, naming the key and the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read or is not TOML.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why it could not be used.
+        reason: String,
+    },
+    /// A key that Herald does not know.
+    #[error("unknown configuration key `{0}` (run `herald --print-keys` for the list)")]
+    UnknownKey(String),
+    /// A key whose value is not acceptable.
+    #[error("configuration key `{key}` (from {origin}): {reason}")]
+    BadValue {
+        /// The key's dotted path.
+        key: String,
+        /// Where the value came from: the file, an environment variable or a flag.
+        origin: String,
+        /// What was expected and what was found.
+        reason: String,
+    },
+}
+
+/// What this node serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// REST API and Socket.IO connector.
+    All,
+    /// Socket.IO only.
+    Connector,
+    /// REST API only.
+    Api,
+}
+
+impl Role {
+    /// Whether this node serves the REST API.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+    /// Whether this node serves Socket.IO clients.
+    pub fn serves_connector(self) -> bool {
+        matches!(self, Role::All | Role::Connector)
+    }
+    /// The role's name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Connector => "connector",
+            Role::Api => "api",
+        }
+    }
+}
+
+/// Where the embedded store lives, or the MongoDB URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded store under this directory.
+    Embedded(PathBuf),
+    /// MongoDB at this URL.
+    Mongo(String),
+}
+
+/// In-process broker (single node) or Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// The in-process broker: one node only.
+    InProcess,
+    /// Redis at this URL (`redis://` or `redis+cluster://`).
+    Redis(String),
+}
+
+/// What `herald --version` shows: the package version and the git commit it was built from
+/// (`unknown` when built without git history, see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HERALD_GIT_COMMIT"),
+    ")"
+);
+
+/// The checked configuration of one node. Its `Debug` hides the secret and the API keys and
+/// shows URLs without their password, so printing it can never leak them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// What this node serves.
+    pub role: Role,
+    /// The node's name; `None` = host name + port, decided once the listeners are bound.
+    pub node_id: Option<String>,
+    /// REST API listen address.
+    pub api_listen: SocketAddr,
+    /// Publish API keys; empty = no key needed (allowed only on a loopback address).
+    pub api_keys: Vec<String>,
+    /// Largest accepted request body, bytes.
+    pub api_max_body: usize,
+    /// Largest `/queues` answer, bytes (one message always comes, whatever its size).
+    pub api_max_answer: usize,
+    /// Problems listed in an error answer before one line counts the rest.
+    pub api_max_listed_errors: usize,
+    /// Socket.IO listen address.
+    pub connector_listen: SocketAddr,
+    /// In-flight messages per session in ack mode.
+    pub window: usize,
+    /// Engine.IO ping interval.
+    pub ping_interval: Duration,
+    /// Engine.IO ping timeout.
+    pub ping_timeout: Duration,
+    /// Time a client has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Largest Engine.IO payload, bytes.
+    pub max_payload: usize,
+    /// Most bytes waiting to be sent to one client before its session is closed.
+    pub max_queue_bytes: usize,
+    /// Time an ending session's goodbye may take before its socket is dropped.
+    pub close_timeout: Duration,
+    /// Client auth secret; `None` = generated once into the data directory (single node only).
+    pub secret: Option<String>,
+    /// Accept legacy headers.
+    pub legacy_auth: bool,
+    /// Accept HMAC auth.
+    pub hmac_auth: bool,
+    /// Accept JWT auth.
+    pub jwt_auth: bool,
+    /// Largest accepted signature age.
+    pub max_skew: Duration,
+    /// Largest accepted signature time ahead of the server's clock.
+    pub max_future_skew: Duration,
+    /// Where queues live.
+    pub store: StoreChoice,
+    /// The embedded store's directory (also where a generated secret is kept).
+    pub data_dir: PathBuf,
+    /// Open an embedded log damaged before its end anyway (skipping the damaged bytes).
+    pub recover_damaged_log: bool,
+    /// MongoDB: clients whose id counters a node remembers.
+    pub mongo_known_counters: usize,
+    /// MongoDB: how long a read waits for a missing id before passing it.
+    pub mongo_settle: Duration,
+    /// How nodes coordinate.
+    pub broker: BrokerChoice,
+    /// Most notifications waiting for Redis.
+    pub broker_max_pending: usize,
+    /// Most payload bytes of the notifications waiting for Redis.
+    pub broker_max_pending_bytes: usize,
+    /// Time connecting to Redis (or a sentinel) may take.
+    pub broker_connect_timeout: Duration,
+    /// Time a Redis command may wait for its answer.
+    pub broker_response_timeout: Duration,
+    /// Longest wait between two attempts to reach Redis again.
+    pub broker_reconnect_max: Duration,
+    /// Messages kept per client.
+    pub retention_cap: u64,
+    /// Default message time to live.
+    pub retention_ttl: Duration,
+    /// Log level.
+    pub log_level: log::LevelFilter,
+    /// Largest HTTP request head, bytes.
+    pub http_max_head: usize,
+    /// Time an HTTP request head may take to arrive.
+    pub http_head_timeout: Duration,
+    /// Time an HTTP request body may take to arrive.
+    pub http_body_timeout: Duration,
+    /// Time a kept-alive HTTP connection may wait for its next request.
+    pub http_idle_timeout: Duration,
+    /// Time an HTTP answer may take to be written.
+    pub http_write_timeout: Duration,
+    /// Connections per listener; `None` = derived from `RLIMIT_NOFILE` at start-up.
+    pub http_max_connections: Option<usize>,
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Embedded(dir) => f.debug_tuple("Embedded").field(dir).finish(),
+            StoreChoice::Mongo(url) => f.debug_tuple("Mongo").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for BrokerChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerChoice::InProcess => f.write_str("InProcess"),
+            BrokerChoice::Redis(url) => f.debug_tuple("Redis").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<hidden>" } else { "<none>" };
+        f.debug_struct("Config")
+            .field("role", &self.role)
+            .field("node_id", &self.node_id)
+            .field("api_listen", &self.api_listen)
+            .field(
+                "api_keys",
+                &format_args!("<{} hidden>", self.api_keys.len()),
+            )
+            .field("api_max_body", &self.api_max_body)
+            .field("api_max_answer", &self.api_max_answer)
+            .field("api_max_listed_errors", &self.api_max_listed_errors)
+            .field("connector_listen", &self.connector_listen)
+            .field("window", &self.window)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_payload", &self.max_payload)
+            .field("secret", &hidden(self.secret.is_some()))
+            .field("legacy_auth", &self.legacy_auth)
+            .field("hmac_auth", &self.hmac_auth)
+            .field("jwt_auth", &self.jwt_auth)
+            .field("max_skew", &self.max_skew)
+            .field("max_future_skew", &self.max_future_skew)
+            .field("store", &self.store)
+            .field("data_dir", &self.data_dir)
+            .field("mongo_known_counters", &self.mongo_known_counters)
+            .field("mongo_settle", &self.mongo_settle)
+            .field("broker", &self.broker)
+            .field("retention_cap", &self.retention_cap)
+            .field("retention_ttl", &self.retention_ttl)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the flags, the file they name (or `HERALD_CONFIG`) and
+    /// the given environment.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found: unreadable file, unknown key, bad value, or a
+    /// combination refused (a non-loopback API address without a key).
+    pub fn load(
+        flags: &Flags,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let mut table = Table::new();
+        let mut sources: BTreeMap<&'static str, String> = BTreeMap::new();
+
+        let file = flags
+            .config
+            .clone()
+            .or_else(|| env.get("HERALD_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            let parsed: Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::File {
+                    path: shown.clone(),
+                    reason: e.message().to_string(),
+                })?;
+            flatten_file(&parsed, "", &mut table, &mut sources, &shown)?;
+        }
+
+        let known_env: Vec<&str> = KEYS.iter().map(|k| k.env).collect();
+        for (name, value) in env {
+            if let Some(key) = KEYS.iter().find(|k| k.env == name.as_str()) {
+                let raw = if key.kind == Kind::StrList {
+                    RawValue::List(value.split(',').map(|s| s.trim().to_owned()).collect())
+                } else {
+                    RawValue::Text(value.clone())
+                };
+                let v = convert(key, raw, &format!("environment variable {name}"))?;
+                table.insert(key.path.into(), v);
+                sources.insert(key.path, format!("environment variable {name}"));
+            } else if name.starts_with("HERALD_")
+                && name != "HERALD_CONFIG"
+                && !is_foreign_herald_var(name)
+                && !known_env.contains(&name.as_str())
+            {
+                warnings.push(format!(
+                    "ignoring unknown environment variable {name} (run `herald --print-keys`)"
+                ));
+            }
+        }
+
+        for (path, raw) in &flags.overrides {
+            let key = key(path);
+            let long = key.flag.as_ref().map_or(*path, |f| f.long);
+            let flag = format!("flag --{long}");
+            let v = convert(key, raw.clone(), &flag)?;
+            table.insert((*path).into(), v);
+            sources.insert(path, flag);
+        }
+
+        let config = Config::from_flat(&table, &sources)?;
+        Ok((config, warnings))
+    }
+
+    /// Builds the configuration from checked, flattened key-values.
+    fn from_flat(
+        t: &Table,
+        sources: &BTreeMap<&'static str, String>,
+    ) -> Result<Config, ConfigError> {
+        let s = |p: &str| t.get(p).and_then(Value::as_str).map(str::to_owned);
+        let i = |p: &str| t.get(p).and_then(Value::as_integer);
+        let b = |p: &str, d: bool| t.get(p).and_then(Value::as_bool).unwrap_or(d);
+        // A key not set keeps the default of the crate whose setting it is (their config
+        // structs are the one place defaults are written).
+        let size = |p: &str, d: usize| i(p).map_or(d, |v| v as usize);
+        let ms = |p: &str, d: Duration| i(p).map_or(d, |v| Duration::from_millis(v as u64));
+        let secs = |p: &str, d: Duration| i(p).map_or(d, |v| Duration::from_secs(v as u64));
+        let hub = HubConfig::new(NodeId::new("defaults").expect("a valid node id"));
+        let socketio = ServerConfig::default();
+        let auth = AuthConfig::new(Vec::new());
+        let retention = Retention::default();
+        let http = HttpLimits::default();
+        let mongo = herald_store_mongo::MongoConfig::new("");
+        let addr = |p: &str, d: &str| -> SocketAddr {
+            s(p).and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| d.parse().expect("default addresses parse"))
+        };
+        let bad = |key: &str, reason: String| ConfigError::BadValue {
+            key: key.into(),
+            origin: sources
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "default".into()),
+            reason,
+        };
+
+        let role = match s("role").as_deref() {
+            Some("connector") => Role::Connector,
+            Some("api") => Role::Api,
+            _ => Role::All,
+        };
+        let data_dir = PathBuf::from(s("store.data_dir").unwrap_or_else(|| "./herald-data".into()));
+        let store = match s("store.mongo") {
+            Some(url) => {
+                if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+                    return Err(bad(
+                        "store.mongo",
+                        format!(
+                            "expected a mongodb:// or mongodb+srv:// URL, found {:?}",
+                            redact_url(&url)
+                        ),
+                    ));
+                }
+                StoreChoice::Mongo(url)
+            }
+            None => StoreChoice::Embedded(data_dir.clone()),
+        };
+        let broker = match s("broker.redis") {
+            Some(url) => {
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+cluster://")
+                    || url.starts_with("redis+sentinel://"))
+                {
+                    return Err(bad(
+                        "broker.redis",
+                        format!(
+                            "expected a redis://, rediss://, redis+cluster:// or \
+                             redis+sentinel:// URL, found {:?}",
+                            redact_url(&url)
+                        ),
+                    ));
+                }
+                BrokerChoice::Redis(url)
+            }
+            None => BrokerChoice::InProcess,
+        };
+        let node_id = s("node_id");
+        if let Some(id) = &node_id {
+            herald_core::NodeId::new(id).map_err(|e| bad("node_id", e.to_string()))?;
+        }
+        let api_listen = addr("api.listen", "127.0.0.1:3000");
+        let api_keys: Vec<String> = t
+            .get("api.keys")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if role.serves_api() && api_keys.is_empty() && !api_listen.ip().is_loopback() {
+            return Err(bad(
+                "api.keys",
+                format!(
+                    "the REST API would listen on non-loopback address {api_listen} with no API \
+                     key: anyone could push. Set an API key (--api-key, HERALD_API_KEY or \
+                     api.keys) or listen on 127.0.0.1"
+                ),
+            ));
+        }
+        let distributed = matches!(store, StoreChoice::Mongo(_))
+            || matches!(broker, BrokerChoice::Redis(_))
+            || role != Role::All;
+        let secret = s("auth.secret");
+        if secret.is_none() && distributed && role.serves_connector() {
+            return Err(bad(
+                "auth.secret",
+                "a node of a cluster (MongoDB, Redis or a split role) needs the shared client \
+                 auth secret: set --secret, HERALD_SECRET or auth.secret"
+                    .into(),
+            ));
+        }
+        if matches!(broker, BrokerChoice::InProcess) && role != Role::All {
+            return Err(bad(
+                "role",
+                format!(
+                    "role {} needs Redis to reach the other nodes: set --redis",
+                    role.as_str()
+                ),
+            ));
+        }
+        if matches!(store, StoreChoice::Embedded(_)) && matches!(broker, BrokerChoice::Redis(_)) {
+            return Err(bad(
+                "store.mongo",
+                "with Redis (several nodes) the queues must be shared: set --mongo".into(),
+            ));
+        }
+        let log_level = match s("log.level").as_deref() {
+            Some("error") => log::LevelFilter::Error,
+            Some("warn") => log::LevelFilter::Warn,
+            Some("debug") => log::LevelFilter::Debug,
+            Some("trace") => log::LevelFilter::Trace,
+            _ => log::LevelFilter::Info,
+        };
+        Ok(Config {
+            role,
+            node_id,
+            api_listen,
+            api_keys,
+            api_max_body: size("api.max_body", api::DEFAULT_MAX_BODY),
+            api_max_answer: size("api.max_answer", api::DEFAULT_MAX_ANSWER),
+            api_max_listed_errors: size("api.max_listed_errors", api::DEFAULT_MAX_LISTED_ERRORS),
+            connector_listen: addr("connector.listen", "127.0.0.1:3001"),
+            window: size("connector.window", hub.window),
+            ping_interval: ms("connector.ping_interval_ms", socketio.ping_interval),
+            ping_timeout: ms("connector.ping_timeout_ms", socketio.ping_timeout),
+            connect_timeout: ms("connector.connect_timeout_ms", socketio.connect_timeout),
+            max_payload: size("connector.max_payload", socketio.max_payload),
+            max_queue_bytes: size("connector.max_queue_bytes", socketio.queue_bytes),
+            close_timeout: ms("connector.close_timeout_ms", socketio.close_timeout),
+            secret,
+            legacy_auth: b("auth.legacy", auth.legacy),
+            hmac_auth: b("auth.hmac", auth.hmac),
+            jwt_auth: b("auth.jwt", auth.jwt),
+            max_skew: secs("auth.max_skew_secs", auth.max_skew),
+            max_future_skew: secs("auth.max_future_skew_secs", auth.max_future_skew),
+            store,
+            data_dir,
+            recover_damaged_log: b("store.recover_damaged_log", false),
+            mongo_known_counters: size("store.mongo_known_counters", mongo.known_counters),
+            mongo_settle: ms("store.mongo_settle_ms", mongo.settle),
+            broker,
+            broker_max_pending: size("broker.max_pending", 10_000),
+            broker_max_pending_bytes: size("broker.max_pending_bytes", 16 << 20),
+            broker_connect_timeout: ms("broker.connect_timeout_ms", Duration::from_secs(5)),
+            broker_response_timeout: ms("broker.response_timeout_ms", Duration::from_secs(5)),
+            broker_reconnect_max: ms("broker.reconnect_max_ms", Duration::from_secs(2)),
+            retention_cap: i("retention.cap").map_or(retention.cap, |v| v as u64),
+            retention_ttl: secs("retention.ttl_secs", retention.ttl),
+            log_level,
+            http_max_head: size("http.max_head", http.max_head),
+            http_head_timeout: ms("http.head_timeout_ms", http.head_timeout),
+            http_body_timeout: ms("http.body_timeout_ms", http.body_timeout),
+            http_idle_timeout: ms("http.idle_timeout_ms", http.idle_timeout),
+            http_write_timeout: ms("http.write_timeout_ms", http.write_timeout),
+            // 0 (the default) derives the limit from RLIMIT_NOFILE.
+            http_max_connections: i("http.max_connections")
+                .filter(|&n| n != 0)
+                .map(|n| n as usize),
+        })
+    }
+
+    /// Whether REST and Socket.IO share one listener: the same address for both, with a fixed
+    /// port (`:0` for both means two listeners on two free ports).
+    pub fn single_port(&self) -> bool {
+        self.role == Role::All
+            && self.api_listen == self.connector_listen
+            && self.api_listen.port() != 0
+    }
+}
+
+/// Variables with the `HERALD_` prefix that belong to Herald's tools, not to the server.
+fn is_foreign_herald_var(name: &str) -> bool {
+    [
+        "HERALD_IT_",
+        "HERALD_TEST_",
+        "HERALD_SIM_",
+        "HERALD_BENCH_",
+        "HERALD_CLI_",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+fn key(path: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.path == path)
+        .expect("flags only name declared keys")
+}
+
+/// Walks the file's tables, checking every key against [`KEYS`] and flattening to dotted paths.
+fn flatten_file(
+    t: &Table,
+    prefix: &str,
+    out: &mut Table,
+    sources: &mut BTreeMap<&'static str, String>,
+    file: &str,
+) -> Result<(), ConfigError> {
+    for (name, value) in t {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        if let Value::Table(inner) = value {
+            if KEYS.iter().any(|k| k.path.starts_with(&format!("{path}."))) {
+                flatten_file(inner, &path, out, sources, file)?;
+                continue;
+            }
+            return Err(ConfigError::UnknownKey(path));
+        }
+        let Some(key) = KEYS.iter().find(|k| k.path == path) else {
+            return Err(ConfigError::UnknownKey(path));
+        };
+        let source = format!("file {file}");
+        let v = check(key, value.clone(), &source)?;
+        out.insert(key.path.into(), v);
+        sources.insert(key.path, source);
+    }
+    Ok(())
+}
+
+/// Turns an environment or flag value into a checked TOML value of the key's kind.
+fn convert(key: &Key, raw: RawValue, source: &str) -> Result<Value, ConfigError> {
+    let v = match (key.kind, raw) {
+        (Kind::StrList, RawValue::List(l)) => {
+            Value::Array(l.into_iter().map(Value::String).collect())
+        }
+        (Kind::StrList, RawValue::Text(s)) => Value::Array(vec![Value::String(s)]),
+        (Kind::Int { .. }, RawValue::Text(s)) => match s.trim().parse::<i64>() {
+            Ok(n) => Value::Integer(n),
+            Err(_) => {
+                return Err(bad_value(
+                    key,
+                    source,
+                    format!(
+                        "expected a whole number, found {}",
+                        shown(key, &Value::String(s))
+                    ),
+                ));
+            }
+        },
+        (Kind::Bool, RawValue::Text(s)) => match s.trim() {
+            "true" | "1" | "yes" | "on" => Value::Boolean(true),
+            "false" | "0" | "no" | "off" => Value::Boolean(false),
+            _ => {
+                return Err(bad_value(
+                    key,
+                    source,
+                    format!(
+                        "expected true or false, found {}",
+                        shown(key, &Value::String(s))
+                    ),
+                ));
+            }
+        },
+        (_, RawValue::Text(s)) => Value::String(s),
+        (_, RawValue::List(l)) => Value::String(l.join(",")),
+    };
+    check(key, v, source)
+}
+
+fn bad_value(key: &Key, source: &str, reason: String) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.path.into(),
+        origin: source.into(),
+        reason,
+    }
+}
+
+/// Keys whose values are secrets: never shown, not even in an error about them.
+const SECRET_KEYS: [&str; 2] = ["auth.secret", "api.keys"];
+
+/// Keys holding a URL that may carry a password.
+const URL_KEYS: [&str; 2] = ["store.mongo", "broker.redis"];
+
+/// A URL without the user and password it may carry, for logs and error messages:
+/// `mongodb://***@host/db`. Everything before the last `@` (after the scheme) is hidden.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A value as an error message may show it: secrets hidden, URLs without their password.
+fn shown(key: &Key, v: &Value) -> String {
+    if SECRET_KEYS.contains(&key.path) {
+        return format!("{} (value hidden: it is a secret)", v.type_str());
+    }
+    match v.as_str() {
+        Some(s) if URL_KEYS.contains(&key.path) => format!("{} {:?}", v.type_str(), redact_url(s)),
+        _ if URL_KEYS.contains(&key.path) => v.type_str().to_owned(),
+        _ => format!("{} {v}", v.type_str()),
+    }
+}
+
+/// Checks one value against its key's kind.
+fn check(key: &Key, v: Value, source: &str) -> Result<Value, ConfigError> {
+    let found = || format!("found {}", shown(key, &v));
+    match key.kind {
+        Kind::Str => match v.as_str() {
+            Some(s) if !s.is_empty() => Ok(v),
+            _ => Err(bad_value(
+                key,
+                source,
+                format!("expected a non-empty string, {}", found()),
+            )),
+        },
+        Kind::Addr => match v.as_str().map(str::parse::<SocketAddr>) {
+            Some(Ok(_)) => Ok(v),
+            _ => Err(bad_value(
+                key,
+                source,
+                format!(
+                    "expected host:port with an IP address (e.g. 127.0.0.1:3000), {}",
+                    found()
+                ),
+            )),
+        },
+        Kind::Int { min, max } => match v.as_integer() {
+            Some(n) if (min..=max).contains(&n) => Ok(v),
+            _ => Err(bad_value(
+                key,
+                source,
+                format!("expected a whole number from {min} to {max}, {}", found()),
+            )),
+        },
+        Kind::Bool => match v.as_bool() {
+            Some(_) => Ok(v),
+            None => Err(bad_value(
+                key,
+                source,
+                format!("expected true or false, {}", found()),
+            )),
+        },
+        Kind::StrList => match v.as_array() {
+            Some(a) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => Ok(v),
+            _ => Err(bad_value(
+                key,
+                source,
+                format!("expected a list of non-empty strings, {}", found()),
+            )),
+        },
+        Kind::Word(words) => match v.as_str() {
+            Some(s) if words.contains(&s) => Ok(v),
+            _ => Err(bad_value(
+                key,
+                source,
+                format!("expected one of {}, {}", words.join(", "), found()),
+            )),
+        },
+    }
+}
+
+/// Every key with its environment variable and meaning, one per line (`herald --print-keys`).
+pub fn describe_keys() -> String {
+    KEYS.iter()
+        .map(|k| format!("{:<32} {:<36} {}\n", k.path, k.env, k.help))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,847 @@
+use super::*;
+use crate::identity::Identity;
+use crate::ids::Generation;
+use crate::io::{CloseReason, KickReason};
+use crate::message::{Message, Payload};
+use crate::ports::{BrokerError, StoreError};
+
+fn c(s: &str) -> ClientId {
+    ClientId::new(s).unwrap()
+}
+
+fn msg(id: u64) -> Message {
+    Message {
+        id: MessageId(id),
+        from: "t".into(),
+        channel: vec![],
+        data: Payload::from_json("1").unwrap(),
+        ts: 0,
+    }
+}
+
+struct T {
+    hub: Hub,
+    now: Instant,
+}
+
+impl T {
+    fn new(window: usize) -> T {
+        let mut cfg = HubConfig::new(NodeId::new("n1").unwrap());
+        cfg.window = window;
+        cfg.load_limit = 4;
+        #[allow(clippy::disallowed_methods, reason = "a test's base instant")]
+        let now = Instant::now();
+        T {
+            hub: Hub::new(cfg),
+            now,
+        }
+    }
+    fn input(&mut self, i: Input) -> Vec<Output> {
+        self.hub.handle(self.now, i);
+        std::iter::from_fn(|| self.hub.poll_output()).collect()
+    }
+    fn advance(&mut self, d: Duration) -> Vec<Output> {
+        self.now += d;
+        self.hub.handle_timeout(self.now);
+        std::iter::from_fn(|| self.hub.poll_output()).collect()
+    }
+    /// Connects and completes subscribe + claim; returns the outputs after the claim.
+    fn live(&mut self, conn: u64, client: &str, slot: i64, mode: Mode, gen_: u64) -> Vec<Output> {
+        let out = self.input(Input::Connect {
+            conn: ConnId(conn),
+            identity: Identity {
+                client: c(client),
+                slot: Slot::new(slot).unwrap(),
+                mode,
+            },
+        });
+        let mut out = self.answer_broker(out);
+        if let Some(req) = claim_req(&out) {
+            out = self.input(Input::BrokerDone {
+                req,
+                result: Ok(BrokerReply::Claimed(Generation(gen_))),
+            });
+        }
+        out
+    }
+    /// Answers Subscribe requests with success; returns the rest.
+    fn answer_broker(&mut self, out: Vec<Output>) -> Vec<Output> {
+        let mut rest = Vec::new();
+        for o in out {
+            match o {
+                Output::Broker {
+                    req,
+                    op: BrokerOp::Subscribe { .. },
+                } => rest.extend(self.input(Input::BrokerDone {
+                    req,
+                    result: Ok(BrokerReply::Subscribed),
+                })),
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+}
+
+fn claim_req(out: &[Output]) -> Option<RequestId> {
+    out.iter().find_map(|o| match o {
+        Output::Broker {
+            req,
+            op: BrokerOp::Claim { .. },
+        } => Some(*req),
+        _ => None,
+    })
+}
+
+fn load_req(out: &[Output]) -> Option<(RequestId, MessageId)> {
+    out.iter().find_map(|o| match o {
+        Output::Store {
+            req,
+            op: StoreOp::Unacked { after, .. },
+        } => Some((*req, *after)),
+        _ => None,
+    })
+}
+
+fn delivers(out: &[Output]) -> Vec<(Option<AckId>, Vec<u64>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Deliver { ack, messages, .. } => {
+                Some((*ack, messages.iter().map(|m| m.id.0).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn messages(ids: &[u64]) -> Result<StoreReply, StoreError> {
+    Ok(StoreReply::Messages(ids.iter().map(|i| msg(*i)).collect()))
+}
+
+#[test]
+fn connect_subscribes_claims_then_reads_from_zero() {
+    let mut t = T::new(2);
+    let out = t.input(Input::Connect {
+        conn: ConnId(1),
+        identity: Identity {
+            client: c("a"),
+            slot: Slot::new(0).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    assert!(matches!(
+        out.as_slice(),
+        [Output::Broker {
+            op: BrokerOp::Subscribe { .. },
+            ..
+        }]
+    ));
+    let out = t.answer_broker(out);
+    assert!(claim_req(&out).is_some());
+    assert!(load_req(&out).is_none(), "no read before the claim");
+    let req = claim_req(&out).unwrap();
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Claimed(Generation(1))),
+    });
+    assert_eq!(load_req(&out).map(|l| l.1), Some(MessageId::ZERO));
+}
+
+#[test]
+fn ack_mode_respects_the_window_and_forwards_acks() {
+    let mut t = T::new(2);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1, 2, 3]),
+    });
+    let d = delivers(&out);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].1, vec![1, 2], "window of 2");
+    // Less than asked: drained, no further read.
+    assert!(load_req(&out).is_none());
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: d[0].0.unwrap(),
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(1), MessageId(2)])));
+    assert_eq!(delivers(&out)[0].1, vec![3]);
+    // The same ack again is ignored.
+    let again = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: d[0].0.unwrap(),
+    });
+    assert!(again.is_empty());
+    // Unknown ack id, unknown conn: ignored.
+    assert!(
+        t.input(Input::Ack {
+            conn: ConnId(1),
+            ack: AckId(9999)
+        })
+        .is_empty()
+    );
+    assert!(
+        t.input(Input::Ack {
+            conn: ConnId(7),
+            ack: AckId(1)
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn notify_reads_after_the_cursor() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    assert_eq!(delivers(&out)[0].1, vec![1]);
+    // Notified of something it already has: nothing.
+    assert!(
+        t.input(Input::Broker(BrokerEvent::Notify {
+            client: c("a"),
+            last: MessageId(1),
+            message: None,
+        }))
+        .is_empty()
+    );
+    let out = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(2),
+        message: None,
+    }));
+    let (req, after) = load_req(&out).unwrap();
+    assert_eq!(after, MessageId(1));
+    // A notification while reading causes one more read.
+    let none = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(3),
+        message: None,
+    }));
+    assert!(load_req(&none).is_none());
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1, 2]),
+    });
+    assert_eq!(
+        delivers(&out)[0].1,
+        vec![2],
+        "ids at or below the cursor are dropped"
+    );
+    assert_eq!(load_req(&out).map(|l| l.1), Some(MessageId(2)));
+}
+
+#[test]
+fn a_notified_next_message_is_delivered_without_a_read() {
+    let mut t = T::new(2);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    let (first_ack, ids) = delivers(&out).remove(0);
+    assert_eq!(ids, vec![1]);
+    let notify = |id: u64, message: Option<Message>| {
+        Input::Broker(BrokerEvent::Notify {
+            client: c("a"),
+            last: MessageId(id),
+            message,
+        })
+    };
+    // The next id, attached: delivered at once, no read.
+    let out = t.input(notify(2, Some(msg(2))));
+    assert_eq!(delivers(&out).len(), 1);
+    let (second_ack, ids) = delivers(&out).remove(0);
+    assert_eq!(ids, vec![2]);
+    assert!(load_req(&out).is_none(), "no read for a message in hand");
+    // The window (2) is full: the next two are buffered (the buffer holds up to a window),
+    // still without a read.
+    let out = t.input(notify(3, Some(msg(3))));
+    assert!(out.is_empty(), "buffered until an ack makes room: {out:?}");
+    let out = t.input(notify(4, Some(msg(4))));
+    assert!(out.is_empty(), "buffered: {out:?}");
+    // The buffer is full: the next one is left to the store, read once there is room.
+    let out = t.input(notify(5, Some(msg(5))));
+    assert!(out.is_empty(), "no read while the buffer is full: {out:?}");
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: first_ack.expect("ack mode"),
+    });
+    assert_eq!(
+        delivers(&out)[0].1,
+        vec![3],
+        "room for one: from the buffer"
+    );
+    let (req, after) = load_req(&out).expect("5 was not taken: read it");
+    assert_eq!(after, MessageId(4));
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[5]),
+    });
+    assert!(delivers(&out).is_empty(), "the window is full again");
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: second_ack.expect("ack mode"),
+    });
+    assert_eq!(delivers(&out)[0].1, vec![4]);
+    assert!(load_req(&out).is_none(), "the store had nothing beyond 5");
+    // An attached message past a gap (7 while the cursor is at 5) is not taken: 6 may
+    // still be on its way, so the store is asked.
+    let out = t.input(notify(7, Some(msg(7))));
+    let (_, after) = load_req(&out).expect("a read after the gap");
+    assert_eq!(after, MessageId(5));
+    assert!(delivers(&out).is_empty());
+}
+
+#[test]
+fn store_failure_retries_with_backoff() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: Err(StoreError::Unavailable("x".into())),
+    });
+    assert!(out.is_empty());
+    assert_eq!(
+        t.hub.poll_timeout(),
+        Some(t.now + Duration::from_millis(100))
+    );
+    assert!(t.advance(Duration::from_millis(50)).is_empty());
+    let out = t.advance(Duration::from_millis(50));
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: Err(StoreError::Unavailable("x".into())),
+    });
+    assert!(out.is_empty());
+    assert_eq!(
+        t.hub.poll_timeout(),
+        Some(t.now + Duration::from_millis(200))
+    );
+    let out = t.advance(Duration::from_millis(200));
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    assert_eq!(delivers(&out)[0].1, vec![1]);
+    assert_eq!(t.hub.stats().store_errors, 2);
+}
+
+#[test]
+fn failed_ack_writes_are_retried() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    let ack = delivers(&out)[0].0.unwrap();
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack,
+    });
+    let req = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Store {
+                req,
+                op: StoreOp::Ack { .. },
+            } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        t.input(Input::StoreDone {
+            req,
+            result: Err(StoreError::Unavailable("x".into()))
+        })
+        .is_empty()
+    );
+    let out = t.advance(Duration::from_millis(100));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Store {
+            op: StoreOp::Ack { .. },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn commit_mode_follows_the_seed_protocol() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Commit, 1);
+    assert_eq!(
+        delivers(&out),
+        vec![(None, vec![])],
+        "the empty first message"
+    );
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1, 2]),
+    });
+    assert!(
+        delivers(&out).is_empty(),
+        "nothing until the client commits"
+    );
+    let out = t.input(Input::Commit {
+        conn: ConnId(1),
+        n: 0,
+    });
+    assert_eq!(delivers(&out), vec![(None, vec![1])]);
+    let out = t.input(Input::Commit {
+        conn: ConnId(1),
+        n: 1,
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(1)])));
+    assert_eq!(delivers(&out), vec![(None, vec![2])]);
+    // An oversized commit acks what is in flight and nothing more.
+    let out = t.input(Input::Commit {
+        conn: ConnId(1),
+        n: 50,
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(2)])));
+    assert!(delivers(&out).is_empty());
+    // The next stored message goes out at once: a commit is owed.
+    let out = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(3),
+        message: None,
+    }));
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[3]),
+    });
+    assert_eq!(delivers(&out), vec![(None, vec![3])]);
+}
+
+#[test]
+fn newer_generation_kicks_older_local_and_remote() {
+    let mut t = T::new(8);
+    t.live(1, "a", 0, Mode::Ack, 1);
+    let out = t.live(2, "a", 0, Mode::Ack, 2);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Kick {
+            conn: ConnId(1),
+            reason: KickReason::Replaced
+        }
+    )));
+    assert!(!t.hub.has_session(ConnId(1)));
+    // A claim from another node with a higher generation kicks session 2.
+    let out = t.input(Input::Broker(BrokerEvent::Claim {
+        client: c("a"),
+        slot: Slot::new(0).unwrap(),
+        generation: Generation(3),
+        node: NodeId::new("n2").unwrap(),
+    }));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Kick {
+            conn: ConnId(2),
+            ..
+        }
+    )));
+    assert_eq!(t.hub.stats().kicks, 2);
+    // Other slots are independent.
+    t.live(3, "a", 1, Mode::Ack, 1);
+    assert!(t.hub.has_session(ConnId(3)));
+}
+
+#[test]
+fn a_claim_below_one_seen_is_kicked_at_once() {
+    let mut t = T::new(8);
+    let out = t.input(Input::Connect {
+        conn: ConnId(1),
+        identity: Identity {
+            client: c("a"),
+            slot: Slot::new(0).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    let out = t.answer_broker(out);
+    let req = claim_req(&out).unwrap();
+    t.input(Input::Broker(BrokerEvent::Claim {
+        client: c("a"),
+        slot: Slot::new(0).unwrap(),
+        generation: Generation(5),
+        node: NodeId::new("n2").unwrap(),
+    }));
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Claimed(Generation(4))),
+    });
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Kick {
+            conn: ConnId(1),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn claim_and_subscribe_failures_are_retried() {
+    let mut t = T::new(8);
+    let out = t.input(Input::Connect {
+        conn: ConnId(1),
+        identity: Identity {
+            client: c("a"),
+            slot: Slot::new(0).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    let Output::Broker { req, .. } = &out[0] else {
+        panic!()
+    };
+    let out = t.input(Input::BrokerDone {
+        req: *req,
+        result: Err(BrokerError::Unavailable("x".into())),
+    });
+    assert!(out.is_empty());
+    let out = t.advance(Duration::from_millis(100));
+    let out = t.answer_broker(out);
+    let req = claim_req(&out).unwrap();
+    assert!(
+        t.input(Input::BrokerDone {
+            req,
+            result: Err(BrokerError::Unavailable("x".into()))
+        })
+        .is_empty()
+    );
+    let out = t.advance(Duration::from_millis(100));
+    assert!(claim_req(&out).is_some());
+}
+
+#[test]
+fn last_session_releases_the_subscription() {
+    let mut t = T::new(8);
+    t.live(1, "a", 0, Mode::Ack, 1);
+    t.live(2, "a", 1, Mode::Ack, 1);
+    let out = t.input(Input::Disconnect { conn: ConnId(1) });
+    assert!(!out.iter().any(|o| matches!(
+        o,
+        Output::Broker {
+            op: BrokerOp::Unsubscribe { .. },
+            ..
+        }
+    )));
+    let out = t.input(Input::Disconnect { conn: ConnId(2) });
+    let req = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Broker {
+                req,
+                op: BrokerOp::Unsubscribe { .. },
+            } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    // A session arriving while unsubscribing waits, then subscribes again.
+    let out = t.input(Input::Connect {
+        conn: ConnId(3),
+        identity: Identity {
+            client: c("a"),
+            slot: Slot::new(0).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    assert!(out.is_empty());
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Unsubscribed),
+    });
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Broker {
+            op: BrokerOp::Subscribe { .. },
+            ..
+        }
+    )));
+    // Disconnects of unknown connections are ignored.
+    assert!(t.input(Input::Disconnect { conn: ConnId(99) }).is_empty());
+}
+
+fn wakes(out: &[Output]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Wake { watch } => Some(watch.0),
+            _ => None,
+        })
+        .collect()
+}
+
+fn broker_op(out: &[Output]) -> Option<(RequestId, BrokerOp)> {
+    out.iter().find_map(|o| match o {
+        Output::Broker { req, op } => Some((*req, op.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn watchers_share_the_subscription_and_are_woken() {
+    let mut t = T::new(8);
+    let watch = |n| Input::Watch {
+        watch: WatchId(n),
+        client: c("a"),
+    };
+    // The first watcher subscribes; it is woken once the subscription is in place.
+    let out = t.input(watch(1));
+    let (req, op) = broker_op(&out).expect("a subscribe");
+    assert_eq!(op, BrokerOp::Subscribe { client: c("a") });
+    assert!(wakes(&out).is_empty());
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Subscribed),
+    });
+    assert_eq!(wakes(&out), vec![1]);
+    // A session and a second watcher share it: no second subscribe.
+    t.live(1, "a", 0, Mode::Ack, 1);
+    assert!(broker_op(&t.input(watch(2))).is_none());
+    assert_eq!((t.hub.stats().sessions, t.hub.stats().watchers), (1, 2));
+    // A notification wakes both watchers; a resync too.
+    let out = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(1),
+        message: None,
+    }));
+    assert_eq!(wakes(&out), vec![1, 2]);
+    assert_eq!(
+        wakes(&t.input(Input::Broker(BrokerEvent::Resync))),
+        vec![1, 2]
+    );
+    // The subscription goes with its last holder, watcher or session.
+    assert!(broker_op(&t.input(Input::Unwatch { watch: WatchId(1) })).is_none());
+    assert!(broker_op(&t.input(Input::Disconnect { conn: ConnId(1) })).is_none());
+    let out = t.input(Input::Unwatch { watch: WatchId(2) });
+    let (_, op) = broker_op(&out).expect("an unsubscribe");
+    assert_eq!(op, BrokerOp::Unsubscribe { client: c("a") });
+    // Unknown and repeated unwatches change nothing.
+    assert!(t.input(Input::Unwatch { watch: WatchId(2) }).is_empty());
+}
+
+#[test]
+fn a_watcher_outlives_a_failed_subscribe() {
+    let mut t = T::new(8);
+    let out = t.input(Input::Watch {
+        watch: WatchId(7),
+        client: c("a"),
+    });
+    let (req, _) = broker_op(&out).unwrap();
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Err(BrokerError::Unavailable("x".into())),
+    });
+    assert!(out.is_empty());
+    let out = t.advance(Duration::from_millis(100));
+    let (req, op) = broker_op(&out).expect("the subscribe is retried for the watcher");
+    assert_eq!(op, BrokerOp::Subscribe { client: c("a") });
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Subscribed),
+    });
+    assert_eq!(wakes(&out), vec![7]);
+}
+
+#[test]
+fn unacked_batches_time_out() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    let out = t.advance(Duration::from_secs(60));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Close {
+            conn: ConnId(1),
+            reason: CloseReason::AckTimeout
+        }
+    )));
+    assert!(!t.hub.has_session(ConnId(1)));
+}
+
+#[test]
+fn results_for_ended_sessions_are_ignored() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::Disconnect { conn: ConnId(1) });
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    assert!(delivers(&out).is_empty());
+    assert!(
+        t.input(Input::StoreDone {
+            req,
+            result: messages(&[1])
+        })
+        .is_empty()
+    );
+}
+
+#[test]
+fn resync_rereads_every_session() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::StoreDone {
+        req,
+        result: messages(&[1]),
+    });
+    let out = t.input(Input::Broker(BrokerEvent::Resync));
+    assert_eq!(load_req(&out).map(|l| l.1), Some(MessageId(1)));
+}
+
+#[test]
+fn after_a_resync_live_sessions_renew_their_claims_and_a_newer_login_still_wins() {
+    let mut t = T::new(8);
+    t.live(1, "a", 0, Mode::Ack, 5);
+    // The broker comes back empty (a restarted Redis counts from zero again).
+    let out = t.input(Input::Broker(BrokerEvent::Resync));
+    let renew = claim_req(&out).expect("the live session claims anew");
+    // Its own renewed claim, echoed before the answer, does not kick it.
+    let out = t.input(Input::Broker(BrokerEvent::Claim {
+        client: c("a"),
+        slot: Slot::new(0).unwrap(),
+        generation: Generation(1),
+        node: NodeId::new("n1").unwrap(),
+    }));
+    assert!(!out.iter().any(|o| matches!(o, Output::Kick { .. })));
+    let out = t.input(Input::BrokerDone {
+        req: renew,
+        result: Ok(BrokerReply::Claimed(Generation(1))),
+    });
+    assert!(!out.iter().any(|o| matches!(o, Output::Kick { .. })));
+    assert!(t.hub.has_session(ConnId(1)));
+    // A login after the resync gets generation 2 and replaces the older session, instead
+    // of being refused for being below the generation 5 seen before the reset.
+    let out = t.live(2, "a", 0, Mode::Ack, 2);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Kick {
+            conn: ConnId(1),
+            ..
+        }
+    )));
+    assert!(t.hub.has_session(ConnId(2)));
+}
+
+#[test]
+fn a_failed_renewal_is_retried_and_the_session_keeps_delivering() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 3);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::StoreDone {
+        req,
+        result: messages(&[]),
+    });
+    let out = t.input(Input::Broker(BrokerEvent::Resync));
+    let renew = claim_req(&out).unwrap();
+    let (load, _) = load_req(&out).expect("the resync re-reads too");
+    t.input(Input::BrokerDone {
+        req: renew,
+        result: Err(crate::BrokerError::Unavailable("down".into())),
+    });
+    // Still live: what the read finds is delivered while the claim is retried.
+    let out = t.input(Input::StoreDone {
+        req: load,
+        result: messages(&[1]),
+    });
+    let batches: Vec<Vec<u64>> = delivers(&out).into_iter().map(|(_, ids)| ids).collect();
+    assert_eq!(batches, vec![vec![1]]);
+    let out = t.advance(Duration::from_secs(60));
+    assert!(claim_req(&out).is_some(), "the renewal is retried");
+}
+
+#[test]
+fn redeliveries_are_counted_per_slot() {
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::StoreDone {
+        req,
+        result: messages(&[1, 2]),
+    });
+    // A newer session of the same slot (kicking the first) gets 1 and 2 again.
+    let out = t.live(2, "a", 0, Mode::Ack, 2);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::StoreDone {
+        req,
+        result: messages(&[1, 2, 3]),
+    });
+    let s = t.hub.stats();
+    assert_eq!((s.deliveries, s.redeliveries), (5, 2));
+}
+
+/// The acknowledged ids of an ack, and what the session knows acknowledged up to.
+fn ack_write(out: &[Output]) -> Option<(Vec<u64>, MessageId)> {
+    out.iter().find_map(|o| match o {
+        Output::Store {
+            op: StoreOp::Ack { ids, through, .. },
+            ..
+        } => Some((ids.iter().map(|i| i.0).collect(), *through)),
+        _ => None,
+    })
+}
+
+#[test]
+fn acks_carry_how_far_everything_is_acknowledged() {
+    let mut t = T::new(2);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: messages(&[3]),
+    });
+    let (first, _) = delivers(&out).remove(0);
+    let out = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(4),
+        message: Some(msg(4)),
+    }));
+    let (second, _) = delivers(&out).remove(0);
+    let out = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(5),
+        message: Some(msg(5)),
+    }));
+    assert!(
+        delivers(&out).is_empty(),
+        "5 is buffered: the window is full"
+    );
+    // Out of order: 3 is still held, so only what lies below it is known acknowledged
+    // (ids 1 and 2 were never loaded: acknowledged before, or holes).
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: second.unwrap(),
+    });
+    assert_eq!(ack_write(&out), Some((vec![4], MessageId(2))));
+    let (third, ids) = delivers(&out).remove(0);
+    assert_eq!(ids, vec![5], "room for 5");
+    // 3 now: 5 is still in flight, so everything up to 4.
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: first.unwrap(),
+    });
+    assert_eq!(ack_write(&out), Some((vec![3], MessageId(4))));
+    // Nothing held any more: everything up to the cursor.
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack: third.unwrap(),
+    });
+    assert_eq!(ack_write(&out), Some((vec![5], MessageId(5))));
+}

@@ -1,0 +1,547 @@
+//! [`EmbeddedStore`]: the handle, the store thread, the log file and its compaction.
+//!
+//! # Layout
+//!
+//! The data directory holds one append-only log, [`EmbeddedConfig::LOG_FILE`] (record layout
+//! in [`crate::record`]), and a lock file. A push is written once, as one record with its
+//! body and every recipient's id and store time, however many recipients it has; an
+//! acknowledgement is a small record of the ids it changed. Nothing is rewritten in place.
+//!
+//! In memory the store keeps an index ([`crate::queues`]): per client its last id and its
+//! kept entries (id, store time, expiry, acknowledged slots, which push), 40 bytes each; per
+//! push where its body is in the log. Reads answer from the index and read bodies back with
+//! positioned reads (from the page cache, as a rule). Opening the store replays the log to
+//! rebuild the index; a record cut short by a crash at the end of the log (its length or
+//! checksum does not match, and no intact record follows) is dropped, and the file truncated
+//! there. Damage before the end stops opening unless a recovery is asked for, and ids never
+//! go back (the crate's docs, "Damage" and "Ids"); the high-water mark of ids is the file
+//! [`EmbeddedConfig::IDS_FILE`].
+//!
+//! Store times never go down within a client's queue: a message gets `now` or, if the clock
+//! went back, its predecessor's time, so `history` finds where `since` starts by a binary
+//! search.
+//!
+//! # The thread
+//!
+//! The [`MessageStore`] trait is runtime-free, so one std thread owns the log and the index
+//! and serves requests from a channel; every reply travels on a futures-channel oneshot, so
+//! callers await it on any runtime. The thread takes every request waiting in the channel (up
+//! to [`MAX_BATCH`]), applies the writes among them to the index, writes their records with
+//! one `write` and, if the batch holds an append, one `fdatasync`: group commit. Then it
+//! answers the writes, and the reads of the batch, which see them.
+//!
+//! Acknowledgements do not travel on the channel. `ack` puts them in a queue shared with the
+//! thread and answers at once (a ready future: the caller needs no task and no wake-up), and
+//! the thread takes the whole queue at the start of each batch, before the batch's requests
+//! are applied, and at least every [`LAZY_ACKS_FOR`]. So a read sent after an `ack` answered
+//! sees it. Their records are written with the batch and not synced on their own: the next
+//! append's sync makes them durable, and an idle store syncs after at most [`LAZY_ACKS_FOR`].
+//! A crash in between forgets those acknowledgements, so their messages are delivered again:
+//! at-least-once allows that, and a stream of acks costs no fsync, no thread wake-up and no
+//! reply each.
+//!
+//! If a write or a sync fails, the log is cut back to where the batch began and the index
+//! rebuilt from it, so nothing the callers were told failed is visible; if even that fails,
+//! the store answers every request as unavailable until it is reopened.
+//!
+//! # Retention and compaction
+//!
+//! The per-client cap is applied on append (the entries below `last - cap` leave the index).
+//! A purge removes expired entries from the index in steps of [`PURGE_BATCH`] queues, serving
+//! waiting requests between two steps, then writes a record saying up to when everything
+//! expired is gone. Neither rewrites the log: replay applies the same rules (the log records
+//! the cap in force, and each purge's time), so a restart brings back nothing retention
+//! dropped. A cap lowered between two runs is applied when the store opens, and the next
+//! purge reports those drops.
+//!
+//! What retention dropped, and acknowledgement records, are garbage in the log. When the log
+//! is at least [`EmbeddedConfig::compact_at`] bytes, twice its size after the last compaction,
+//! and more than half of it garbage by the index's estimate, the thread writes the live state
+//! (the cap, the last purge, every client's last id, every kept push with its kept copies and
+//! their acknowledgements) to a new file, syncs it and renames it over the log. A crash before
+//! the rename leaves the old log, and the unfinished file is removed on the next open.
+//!
+//! # Earlier versions
+//!
+//! Herald up to this one kept the store in a redb database ([`EmbeddedConfig::LEGACY_DB_FILE`]).
+//! Opening a data directory that has one and no log converts it ([`crate::migrate`]): every
+//! message with its id, time, expiry and acknowledgements, and every client's last id, then
+//! the old file is removed.
+
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use futures_channel::oneshot;
+use herald_core::{
+    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
+    RetentionReport, Slot, StoreError,
+};
+
+use crate::config::EmbeddedConfig;
+use crate::error::EmbeddedError;
+use crate::queues::{Entry, Queues};
+use crate::record::{self, Record};
+
+mod opening;
+mod worker;
+
+pub(crate) use opening::NewLog;
+use opening::*;
+use worker::*;
+
+/// Most requests served by one turn of the thread (one write and one sync).
+pub const MAX_BATCH: usize = 512;
+/// Longest time acknowledgements written without an fsync wait for one, when nothing else
+/// is written.
+pub const LAZY_ACKS_FOR: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Most queues one purge step looks at.
+pub const PURGE_BATCH: usize = 1000;
+
+/// How far the high-water mark is set above the highest id handed out: the mark file is
+/// rewritten (three syncs) once every this many ids of the busiest queue, and a lost record
+/// makes ids jump by up to this much.
+pub const ID_RESERVE: u64 = 1 << 16;
+
+/// How far ids jump above the highest id found when records were lost and the high-water
+/// mark is missing or damaged too, so that no bound can be proven.
+pub const UNPROVEN_JUMP: u64 = 1 << 32;
+
+/// A durable [`MessageStore`] in an append-only log on local disk, served by a dedicated
+/// thread.
+///
+/// Clones share the store. The thread stops, and the files are closed, when the last clone
+/// is dropped (after the requests already sent are answered).
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    /// The channel to the thread, shared by clones.
+    inner: Arc<Inner>,
+}
+
+/// What the clones share; dropping it stops the thread and waits for it.
+#[derive(Debug)]
+struct Inner {
+    /// Acknowledgements not yet taken by the thread (see [`AckQueue`]).
+    acks: Arc<AckQueue>,
+    /// Requests to the store thread; `None` once dropping.
+    tx: Option<mpsc::Sender<Request>>,
+    /// The thread, joined on drop so that the files are closed when the store is gone.
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Acknowledgements on their way to the index.
+///
+/// An acknowledgement needs no answer from the disk (it is synced lazily anyway), so `ack`
+/// only queues it here and answers at once: no message to the thread, no wake-up, no reply
+/// channel. The thread takes the queue whole at the start of each turn, after it collected
+/// the turn's requests and before it applies them, and at least every [`LAZY_ACKS_FOR`]; so
+/// a read sent after an `ack` answered sees it, and an ack of an id not stored yet (which no
+/// session sends) stays ignored.
+#[derive(Debug, Default)]
+struct AckQueue {
+    /// The acknowledgements, in the order they were made.
+    queue: std::sync::Mutex<Vec<QueuedAck>>,
+    /// Set by the thread when it stops serving (it stopped, or a failed write left it
+    /// broken): acknowledgements are refused from then on.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// One queued acknowledgement.
+#[derive(Debug)]
+struct QueuedAck {
+    /// The client.
+    client: ClientId,
+    /// The slot.
+    slot: Slot,
+    /// The ids.
+    ids: Vec<MessageId>,
+}
+
+impl AckQueue {
+    /// Queues an acknowledgement, unless the thread stopped serving.
+    fn push(&self, ack: QueuedAck) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
+        match self.queue.lock() {
+            Ok(mut queue) => {
+                queue.push(ack);
+                Ok(())
+            }
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Everything queued so far.
+    fn take(&self) -> Vec<QueuedAck> {
+        match self.queue.lock() {
+            Ok(mut queue) => std::mem::take(&mut *queue),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    /// Refuses acknowledgements from now on.
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("the embedded store thread panicked");
+        }
+    }
+}
+
+/// A reply channel.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the database thread.
+enum Request {
+    /// Append a message to many queues.
+    Append {
+        /// The encoded body, shared by all recipients.
+        body: Vec<u8>,
+        /// Its time to live, if the push gave one.
+        ttl: Option<std::time::Duration>,
+        /// The queues.
+        recipients: Vec<ClientId>,
+        /// The store time.
+        now_ms: u64,
+        /// Where the ids go.
+        reply: Reply<AppendResult>,
+    },
+    /// Read unacknowledged messages.
+    Unacked {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// The cursor.
+        after: MessageId,
+        /// At most this many.
+        limit: usize,
+        /// Expiry reference.
+        now_ms: u64,
+        /// The messages.
+        reply: Reply<Vec<Message>>,
+    },
+    /// Read messages by store time.
+    History {
+        /// The client.
+        client: ClientId,
+        /// Oldest store time.
+        since_ms: u64,
+        /// At most this many.
+        limit: usize,
+        /// Expiry reference.
+        now_ms: u64,
+        /// The messages.
+        reply: Reply<Vec<Message>>,
+    },
+    /// Drop expired messages and report retention drops.
+    Purge {
+        /// Expiry reference.
+        now_ms: u64,
+        /// The report.
+        reply: Reply<RetentionReport>,
+    },
+    /// Round trip.
+    Ping {
+        /// Done.
+        reply: Reply<()>,
+    },
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `config.path` and starts its thread: takes the
+    /// directory's lock, converts an earlier version's database if there is one, and replays
+    /// the log.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, another process holds it, the log cannot be
+    /// read or is not a Herald log, or the thread cannot start.
+    pub fn open(config: EmbeddedConfig) -> Result<EmbeddedStore, EmbeddedError> {
+        std::fs::create_dir_all(&config.path).map_err(|source| EmbeddedError::CreateDir {
+            path: config.path.clone(),
+            source,
+        })?;
+        let lock = take_lock(&config.lock_file())?;
+        let tmp = config.compact_file();
+        if tmp.exists() {
+            log::warn!(
+                "embedded store: removing {}, a compaction a crash interrupted (the log is intact)",
+                tmp.display()
+            );
+            std::fs::remove_file(&tmp).map_err(|e| io_error(&tmp, e))?;
+        }
+        let log_path = config.log_file();
+        let legacy = config.legacy_db_file();
+        if legacy.exists() {
+            if log_path.exists() {
+                // The conversion finished (the log is renamed into place only when complete)
+                // but the old file was not removed yet.
+                std::fs::remove_file(&legacy).map_err(|e| io_error(&legacy, e))?;
+            } else {
+                crate::migrate::convert(&legacy, &tmp, &log_path)?;
+                std::fs::remove_file(&legacy).map_err(|e| io_error(&legacy, e))?;
+                sync_dir(&config.path)?;
+            }
+        }
+        let ids_path = config.ids_file();
+        let mut loaded = load(
+            &log_path,
+            &ids_path,
+            config.retention.cap,
+            config.recover_damaged_log,
+        )?;
+        let skipped = std::mem::take(&mut loaded.skipped);
+        log::info!(
+            "embedded store open at {} (cap {}, ttl {:?}): {} clients, {} messages, {} bytes of log",
+            log_path.display(),
+            config.retention.cap,
+            config.retention.ttl,
+            loaded.queues.queues.len(),
+            loaded.queues.entries,
+            loaded.end
+        );
+        let (tx, rx) = mpsc::channel();
+        let acks = Arc::new(AckQueue::default());
+        let mut worker = Worker {
+            acks: acks.clone(),
+            dir: config.path.clone(),
+            log_path,
+            ids_path,
+            mark: loaded.mark,
+            file: loaded.file,
+            end: loaded.end,
+            // What the log held before is unknown garbage: measure from what it needs.
+            compacted: loaded.queues.live_bytes().min(loaded.end),
+            compact_at: config.compact_at,
+            queues: loaded.queues,
+            last_purge: loaded.last_purge,
+            retention: config.retention,
+            capped_pending: loaded.capped,
+            purge: None,
+            lazy_acks: false,
+            broken: None,
+            buf: Vec::new(),
+            _lock: lock,
+        };
+        if skipped.is_empty() {
+            if config.recover_damaged_log {
+                log::warn!(
+                    "embedded store: the recovery option is set but {} is intact; remove it, so \
+                     that damage found later stops start-up",
+                    worker.log_path.display()
+                );
+            }
+        } else {
+            let aside = set_aside(&config, &skipped)?;
+            worker.compact()?;
+            log::warn!(
+                "embedded store: recovered {}: skipped {} damaged bytes in {} places, kept every \
+                 intact record, ids go on above {}; the damaged file is {} (what was skipped: \
+                 {}.txt)",
+                worker.log_path.display(),
+                skipped.iter().map(|s| s.len).sum::<u64>(),
+                skipped.len(),
+                worker.queues.floor,
+                aside.display(),
+                aside.display()
+            );
+        }
+        let thread = std::thread::Builder::new()
+            .name("herald-store".into())
+            .spawn(move || worker.run(&rx))
+            .map_err(EmbeddedError::Thread)?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                acks,
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Sends `req` to the thread and awaits its answer on `answer`.
+    fn call<T: Send + 'static>(
+        &self,
+        req: Request,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'static + use<T> {
+        let sent = match &self.inner.tx {
+            Some(tx) => tx.send(req).is_ok(),
+            None => false,
+        };
+        await_answer(sent, answer)
+    }
+}
+
+/// Awaits the thread's answer to a request (`sent` says whether it could be sent at all).
+async fn await_answer<T>(
+    sent: bool,
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if !sent {
+        return Err(stopped());
+    }
+    answer.await.unwrap_or_else(|_| Err(stopped()))
+}
+
+/// The error when the thread is gone (it panicked, or the store is being dropped).
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the embedded store thread has stopped".into())
+}
+
+impl Request {
+    /// Answers the request with `err`.
+    fn fail(self, err: StoreError) {
+        match self {
+            Request::Append { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Request::Ping { reply } => {
+                let _ = reply.send(Err(err));
+            }
+            Request::Unacked { reply, .. } | Request::History { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            Request::Purge { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+        }
+    }
+}
+
+impl MessageStore for EmbeddedStore {
+    fn append(
+        &self,
+        msg: &NewMessage,
+        recipients: &[ClientId],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<AppendResult, StoreError>> + Send {
+        let body = serde_json::to_vec(&BodyRef {
+            f: &msg.from,
+            ch: &msg.channel,
+            d: &msg.data,
+        });
+        let call = match body {
+            Ok(body) => Ok({
+                let (reply, answer) = oneshot::channel();
+                self.call(
+                    Request::Append {
+                        body,
+                        ttl: msg.ttl,
+                        recipients: recipients.to_vec(),
+                        now_ms,
+                        reply,
+                    },
+                    answer,
+                )
+            }),
+            Err(e) => Err(StoreError::Rejected(format!(
+                "message cannot be encoded: {e}"
+            ))),
+        };
+        async move {
+            match call {
+                Ok(call) => call.await,
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    fn unacked(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        after: MessageId,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(
+                Request::Unacked {
+                    client: client.clone(),
+                    slot,
+                    after,
+                    limit,
+                    now_ms,
+                    reply,
+                },
+                answer,
+            )
+        }
+    }
+
+    fn ack(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        // Answered at once: see AckQueue.
+        let queued = if self.inner.tx.is_some() {
+            self.inner.acks.push(QueuedAck {
+                client: client.clone(),
+                slot,
+                ids: ids.to_vec(),
+            })
+        } else {
+            Err(stopped())
+        };
+        std::future::ready(queued)
+    }
+
+    fn history(
+        &self,
+        client: &ClientId,
+        since_ms: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Message>, StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(
+                Request::History {
+                    client: client.clone(),
+                    since_ms,
+                    limit,
+                    now_ms,
+                    reply,
+                },
+                answer,
+            )
+        }
+    }
+
+    fn purge(
+        &self,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<RetentionReport, StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(Request::Purge { now_ms, reply }, answer)
+        }
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        {
+            let (reply, answer) = oneshot::channel();
+            self.call(Request::Ping { reply }, answer)
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! One Engine.IO session: its task, its transport (polling or WebSocket), its queue, its
+//! heartbeat and deadlines, and the inputs it takes.
+
+use super::*;
+
+pub(super) type WsSink = async_tungstenite::WebSocketSender<tide::http::upgrade::Connection>;
+
+/// The transport a session currently sends on.
+pub(super) enum Transport {
+    Polling {
+        waiting: Option<async_std::channel::Sender<PollAnswer>>,
+    },
+    WebSocket {
+        sink: WsSink,
+    },
+}
+
+/// A namespace of the session.
+pub(super) enum Nsp {
+    /// CONNECT received, the app is deciding.
+    Deciding,
+    /// Connected: events go to the app.
+    Open(EventSink),
+}
+
+/// Where a connected namespace's events go: a channel the app reads
+/// ([`Pending::accept`]), or a handler the session calls itself ([`Pending::accept_with`]).
+pub(super) enum EventSink {
+    Channel(Sender<Event>),
+    Handler(Box<dyn Fn(Event) + Send + Sync>),
+}
+
+impl EventSink {
+    /// Hands `event` over; never waits (the channel is unbounded, a handler must not block).
+    pub(super) fn try_send(&self, event: Event) -> Result<(), Event> {
+        match self {
+            EventSink::Channel(tx) => tx.try_send(event).map_err(|e| e.into_inner()),
+            EventSink::Handler(f) => {
+                f(event);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(super) struct Session {
+    pub(super) io: SocketIo,
+    pub(super) sid: String,
+    pub(super) tx: mailbox::Sender<SessionInput>,
+    pub(super) transport: Transport,
+    /// A WebSocket being probed for upgrade (its sink; its reader feeds `Packets`).
+    pub(super) probing: Option<WsSink>,
+    /// The probe was answered: until the client sends `5`, every poll is answered at once
+    /// (with what is queued, or a noop) so the client can pause polling and finish upgrading.
+    pub(super) upgrading: bool,
+    /// What waits to be sent, counted against the session's bounds.
+    pub(super) outbox: Outbox,
+    /// The tasks reading the client's WebSockets (the transport's and a probe's): each holds
+    /// half of its connection, so the session ends them before it is gone.
+    pub(super) readers: Vec<async_std::task::JoinHandle<()>>,
+    pub(super) nsps: HashMap<String, Nsp>,
+    pub(super) assembling: Option<sio::Assembler>,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) query: Vec<(String, String)>,
+    pub(super) remote: Option<String>,
+    /// Engine.IO v3 (see [`SessionStart::eio3`]).
+    pub(super) eio3: bool,
+    /// v4: when the server pings next. v3: by when the client must have pinged.
+    pub(super) next_ping: Instant,
+    pub(super) pong_deadline: Option<Instant>,
+    pub(super) connect_deadline: Option<Instant>,
+    pub(super) closed: Option<String>,
+    /// Close (with this reason) as soon as everything queued has been sent.
+    pub(super) close_when_flushed: Option<String>,
+}
+
+impl Session {
+    pub(super) fn new(
+        io: SocketIo,
+        sid: String,
+        tx: mailbox::Sender<SessionInput>,
+        start: SessionStart,
+    ) -> Session {
+        let cfg = io.inner.config.clone();
+        let now = Instant::now();
+        let backlog = Backlog::new(cfg.queue_limit, cfg.queue_bytes);
+        let mut s = Session {
+            io,
+            sid,
+            tx,
+            transport: Transport::Polling { waiting: None },
+            probing: None,
+            upgrading: false,
+            outbox: Outbox::new(Arc::new(backlog)),
+            readers: Vec::new(),
+            nsps: HashMap::new(),
+            assembling: None,
+            headers: start.headers,
+            query: start.query,
+            remote: start.remote,
+            eio3: start.eio3,
+            next_ping: if start.eio3 {
+                now + cfg.ping_interval + cfg.ping_timeout
+            } else {
+                now + cfg.ping_interval
+            },
+            pong_deadline: None,
+            connect_deadline: Some(now + cfg.connect_timeout),
+            closed: None,
+            close_when_flushed: None,
+        };
+        if let Some(ws) = start.ws {
+            let (sink, stream) = ws.split();
+            s.transport = Transport::WebSocket { sink };
+            s.spawn_reader(stream);
+            let open = s.io.open_packet(&s.sid, false);
+            s.queue(open);
+        }
+        s
+    }
+
+    /// Queues a packet the session made itself; past the byte bound, the session closes.
+    pub(super) fn queue(&mut self, p: EioPacket) {
+        if !self.outbox.push(p) {
+            self.close("outgoing queue over its byte bound");
+        }
+    }
+
+    pub(super) fn spawn_reader(
+        &mut self,
+        mut stream: async_tungstenite::WebSocketReceiver<tide::http::upgrade::Connection>,
+    ) {
+        let tx = self.tx.clone();
+        let eio3 = self.eio3;
+        let backlog = self.outbox.backlog().clone();
+        let reader = async_std::task::spawn(async move {
+            while let Some(msg) = stream.next().await {
+                let decoded = match msg {
+                    Ok(WsMessage::Text(t)) => EioPacket::decode(t.as_str()),
+                    // v3 frames its bytes behind a type byte, v4 sends them bare.
+                    Ok(WsMessage::Binary(b)) if eio3 => eio::decode_binary_frame_v3(&b),
+                    Ok(WsMessage::Binary(b)) => Ok(EioPacket::Binary(b.to_vec())),
+                    Ok(WsMessage::Close(_)) => break,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        let _ = tx
+                            .send(SessionInput::TransportError(format!(
+                                "transport error: {e}"
+                            )))
+                            .await;
+                        return;
+                    }
+                };
+                let input = match decoded {
+                    Ok(p) => {
+                        backlog.received(outbox::cost(&p));
+                        SessionInput::Packets(vec![p])
+                    }
+                    Err(e) => SessionInput::TransportError(format!("invalid packet: {e}")),
+                };
+                let stop = matches!(input, SessionInput::TransportError(_));
+                if tx.send(input).await.is_err() || stop {
+                    return;
+                }
+                // The next frame is read only once the session has room for it.
+                backlog.room().await;
+            }
+            let _ = tx
+                .send(SessionInput::TransportError("transport close".into()))
+                .await;
+        });
+        // Exactly one slot: an idle session's size counts.
+        self.readers.reserve_exact(1);
+        self.readers.push(reader);
+    }
+
+    pub(super) async fn run(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
+        log::debug!("engine.io session {} opened", self.sid);
+        if self.io.inner.config.engine_only {
+            self.offer();
+        } else if self.eio3 {
+            // socket.io 1.x/2.x clients are in `/` as soon as the handshake is done.
+            self.connect_nsp("/".into(), None);
+        }
+        self.flush(self.io.inner.config.ping_timeout).await;
+        while self.closed.is_none() {
+            let now = Instant::now();
+            let deadline = [
+                Some(self.next_ping),
+                self.pong_deadline,
+                self.connect_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("next_ping is always set");
+            let wait = deadline.saturating_duration_since(now);
+            // The handlers' futures are boxed: this loop's own future is what an idle session
+            // costs in memory, and it would otherwise be as large as the largest of them.
+            // An input already waiting is taken without arming a timer (one per input
+            // otherwise, registered with the reactor and removed again).
+            let next = match rx.recv().now_or_never() {
+                Some(r) => Ok(r),
+                None => async_std::future::timeout(wait, rx.recv()).await,
+            };
+            match next {
+                Ok(Ok(input)) => Box::pin(self.input(input)).await,
+                Ok(Err(_)) => self.close("server gone"),
+                Err(_) => self.timers().await,
+            }
+            if self.closed.is_none() && !self.outbox.is_empty() {
+                Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
+            }
+            if self.closed.is_none()
+                && self.outbox.is_empty()
+                && let Some(reason) = self.close_when_flushed.take()
+            {
+                self.close(&reason);
+            }
+        }
+        let reason = self.closed.clone().unwrap_or_default();
+        log::debug!("engine.io session {} closed: {reason}", self.sid);
+        for (_, nsp) in self.nsps.drain() {
+            if let Nsp::Open(events) = nsp {
+                let _ = events.try_send(Event::Closed {
+                    reason: reason.clone(),
+                });
+            }
+        }
+        rx.close();
+        self.outbox.backlog().end();
+        // The goodbye is bounded: a client that neither reads nor answers cannot keep the
+        // socket. Then the readers (each holding half of a connection) are ended; the sinks
+        // go with the session, and the connection is closed.
+        let linger = self.io.inner.config.close_timeout;
+        if async_std::future::timeout(linger, Box::pin(self.goodbye(&reason)))
+            .await
+            .is_err()
+        {
+            log::debug!(
+                "engine.io session {}: no close answer within {linger:?}: dropped",
+                self.sid
+            );
+        }
+        for reader in self.readers.drain(..) {
+            reader.cancel().await;
+        }
+        self.outbox.drain();
+    }
+
+    /// Tells the client the session is over when it can still hear it, and waits for its
+    /// answer: the end of each WebSocket it has open.
+    pub(super) async fn goodbye(&mut self, reason: &str) {
+        match &mut self.transport {
+            Transport::Polling { waiting } => {
+                if let Some(w) = waiting.take() {
+                    let close = encode_payload(self.eio3, &[EioPacket::Close]);
+                    let _ = w.try_send(PollAnswer::Payload(close));
+                }
+            }
+            Transport::WebSocket { sink } => {
+                if reason == "server shutdown" || reason == "server disconnect" {
+                    let _ = sink.send(WsMessage::text(EioPacket::Close.encode())).await;
+                }
+                let _ = sink.close(None).await;
+            }
+        }
+        if let Some(mut sink) = self.probing.take() {
+            let _ = sink.close(None).await;
+        }
+        // A reader ends with the client's close frame, or the end of its stream.
+        for reader in &mut self.readers {
+            reader.await;
+        }
+    }
+
+    pub(super) fn close(&mut self, reason: &str) {
+        if self.closed.is_none() {
+            self.closed = Some(reason.to_owned());
+        }
+    }
+
+    pub(super) async fn timers(&mut self) {
+        let now = Instant::now();
+        let cfg = &self.io.inner.config;
+        if self.connect_deadline.is_some_and(|d| d <= now) {
+            return self.close("connect timeout");
+        }
+        if self.pong_deadline.is_some_and(|d| d <= now) {
+            return self.close("ping timeout");
+        }
+        if self.eio3 {
+            // v3: the client pings; silence past interval + timeout ends the session.
+            if self.next_ping <= now {
+                self.close("ping timeout");
+            }
+            return;
+        }
+        if self.next_ping <= now {
+            self.pong_deadline = Some(now + cfg.ping_timeout);
+            self.next_ping = now + cfg.ping_interval + cfg.ping_timeout;
+            self.queue(EioPacket::Ping(String::new()));
+        }
+    }
+
+    pub(super) async fn input(&mut self, input: SessionInput) {
+        match input {
+            SessionInput::Packets(ps) => {
+                self.outbox
+                    .backlog()
+                    .handled(ps.iter().map(outbox::cost).sum());
+                for p in ps {
+                    self.packet(p).await;
+                    if self.closed.is_some() {
+                        return;
+                    }
+                }
+            }
+            SessionInput::TransportError(e) => self.close(&e),
+            SessionInput::Poll(answer) => match &mut self.transport {
+                Transport::Polling { waiting } => {
+                    if waiting.is_some() {
+                        let _ = answer.try_send(PollAnswer::Error(
+                            StatusCode::BadRequest,
+                            json!({"code": 3, "message": "Bad request"}),
+                        ));
+                        self.close("overlapping polls");
+                    } else if self.upgrading {
+                        let payload = if self.outbox.is_empty() {
+                            encode_payload(self.eio3, &[EioPacket::Noop])
+                        } else {
+                            encode_payload(self.eio3, &self.outbox.drain())
+                        };
+                        let _ = answer.try_send(PollAnswer::Payload(payload));
+                    } else {
+                        *waiting = Some(answer);
+                    }
+                }
+                Transport::WebSocket { .. } => {
+                    let _ = answer.try_send(PollAnswer::Error(
+                        StatusCode::BadRequest,
+                        json!({"code": 3, "message": "Bad request"}),
+                    ));
+                }
+            },
+            SessionInput::Upgrade(ws) => {
+                if self.probing.is_some() || matches!(self.transport, Transport::WebSocket { .. }) {
+                    log::debug!("second upgrade of {}: refused", self.sid);
+                    return;
+                }
+                let (sink, stream) = (*ws).split();
+                self.probing = Some(sink);
+                self.spawn_reader(stream);
+            }
+            SessionInput::SendRaw(packet) => {
+                let backlog = self.outbox.backlog();
+                backlog.taken(1);
+                if matches!(self.nsps.get(""), Some(Nsp::Open(_))) {
+                    self.outbox.push_admitted(packet);
+                } else {
+                    backlog.refund(outbox::cost(&packet));
+                }
+            }
+            SessionInput::Send(out) => {
+                let Outgoing {
+                    nsp,
+                    text,
+                    attachments,
+                } = *out;
+                let backlog = self.outbox.backlog();
+                backlog.taken(1 + attachments.len());
+                if matches!(self.nsps.get(&nsp), Some(Nsp::Open(_))) {
+                    self.outbox.push_admitted(EioPacket::Message(text));
+                    for a in attachments {
+                        self.outbox.push_admitted(EioPacket::Binary(a));
+                    }
+                } else {
+                    backlog.refund(Outgoing::cost(&text, &attachments));
+                }
+            }
+            SessionInput::Decision { nsp, result } if self.io.inner.config.engine_only => {
+                match result {
+                    Ok(events) => {
+                        self.nsps.insert(nsp, Nsp::Open(events));
+                        self.connect_deadline = None;
+                    }
+                    Err(_) => self.close("refused by the app"),
+                }
+            }
+            SessionInput::Decision { nsp, result } => match result {
+                Ok(events) => {
+                    // v5 answers with the namespace's sid; v4 (socket.io 2.x) with nothing.
+                    let data = json!({ "sid": format!("{}#{}", self.sid, nsp) }).to_string();
+                    self.queue(EioPacket::Message(sio::encode_raw(
+                        PacketType::Connect,
+                        &nsp,
+                        None,
+                        0,
+                        (!self.eio3).then_some(data.as_str()),
+                    )));
+                    self.nsps.insert(nsp, Nsp::Open(events));
+                    self.connect_deadline = None;
+                }
+                Err(data) => {
+                    self.nsps.remove(&nsp);
+                    // v5 CONNECT_ERROR; for socket.io 2.x the same type (4) is its ERROR packet.
+                    let text = sio::encode_raw(
+                        PacketType::ConnectError,
+                        &nsp,
+                        None,
+                        0,
+                        Some(&data.to_string()),
+                    );
+                    self.queue(EioPacket::Message(text));
+                    if self.eio3 && nsp == "/" {
+                        // A v3 client had no say in joining `/`: refused there, it is done
+                        // once it has the refusal and the close (polling: with its next poll).
+                        self.queue(EioPacket::Close);
+                        self.close_when_flushed = Some("refused by the app".into());
+                    }
+                }
+            },
+            SessionInput::Disconnect { nsp, close } => {
+                if let Some(Nsp::Open(events)) = self.nsps.remove(&nsp) {
+                    let _ = events.try_send(Event::Closed {
+                        reason: "server disconnect".into(),
+                    });
+                    self.queue(EioPacket::Message(sio::encode_raw(
+                        PacketType::Disconnect,
+                        &nsp,
+                        None,
+                        0,
+                        None,
+                    )));
+                }
+                if close {
+                    self.flush(self.io.inner.config.close_timeout).await;
+                    self.close("server disconnect");
+                }
+            }
+            SessionInput::Shutdown => {
+                self.queue(EioPacket::Close);
+                self.flush(self.io.inner.config.close_timeout).await;
+                self.close("server shutdown");
+            }
+        }
+    }
+}
