@@ -63,6 +63,15 @@ pub struct ServerConfig {
     /// (namespace `""`, no auth payload), and messages arrive as [`Event::Text`] and
     /// [`Event::Binary`]; the app answers with [`Socket::send_text`] and [`Socket::send_binary`].
     pub engine_only: bool,
+    /// The web origins whose pages may use the server from another origin (CORS), as
+    /// browsers write them (`https://app.example.com`, `http://localhost:8080`). `["*"]`
+    /// (the default) lets any page in without credentials; listed origins get their own
+    /// origin back with `Access-Control-Allow-Credentials: true` (`withCredentials`
+    /// polling); an empty list sends no CORS header at all. Every answer carries them,
+    /// errors included.
+    pub cors_origins: Vec<String>,
+    /// How long a browser may reuse a preflight answer (`Access-Control-Max-Age`).
+    pub cors_max_age: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +87,8 @@ impl Default for ServerConfig {
             queue_bytes: 16 << 20,
             close_timeout: Duration::from_millis(3_000),
             engine_only: false,
+            cors_origins: vec!["*".into()],
+            cors_max_age: Duration::from_secs(600),
         }
     }
 }
@@ -518,21 +529,75 @@ impl SocketIo {
         for p in [path.clone(), format!("{path}/")] {
             let get = self.clone();
             let post = self.clone();
+            let options = self.clone();
             app.at(&p)
                 .get(move |req: Request<State>| {
                     let io = get.clone();
-                    async move { Ok(io.handle_get(req).await) }
+                    async move {
+                        let origin = origin_of(&req);
+                        let res = io.handle_get(req).await;
+                        Ok(io.with_cors(res, origin.as_deref()))
+                    }
                 })
                 .post(move |req: Request<State>| {
                     let io = post.clone();
-                    async move { Ok(io.handle_post(req).await) }
+                    async move {
+                        let origin = origin_of(&req);
+                        let res = io.handle_post(req).await;
+                        Ok(io.with_cors(res, origin.as_deref()))
+                    }
                 })
-                .options(|_req: Request<State>| async move {
-                    let mut res = Response::new(StatusCode::NoContent);
-                    cors(&mut res, None);
-                    Ok(res)
+                .options(move |req: Request<State>| {
+                    let io = options.clone();
+                    async move { Ok(io.preflight(&req)) }
                 });
         }
+    }
+
+    /// A tide middleware that gives every answer of the app it wraps the CORS headers of
+    /// [`ServerConfig::cors_origins`]: for a listener that serves Socket.IO alone, so that
+    /// even its router's 404 and 405 reach the page instead of a CORS failure. Add it before
+    /// any middleware that rewrites answers, so it sees their final form.
+    pub fn cors_layer(&self) -> CorsLayer {
+        CorsLayer(self.clone())
+    }
+
+    /// Adds the CORS headers `origin` is entitled to (see [`ServerConfig::cors_origins`]).
+    fn with_cors(&self, mut res: Response, origin: Option<&str>) -> Response {
+        let origins = &self.inner.config.cors_origins;
+        if origins.iter().any(|o| o == "*") {
+            res.insert_header("access-control-allow-origin", "*");
+            return res;
+        }
+        if origins.is_empty() {
+            return res;
+        }
+        // The answer depends on the Origin header: caches must keep one per origin.
+        res.insert_header("vary", "Origin");
+        if let Some(o) = origin.filter(|o| origins.iter().any(|allowed| allowed == o)) {
+            res.insert_header("access-control-allow-origin", o);
+            res.insert_header("access-control-allow-credentials", "true");
+        }
+        res
+    }
+
+    /// Answers a CORS preflight: the methods the server serves, the headers the page asked
+    /// to send, and how long the browser may keep the answer.
+    fn preflight<State>(&self, req: &Request<State>) -> Response {
+        let mut res = Response::new(StatusCode::NoContent);
+        res.insert_header("access-control-allow-methods", "GET, POST, OPTIONS");
+        let asked = req
+            .header("access-control-request-headers")
+            .map(|h| h.as_str().to_owned());
+        res.insert_header(
+            "access-control-allow-headers",
+            asked.unwrap_or_else(|| "content-type".to_owned()),
+        );
+        res.insert_header(
+            "access-control-max-age",
+            self.inner.config.cors_max_age.as_secs().to_string(),
+        );
+        self.with_cors(res, origin_of(req).as_deref())
     }
 
     /// Serves on its own listener at `addr` with our HTTP/1.1 connection code
@@ -547,6 +612,7 @@ impl SocketIo {
         bound: impl FnOnce(SocketAddr),
     ) -> std::io::Result<()> {
         let mut app = tide::new();
+        app.with(self.cors_layer());
         self.mount(&mut app);
         let listener = async_std::net::TcpListener::bind(addr).await?;
         bound(listener.local_addr()?);
@@ -616,8 +682,7 @@ impl SocketIo {
                 if tx.send(Input::Poll(atx)).await.is_err() {
                     return eio_error(SESSION_UNKNOWN);
                 }
-                let origin = req.header("origin").map(|h| h.as_str().to_owned());
-                let mut res = match arx.recv().await {
+                match arx.recv().await {
                     Ok(PollAnswer::Payload(p)) => {
                         let mut res = Response::new(StatusCode::Ok);
                         res.set_body(p);
@@ -630,9 +695,7 @@ impl SocketIo {
                         res
                     }
                     Err(_) => eio_error(SESSION_UNKNOWN),
-                };
-                cors(&mut res, origin.as_deref());
-                res
+                }
             }
         }
     }
@@ -651,7 +714,6 @@ impl SocketIo {
         let Some((tx, backlog)) = self.session_entry(sid) else {
             return eio_error(SESSION_UNKNOWN);
         };
-        let origin = req.header("origin").map(|h| h.as_str().to_owned());
         let max = self.inner.config.max_payload;
         if req.len().is_some_and(|n| n > max) {
             let _ = tx
@@ -697,16 +759,14 @@ impl SocketIo {
         };
         let bad = matches!(input, Input::TransportError(_));
         let _ = tx.send(input).await;
-        let mut res = if bad {
+        if bad {
             eio_error(BAD_REQUEST)
         } else {
             let mut res = Response::new(StatusCode::Ok);
             res.set_body("ok");
             res.set_content_type("text/html");
             res
-        };
-        cors(&mut res, origin.as_deref());
-        res
+        }
     }
 
     /// Opens a polling session: answers the handshake.
@@ -715,7 +775,6 @@ impl SocketIo {
         let (tx, rx) = mailbox();
         let open = self.open_packet(&sid, true);
         let eio3 = q.eio3();
-        let origin = req.header("origin").map(|h| h.as_str().to_owned());
         self.spawn_session(
             sid,
             tx,
@@ -735,7 +794,6 @@ impl SocketIo {
             open.encode()
         });
         res.set_content_type("text/plain; charset=UTF-8");
-        cors(&mut res, origin.as_deref());
         res
     }
 
@@ -872,19 +930,21 @@ fn headers_of<State>(req: &Request<State>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn cors(res: &mut Response, origin: Option<&str>) {
-    match origin {
-        Some(o) => {
-            res.insert_header("access-control-allow-origin", o);
-            res.insert_header("access-control-allow-credentials", "true");
-        }
-        None => res.insert_header("access-control-allow-origin", "*"),
+/// See [`SocketIo::cors_layer`].
+pub struct CorsLayer(SocketIo);
+
+#[tide::utils::async_trait]
+impl<State: Clone + Send + Sync + 'static> tide::Middleware<State> for CorsLayer {
+    async fn handle(&self, req: Request<State>, next: tide::Next<'_, State>) -> tide::Result {
+        let origin = origin_of(&req);
+        let res = next.run(req).await;
+        Ok(self.0.with_cors(res, origin.as_deref()))
     }
-    res.insert_header("access-control-allow-methods", "GET, POST, OPTIONS");
-    res.insert_header(
-        "access-control-allow-headers",
-        "content-type, authorization, x-nbb-authid, x-nbb-sign",
-    );
+}
+
+/// The page origin a request came from (browsers send it on cross-origin requests).
+fn origin_of<State>(req: &Request<State>) -> Option<String> {
+    req.header("origin").map(|h| h.as_str().to_owned())
 }
 
 /// The query parameters of a request.

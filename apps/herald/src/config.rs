@@ -162,6 +162,21 @@ const KEYS: &[Key] = &[
         help: "time an ending session's client has to answer the close before its socket is dropped",
     },
     Key {
+        path: "connector.cors_origins",
+        env: "HERALD_CONNECTOR_CORS_ORIGINS",
+        kind: Kind::StrList,
+        help: "web origins whose pages may use Socket.IO with credentials; [\"*\"] = any page, without credentials",
+    },
+    Key {
+        path: "connector.cors_max_age_secs",
+        env: "HERALD_CONNECTOR_CORS_MAX_AGE_SECS",
+        kind: Kind::Int {
+            min: 0,
+            max: 86_400,
+        },
+        help: "how long a browser may reuse a CORS preflight answer",
+    },
+    Key {
         path: "auth.secret",
         env: "HERALD_SECRET",
         kind: Kind::Str,
@@ -521,6 +536,11 @@ pub struct Config {
     pub max_queue_bytes: usize,
     /// Time an ending session's goodbye may take before its socket is dropped.
     pub close_timeout: Duration,
+    /// Web origins whose pages may use Socket.IO with credentials; `["*"]` = any page,
+    /// without credentials.
+    pub cors_origins: Vec<String>,
+    /// How long a browser may reuse a CORS preflight answer.
+    pub cors_max_age: Duration,
     /// Client auth secret; `None` = generated once into the data directory (single node only).
     pub secret: Option<String>,
     /// Accept legacy headers.
@@ -797,6 +817,14 @@ impl Config {
                 "with Redis (several nodes) the queues must be shared: set --mongo".into(),
             ));
         }
+        let cors_origins = match t.get("connector.cors_origins").and_then(Value::as_array) {
+            Some(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            None => vec!["*".to_owned()],
+        };
+        check_cors_origins(&cors_origins).map_err(|e| bad("connector.cors_origins", e))?;
         let ping_interval = Duration::from_millis(i("connector.ping_interval_ms", 25_000) as u64);
         let ping_timeout = Duration::from_millis(i("connector.ping_timeout_ms", 20_000) as u64);
         let log_level = match s("log.level").as_deref() {
@@ -822,6 +850,8 @@ impl Config {
             max_payload: i("connector.max_payload", 1_000_000) as usize,
             max_queue_bytes: i("connector.max_queue_bytes", 16 << 20) as usize,
             close_timeout: Duration::from_millis(i("connector.close_timeout_ms", 3_000) as u64),
+            cors_origins,
+            cors_max_age: Duration::from_secs(i("connector.cors_max_age_secs", 600) as u64),
             secret,
             legacy_auth: b("auth.legacy", false),
             hmac_auth: b("auth.hmac", true),
@@ -871,6 +901,39 @@ fn is_foreign_herald_var(name: &str) -> bool {
     ]
     .iter()
     .any(|p| name.starts_with(p))
+}
+
+/// `connector.cors_origins` is `["*"]` alone, or origins as browsers send them:
+/// `http(s)://host[:port]`, no path, no trailing slash (a browser's `Origin` never has one, so
+/// such an entry would match nothing).
+fn check_cors_origins(origins: &[String]) -> Result<(), String> {
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err(
+                "\"*\" (any page, without credentials) cannot be listed with origins (which get \
+                 credentials): use [\"*\"] alone or list the origins"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    for o in origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && !host.contains(['/', '?', '#', ' ', '*'])
+                && host == host.to_ascii_lowercase()
+        });
+        if !valid {
+            return Err(format!(
+                "expected an origin like https://app.example.com or http://localhost:8080 \
+                 (lower case, no path, no trailing slash), found {o:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn key(path: &str) -> &'static Key {
@@ -1136,6 +1199,34 @@ mod tests {
         assert_eq!(c.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(c.http_write_timeout, Duration::from_secs(30));
         assert_eq!(c.http_max_connections, None);
+    }
+
+    #[test]
+    fn cors_origins_are_any_page_by_default_and_checked_when_listed() {
+        let c = load(&[], &[]).unwrap();
+        assert_eq!(c.cors_origins, vec!["*"]);
+        assert_eq!(c.cors_max_age, Duration::from_secs(600));
+        let env = [(
+            "HERALD_CONNECTOR_CORS_ORIGINS",
+            "https://app.example.com,http://localhost:8080",
+        )];
+        let c = load(&[], &env).unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://app.example.com", "http://localhost:8080"]
+        );
+        for bad in [
+            "*,https://a.example",
+            "https://a.example/",
+            "a.example",
+            "HTTPS://A.example",
+        ] {
+            let err = load(&[], &[("HERALD_CONNECTOR_CORS_ORIGINS", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("connector.cors_origins"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

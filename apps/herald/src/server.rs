@@ -589,6 +589,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     }
     if config.role.serves_connector() {
         let mut app = tide::new();
+        app.with(io.cors_layer());
         api::json_errors(&mut app);
         io.mount(&mut app);
         let limits = http_limits(config, config.max_payload, count, &shared);
@@ -687,6 +688,8 @@ pub fn socketio_config(config: &Config) -> ServerConfig {
         connect_timeout: config.connect_timeout,
         queue_bytes: config.max_queue_bytes,
         close_timeout: config.close_timeout,
+        cors_origins: config.cors_origins.clone(),
+        cors_max_age: config.cors_max_age,
         ..ServerConfig::default()
     }
 }
