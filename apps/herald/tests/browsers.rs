@@ -1,7 +1,10 @@
 //! Browsers as Socket.IO clients, against the real `herald` binary: the CORS answers of the
-//! connector (curl with an `Origin` header, as a browser's cross-origin request carries).
+//! connector (curl with an `Origin` header, as a browser's cross-origin request carries), and
+//! Debian's headless chromium running the official socket.io-client bundle from a page of
+//! another origin (it/clients/browser.js, driven by npm `puppeteer-core`).
 
 use herald_it as support;
+use serde_json::{Value, json};
 use support::{Herald, TempDir};
 
 const PAGE: &str = "http://page.example:8080";
@@ -200,4 +203,64 @@ fn a_wildcard_among_listed_origins_is_refused_at_start_up() {
         "{}",
         stopped.stderr
     );
+}
+
+/// The browser the tests drive: `HERALD_CHROMIUM`, else Debian's `chromium`
+/// (scripts/setup/35-browser.sh installs it).
+fn chromium() -> String {
+    let path = std::env::var("HERALD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: run scripts/setup/35-browser.sh (or set HERALD_CHROMIUM)"
+    );
+    path
+}
+
+/// A page of another origin loads the official client bundle in headless Chromium and
+/// authenticates with HMAC: over WebSocket, then over polling alone with credentials
+/// (`withCredentials`, its origin listed in `cors_origins`). Each time a pushed message
+/// arrives and is acknowledged; a poll of the ended session reads its 400 (the reported
+/// defect: it carried no CORS header, so Chromium hid it behind a CORS error); after a
+/// reconnect only the next message comes, nothing twice; and the browser logs no error.
+#[test]
+fn chromium_from_another_origin_receives_acknowledges_and_gets_nothing_twice() {
+    let chromium = chromium();
+    let page_port = support::free_port().unwrap();
+    let dir = TempDir::new("browser");
+    let h = herald(
+        &dir,
+        &format!("cors_origins = [\"http://127.0.0.1:{page_port}\"]\n"),
+    );
+    let out = support::run_client(
+        "browser.js",
+        &json!({
+            "connector": h.connector,
+            "api": h.api,
+            "page_port": page_port,
+            "chromium": chromium,
+            "runs": [
+                {"client": "browser-ws", "auth": h.auth("browser-ws", 0),
+                 "transports": ["websocket"]},
+                {"client": "browser-polling", "auth": h.auth("browser-polling", 3),
+                 "transports": ["polling"], "withCredentials": true},
+            ],
+        }),
+    );
+    assert_eq!(out["error"], Value::Null, "{out:#}");
+    assert_eq!(
+        out["errors"],
+        json!([]),
+        "the browser logged errors: {out:#}"
+    );
+    let runs = out["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{out:#}");
+    for (run, transport) in runs.iter().zip(["websocket", "polling"]) {
+        assert_eq!(run["transport"], transport, "{run:#}");
+        assert_eq!(run["first"], json!([{"n": 1}]), "{run:#}");
+        assert_eq!(
+            run["second"],
+            json!([{"n": 2}]),
+            "nothing twice after a reconnect: {run:#}"
+        );
+    }
 }
