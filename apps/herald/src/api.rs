@@ -94,6 +94,7 @@ pub fn routes<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
     app.at("/healthy").get(healthy::<S, B>);
     app.at("/apis").get(keyed("apis", apis::<S, B>));
     app.at("/metrics").get(keyed("metrics", metrics::<S, B>));
+    crate::console::routes(app);
 }
 
 /// A boxed handler future, as tide's function endpoints and middleware take them.

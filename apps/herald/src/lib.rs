@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod console;
 pub mod metrics;
 pub mod secret;
 pub mod server;
