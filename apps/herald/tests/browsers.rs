@@ -1,11 +1,12 @@
 //! Browsers as Socket.IO clients, against the real `herald` binary: the CORS answers of the
 //! connector (curl with an `Origin` header, as a browser's cross-origin request carries), and
 //! Debian's headless chromium running the official socket.io-client bundle from a page of
-//! another origin (it/clients/browser.js, driven by npm `puppeteer-core`).
+//! another origin (it/clients/browser.js, driven by npm `puppeteer-core`) and the web console
+//! (it/clients/console.js), whose screenshots in docs/ this test makes.
 
 use herald_it as support;
 use serde_json::{Value, json};
-use support::{Herald, TempDir};
+use support::{Client, Herald, Lib, TempDir};
 
 const PAGE: &str = "http://page.example:8080";
 const POLLING: &str = "/socket.io/?EIO=4&transport=polling";
@@ -263,4 +264,88 @@ fn chromium_from_another_origin_receives_acknowledges_and_gets_nothing_twice() {
             "nothing twice after a reconnect: {run:#}"
         );
     }
+}
+
+/// The web console in headless Chromium: a wrong key is refused; the right one is kept in
+/// the tab's session storage and shows the overview's charts; the client page shows a
+/// message pushed to a connected client as formatted JSON, and a test message pushed from
+/// the page is followed until the client acknowledges it. The screenshots go to the test's
+/// directory, or to docs/ with `HERALD_UPDATE_SCREENSHOTS=1` (how docs/console-*.png are
+/// made).
+#[test]
+fn the_console_logs_in_shows_charts_and_follows_a_clients_messages() {
+    let chromium = chromium();
+    let dir = TempDir::new("console");
+    let h = Herald::start(&dir.0, &["--api-key", "console-key"]);
+    let mut client = Client::start(
+        Lib::Node,
+        json!({
+            "url": h.connector,
+            "auth": h.auth("console-user", 0),
+            "transports": ["websocket"],
+            "ackPolicy": "auto",
+        }),
+    );
+    client.wait_for("connect");
+    let marker = "hello from the console test";
+    let pushed = async_std::task::block_on(support::http(
+        "POST",
+        &format!("{}/push", h.api),
+        Some((
+            "application/json",
+            serde_json::to_vec(&json!({
+                "send_id": "billing", "channel": ["invoice"], "recv_id": ["console-user"],
+                "data": {"greeting": marker, "total": 12},
+            }))
+            .unwrap(),
+        )),
+        &[("authorization", "Bearer console-key")],
+    ));
+    assert_eq!(pushed.status, 200, "{:?}", pushed.body);
+    assert_eq!(client.messages(1).len(), 1);
+
+    let screenshots = if std::env::var_os("HERALD_UPDATE_SCREENSHOTS").is_some() {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+    } else {
+        dir.0.clone()
+    };
+    let out = support::run_client(
+        "console.js",
+        &json!({
+            "api": h.api,
+            "key": "console-key",
+            "client": "console-user",
+            "marker": marker,
+            "chromium": chromium,
+            "screenshots": screenshots,
+        }),
+    );
+    assert_eq!(out["error"], Value::Null, "{out:#}");
+    assert_eq!(
+        out["errors"],
+        json!([]),
+        "the browser logged errors: {out:#}"
+    );
+    assert_eq!(out["wrong_key"], "The API key was refused.", "{out:#}");
+    assert_eq!(out["key_in_session_storage"], "console-key");
+    let charts = out["charts"].as_array().expect("charts");
+    assert!(
+        charts.iter().any(|c| c[0] == "connections" && c[1] == "1"),
+        "one client is connected: {out:#}"
+    );
+    let nodes = out["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 1, "{out:#}");
+    let messages = out["messages"].as_str().unwrap_or_default();
+    assert!(
+        messages.contains("\"total\": 12"),
+        "formatted JSON: {out:#}"
+    );
+    assert!(
+        out["push_status"]
+            .as_str()
+            .is_some_and(|s| s.contains("delivered and acknowledged")),
+        "{out:#}"
+    );
+    assert!(screenshots.join("console-overview.png").exists());
+    assert!(screenshots.join("console-client.png").exists());
 }
