@@ -8,6 +8,7 @@ if ! command -v redis-server >/dev/null; then
     [ "$(id -u)" = 0 ] || { echo "30-redis: redis-server is missing; run as root or: apt-get install redis-server" >&2; exit 1; }
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
+    echo "30-redis: apt-get install redis-server (log: /tmp/herald-apt-redis.log)"
     apt-get install -y -qq --no-install-recommends redis-server >/tmp/herald-apt-redis.log 2>&1 ||
         { cat /tmp/herald-apt-redis.log >&2; echo "30-redis: apt-get install redis-server failed" >&2; exit 1; }
     # Debian's package may start a system instance on 6379; the tests never use it.

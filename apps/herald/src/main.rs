@@ -247,7 +247,13 @@ async fn serve<S: MessageStore, B: Broker>(
         signal_hook::consts::SIGINT,
     ])?;
     let signal = signals.next().await;
-    log::info!("signal {signal:?}: stopping");
+    let name = match signal {
+        Some(signal_hook::consts::SIGTERM) => "SIGTERM".to_owned(),
+        Some(signal_hook::consts::SIGINT) => "SIGINT".to_owned(),
+        Some(other) => format!("signal {other}"),
+        None => "the end of the signal stream".to_owned(),
+    };
+    log::info!("{name} received: stopping");
     for task in listeners.tasks {
         task.cancel().await;
     }
