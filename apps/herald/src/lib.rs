@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod console;
+pub mod logging;
 pub mod metrics;
 pub mod secret;
 pub mod server;

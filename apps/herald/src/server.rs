@@ -601,10 +601,11 @@ pub async fn listen<S: MessageStore, B: Broker>(
 }
 
 async fn bind<State: Clone + Send + Sync + 'static>(
-    app: tide::Server<State>,
+    mut app: tide::Server<State>,
     addr: SocketAddr,
     limits: HttpLimits,
 ) -> anyhow::Result<(SocketAddr, async_std::task::JoinHandle<()>)> {
+    app.with(crate::logging::AccessLog);
     let listener = async_std::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
