@@ -443,11 +443,12 @@ pub enum ConfigError {
     #[error("unknown configuration key `{0}` (run `herald --print-keys` for the list)")]
     UnknownKey(String),
     /// A key whose value is not acceptable.
-    #[error("configuration key `{key}` (from {origin}): {reason}")]
+    #[error("configuration key `{key}` ({}): {reason}", origin_text(.origin))]
     BadValue {
         /// The key's dotted path.
         key: String,
-        /// Where the value came from: the file, an environment variable or a flag.
+        /// Where the value came from: the file, an environment variable or a flag; empty
+        /// when the key was not set.
         origin: String,
         /// What was expected and what was found.
         reason: String,
@@ -720,10 +721,7 @@ impl Config {
         };
         let bad = |key: &str, reason: String| ConfigError::BadValue {
             key: key.into(),
-            origin: sources
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| "default".into()),
+            origin: sources.get(key).cloned().unwrap_or_default(),
             reason,
         };
 
@@ -934,6 +932,15 @@ fn check_cors_origins(origins: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How an error names where a key's value came from.
+fn origin_text(origin: &str) -> String {
+    if origin.is_empty() {
+        "not set".to_owned()
+    } else {
+        format!("from {origin}")
+    }
 }
 
 fn key(path: &str) -> &'static Key {
@@ -1199,6 +1206,14 @@ mod tests {
         assert_eq!(c.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(c.http_write_timeout, Duration::from_secs(30));
         assert_eq!(c.http_max_connections, None);
+    }
+
+    #[test]
+    fn an_error_about_a_key_that_was_not_set_says_so() {
+        let err = load(&["--api-listen", "0.0.0.0:3000"], &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`api.keys` (not set)"), "{msg}");
+        assert!(!msg.contains("default"), "{msg}");
     }
 
     #[test]
