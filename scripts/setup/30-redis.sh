@@ -13,6 +13,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" = 0 ] || { echo "30-redis: ${missing[*]} missing; run as root or: apt-get install ${missing[*]}" >&2; exit 1; }
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
+    echo "30-redis: apt-get install ${missing[*]} (log: /tmp/herald-apt-redis.log)"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/herald-apt-redis.log 2>&1 ||
         { cat /tmp/herald-apt-redis.log >&2; echo "30-redis: apt-get install ${missing[*]} failed" >&2; exit 1; }
     # Debian's packages may start system instances on 6379 and 26379; the tests never use them

@@ -10,6 +10,7 @@ if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
     [ "$(id -u)" = 0 ] || { echo "40-docker: docker is missing; run as root or: apt-get install docker.io" >&2; exit 1; }
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
+    echo "40-docker: apt-get install docker.io (log: /tmp/herald-apt-docker.log)"
     apt-get install -y -qq --no-install-recommends docker.io >/tmp/herald-apt-docker.log 2>&1 ||
         { cat /tmp/herald-apt-docker.log >&2; echo "40-docker: apt-get install docker.io failed" >&2; exit 1; }
 fi

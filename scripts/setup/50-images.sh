@@ -7,6 +7,7 @@ set -euo pipefail
 images="$(cd "$(dirname "$0")/../images" && pwd)"
 
 if ! docker image inspect herald-test/redis:7.0 >/dev/null 2>&1; then
+    echo "50-images: building herald-test/redis:7.0"
     bash "$images/build-redis.sh" herald-test/redis:7.0
 fi
 
@@ -22,6 +23,7 @@ if ! docker image inspect "$secantus" >/dev/null 2>&1; then
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/herald-apt-python.log 2>&1 ||
             { cat /tmp/herald-apt-python.log >&2; echo "50-images: apt-get install ${missing[*]} failed" >&2; exit 1; }
     fi
+    echo "50-images: building $secantus (about 10 s)"
     bash "$images/build-secantusdb.sh" "$secantus"
 fi
 echo "images: herald-test/redis:7.0, $secantus"

@@ -14,5 +14,5 @@ pub mod server;
 pub mod socketio;
 
 pub use server::{
-    Connection, EmitError, Event, Handshake, Pending, ServerConfig, Socket, SocketIo,
+    Connection, CorsLayer, EmitError, Event, Handshake, Pending, ServerConfig, Socket, SocketIo,
 };

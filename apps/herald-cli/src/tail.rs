@@ -66,6 +66,16 @@ pub async fn run(
                     .map_err(|e| anyhow::anyhow!("bad packet from the server: {e}"))?;
                 match p.kind {
                     PacketType::ConnectError => bail!("refused: {}", p.data.unwrap_or(Value::Null)),
+                    PacketType::Connect => {
+                        // On stderr, so stdout stays one message per line: without it a
+                        // connected tail and a hung one look alike until a message comes.
+                        #[allow(clippy::print_stderr, reason = "the command's status line")]
+                        {
+                            eprintln!(
+                                "connected to {base} as {client} (slot {slot}); waiting for messages"
+                            );
+                        }
+                    }
                     PacketType::Disconnect => bail!("disconnected by the server"),
                     PacketType::Event => {
                         let args = p

@@ -109,6 +109,7 @@ pub fn routes<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
     health(app);
     app.at("/apis").get(keyed("apis", apis::<S, B>));
     app.at("/metrics").get(keyed("metrics", metrics::<S, B>));
+    crate::console::routes(app);
 }
 
 /// Adds `GET /healthy` alone: the connector listener serves it too, for load balancers and

@@ -83,6 +83,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
     }
     if config.role.serves_connector() {
         let mut app = tide::with_state(state);
+        app.with(io.cors_layer());
         api::json_errors(&mut app);
         api::health(&mut app);
         io.mount(&mut app);
@@ -95,10 +96,11 @@ pub async fn listen<S: MessageStore, B: Broker>(
 }
 
 async fn bind<State: Clone + Send + Sync + 'static>(
-    app: tide::Server<State>,
+    mut app: tide::Server<State>,
     addr: SocketAddr,
     limits: HttpLimits,
 ) -> anyhow::Result<(SocketAddr, async_std::task::JoinHandle<()>)> {
+    app.with(crate::logging::AccessLog);
     let listener = async_std::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
@@ -182,6 +184,8 @@ pub fn socketio_config(config: &Config) -> ServerConfig {
         connect_timeout: config.connect_timeout,
         queue_bytes: config.max_queue_bytes,
         close_timeout: config.close_timeout,
+        cors_origins: config.cors_origins.clone(),
+        cors_max_age: config.cors_max_age,
         ..ServerConfig::default()
     }
 }

@@ -4,8 +4,10 @@
 pub mod api;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod driver;
 pub mod http;
+pub mod logging;
 pub mod metered;
 pub mod metrics;
 pub mod runtime;

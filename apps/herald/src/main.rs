@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -44,10 +45,20 @@ fn main() -> ExitCode {
     for w in warnings {
         log::warn!("{w}");
     }
+    // A data directory this start makes (store files, a generated secret) is removed again
+    // when the node stops before it started serving: a retry then starts clean.
+    let new_data_dir = (!config.data_dir.exists()).then(|| config.data_dir.clone());
     match async_std::task::block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("herald: {e:#}");
+            if let Some(dir) = new_data_dir.filter(|_| !STARTED.load(Ordering::SeqCst)) {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => log::info!("removed {}, made by this start", dir.display()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => log::warn!("could not remove {}: {e}", dir.display()),
+                }
+            }
             // The log goes to stdout: whoever started the binary also sees why it stopped.
             #[allow(clippy::print_stderr, reason = "the binary's own fatal error")]
             {
@@ -57,6 +68,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Set once the node serves: from then on its data directory holds data, whatever happens.
+static STARTED: AtomicBool = AtomicBool::new(false);
 
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -269,6 +283,7 @@ async fn serve<S: MessageStore, B: Broker>(
 
     let show =
         |a: Option<std::net::SocketAddr>| a.map_or("-".to_owned(), |a| format!("http://{a}"));
+    STARTED.store(true, Ordering::SeqCst);
     log::info!(
         "herald started: role={} node={} api={} connector={} store={} broker={}",
         config.role.as_str(),
@@ -285,7 +300,13 @@ async fn serve<S: MessageStore, B: Broker>(
         signal_hook::consts::SIGINT,
     ])?;
     let signal = signals.next().await;
-    log::info!("signal {signal:?}: stopping");
+    let name = match signal {
+        Some(signal_hook::consts::SIGTERM) => "SIGTERM".to_owned(),
+        Some(signal_hook::consts::SIGINT) => "SIGINT".to_owned(),
+        Some(other) => format!("signal {other}"),
+        None => "the end of the signal stream".to_owned(),
+    };
+    log::info!("{name} received: stopping");
     shutdown::stop(listeners.tasks, &io, &node.inflight).await;
     log::info!("herald stopped");
     Ok(())

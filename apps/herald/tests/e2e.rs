@@ -682,3 +682,44 @@ async fn rest_answers_match_the_openapi_spec() {
     );
     assert!(report.contains("20 samples, 0 problems"), "{report}");
 }
+
+/// Runs `herald` on the API address `api` with `data_dir` and waits for it to exit.
+fn run_on(api: &str, data_dir: &std::path::Path) -> std::process::Output {
+    let dir = data_dir.display().to_string();
+    let args = [
+        "--api-listen",
+        api,
+        "--connector-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.as_str(),
+    ];
+    support::run_with_env(&support::herald_bin(), &args, &[])
+}
+
+/// A node that cannot bind its port stops with the reason and leaves nothing behind: the
+/// data directory it would have made (with a generated secret) is not there afterwards, so a
+/// retry on a free port starts clean. A data directory that was there before is kept.
+#[test]
+fn a_node_that_cannot_bind_leaves_no_new_data_directory() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new("bind-fails");
+    let fresh = dir.0.join("fresh");
+    let out = run_on(&port, &fresh);
+    let text = support::output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&port), "the error names the address: {text}");
+    assert!(
+        !fresh.exists(),
+        "a new data directory was left behind: {text}"
+    );
+
+    // A directory that existed before is the operator's: kept.
+    let kept = dir.0.join("kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    let out = run_on(&port, &kept);
+    assert!(!out.status.success());
+    assert!(kept.exists());
+    drop(taken);
+}

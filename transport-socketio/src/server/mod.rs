@@ -169,21 +169,75 @@ impl SocketIo {
         for p in [path.clone(), format!("{path}/")] {
             let get = self.clone();
             let post = self.clone();
+            let options = self.clone();
             app.at(&p)
                 .get(move |req: Request<State>| {
                     let io = get.clone();
-                    async move { Ok(io.handle_get(req).await) }
+                    async move {
+                        let origin = origin_of(&req);
+                        let res = io.handle_get(req).await;
+                        Ok(io.with_cors(res, origin.as_deref()))
+                    }
                 })
                 .post(move |req: Request<State>| {
                     let io = post.clone();
-                    async move { Ok(io.handle_post(req).await) }
+                    async move {
+                        let origin = origin_of(&req);
+                        let res = io.handle_post(req).await;
+                        Ok(io.with_cors(res, origin.as_deref()))
+                    }
                 })
-                .options(|_req: Request<State>| async move {
-                    let mut res = Response::new(StatusCode::NoContent);
-                    cors(&mut res, None);
-                    Ok(res)
+                .options(move |req: Request<State>| {
+                    let io = options.clone();
+                    async move { Ok(io.preflight(&req)) }
                 });
         }
+    }
+
+    /// A tide middleware that gives every answer of the app it wraps the CORS headers of
+    /// [`ServerConfig::cors_origins`]: for a listener that serves Socket.IO alone, so that
+    /// even its router's 404 and 405 reach the page instead of a CORS failure. Add it before
+    /// any middleware that rewrites answers, so it sees their final form.
+    pub fn cors_layer(&self) -> CorsLayer {
+        CorsLayer(self.clone())
+    }
+
+    /// Adds the CORS headers `origin` is entitled to (see [`ServerConfig::cors_origins`]).
+    fn with_cors(&self, mut res: Response, origin: Option<&str>) -> Response {
+        let origins = &self.inner.config.cors_origins;
+        if origins.iter().any(|o| o == "*") {
+            res.insert_header("access-control-allow-origin", "*");
+            return res;
+        }
+        if origins.is_empty() {
+            return res;
+        }
+        // The answer depends on the Origin header: caches must keep one per origin.
+        res.insert_header("vary", "Origin");
+        if let Some(o) = origin.filter(|o| origins.iter().any(|allowed| allowed == o)) {
+            res.insert_header("access-control-allow-origin", o);
+            res.insert_header("access-control-allow-credentials", "true");
+        }
+        res
+    }
+
+    /// Answers a CORS preflight: the methods the server serves, the headers the page asked
+    /// to send, and how long the browser may keep the answer.
+    fn preflight<State>(&self, req: &Request<State>) -> Response {
+        let mut res = Response::new(StatusCode::NoContent);
+        res.insert_header("access-control-allow-methods", "GET, POST, OPTIONS");
+        let asked = req
+            .header("access-control-request-headers")
+            .map(|h| h.as_str().to_owned());
+        res.insert_header(
+            "access-control-allow-headers",
+            asked.unwrap_or_else(|| "content-type".to_owned()),
+        );
+        res.insert_header(
+            "access-control-max-age",
+            self.inner.config.cors_max_age.as_secs().to_string(),
+        );
+        self.with_cors(res, origin_of(req).as_deref())
     }
 
     /// Tells every client the server is going away (Engine.IO close) and ends every session.
@@ -260,8 +314,7 @@ impl SocketIo {
                 if tx.send(SessionInput::Poll(atx)).await.is_err() {
                     return eio_error(SESSION_UNKNOWN);
                 }
-                let origin = req.header("origin").map(|h| h.as_str().to_owned());
-                let mut res = match arx.recv().await {
+                match arx.recv().await {
                     Ok(PollAnswer::Payload(p)) => {
                         let mut res = Response::new(StatusCode::Ok);
                         res.set_body(p);
@@ -274,9 +327,7 @@ impl SocketIo {
                         res
                     }
                     Err(_) => eio_error(SESSION_UNKNOWN),
-                };
-                cors(&mut res, origin.as_deref());
-                res
+                }
             }
         }
     }
@@ -295,7 +346,6 @@ impl SocketIo {
         let Some((tx, backlog)) = self.session_entry(sid) else {
             return eio_error(SESSION_UNKNOWN);
         };
-        let origin = req.header("origin").map(|h| h.as_str().to_owned());
         let max = self.inner.config.max_payload;
         if req.len().is_some_and(|n| n > max) {
             let _ = tx
@@ -345,16 +395,14 @@ impl SocketIo {
         };
         let bad = matches!(input, SessionInput::TransportError(_));
         let _ = tx.send(input).await;
-        let mut res = if bad {
+        if bad {
             eio_error(BAD_REQUEST)
         } else {
             let mut res = Response::new(StatusCode::Ok);
             res.set_body("ok");
             res.set_content_type("text/html");
             res
-        };
-        cors(&mut res, origin.as_deref());
-        res
+        }
     }
 
     /// Opens a polling session: answers the handshake.
@@ -363,7 +411,6 @@ impl SocketIo {
         let (tx, rx) = mailbox();
         let open = self.open_packet(&sid, true);
         let eio3 = q.eio3();
-        let origin = req.header("origin").map(|h| h.as_str().to_owned());
         self.spawn_session(
             sid,
             tx,
@@ -383,7 +430,6 @@ impl SocketIo {
             open.encode()
         });
         res.set_content_type("text/plain; charset=UTF-8");
-        cors(&mut res, origin.as_deref());
         res
     }
 
@@ -527,19 +573,21 @@ fn headers_of<State>(req: &Request<State>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn cors(res: &mut Response, origin: Option<&str>) {
-    match origin {
-        Some(o) => {
-            res.insert_header("access-control-allow-origin", o);
-            res.insert_header("access-control-allow-credentials", "true");
-        }
-        None => res.insert_header("access-control-allow-origin", "*"),
+/// See [`SocketIo::cors_layer`].
+pub struct CorsLayer(SocketIo);
+
+#[tide::utils::async_trait]
+impl<State: Clone + Send + Sync + 'static> tide::Middleware<State> for CorsLayer {
+    async fn handle(&self, req: Request<State>, next: tide::Next<'_, State>) -> tide::Result {
+        let origin = origin_of(&req);
+        let res = next.run(req).await;
+        Ok(self.0.with_cors(res, origin.as_deref()))
     }
-    res.insert_header("access-control-allow-methods", "GET, POST, OPTIONS");
-    res.insert_header(
-        "access-control-allow-headers",
-        "content-type, authorization, x-nbb-authid, x-nbb-sign",
-    );
+}
+
+/// The page origin a request came from (browsers send it on cross-origin requests).
+fn origin_of<State>(req: &Request<State>) -> Option<String> {
+    req.header("origin").map(|h| h.as_str().to_owned())
 }
 
 /// The query parameters of a request.

@@ -35,6 +35,15 @@ pub struct ServerConfig {
     /// (namespace `""`, no auth payload), and messages arrive as [`Event::Text`] and
     /// [`Event::Binary`]; the app answers with [`Socket::send_text`] and [`Socket::send_binary`].
     pub engine_only: bool,
+    /// The web origins whose pages may use the server from another origin (CORS), as
+    /// browsers write them (`https://app.example.com`, `http://localhost:8080`). `["*"]`
+    /// (the default) lets any page in without credentials; listed origins get their own
+    /// origin back with `Access-Control-Allow-Credentials: true` (`withCredentials`
+    /// polling); an empty list sends no CORS header at all. Every answer carries them,
+    /// errors included.
+    pub cors_origins: Vec<String>,
+    /// How long a browser may reuse a preflight answer (`Access-Control-Max-Age`).
+    pub cors_max_age: Duration,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +59,8 @@ impl Default for ServerConfig {
             queue_bytes: 16 << 20,
             close_timeout: Duration::from_millis(3_000),
             engine_only: false,
+            cors_origins: vec!["*".into()],
+            cors_max_age: Duration::from_secs(600),
         }
     }
 }

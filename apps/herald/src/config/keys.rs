@@ -194,6 +194,23 @@ pub(super) const KEYS: &[Key] = &[
         flag: None,
     },
     Key {
+        path: "connector.cors_origins",
+        env: "HERALD_CONNECTOR_CORS_ORIGINS",
+        kind: Kind::StrList,
+        help: "web origins whose pages may use Socket.IO with credentials; [\"*\"] = any page, without credentials",
+        flag: None,
+    },
+    Key {
+        path: "connector.cors_max_age_secs",
+        env: "HERALD_CONNECTOR_CORS_MAX_AGE_SECS",
+        kind: Kind::Int {
+            min: 0,
+            max: 86_400,
+        },
+        help: "how long a browser may reuse a CORS preflight answer",
+        flag: None,
+    },
+    Key {
         path: "auth.secret",
         env: "HERALD_SECRET",
         kind: Kind::Str,

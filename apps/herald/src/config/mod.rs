@@ -47,11 +47,12 @@ pub enum ConfigError {
     #[error("unknown configuration key `{0}` (run `herald --print-keys` for the list)")]
     UnknownKey(String),
     /// A key whose value is not acceptable.
-    #[error("configuration key `{key}` (from {origin}): {reason}")]
+    #[error("configuration key `{key}` ({}): {reason}", origin_text(.origin))]
     BadValue {
         /// The key's dotted path.
         key: String,
-        /// Where the value came from: the file, an environment variable or a flag.
+        /// Where the value came from: the file, an environment variable or a flag; empty
+        /// when the key was not set.
         origin: String,
         /// What was expected and what was found.
         reason: String,
@@ -149,6 +150,11 @@ pub struct Config {
     pub max_queue_bytes: usize,
     /// Time an ending session's goodbye may take before its socket is dropped.
     pub close_timeout: Duration,
+    /// Web origins whose pages may use Socket.IO with credentials; `["*"]` = any page,
+    /// without credentials.
+    pub cors_origins: Vec<String>,
+    /// How long a browser may reuse a CORS preflight answer.
+    pub cors_max_age: Duration,
     /// Client auth secret; `None` = generated once into the data directory (single node only).
     pub secret: Option<String>,
     /// Accept legacy headers.
@@ -353,10 +359,7 @@ impl Config {
         };
         let bad = |key: &str, reason: String| ConfigError::BadValue {
             key: key.into(),
-            origin: sources
-                .get(key)
-                .cloned()
-                .unwrap_or_else(|| "default".into()),
+            origin: sources.get(key).cloned().unwrap_or_default(),
             reason,
         };
 
@@ -452,6 +455,14 @@ impl Config {
                 "with Redis (several nodes) the queues must be shared: set --mongo".into(),
             ));
         }
+        let cors_origins = match t.get("connector.cors_origins").and_then(Value::as_array) {
+            Some(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            None => socketio.cors_origins.clone(),
+        };
+        check_cors_origins(&cors_origins).map_err(|e| bad("connector.cors_origins", e))?;
         let log_level = match s("log.level").as_deref() {
             Some("error") => log::LevelFilter::Error,
             Some("warn") => log::LevelFilter::Warn,
@@ -475,6 +486,8 @@ impl Config {
             max_payload: size("connector.max_payload", socketio.max_payload),
             max_queue_bytes: size("connector.max_queue_bytes", socketio.queue_bytes),
             close_timeout: ms("connector.close_timeout_ms", socketio.close_timeout),
+            cors_origins,
+            cors_max_age: secs("connector.cors_max_age_secs", socketio.cors_max_age),
             secret,
             legacy_auth: b("auth.legacy", auth.legacy),
             hmac_auth: b("auth.hmac", auth.hmac),
@@ -527,6 +540,48 @@ fn is_foreign_herald_var(name: &str) -> bool {
     ]
     .iter()
     .any(|p| name.starts_with(p))
+}
+
+/// `connector.cors_origins` is `["*"]` alone, or origins as browsers send them:
+/// `http(s)://host[:port]`, no path, no trailing slash (a browser's `Origin` never has one, so
+/// such an entry would match nothing).
+fn check_cors_origins(origins: &[String]) -> Result<(), String> {
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err(
+                "\"*\" (any page, without credentials) cannot be listed with origins (which get \
+                 credentials): use [\"*\"] alone or list the origins"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    for o in origins {
+        let rest = o
+            .strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"));
+        let valid = rest.is_some_and(|host| {
+            !host.is_empty()
+                && !host.contains(['/', '?', '#', ' ', '*'])
+                && host == host.to_ascii_lowercase()
+        });
+        if !valid {
+            return Err(format!(
+                "expected an origin like https://app.example.com or http://localhost:8080 \
+                 (lower case, no path, no trailing slash), found {o:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How an error names where a key's value came from.
+fn origin_text(origin: &str) -> String {
+    if origin.is_empty() {
+        "not set".to_owned()
+    } else {
+        format!("from {origin}")
+    }
 }
 
 fn key(path: &str) -> &'static Key {

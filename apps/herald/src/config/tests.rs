@@ -435,3 +435,39 @@ fn the_docs_table_lists_every_key_with_its_variable_and_flag() {
         );
     }
 }
+
+#[test]
+fn an_error_about_a_key_that_was_not_set_says_so() {
+    let err = load(&["--api-listen", "0.0.0.0:3000"], &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("`api.keys` (not set)"), "{msg}");
+    assert!(!msg.contains("default"), "{msg}");
+}
+
+#[test]
+fn cors_origins_are_any_page_by_default_and_checked_when_listed() {
+    let c = load(&[], &[]).unwrap();
+    assert_eq!(c.cors_origins, vec!["*"]);
+    assert_eq!(c.cors_max_age, Duration::from_secs(600));
+    let env = [(
+        "HERALD_CONNECTOR_CORS_ORIGINS",
+        "https://app.example.com,http://localhost:8080",
+    )];
+    let c = load(&[], &env).unwrap();
+    assert_eq!(
+        c.cors_origins,
+        vec!["https://app.example.com", "http://localhost:8080"]
+    );
+    for bad in [
+        "*,https://a.example",
+        "https://a.example/",
+        "a.example",
+        "HTTPS://A.example",
+    ] {
+        let err = load(&[], &[("HERALD_CONNECTOR_CORS_ORIGINS", bad)]).unwrap_err();
+        assert!(
+            err.to_string().contains("connector.cors_origins"),
+            "{bad}: {err}"
+        );
+    }
+}
