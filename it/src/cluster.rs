@@ -202,6 +202,9 @@ impl RedisCluster {
                 .arg("--cluster-config-file")
                 .arg(self.dir.join(format!("nodes-{port}.conf")))
                 .args(["--cluster-node-timeout", &self.node_timeout_ms.to_string()])
+                // A replica takes over however long its master was silent (the default factor
+                // 10 lets a replica that lost its master for long refuse, as under a loaded CI).
+                .args(["--cluster-replica-validity-factor", "0"])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .arg("--dir")
                 .arg(&self.dir)

@@ -111,6 +111,16 @@ impl<S: MessageStore> MessageStore for Metered<S> {
         self.store(self.inner.ack(client, slot, ids))
     }
 
+    fn ack_through(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        ids: &[MessageId],
+        through: MessageId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.ack_through(client, slot, ids, through))
+    }
+
     fn history(
         &self,
         client: &ClientId,
