@@ -461,12 +461,19 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
         vec![200],
         "{statuses:?}"
     );
-    // Some pushes were stored while their notifications could not be sent: those reach the
-    // clients only through the resync after the broker reconnects.
-    assert!(
-        metric(&cl.api.api, "herald_broker_notifications_failed_total").await > 0.0,
-        "no notification failed: the outage did not overlap the pushes"
-    );
+    // The API node saw the outage while it pushed: its notifications then waited in the
+    // bounded queue, or failed or were dropped (those reach the clients only through the
+    // resync after the broker reconnects). Which of these happened depends on timing; that
+    // the node went through a reconnection or lost some notifications does not.
+    let mut seen = 0.0;
+    for series in [
+        "herald_broker_reconnects_total",
+        "herald_broker_notifications_failed_total",
+        "herald_broker_notifications_dropped_total",
+    ] {
+        seen += metric(&cl.api.api, series).await;
+    }
+    assert!(seen > 0.0, "the API node never noticed the outage");
     audit.settle("x", &mut [&mut x]);
     audit.settle("y", &mut [&mut y]);
     assert!(audit.sent_to("x").len() >= 50);
