@@ -461,19 +461,10 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
         vec![200],
         "{statuses:?}"
     );
-    // The API node saw the outage while it pushed: its notifications then waited in the
-    // bounded queue, or failed or were dropped (those reach the clients only through the
-    // resync after the broker reconnects). Which of these happened depends on timing; that
-    // the node went through a reconnection or lost some notifications does not.
-    let mut seen = 0.0;
-    for series in [
-        "herald_broker_reconnects_total",
-        "herald_broker_notifications_failed_total",
-        "herald_broker_notifications_dropped_total",
-    ] {
-        seen += metric(&cl.api.api, series).await;
-    }
-    assert!(seen > 0.0, "the API node never noticed the outage");
+    // Ten pushes were answered while Redis was stopped (`until_answered(10)` between the stop
+    // and the start): the outage overlapped the pushes by construction. Whether their
+    // notifications then waited in the bounded queue, failed or were dropped depends on
+    // timing; every one of them must reach the clients (the audit below).
     audit.settle("x", &mut [&mut x]);
     audit.settle("y", &mut [&mut y]);
     assert!(audit.sent_to("x").len() >= 50);
