@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use herald_core::{AppendResult, ClientId, MessageId, NewMessage, StoreError};
 use mongodb::bson::{Bson, DateTime, Document, doc};
 
+use crate::memo::Memo;
 use crate::{MongoStore, int, millis, unavailable};
 
 /// Most distinct clients whose ids one `update` (or `find`) takes: a push to the
@@ -42,54 +43,9 @@ pub(crate) const CHUNK: usize = 10_000;
 const TAKE_ATTEMPTS: usize = 5;
 
 /// What one node knows of its recipients' counters: the last `n` it saw of each, for at most
-/// `max` clients (beyond, an arbitrary one is forgotten: it costs that client one `find` on
-/// its next push). A wrong value costs a retry, never a wrong id: takes are conditional on it.
-pub(crate) struct Counters {
-    seen: std::sync::Mutex<HashMap<String, i64>>,
-    max: usize,
-}
-
-impl Counters {
-    /// Remembers at most `max` clients.
-    pub(crate) fn new(max: usize) -> Counters {
-        Counters {
-            seen: std::sync::Mutex::new(HashMap::new()),
-            max,
-        }
-    }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The `n` last seen of `client`.
-    fn get(&self, client: &str) -> Option<i64> {
-        self.seen().get(client).copied()
-    }
-
-    /// `client`'s counter is at `n`.
-    fn set(&self, client: &str, n: i64) {
-        let mut seen = self.seen();
-        if let Some(known) = seen.get_mut(client) {
-            *known = n;
-            return;
-        }
-        if seen.len() >= self.max {
-            let Some(victim) = seen.keys().next().cloned() else {
-                return; // max is 0: remember nothing
-            };
-            seen.remove(&victim);
-        }
-        seen.insert(client.to_owned(), n);
-    }
-
-    /// `client`'s counter is unknown (another node moved it, or a write's outcome is unknown).
-    fn forget(&self, client: &str) {
-        self.seen().remove(client);
-    }
-}
+/// `store.mongo_known_counters` clients (a forgotten one costs that client one `find` on its
+/// next push). A wrong value costs a retry, never a wrong id: takes are conditional on it.
+pub(crate) type Counters = Memo<i64>;
 
 /// One push waiting to be written.
 pub(crate) struct AppendReq {
@@ -324,7 +280,7 @@ impl MongoStore {
         let found = self.read_counters_by_id(clients).await?;
         for client in clients {
             let n = found.get(*client).and_then(|c| int(c, "n")).unwrap_or(0);
-            self.counters_seen.set(client, n);
+            self.counters_seen.update(client, |_| n);
         }
         Ok(())
     }
@@ -390,7 +346,7 @@ impl MongoStore {
             .zip(out)
             .map(|(((client, k), n), o)| {
                 o.unwrap_or_else(|| {
-                    self.counters_seen.set(client, n + k);
+                    self.counters_seen.update(client, |_| n + k);
                     Taken::Last(n + k)
                 })
             })
@@ -449,23 +405,6 @@ mod tests {
             vec![Ok(2), Err(StoreError::Unavailable("down".into()))]
         );
         assert_eq!(ids[2], vec![Ok(3), Ok(12)]);
-    }
-
-    #[test]
-    fn counters_remembered_are_bounded() {
-        let known = Counters::new(2);
-        known.set("a", 1);
-        known.set("b", 2);
-        known.set("a", 3);
-        assert_eq!((known.get("a"), known.get("b")), (Some(3), Some(2)));
-        known.set("c", 4);
-        assert_eq!(known.seen().len(), 2, "one forgotten to make room");
-        assert_eq!(known.get("c"), Some(4));
-        known.forget("c");
-        assert_eq!(known.get("c"), None);
-        let none = Counters::new(0);
-        none.set("a", 1);
-        assert_eq!(none.get("a"), None);
     }
 
     #[test]

@@ -75,6 +75,7 @@
 mod ack;
 mod append;
 mod batch;
+mod memo;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::ack::AckReq;
 use crate::append::{AppendAnswer, AppendReq, Counters};
 use crate::batch::{Abandoned, Batcher};
+use crate::memo::Memo;
 
 /// Where the queues live and how long messages are kept.
 #[derive(Debug, Clone)]
@@ -191,38 +193,30 @@ pub struct MongoStore {
 /// Ids a read passed without having seen them, though they might still be inserted (another
 /// API node's insert slower than `settle`). A slot's mark must not move over such an id: if
 /// the copy lands later, it is still read (after the messages that passed it) instead of
-/// being taken for acknowledged. Kept for at most [`PassedHoles::MAX`] clients (the oldest
-/// are forgotten); such holes are rare, one per client is remembered (its lowest).
-#[derive(Default)]
-struct PassedHoles(std::sync::Mutex<std::collections::HashMap<ClientId, i64>>);
+/// being taken for acknowledged. Per client, the lowest such id, for at most
+/// [`PASSED_HOLES_MAX`] clients (beyond, an arbitrary one is forgotten); such holes are rare.
+struct PassedHoles(Memo<i64>);
+
+/// Most clients whose passed holes a node remembers.
+const PASSED_HOLES_MAX: usize = 10_000;
+
+impl Default for PassedHoles {
+    fn default() -> Self {
+        PassedHoles(Memo::new(PASSED_HOLES_MAX))
+    }
+}
 
 impl PassedHoles {
-    /// Most clients remembered.
-    const MAX: usize = 10_000;
-
-    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ClientId, i64>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// A read of `client` passed `id`.
     fn pass(&self, client: &ClientId, id: i64) {
-        let mut map = self.map();
-        if map.len() >= Self::MAX
-            && !map.contains_key(client)
-            && let Some(victim) = map.keys().next().cloned()
-        {
-            map.remove(&victim);
-        }
-        let lowest = map.entry(client.clone()).or_insert(id);
-        *lowest = (*lowest).min(id);
+        self.0
+            .update(client.as_str(), |lowest| lowest.map_or(id, |l| l.min(id)));
     }
 
     /// How far a mark of `client` may move: below the lowest id passed.
     fn cap(&self, client: &ClientId, through: i64) -> i64 {
-        match self.map().get(client) {
-            Some(&hole) => through.min(hole - 1),
+        match self.0.get(client.as_str()) {
+            Some(hole) => through.min(hole - 1),
             None => through,
         }
     }
