@@ -612,24 +612,16 @@ impl MongoStore {
         &self,
         clients: Vec<ClientId>,
     ) -> Vec<Result<Option<Document>, StoreError>> {
-        let mut found: std::collections::HashMap<String, Document> =
-            std::collections::HashMap::with_capacity(clients.len());
-        let mut failed: Option<StoreError> = None;
+        let mut answers = Vec::with_capacity(clients.len());
         for chunk in clients.chunks(append::CHUNK) {
             let ids: Vec<&str> = chunk.iter().map(ClientId::as_str).collect();
             match self.read_counters_by_id(&ids).await {
-                Ok(docs) => found.extend(docs),
-                Err(e) => failed = Some(e),
+                // A client may be asked for more than once (its sessions on several slots).
+                Ok(found) => answers.extend(ids.iter().map(|c| Ok(found.get(*c).cloned()))),
+                Err(e) => answers.extend(ids.iter().map(|_| Err(e.clone()))),
             }
         }
-        clients
-            .iter()
-            .map(|c| match (&failed, found.remove(c.as_str())) {
-                (_, Some(doc)) => Ok(Some(doc)),
-                (Some(e), None) => Err(e.clone()),
-                (None, None) => Ok(None),
-            })
-            .collect()
+        answers
     }
 
     /// The counter documents (`n` and the marks) of `ids`, by client.

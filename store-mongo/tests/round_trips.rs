@@ -342,3 +342,30 @@ async fn concurrent_first_reads_share_their_counter_queries() {
         "200 first reads of empty queues cost {cost} operations"
     );
 }
+
+/// Two slots of one client reading at once share a counter query, and both see the backlog.
+#[async_std::test]
+async fn slots_of_one_client_reading_at_once_both_see_the_backlog() {
+    let (_mongo, store, _ops) = start("twoslots").await;
+    let client = ClientId::new("both").unwrap();
+    store
+        .append(&message(1), std::slice::from_ref(&client), now_ms())
+        .await
+        .unwrap();
+    let reads = (0..4).map(|s| {
+        store.unacked(
+            &client,
+            Slot::new(s).unwrap(),
+            MessageId::ZERO,
+            10,
+            now_ms(),
+        )
+    });
+    for (s, read) in futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(read.unwrap().len(), 1, "slot {s}");
+    }
+}
