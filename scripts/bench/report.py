@@ -11,7 +11,7 @@ import os
 import statistics
 from collections import defaultdict
 
-MAIN = ["herald", "socketio-node", "socketioxide"]
+MAIN = ["herald", "socketio-node", "socketioxide", "socketioxide-ack"]
 
 
 def load(path):
@@ -80,6 +80,11 @@ def per_rep(rows):
                 m[f"{key}_delivered"].append(best["delivered_per_s"])
                 m[f"{key}_p50"].append(best["latency_ms"]["p50"])
                 m[f"{key}_p99"].append(best["latency_ms"]["p99"])
+                # Work per server CPU-second there: delivered messages (B=100), requests (B=1).
+                cpu = best.get("server_cpu")
+                if cpu:
+                    done = best["delivered_per_s"] if batch != 1 else best["requests_per_s"]
+                    m[f"{key}_per_cpu"].append(done / cpu)
                 if best.get("db_ops") is not None and best.get("requests_ok"):
                     m[f"{key}_ops_per_req"].append(best["db_ops"] / best["requests_ok"])
                 one[(server, rep)][f"{key}_rate"] = best["rate"]
@@ -144,11 +149,13 @@ ROWS = [
     ("push B=100", "best rate with p99 < 100 ms, requests/s", "b100_rate", Rate),
     ("push B=100", "delivered messages/s at that rate", "b100_delivered", "{:,.0f}"),
     ("push B=100", "latency p50 / p99 at that rate, ms", ("b100_p50", "b100_p99"), "{:,.1f}"),
+    ("push B=100", "there: delivered messages per server CPU-second", "b100_per_cpu", "{:,.0f}"),
     ("push B=100", "first rate past it, requests/s", "b100_fail_rate", Rate),
     ("push B=100", "server / load generator CPU there, cores", ("b100_fail_server_cpu", "b100_fail_bench_cpu"), "{:,.2f}"),
     ("push B=100", "messages lost (all rates)", "b100_lost", "{:,.0f}"),
     ("push B=1", "saturation: best rate with p99 < 100 ms, requests/s", "b1_rate", Rate),
     ("push B=1", "latency p50 / p99 at that rate, ms", ("b1_p50", "b1_p99"), "{:,.1f}"),
+    ("push B=1", "there: requests per server CPU-second", "b1_per_cpu", "{:,.0f}"),
     ("push B=1", "first rate past it, requests/s", "b1_fail_rate", Rate),
     ("push B=1", "server / load generator CPU there, cores", ("b1_fail_server_cpu", "b1_fail_bench_cpu"), "{:,.2f}"),
     ("push B=1", "messages lost (all rates)", "b1_lost", "{:,.0f}"),
@@ -244,6 +251,25 @@ def targets(data):
         f"Herald p99 {hp:,.1f} ms (lost {hl:,.0f}), socketioxide p99 {xp:,.1f} ms" if hp is not None and xp is not None else "not run")
     lost = sum(sum(h.get(k, [])) for k in ("idle_lost", "b100_lost", "b1_lost", "fanout_lost"))
     row("no loss in any scenario (Herald)", lost == 0 if h else None, f"Herald lost {lost:,}")
+    # Issue 17: like for like, against the peer that also awaits every acknowledgement.
+    a = data.get("socketioxide-ack", {})
+
+    def versus(name, key, fmt, higher_is_better=True):
+        hv, av = med(h, key), med(a, key)
+        ok = None if hv is None or av is None else (hv >= av if higher_is_better else hv <= av)
+        row(name, ok, f"Herald {fmt.format(hv)}, socketioxide-ack {fmt.format(av)} "
+            f"(ratio {hv / av:.2f})" if ok is not None and av else "not run")
+
+    versus("push B=100: delivered messages per server CPU-second (p99 < 100 ms) ≥ socketioxide-ack's",
+           "b100_per_cpu", "{:,.0f}")
+    versus("push B=1: requests per server CPU-second (p99 < 100 ms) ≥ socketioxide-ack's",
+           "b1_per_cpu", "{:,.0f}")
+    versus("fanout to 10,000: p99 ≤ socketioxide-ack's", "fanout_p99", "{:,.1f} ms",
+           higher_is_better=False)
+    hr = med(h, "idle_rss_kb")
+    row("idle: ≤ 4 KiB per connection, 19,000 held",
+        None if hr is None or held is None else (hr <= 4 and held >= 19000),
+        f"Herald {hr:.1f} KiB, {held:,.0f} held" if hr is not None and held is not None else "not run")
     return "\n".join(["| target | figures (medians) | state |", "| --- | --- | --- |"] + out)
 
 
@@ -311,8 +337,12 @@ on the same machine, in one session, by one command. This file is written by
 Herald runs as its own peer: single port (`--api-listen` = `--connector-listen`), embedded
 store, in-process broker, HMAC connect auth, **every message durable before `POST /push`
 answers and acknowledged by the client** (`43<id>[]` per batch). The peers
-(`bench/peers/`) keep nothing and ask for no ack: each is a minimal server with the same
-surface (WebSocket Socket.IO, `POST /push` emitting `message` `[msg]` to a room per client id).
+(`bench/peers/`) keep nothing: each is a minimal server with the same surface (WebSocket
+Socket.IO, `POST /push` emitting `message` `[msg]` to a room per client id). Node socket.io and
+`socketioxide` ask for no ack; `socketioxide-ack` is the same socketioxide peer emitting every
+message with an ack id (`emit_with_ack`) and awaiting each client's acknowledgement: the like for
+like peer for Herald's delivery path, less the durable store. "Per server CPU-second" divides the
+work done at the best rate by the server's CPU time there.
 Each cell is the median over the repetitions, with min–max in brackets when they differ.
 Every run starts a fresh server.
 

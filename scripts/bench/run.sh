@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs Herald and its peers (Node socket.io, socketioxide) through the same herald-bench
+# Runs Herald and its peers (Node socket.io, socketioxide plain and acknowledging) through the same herald-bench
 # scenarios in one session and writes docs/benchmarks.md (medians and min-max).
 #
 #   scripts/bench/run.sh            # everything, REPS=3
 #   REPS=1 QUICK=1 scripts/bench/run.sh   # a fast look (small sizes)
 #
-# Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide"), SCENARIOS
+# Knobs (environment): REPS, SERVERS ("herald socketio-node socketioxide socketioxide-ack"), SCENARIOS
 # ("idle fanout push"), IDLE_CONNS,
 # IDLE_HOLD, FANOUT_CONNS, FANOUT_ROUNDS, PUSH_CONNS, PUSH_SECS, RATES_B100, RATES_B1,
 # EXTRA ("mongo cluster": Herald on MongoDB (SecantusDB in docker) and a two-node cluster
@@ -19,7 +19,7 @@ ROOT=$(pwd)
 
 REPS=${REPS:-3}
 QUICK=${QUICK:-0}
-SERVERS=${SERVERS-"herald socketio-node socketioxide"}
+SERVERS=${SERVERS-"herald socketio-node socketioxide socketioxide-ack"}
 SCENARIOS=${SCENARIOS:-"idle fanout push"}
 EXTRA=${EXTRA:-}
 if [ "$QUICK" = 1 ]; then
@@ -95,6 +95,9 @@ start_server() {
         > "$logf" 2>&1 & ;;
     socketioxide)
       taskset -c "$SERVER_CPU" "$SIOXIDE" 127.0.0.1:$PORT > "$logf" 2>&1 & ;;
+    socketioxide-ack)
+      # The same peer asking every client to acknowledge each message and awaiting the acks.
+      taskset -c "$SERVER_CPU" "$SIOXIDE" --ack 127.0.0.1:$PORT > "$logf" 2>&1 & ;;
     *) log "unknown server $name"; exit 2 ;;
   esac
   SERVER_PID=$!
