@@ -97,9 +97,9 @@ impl Credentials {
     /// What a Socket.IO handshake presented: the CONNECT `auth` payload, or else the same
     /// fields from the query string ([`query_auth`], for socket.io 1.x and 2.x clients), and
     /// the legacy headers `x-nbb-authid` and `x-nbb-sign` when both were sent.
-    pub fn from_handshake(
+    pub fn from_handshake<'q>(
         auth: Option<Value>,
-        query: &[(String, String)],
+        query: impl IntoIterator<Item = (&'q str, &'q str)>,
         authid: Option<&str>,
         sign: Option<&str>,
     ) -> Credentials {
@@ -120,20 +120,20 @@ impl Credentials {
 /// and 2.x): `client_id`, `ts`, `sig` (HMAC) or `token` (JWT), and `slot`, `mode`. `None` when
 /// the query names neither `client_id` nor `token`. Numbers are passed as numbers (the first
 /// occurrence of each field counts), so the same checks apply as to a CONNECT payload.
-pub fn query_auth(query: &[(String, String)]) -> Option<Value> {
+pub fn query_auth<'q>(query: impl IntoIterator<Item = (&'q str, &'q str)>) -> Option<Value> {
     const KEYS: [&str; 6] = ["client_id", "ts", "sig", "token", "slot", "mode"];
     let mut auth = Map::new();
     for (k, v) in query {
-        if !KEYS.contains(&k.as_str()) || auth.contains_key(k) {
+        if !KEYS.contains(&k) || auth.contains_key(k) {
             continue;
         }
-        let value = match k.as_str() {
+        let value = match k {
             "ts" | "slot" => v
                 .parse::<u64>()
-                .map_or_else(|_| Value::from(v.as_str()), Value::from),
-            _ => Value::from(v.as_str()),
+                .map_or_else(|_| Value::from(v), Value::from),
+            _ => Value::from(v),
         };
-        auth.insert(k.clone(), value);
+        auth.insert(k.to_owned(), value);
     }
     (auth.contains_key("client_id") || auth.contains_key("token")).then_some(Value::Object(auth))
 }
@@ -581,11 +581,8 @@ mod tests {
         assert!(!format!("{:?}", cfg()).contains("s3cret"));
     }
 
-    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn pairs<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, &'a str)> {
+        pairs.iter().copied()
     }
 
     #[test]
@@ -600,18 +597,18 @@ mod tests {
             ("other", "x"),
         ]);
         assert_eq!(
-            query_auth(&q),
+            query_auth(q),
             Some(json!({"client_id": "u42", "ts": 1_764_000_000, "sig": "ab", "slot": 2}))
         );
         // A malformed number stays a string, for the same error as in a CONNECT payload.
         assert_eq!(
-            query_auth(&pairs(&[("client_id", "u"), ("ts", "soon")])),
+            query_auth(pairs(&[("client_id", "u"), ("ts", "soon")])),
             Some(json!({"client_id": "u", "ts": "soon"}))
         );
         assert_eq!(
-            query_auth(&pairs(&[("token", "a.b.c")])),
+            query_auth(pairs(&[("token", "a.b.c")])),
             Some(json!({"token": "a.b.c"}))
         );
-        assert_eq!(query_auth(&pairs(&[("EIO", "3"), ("t", "x")])), None);
+        assert_eq!(query_auth(pairs(&[("EIO", "3"), ("t", "x")])), None);
     }
 }

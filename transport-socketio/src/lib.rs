@@ -10,9 +10,11 @@ pub mod engineio;
 pub mod http1;
 mod mailbox;
 mod outbox;
+pub mod pairs;
 pub mod server;
 pub mod socketio;
 
+pub use pairs::Pairs;
 pub use server::{
     Connection, CorsLayer, EmitError, Event, Handshake, Pending, ServerConfig, Socket, SocketIo,
 };

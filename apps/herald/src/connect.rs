@@ -26,7 +26,7 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
         let h = &pending.handshake;
         let creds = Credentials::from_handshake(
             h.auth.clone(),
-            &h.query,
+            h.query.iter(),
             h.header("x-nbb-authid"),
             h.header("x-nbb-sign"),
         );

@@ -28,6 +28,7 @@ use tide::{Request, Response, StatusCode};
 use crate::engineio::packet::{self as eio, Packet as EioPacket};
 use crate::mailbox::{self, mailbox};
 use crate::outbox::{self, Backlog, Outbox};
+use crate::pairs::Pairs;
 use crate::socketio::packet::{self as sio, Packet as SioPacket, PacketType};
 
 mod dispatch;
@@ -544,8 +545,8 @@ impl SocketIo {
 
 /// What a session starts with.
 struct SessionStart {
-    headers: Vec<(String, String)>,
-    query: Vec<(String, String)>,
+    headers: Pairs,
+    query: Pairs,
     remote: Option<String>,
     ws: Option<WebSocketStream<tide::http::upgrade::Connection>>,
     /// Engine.IO v3: the client pings, the server answers; v3 polling framing; `/` is
@@ -562,13 +563,11 @@ fn encode_payload(eio3: bool, packets: &[EioPacket]) -> String {
     }
 }
 
-fn headers_of<State>(req: &Request<State>) -> Vec<(String, String)> {
+fn headers_of<State>(req: &Request<State>) -> Pairs {
     req.iter()
         .flat_map(|(name, values)| {
-            values
-                .iter()
-                .map(|v| (name.as_str().to_ascii_lowercase(), v.as_str().to_owned()))
-                .collect::<Vec<_>>()
+            let name = name.as_str().to_ascii_lowercase();
+            values.iter().map(move |v| (name.clone(), v.as_str()))
         })
         .collect()
 }
@@ -593,17 +592,13 @@ fn origin_of<State>(req: &Request<State>) -> Option<String> {
 /// The query parameters of a request.
 #[derive(Debug, Clone)]
 struct Query {
-    pairs: Vec<(String, String)>,
+    pairs: Pairs,
 }
 
 impl Query {
     fn of<State>(req: &Request<State>) -> Query {
         Query {
-            pairs: req
-                .url()
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
+            pairs: req.url().query_pairs().collect(),
         }
     }
 
@@ -613,10 +608,7 @@ impl Query {
     }
 
     fn get(&self, k: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+        self.pairs.get(k)
     }
 
     /// The Engine.IO checks every request passes: protocol 4 (or 3), a known transport.

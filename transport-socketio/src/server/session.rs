@@ -23,6 +23,49 @@ pub(super) enum Nsp {
     Open(EventSink),
 }
 
+/// The namespaces of one session by name. Nearly always one (`/`): a list sized to its
+/// entries, not a map (a `HashMap` held about 200 bytes per idle connection for that one).
+#[derive(Default)]
+pub(super) struct Namespaces(Vec<(String, Nsp)>);
+
+impl Namespaces {
+    pub(super) fn get(&self, name: &str) -> Option<&Nsp> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, nsp)| nsp)
+    }
+
+    pub(super) fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name`'s state, replacing the one it had.
+    pub(super) fn insert(&mut self, name: String, nsp: Nsp) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) => *old = nsp,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((name, nsp));
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, name: &str) -> Option<Nsp> {
+        let i = self.0.iter().position(|(n, _)| n == name)?;
+        let (_, nsp) = self.0.swap_remove(i);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(nsp)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = (String, Nsp)> + '_ {
+        self.0.drain(..)
+    }
+}
+
 /// Where a connected namespace's events go: a channel the app reads
 /// ([`Pending::accept`]), or a handler the session calls itself ([`Pending::accept_with`]).
 pub(super) enum EventSink {
@@ -58,10 +101,10 @@ pub(super) struct Session {
     /// The tasks reading the client's WebSockets (the transport's and a probe's): each holds
     /// half of its connection, so the session ends them before it is gone.
     pub(super) readers: Vec<async_std::task::JoinHandle<()>>,
-    pub(super) nsps: HashMap<String, Nsp>,
+    pub(super) nsps: Namespaces,
     pub(super) assembling: Option<sio::Assembler>,
-    pub(super) headers: Vec<(String, String)>,
-    pub(super) query: Vec<(String, String)>,
+    pub(super) headers: Pairs,
+    pub(super) query: Pairs,
     pub(super) remote: Option<String>,
     /// Engine.IO v3 (see [`SessionStart::eio3`]).
     pub(super) eio3: bool,
@@ -93,7 +136,7 @@ impl Session {
             upgrading: false,
             outbox: Outbox::new(Arc::new(backlog)),
             readers: Vec::new(),
-            nsps: HashMap::new(),
+            nsps: Namespaces::default(),
             assembling: None,
             headers: start.headers,
             query: start.query,

@@ -75,9 +75,9 @@ pub struct Handshake {
     /// The CONNECT packet's auth payload, if any.
     pub auth: Option<Value>,
     /// Headers of the request that opened the session (lower-case names).
-    pub headers: Vec<(String, String)>,
+    pub headers: Pairs,
     /// Query parameters of that request.
-    pub query: Vec<(String, String)>,
+    pub query: Pairs,
     /// The peer address, as the HTTP layer reported it.
     pub remote: Option<String>,
     /// The Engine.IO protocol of the client: 4 (socket.io 3.x and later) or 3 (socket.io
@@ -89,10 +89,7 @@ pub struct Handshake {
 impl Handshake {
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get_ignore_case(name)
     }
 }
 
