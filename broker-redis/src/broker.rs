@@ -20,9 +20,9 @@ use redis::{ProtocolVersion, PushInfo, PushKind, RedisResult, Value};
 
 use crate::config::{RedisBrokerConfig, Topology};
 use crate::error::{RedisBrokerError, unavailable};
-use crate::runtime::Runtime;
 use crate::stats::{BrokerStats, Part};
 use crate::{keys, sentinel};
+use herald_core::Runtime;
 
 /// INCR the generation and announce the claim in one step, so that a generation is never
 /// taken without being announced. The channel shares the key's hash tag (same cluster slot).
