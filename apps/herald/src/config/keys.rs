@@ -465,3 +465,10 @@ pub(super) const KEYS: &[Key] = &[
         }),
     },
 ];
+
+/// Every key with its environment variable and meaning, one per line (`herald --print-keys`).
+pub fn describe_keys() -> String {
+    KEYS.iter()
+        .map(|k| format!("{:<32} {:<36} {}\n", k.path, k.env, k.help))
+        .collect()
+}
