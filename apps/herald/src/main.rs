@@ -199,10 +199,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         )
                         .with_connection_timeout(config.broker_connect_timeout)
                         .with_response_timeout(config.broker_response_timeout)
-                        .with_reconnect_backoff(
-                            Duration::from_millis(50),
-                            config.broker_reconnect_max,
-                        );
+                        .with_reconnect_max(config.broker_reconnect_max);
                     let broker = RedisBroker::connect(cfg, node_id.clone(), Arc::new(AsyncStd))
                         .await
                         .map_err(|e| {
@@ -304,7 +301,7 @@ async fn serve<S: MessageStore, B: Broker>(
         None => "the end of the signal stream".to_owned(),
     };
     log::info!("{name} received: stopping");
-    shutdown::stop(listeners.tasks, &io, &node.inflight).await;
+    shutdown::stop(listeners.tasks, &io, &node.inflight, config.shutdown).await;
     log::info!("herald stopped");
     Ok(())
 }

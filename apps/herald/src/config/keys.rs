@@ -464,6 +464,26 @@ pub(super) const KEYS: &[Key] = &[
             value_name: "LEVEL",
         }),
     },
+    Key {
+        path: "shutdown.sessions_ms",
+        env: "HERALD_SHUTDOWN_SESSIONS_MS",
+        kind: Kind::Int {
+            min: 0,
+            max: MS_MAX,
+        },
+        help: "time a stopping node gives its sessions to receive their close and end",
+        flag: None,
+    },
+    Key {
+        path: "shutdown.writes_ms",
+        env: "HERALD_SHUTDOWN_WRITES_MS",
+        kind: Kind::Int {
+            min: 0,
+            max: MS_MAX,
+        },
+        help: "time a stopping node gives the store writes under way (pushes' appends, acknowledgements) to finish",
+        flag: None,
+    },
 ];
 
 /// Every key with its environment variable and meaning, one per line (`herald --print-keys`).

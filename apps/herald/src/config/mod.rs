@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use herald_broker_redis::{RedisBrokerConfig, Topology};
 use herald_core::auth::AuthConfig;
 use herald_core::{HubConfig, NodeId, Retention};
 use herald_socketio::ServerConfig;
@@ -18,6 +19,7 @@ use herald_socketio::http1::HttpLimits;
 use toml::{Table, Value};
 
 use crate::api;
+use crate::shutdown::ShutdownLimits;
 
 mod check;
 mod flags;
@@ -211,6 +213,8 @@ pub struct Config {
     pub http_write_timeout: Duration,
     /// Connections per listener; `None` = derived from `RLIMIT_NOFILE` at start-up.
     pub http_max_connections: Option<usize>,
+    /// How long a stopping node waits for its sessions and its store writes.
+    pub shutdown: ShutdownLimits,
 }
 
 impl std::fmt::Debug for StoreChoice {
@@ -265,6 +269,7 @@ impl std::fmt::Debug for Config {
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
             .field("log_level", &self.log_level)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }
@@ -357,6 +362,8 @@ impl Config {
         let retention = Retention::default();
         let http = HttpLimits::default();
         let mongo = herald_store_mongo::MongoConfig::new("");
+        let redis = RedisBrokerConfig::new(Topology::Standalone(String::new()));
+        let stop = ShutdownLimits::default();
         let addr = |p: &str, d: &str| -> SocketAddr {
             s(p).and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| d.parse().expect("default addresses parse"))
@@ -504,11 +511,11 @@ impl Config {
             mongo_known_counters: size("store.mongo_known_counters", mongo.known_counters),
             mongo_settle: ms("store.mongo_settle_ms", mongo.settle),
             broker,
-            broker_max_pending: size("broker.max_pending", 10_000),
-            broker_max_pending_bytes: size("broker.max_pending_bytes", 16 << 20),
-            broker_connect_timeout: ms("broker.connect_timeout_ms", Duration::from_secs(5)),
-            broker_response_timeout: ms("broker.response_timeout_ms", Duration::from_secs(5)),
-            broker_reconnect_max: ms("broker.reconnect_max_ms", Duration::from_secs(2)),
+            broker_max_pending: size("broker.max_pending", redis.max_pending),
+            broker_max_pending_bytes: size("broker.max_pending_bytes", redis.max_pending_bytes),
+            broker_connect_timeout: ms("broker.connect_timeout_ms", redis.connection_timeout),
+            broker_response_timeout: ms("broker.response_timeout_ms", redis.response_timeout),
+            broker_reconnect_max: ms("broker.reconnect_max_ms", redis.reconnect_max),
             retention_cap: i("retention.cap").map_or(retention.cap, |v| v as u64),
             retention_ttl: secs("retention.ttl_secs", retention.ttl),
             log_level,
@@ -521,6 +528,10 @@ impl Config {
             http_max_connections: i("http.max_connections")
                 .filter(|&n| n != 0)
                 .map(|n| n as usize),
+            shutdown: ShutdownLimits {
+                sessions: ms("shutdown.sessions_ms", stop.sessions),
+                writes: ms("shutdown.writes_ms", stop.writes),
+            },
         })
     }
 
