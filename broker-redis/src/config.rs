@@ -96,8 +96,7 @@ impl RedisBrokerConfig {
     ///   credentials before `@` are the master's, the query's are the sentinels' own (none
     ///   unless given).
     ///
-    /// Timeouts: 5 s to connect, 5 s per command; reconnection backoff from 50 ms to 2 s;
-    /// [`DEFAULT_MAX_PENDING`] notifications and [`DEFAULT_MAX_PENDING_BYTES`] waiting.
+    /// The rest is [`RedisBrokerConfig::new`]'s defaults.
     ///
     /// # Errors
     /// When the URL has another scheme, names no host, or (Sentinel) names no master or has
@@ -137,7 +136,14 @@ impl RedisBrokerConfig {
                  redis+sentinel://host:port[,host:port...]/<master-name>",
             ));
         };
-        Ok(RedisBrokerConfig {
+        Ok(RedisBrokerConfig::new(topology))
+    }
+
+    /// A configuration for `topology` with the defaults: 5 s to connect, 5 s per command;
+    /// reconnection backoff from 50 ms to 2 s; [`DEFAULT_MAX_PENDING`] notifications and
+    /// [`DEFAULT_MAX_PENDING_BYTES`] waiting.
+    pub fn new(topology: Topology) -> RedisBrokerConfig {
+        RedisBrokerConfig {
             topology,
             connection_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
@@ -145,7 +151,14 @@ impl RedisBrokerConfig {
             reconnect_max: Duration::from_secs(2),
             max_pending: DEFAULT_MAX_PENDING,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
-        })
+        }
+    }
+
+    /// Sets the longest wait between two reconnection attempts (at least the first wait).
+    #[must_use]
+    pub fn with_reconnect_max(mut self, max: Duration) -> Self {
+        self.reconnect_max = max.max(self.reconnect_min);
+        self
     }
 
     /// Sets how long connecting may take.

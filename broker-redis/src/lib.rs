@@ -34,7 +34,7 @@
 //! Malformed payloads are logged and dropped.
 //!
 //! **Runtime.** The broker runs no executor of its own choosing: the application hands
-//! [`RedisBroker::connect`] a [`Runtime`] (spawn and sleep). [`BrokerStats`] gives the
+//! [`RedisBroker::connect`] a [`Runtime`](herald_core::Runtime) (spawn and sleep). [`BrokerStats`] gives the
 //! application reconnections, failovers, drops, the queue and time without Redis.
 //!
 //! [`BrokerEvent::Resync`]: herald_core::ports::BrokerEvent::Resync
@@ -44,7 +44,6 @@ mod broker;
 mod config;
 mod error;
 mod keys;
-mod runtime;
 mod sentinel;
 mod stats;
 
@@ -53,5 +52,4 @@ pub use config::{
     DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, RedisBrokerConfig, SentinelTopology, Topology,
 };
 pub use error::RedisBrokerError;
-pub use runtime::{Runtime, Task};
 pub use stats::{BrokerReport, BrokerStats};

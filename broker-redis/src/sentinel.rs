@@ -15,7 +15,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushKind, Value};
 
 use crate::config::SentinelTopology;
-use crate::runtime::Runtime;
+use herald_core::Runtime;
 
 /// The channel Sentinel announces a new master on: `<name> <old ip> <old port> <new ip>
 /// <new port>`.

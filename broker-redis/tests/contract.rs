@@ -7,27 +7,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use herald_broker_redis::{RedisBroker, RedisBrokerConfig, Runtime, Task};
+use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
+use herald_core::Runtime;
 use herald_core::contract::{ContractConfig, broker_suite};
 use herald_core::ids::{ClientId, MessageId, NodeId};
 use herald_core::ports::{Broker, BrokerEvent, BrokerEvents};
 use herald_it::{Redis, RedisCluster, RedisSentinel, WAIT};
 
-/// The application's side of the broker's runtime port: async-std here, as in the binary.
-struct AsyncStd;
-
-impl Runtime for AsyncStd {
-    fn spawn(&self, task: Task) {
-        async_std::task::spawn(task);
-    }
-
-    fn sleep(&self, duration: Duration) -> Task {
-        Box::pin(async_std::task::sleep(duration))
-    }
-}
-
 fn runtime() -> Arc<dyn Runtime> {
-    Arc::new(AsyncStd)
+    Arc::new(herald_it::AsyncStd)
 }
 
 /// A run id no other run (or earlier test on the same server) shares.

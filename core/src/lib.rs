@@ -59,6 +59,7 @@ pub mod message;
 pub mod ports;
 pub mod publish;
 pub mod push;
+pub mod runtime;
 
 pub use hub::{Hub, HubConfig, HubStats};
 pub use identity::{Identity, Mode};
@@ -74,3 +75,4 @@ pub use ports::{
     RetentionReport, StoreError,
 };
 pub use publish::{Published, publish};
+pub use runtime::{Runtime, Task};

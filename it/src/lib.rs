@@ -12,6 +12,7 @@
 //!   tests; [`workspace_bin`] and [`run_with_env`] run the other binaries as a user would.
 //! - [`open_websocket`], [`text_frame`], [`closed_within`] and [`open_fds`] play clients that
 //!   go silent on plain TCP and watch what the server keeps for them.
+//! - [`AsyncStd`] is the runtime the adapters' tests hand them ([`herald_core::Runtime`]).
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`herald_image`], [`Container`], [`Volume`] and [`Compose`] run Herald's own container
@@ -39,6 +40,7 @@ mod docker;
 mod process;
 mod raw_socket;
 mod refused;
+mod runtime;
 mod sentinel;
 mod tools;
 mod wait;
@@ -56,6 +58,7 @@ pub use process::{
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame};
 pub use refused::{Stopped, start_refused};
+pub use runtime::AsyncStd;
 pub use sentinel::{MASTER_NAME, RedisProcess, RedisSentinel};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,

@@ -83,7 +83,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use herald_core::{
     AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Slot, StoreError,
+    RetentionReport, Runtime, Slot, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -93,7 +93,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::ack::AckReq;
 use crate::append::{AppendAnswer, AppendReq, Counters};
 use crate::batch::{Abandoned, Batcher};
-use crate::memo::Memo;
+use crate::memo::PassedHoles;
 
 /// Where the queues live and how long messages are kept.
 #[derive(Debug, Clone)]
@@ -188,38 +188,8 @@ pub struct MongoStore {
     /// Per client, the lowest id a read of this node passed while it might still be on its way:
     /// acknowledgements of that client never move a mark over it (see [`PassedHoles`]).
     passed_holes: Arc<PassedHoles>,
-}
-
-/// Ids a read passed without having seen them, though they might still be inserted (another
-/// API node's insert slower than `settle`). A slot's mark must not move over such an id: if
-/// the copy lands later, it is still read (after the messages that passed it) instead of
-/// being taken for acknowledged. Per client, the lowest such id, for at most
-/// [`PASSED_HOLES_MAX`] clients (beyond, an arbitrary one is forgotten); such holes are rare.
-struct PassedHoles(Memo<i64>);
-
-/// Most clients whose passed holes a node remembers.
-const PASSED_HOLES_MAX: usize = 10_000;
-
-impl Default for PassedHoles {
-    fn default() -> Self {
-        PassedHoles(Memo::new(PASSED_HOLES_MAX))
-    }
-}
-
-impl PassedHoles {
-    /// A read of `client` passed `id`.
-    fn pass(&self, client: &ClientId, id: i64) {
-        self.0
-            .update(client.as_str(), |lowest| lowest.map_or(id, |l| l.min(id)));
-    }
-
-    /// How far a mark of `client` may move: below the lowest id passed.
-    fn cap(&self, client: &ClientId, through: i64) -> i64 {
-        match self.0.get(client.as_str()) {
-            Some(hole) => through.min(hole - 1),
-            None => through,
-        }
-    }
+    /// The application's timer (the wait for a missing id); the store spawns nothing.
+    runtime: Arc<dyn Runtime>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -292,11 +262,15 @@ pub fn message_indexes() -> Vec<IndexModel> {
 }
 
 impl MongoStore {
-    /// Connects and creates the indexes (idempotent).
+    /// Connects and creates the indexes (idempotent). The store waits on `runtime`'s timer; the
+    /// driver needs a tokio context wherever the store's futures run.
     ///
     /// # Errors
     /// [`MongoError`] when the URL is invalid or the server refuses the indexes.
-    pub async fn connect(config: MongoConfig) -> Result<MongoStore, MongoError> {
+    pub async fn connect(
+        config: MongoConfig,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<MongoStore, MongoError> {
         let mut options = ClientOptions::parse(&config.url).await?;
         options.app_name = Some("herald".into());
         if options.server_selection_timeout.is_none() {
@@ -326,6 +300,7 @@ impl MongoStore {
             counter_reads: Arc::new(Batcher::new()),
             reads: Arc::new(Semaphore::new(reads as usize)),
             passed_holes: Arc::new(PassedHoles::default()),
+            runtime,
         })
     }
 }
@@ -396,7 +371,7 @@ impl MessageStore for MongoStore {
                     log::debug!("{client}: id {missing} is not stored yet; waiting for it");
                     // Other reads go on meanwhile.
                     drop(turn);
-                    tokio::time::sleep(GAP_POLL).await;
+                    self.runtime.sleep(GAP_POLL).await;
                     continue;
                 }
                 Gap::Young { missing, hi } => {

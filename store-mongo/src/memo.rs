@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use herald_core::ClientId;
+
 /// At most `max` clients' values.
 pub(crate) struct Memo<V> {
     map: Mutex<HashMap<String, V>>,
@@ -55,6 +57,38 @@ impl<V: Copy> Memo<V> {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map().len()
+    }
+}
+
+/// Ids a read passed without having seen them, though they might still be inserted (another
+/// API node's insert slower than `settle`). A slot's mark must not move over such an id: if
+/// the copy lands later, it is still read (after the messages that passed it) instead of
+/// being taken for acknowledged. Per client, the lowest such id, for at most
+/// [`PASSED_HOLES_MAX`] clients (beyond, an arbitrary one is forgotten); such holes are rare.
+pub(crate) struct PassedHoles(Memo<i64>);
+
+/// Most clients whose passed holes a node remembers.
+const PASSED_HOLES_MAX: usize = 10_000;
+
+impl Default for PassedHoles {
+    fn default() -> Self {
+        PassedHoles(Memo::new(PASSED_HOLES_MAX))
+    }
+}
+
+impl PassedHoles {
+    /// A read of `client` passed `id`.
+    pub(crate) fn pass(&self, client: &ClientId, id: i64) {
+        self.0
+            .update(client.as_str(), |lowest| lowest.map_or(id, |l| l.min(id)));
+    }
+
+    /// How far a mark of `client` may move: below the lowest id passed.
+    pub(crate) fn cap(&self, client: &ClientId, through: i64) -> i64 {
+        match self.0.get(client.as_str()) {
+            Some(hole) => through.min(hole - 1),
+            None => through,
+        }
     }
 }
 

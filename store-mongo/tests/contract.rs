@@ -35,9 +35,12 @@ async fn passes_the_contract_suite() {
         let name = format!("contract{}", DB.fetch_add(1, Ordering::Relaxed));
         let url = url.clone();
         async move {
-            MongoStore::connect(MongoConfig::new(url).database(name).retention(retention))
-                .await
-                .expect("connect")
+            MongoStore::connect(
+                MongoConfig::new(url).database(name).retention(retention),
+                std::sync::Arc::new(herald_it::AsyncStd),
+            )
+            .await
+            .expect("connect")
         }
     })
     .await;
@@ -48,9 +51,12 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
     let mongo = herald_it::Mongo::start()
         .await
         .expect("start the MongoDB-wire container");
-    let store = MongoStore::connect(MongoConfig::new(mongo.url()).database("outage"))
-        .await
-        .expect("connect");
+    let store = MongoStore::connect(
+        MongoConfig::new(mongo.url()).database("outage"),
+        std::sync::Arc::new(herald_it::AsyncStd),
+    )
+    .await
+    .expect("connect");
     store.ping().await.expect("ping while up");
     let client = ClientId::new("outage").unwrap();
     let msg = NewMessage {
@@ -107,6 +113,7 @@ impl SlowPush {
             MongoConfig::new(mongo.url())
                 .database(db)
                 .settle(Duration::from_secs(60)),
+            std::sync::Arc::new(herald_it::AsyncStd),
         )
         .await
         .expect("connect");
@@ -189,6 +196,7 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
         MongoConfig::new(mongo.url())
             .database("race")
             .settle(Duration::from_millis(500)),
+        std::sync::Arc::new(herald_it::AsyncStd),
     )
     .await
     .expect("connect");

@@ -61,9 +61,12 @@ async fn start(db: &str) -> (herald_it::Mongo, MongoStore, Ops) {
     let mongo = herald_it::Mongo::start()
         .await
         .expect("start the MongoDB-wire container");
-    let store = MongoStore::connect(MongoConfig::new(mongo.url()).database(db))
-        .await
-        .expect("connect");
+    let store = MongoStore::connect(
+        MongoConfig::new(mongo.url()).database(db),
+        std::sync::Arc::new(herald_it::AsyncStd),
+    )
+    .await
+    .expect("connect");
     let ops = Ops::new(&mongo.url()).await;
     (mongo, store, ops)
 }
@@ -87,9 +90,12 @@ async fn a_push_costs_a_few_operations_whatever_its_recipients() {
     }
     // Another node pushes to half of them: this node's next push reads and takes those again,
     // and every id is still the next one.
-    let other = MongoStore::connect(MongoConfig::new(mongo.url()).database("pushops"))
-        .await
-        .expect("connect");
+    let other = MongoStore::connect(
+        MongoConfig::new(mongo.url()).database("pushops"),
+        std::sync::Arc::new(herald_it::AsyncStd),
+    )
+    .await
+    .expect("connect");
     let ids = other
         .append(&message(4), &to[..50], now_ms())
         .await
@@ -203,9 +209,12 @@ async fn several_nodes_pushing_to_the_same_clients_never_share_an_id() {
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(
-            MongoStore::connect(MongoConfig::new(mongo.url()).database("nodes"))
-                .await
-                .expect("connect"),
+            MongoStore::connect(
+                MongoConfig::new(mongo.url()).database("nodes"),
+                std::sync::Arc::new(herald_it::AsyncStd),
+            )
+            .await
+            .expect("connect"),
         );
     }
     let to = clients("n", 50);

@@ -18,9 +18,12 @@
 #![allow(dead_code, reason = "the tests include this file for its echo logic")]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_std::channel::Receiver;
+use herald_core::Runtime;
+use herald_it::AsyncStd;
 use herald_socketio::{Event, Pending, ServerConfig, SocketIo};
 use serde_json::{Value, json};
 
@@ -116,12 +119,16 @@ pub fn config(args: &[String]) -> Result<(u16, ServerConfig), String> {
 /// Starts the echo server (`/socket.io/` and `/engine.io/` on one port) on `addr`; returns
 /// the Socket.IO server and the bound address.
 pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<(SocketIo, SocketAddr)> {
-    let (io, incoming) = SocketIo::new(cfg.clone());
-    let (engine, engine_incoming) = SocketIo::new(ServerConfig {
-        path: "/engine.io/".into(),
-        engine_only: true,
-        ..cfg.clone()
-    });
+    let runtime: Arc<dyn Runtime> = Arc::new(AsyncStd);
+    let (io, incoming) = SocketIo::new(cfg.clone(), runtime.clone());
+    let (engine, engine_incoming) = SocketIo::new(
+        ServerConfig {
+            path: "/engine.io/".into(),
+            engine_only: true,
+            ..cfg.clone()
+        },
+        runtime.clone(),
+    );
     async_std::task::spawn(echo(incoming));
     async_std::task::spawn(engine_echo(engine_incoming));
     let mut app = tide::new();
@@ -133,7 +140,9 @@ pub async fn start(addr: SocketAddr, cfg: ServerConfig) -> std::io::Result<(Sock
         max_body: cfg.max_payload,
         ..Default::default()
     };
-    async_std::task::spawn(herald_socketio::http1::serve(listener, app, limits));
+    async_std::task::spawn(herald_socketio::http1::serve(
+        listener, app, limits, runtime,
+    ));
     Ok((io, bound))
 }
 

@@ -105,7 +105,8 @@ async fn bind<State: Clone + Send + Sync + 'static>(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let task = async_std::task::spawn(http1::serve(listener, app, limits));
+    let served = http1::serve(listener, app, limits, Arc::new(crate::runtime::AsyncStd));
+    let task = async_std::task::spawn(served);
     Ok((bound, task))
 }
 

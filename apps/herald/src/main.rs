@@ -10,6 +10,7 @@ use futures::StreamExt;
 use herald::config::{BrokerChoice, Config, Flags, StoreChoice, redact_url as redact};
 use herald::metered::Metered;
 use herald::metrics::Metrics;
+use herald::runtime::AsyncStd;
 use herald::{connect, driver, http, secret, shutdown};
 use herald_broker_redis::{RedisBroker, RedisBrokerConfig, RedisBrokerError};
 use herald_core::auth::AuthConfig;
@@ -161,7 +162,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .retention(retention)
                 .known_counters(config.mongo_known_counters)
                 .settle(config.mongo_settle);
-            let store = MongoStore::connect(mongo)
+            let store = MongoStore::connect(mongo, Arc::new(AsyncStd))
                 .await
                 .map_err(|e| anyhow::anyhow!("store.mongo: cannot use {}: {e}", redact(url)))?;
             store_text = format!("mongodb:{}", redact(url));
@@ -198,19 +199,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         )
                         .with_connection_timeout(config.broker_connect_timeout)
                         .with_response_timeout(config.broker_response_timeout)
-                        .with_reconnect_backoff(
-                            Duration::from_millis(50),
-                            config.broker_reconnect_max,
-                        );
-                    let broker = RedisBroker::connect(
-                        cfg,
-                        node_id.clone(),
-                        Arc::new(herald::runtime::AsyncStd),
-                    )
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("broker.redis: cannot use {}: {e}", redact(redis_url))
-                    })?;
+                        .with_reconnect_max(config.broker_reconnect_max);
+                    let broker = RedisBroker::connect(cfg, node_id.clone(), Arc::new(AsyncStd))
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("broker.redis: cannot use {}: {e}", redact(redis_url))
+                        })?;
                     broker_text = format!("redis:{}", redact(redis_url));
                     let stats = broker.stats();
                     serve(
@@ -267,7 +261,7 @@ async fn serve<S: MessageStore, B: Broker>(
     // Every call of the ports, from the engine, the REST API or retention, is metered here.
     let store = Arc::new(Metered::new(store, metrics.clone()));
     let broker = Arc::new(Metered::new(broker, metrics.clone()));
-    let (io, incoming) = SocketIo::new(http::socketio_config(&config));
+    let (io, incoming) = SocketIo::new(http::socketio_config(&config), Arc::new(AsyncStd));
     let node = driver::start_engine(&config, &node_id, store.clone(), broker, metrics.clone());
     let listeners = http::listen(&config, &node, &io, node_id.as_str()).await?;
     async_std::task::spawn(connect::accept_connections(
@@ -307,7 +301,7 @@ async fn serve<S: MessageStore, B: Broker>(
         None => "the end of the signal stream".to_owned(),
     };
     log::info!("{name} received: stopping");
-    shutdown::stop(listeners.tasks, &io, &node.inflight).await;
+    shutdown::stop(listeners.tasks, &io, &node.inflight, config.shutdown).await;
     log::info!("herald stopped");
     Ok(())
 }

@@ -1,9 +1,11 @@
-//! The runtime the adapters are handed: async-std, the application's choice. Adapters never
-//! pick one themselves (the Redis broker's background tasks and timers come from here).
+//! The runtime the adapters are handed ([`herald_core::Runtime`]): async-std, the application's
+//! choice. Adapters never pick one themselves: the Redis broker's background tasks, the MongoDB
+//! store's waits and the Socket.IO server's sessions run on it. async-std's `tokio1` feature
+//! gives the MongoDB driver the tokio context it needs.
 
 use std::time::Duration;
 
-use herald_broker_redis::{Runtime, Task};
+use herald_core::{Runtime, Task};
 
 /// async-std's executor and timer behind the adapters' runtime port.
 #[derive(Debug, Clone, Copy, Default)]

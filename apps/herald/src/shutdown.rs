@@ -8,10 +8,24 @@ use std::time::Duration;
 use event_listener::Event;
 use herald_socketio::SocketIo;
 
-/// How long the sessions get to receive their close and end.
-const SESSIONS_LIMIT: Duration = Duration::from_secs(5);
-/// How long the store writes under way get to finish.
-const WRITES_LIMIT: Duration = Duration::from_secs(10);
+/// How long a stopping node waits (`shutdown.*` keys); the defaults fit within a container
+/// engine's usual grace period (10 s for `docker stop` after the sessions' close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownLimits {
+    /// How long the sessions get to receive their close and end.
+    pub sessions: Duration,
+    /// How long the store writes under way get to finish.
+    pub writes: Duration,
+}
+
+impl Default for ShutdownLimits {
+    fn default() -> Self {
+        ShutdownLimits {
+            sessions: Duration::from_secs(5),
+            writes: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Work that must finish before the process exits: store writes under way. A push's append
 /// and an acknowledgement's write each hold an [`InflightGuard`] until they are done.
@@ -66,22 +80,27 @@ pub async fn stop(
     listeners: Vec<async_std::task::JoinHandle<()>>,
     io: &SocketIo,
     inflight: &Inflight,
+    limits: ShutdownLimits,
 ) {
     for task in listeners {
         task.cancel().await;
     }
     io.close_all();
-    if async_std::future::timeout(SESSIONS_LIMIT, io.sessions_ended())
+    if async_std::future::timeout(limits.sessions, io.sessions_ended())
         .await
         .is_err()
     {
         log::warn!(
-            "{} sessions still open after {SESSIONS_LIMIT:?}: stopping anyway",
-            io.session_count()
+            "{} sessions still open after {:?}: stopping anyway",
+            io.session_count(),
+            limits.sessions
         );
     }
-    if !inflight.drain(WRITES_LIMIT).await {
-        log::warn!("store writes still under way after {WRITES_LIMIT:?}: stopping anyway");
+    if !inflight.drain(limits.writes).await {
+        log::warn!(
+            "store writes still under way after {:?}: stopping anyway",
+            limits.writes
+        );
     }
 }
 

@@ -32,7 +32,6 @@ mod answer;
 pub mod chunked;
 pub mod head;
 
-use std::future::Future;
 use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -43,6 +42,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_std::net::{TcpListener, TcpStream};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
+use herald_core::Runtime;
+use herald_core::runtime::timeout;
 use tide::http::upgrade::Connection;
 use tide::http::{Body, Response, StatusCode};
 
@@ -121,12 +122,13 @@ impl Default for HttpLimits {
     }
 }
 
-/// Accepts connections on `listener` and serves each with `app`, until the listener fails for
-/// good (it never does for a full descriptor table: that is waited out).
+/// Accepts connections on `listener` and serves each with `app` in a task on `runtime`, until
+/// the listener fails for good (it never does for a full descriptor table: that is waited out).
 pub async fn serve<State: Clone + Send + Sync + 'static>(
     listener: TcpListener,
     app: tide::Server<State>,
     limits: HttpLimits,
+    runtime: Arc<dyn Runtime>,
 ) {
     let limits = Arc::new(limits);
     let addr = listener
@@ -153,7 +155,7 @@ pub async fn serve<State: Clone + Send + Sync + 'static>(
             Err(e) => {
                 // Out of file descriptors, typically: wait instead of spinning.
                 failed.note(&e.to_string());
-                async_std::task::sleep(Duration::from_millis(100)).await;
+                runtime.sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -164,7 +166,8 @@ pub async fn serve<State: Clone + Send + Sync + 'static>(
         };
         let app = app.clone();
         let limits = limits.clone();
-        async_std::task::spawn(serve_connection(stream, app, limits, slot));
+        let conn = serve_connection(stream, app, limits, slot, runtime.clone());
+        runtime.spawn(Box::pin(conn));
     }
 }
 
@@ -258,16 +261,6 @@ content-length: 24\r\nconnection: close\r\nretry-after: 1\r\n\r\ntoo many connec
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// Runs `fut` within `limit`; `None` when it took longer. The timer is armed only when `fut`
-/// has to wait (most reads and writes complete at once).
-async fn bounded<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
-    if let Some(v) = futures::future::poll_immediate(fut.as_mut()).await {
-        return Some(v);
-    }
-    async_std::future::timeout(limit, fut).await.ok()
-}
-
 /// Checks the parsers' invariants on `data` as the start of a connection and panics when one
 /// breaks: a parsed head never claims more bytes than it was given or than `max_head`, and a
 /// chunked body after it decodes the same at once and byte by byte. Shared by the fuzz target
@@ -319,6 +312,8 @@ struct Conn {
     buf: Vec<u8>,
     /// `buf[pos..]` is not used yet.
     pos: usize,
+    /// The timer of its limits.
+    runtime: Arc<dyn Runtime>,
 }
 
 impl Conn {
@@ -399,7 +394,7 @@ impl Conn {
 
     async fn write(&mut self, bytes: &[u8], limit: Duration) -> bool {
         matches!(
-            bounded(limit, self.stream.write_all(bytes)).await,
+            timeout(&*self.runtime, limit, self.stream.write_all(bytes)).await,
             Some(Ok(()))
         )
     }
@@ -410,6 +405,7 @@ impl Conn {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
         let mut sink = [0u8; 4096];
         let mut seen = 0;
+        let runtime = self.runtime.clone();
         let drain = async {
             while seen < LINGER_BYTES {
                 match self.stream.read(&mut sink).await {
@@ -418,7 +414,7 @@ impl Conn {
                 }
             }
         };
-        let _ = bounded(LINGER, drain).await;
+        let _ = timeout(&*runtime, LINGER, drain).await;
     }
 }
 
@@ -429,6 +425,7 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
     app: tide::Server<State>,
     limits: Arc<HttpLimits>,
     slot: Slot,
+    runtime: Arc<dyn Runtime>,
 ) {
     // Answers and deliveries are small writes: without it each one written while the previous
     // is unacknowledged waits for the peer's delayed ACK (40 ms).
@@ -441,6 +438,7 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
         stream,
         buf: Vec::new(),
         pos: 0,
+        runtime: runtime.clone(),
     };
     let mut served = 0u64;
     loop {
@@ -450,12 +448,18 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
             } else {
                 limits.idle_timeout
             };
-            match bounded(wait, conn.fill()).await {
+            match timeout(&*runtime, wait, conn.fill()).await {
                 Some(Ok(n)) if n > 0 => {}
                 _ => return,
             }
         }
-        let head = match bounded(limits.head_timeout, conn.read_head(limits.max_head)).await {
+        let head = match timeout(
+            &*runtime,
+            limits.head_timeout,
+            conn.read_head(limits.max_head),
+        )
+        .await
+        {
             Some(Ok(Some(head))) => head,
             Some(Ok(None)) => return,
             Some(Err(refusal)) => return refuse(conn, refusal, &limits).await,
@@ -494,7 +498,7 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
                 {
                     return;
                 }
-                match bounded(limits.body_timeout, conn.read_exact_body(n)).await {
+                match timeout(&*runtime, limits.body_timeout, conn.read_exact_body(n)).await {
                     Some(Some(body)) => Body::from_bytes(body),
                     Some(None) => return,
                     None => return refuse(conn, body_late(), &limits).await,
@@ -508,7 +512,13 @@ pub async fn serve_connection<State: Clone + Send + Sync + 'static>(
                 {
                     return;
                 }
-                match bounded(limits.body_timeout, conn.read_chunked_body(limits.max_body)).await {
+                match timeout(
+                    &*runtime,
+                    limits.body_timeout,
+                    conn.read_chunked_body(limits.max_body),
+                )
+                .await
+                {
                     Some(Ok(Some(body))) => {
                         if body.len() > limits.max_body {
                             keep_alive = false;

@@ -24,7 +24,8 @@ impl Session {
                     // A probe that does not read is given up like a client too slow to read.
                     let pong = sink.send(WsMessage::text(EioPacket::Pong("probe".into()).encode()));
                     let limit = self.io.inner.config.ping_timeout;
-                    if !matches!(async_std::future::timeout(limit, pong).await, Ok(Ok(()))) {
+                    let runtime = &*self.io.inner.runtime;
+                    if !matches!(timeout(runtime, limit, pong).await, Some(Ok(()))) {
                         self.probing = None;
                         return;
                     }
@@ -266,12 +267,12 @@ impl Session {
                         None => {
                             let over = std::pin::pin!(self.outbox.backlog().passed());
                             let either = futures::future::select(write, over);
-                            match async_std::future::timeout(limit, either).await {
-                                Ok(futures::future::Either::Left((r, _))) => Ok(r),
-                                Ok(futures::future::Either::Right(_)) => {
+                            match timeout(&*self.io.inner.runtime, limit, either).await {
+                                Some(futures::future::Either::Left((r, _))) => Ok(r),
+                                Some(futures::future::Either::Right(_)) => {
                                     Err("client too slow: outgoing queue full")
                                 }
-                                Err(_) => Err("client too slow to read"),
+                                None => Err("client too slow to read"),
                             }
                         }
                     };

@@ -22,6 +22,8 @@ use async_tungstenite::tungstenite::Message as WsMessage;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use futures::{FutureExt, SinkExt, StreamExt};
+use herald_core::Runtime;
+use herald_core::runtime::timeout;
 use serde_json::{Value, json};
 use tide::{Request, Response, StatusCode};
 
@@ -104,6 +106,8 @@ struct Inner {
     /// Notified each time the last session ends ([`SocketIo::sessions_ended`]).
     emptied: event_listener::Event,
     pending: Sender<Pending>,
+    /// The application's executor and timer: sessions, their readers and their deadlines.
+    runtime: Arc<dyn Runtime>,
 }
 
 impl std::fmt::Debug for SocketIo {
@@ -142,8 +146,9 @@ fn random_id() -> String {
 }
 
 impl SocketIo {
-    /// A server and the stream of connections waiting for the app's decision.
-    pub fn new(config: ServerConfig) -> (SocketIo, Receiver<Pending>) {
+    /// A server and the stream of connections waiting for the app's decision. Its tasks and
+    /// timers run on `runtime`.
+    pub fn new(config: ServerConfig, runtime: Arc<dyn Runtime>) -> (SocketIo, Receiver<Pending>) {
         let (tx, rx) = bounded(1024);
         (
             SocketIo {
@@ -152,6 +157,7 @@ impl SocketIo {
                     sessions: Mutex::new(HashMap::new()),
                     emptied: event_listener::Event::new(),
                     pending: tx,
+                    runtime,
                 }),
             },
             rx,
@@ -478,7 +484,7 @@ impl SocketIo {
         let upgraded = http_res.recv_upgrade().await;
         let io = self.clone();
         let max = self.inner.config.max_payload;
-        async_std::task::spawn(async move {
+        self.inner.runtime.spawn(Box::pin(async move {
             let Some(conn) = upgraded.await else {
                 log::debug!("websocket upgrade did not complete");
                 return;
@@ -511,7 +517,7 @@ impl SocketIo {
                     );
                 }
             }
-        });
+        }));
         res
     }
 
@@ -529,7 +535,7 @@ impl SocketIo {
         let backlog = session.outbox.backlog().clone();
         self.lock()
             .insert(sid.clone(), SessionEntry { tx, backlog });
-        async_std::task::spawn(async move {
+        self.inner.runtime.spawn(Box::pin(async move {
             session.run(rx).await;
             let emptied = {
                 let mut sessions = io.lock();
@@ -539,7 +545,7 @@ impl SocketIo {
             if emptied {
                 io.inner.emptied.notify(usize::MAX);
             }
-        });
+        }));
     }
 }
 

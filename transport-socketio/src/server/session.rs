@@ -1,6 +1,8 @@
 //! One Engine.IO session: its task, its transport (polling or WebSocket), its queue, its
 //! heartbeat and deadlines, and the inputs it takes.
 
+use futures::future::{AbortHandle, Aborted, RemoteHandle};
+
 use super::*;
 
 pub(super) type WsSink = async_tungstenite::WebSocketSender<tide::http::upgrade::Connection>;
@@ -86,6 +88,41 @@ impl EventSink {
     }
 }
 
+/// A task reading one of the client's WebSockets, on the application's runtime. The session
+/// waits for it to end (the client's close) and ends it when the client does not close.
+pub(super) struct Reader {
+    /// Its end; `None` once seen.
+    done: Option<RemoteHandle<Result<(), Aborted>>>,
+    /// Ends it at once, even while it waits for the client.
+    abort: AbortHandle,
+}
+
+impl Reader {
+    fn spawn(runtime: &dyn Runtime, task: impl Future<Output = ()> + Send + 'static) -> Reader {
+        let (task, abort) = futures::future::abortable(task);
+        let (task, done) = task.remote_handle();
+        runtime.spawn(Box::pin(task));
+        Reader {
+            done: Some(done),
+            abort,
+        }
+    }
+
+    /// Waits until it ends by itself.
+    async fn ended(&mut self) {
+        if let Some(done) = self.done.as_mut() {
+            let _ = done.await;
+            self.done = None;
+        }
+    }
+
+    /// Ends it and waits until it has let go of its half of the connection.
+    async fn cancel(mut self) {
+        self.abort.abort();
+        self.ended().await;
+    }
+}
+
 pub(super) struct Session {
     pub(super) io: SocketIo,
     pub(super) sid: String,
@@ -100,7 +137,7 @@ pub(super) struct Session {
     pub(super) outbox: Outbox,
     /// The tasks reading the client's WebSockets (the transport's and a probe's): each holds
     /// half of its connection, so the session ends them before it is gone.
-    pub(super) readers: Vec<async_std::task::JoinHandle<()>>,
+    pub(super) readers: Vec<Reader>,
     pub(super) nsps: Namespaces,
     pub(super) assembling: Option<sio::Assembler>,
     pub(super) headers: Pairs,
@@ -176,7 +213,7 @@ impl Session {
         let tx = self.tx.clone();
         let eio3 = self.eio3;
         let backlog = self.outbox.backlog().clone();
-        let reader = async_std::task::spawn(async move {
+        let reader = Reader::spawn(&*self.io.inner.runtime, async move {
             while let Some(msg) = stream.next().await {
                 let decoded = match msg {
                     Ok(WsMessage::Text(t)) => EioPacket::decode(t.as_str()),
@@ -243,13 +280,13 @@ impl Session {
             // An input already waiting is taken without arming a timer (one per input
             // otherwise, registered with the reactor and removed again).
             let next = match rx.recv().now_or_never() {
-                Some(r) => Ok(r),
-                None => async_std::future::timeout(wait, rx.recv()).await,
+                Some(r) => Some(r),
+                None => timeout(&*self.io.inner.runtime, wait, rx.recv()).await,
             };
             match next {
-                Ok(Ok(input)) => Box::pin(self.input(input)).await,
-                Ok(Err(_)) => self.close("server gone"),
-                Err(_) => self.timers().await,
+                Some(Ok(input)) => Box::pin(self.input(input)).await,
+                Some(Err(_)) => self.close("server gone"),
+                None => self.timers().await,
             }
             if self.closed.is_none() && !self.outbox.is_empty() {
                 Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
@@ -276,9 +313,10 @@ impl Session {
         // socket. Then the readers (each holding half of a connection) are ended; the sinks
         // go with the session, and the connection is closed.
         let linger = self.io.inner.config.close_timeout;
-        if async_std::future::timeout(linger, Box::pin(self.goodbye(&reason)))
+        let runtime = self.io.inner.runtime.clone();
+        if timeout(&*runtime, linger, Box::pin(self.goodbye(&reason)))
             .await
-            .is_err()
+            .is_none()
         {
             log::debug!(
                 "engine.io session {}: no close answer within {linger:?}: dropped",
@@ -313,7 +351,7 @@ impl Session {
         }
         // A reader ends with the client's close frame, or the end of its stream.
         for reader in &mut self.readers {
-            reader.await;
+            reader.ended().await;
         }
     }
 

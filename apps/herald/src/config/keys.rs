@@ -464,4 +464,31 @@ pub(super) const KEYS: &[Key] = &[
             value_name: "LEVEL",
         }),
     },
+    Key {
+        path: "shutdown.sessions_ms",
+        env: "HERALD_SHUTDOWN_SESSIONS_MS",
+        kind: Kind::Int {
+            min: 0,
+            max: MS_MAX,
+        },
+        help: "time a stopping node gives its sessions to receive their close and end",
+        flag: None,
+    },
+    Key {
+        path: "shutdown.writes_ms",
+        env: "HERALD_SHUTDOWN_WRITES_MS",
+        kind: Kind::Int {
+            min: 0,
+            max: MS_MAX,
+        },
+        help: "time a stopping node gives the store writes under way (pushes' appends, acknowledgements) to finish",
+        flag: None,
+    },
 ];
+
+/// Every key with its environment variable and meaning, one per line (`herald --print-keys`).
+pub fn describe_keys() -> String {
+    KEYS.iter()
+        .map(|k| format!("{:<32} {:<36} {}\n", k.path, k.env, k.help))
+        .collect()
+}

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use herald_broker_redis::{RedisBrokerConfig, Topology};
 use herald_core::auth::AuthConfig;
 use herald_core::{HubConfig, NodeId, Retention};
 use herald_socketio::ServerConfig;
@@ -18,11 +19,16 @@ use herald_socketio::http1::HttpLimits;
 use toml::{Table, Value};
 
 use crate::api;
+use crate::shutdown::ShutdownLimits;
 
+mod check;
 mod flags;
 mod keys;
 
+use check::check_cors_origins;
+pub use check::redact_url;
 pub use flags::Flags;
+pub use keys::describe_keys;
 use keys::{KEYS, Key, Kind};
 
 /// A value from the environment or a flag, before it is checked against its key's kind.
@@ -207,6 +213,8 @@ pub struct Config {
     pub http_write_timeout: Duration,
     /// Connections per listener; `None` = derived from `RLIMIT_NOFILE` at start-up.
     pub http_max_connections: Option<usize>,
+    /// How long a stopping node waits for its sessions and its store writes.
+    pub shutdown: ShutdownLimits,
 }
 
 impl std::fmt::Debug for StoreChoice {
@@ -261,6 +269,7 @@ impl std::fmt::Debug for Config {
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
             .field("log_level", &self.log_level)
+            .field("shutdown", &self.shutdown)
             .finish()
     }
 }
@@ -307,7 +316,7 @@ impl Config {
                 } else {
                     RawValue::Text(value.clone())
                 };
-                let v = convert(key, raw, &format!("environment variable {name}"))?;
+                let v = key.convert(raw, &format!("environment variable {name}"))?;
                 table.insert(key.path.into(), v);
                 sources.insert(key.path, format!("environment variable {name}"));
             } else if name.starts_with("HERALD_")
@@ -325,7 +334,7 @@ impl Config {
             let key = key(path);
             let long = key.flag.as_ref().map_or(*path, |f| f.long);
             let flag = format!("flag --{long}");
-            let v = convert(key, raw.clone(), &flag)?;
+            let v = key.convert(raw.clone(), &flag)?;
             table.insert((*path).into(), v);
             sources.insert(path, flag);
         }
@@ -353,6 +362,8 @@ impl Config {
         let retention = Retention::default();
         let http = HttpLimits::default();
         let mongo = herald_store_mongo::MongoConfig::new("");
+        let redis = RedisBrokerConfig::new(Topology::Standalone(String::new()));
+        let stop = ShutdownLimits::default();
         let addr = |p: &str, d: &str| -> SocketAddr {
             s(p).and_then(|v| v.parse().ok())
                 .unwrap_or_else(|| d.parse().expect("default addresses parse"))
@@ -500,11 +511,11 @@ impl Config {
             mongo_known_counters: size("store.mongo_known_counters", mongo.known_counters),
             mongo_settle: ms("store.mongo_settle_ms", mongo.settle),
             broker,
-            broker_max_pending: size("broker.max_pending", 10_000),
-            broker_max_pending_bytes: size("broker.max_pending_bytes", 16 << 20),
-            broker_connect_timeout: ms("broker.connect_timeout_ms", Duration::from_secs(5)),
-            broker_response_timeout: ms("broker.response_timeout_ms", Duration::from_secs(5)),
-            broker_reconnect_max: ms("broker.reconnect_max_ms", Duration::from_secs(2)),
+            broker_max_pending: size("broker.max_pending", redis.max_pending),
+            broker_max_pending_bytes: size("broker.max_pending_bytes", redis.max_pending_bytes),
+            broker_connect_timeout: ms("broker.connect_timeout_ms", redis.connection_timeout),
+            broker_response_timeout: ms("broker.response_timeout_ms", redis.response_timeout),
+            broker_reconnect_max: ms("broker.reconnect_max_ms", redis.reconnect_max),
             retention_cap: i("retention.cap").map_or(retention.cap, |v| v as u64),
             retention_ttl: secs("retention.ttl_secs", retention.ttl),
             log_level,
@@ -517,6 +528,10 @@ impl Config {
             http_max_connections: i("http.max_connections")
                 .filter(|&n| n != 0)
                 .map(|n| n as usize),
+            shutdown: ShutdownLimits {
+                sessions: ms("shutdown.sessions_ms", stop.sessions),
+                writes: ms("shutdown.writes_ms", stop.writes),
+            },
         })
     }
 
@@ -540,39 +555,6 @@ fn is_foreign_herald_var(name: &str) -> bool {
     ]
     .iter()
     .any(|p| name.starts_with(p))
-}
-
-/// `connector.cors_origins` is `["*"]` alone, or origins as browsers send them:
-/// `http(s)://host[:port]`, no path, no trailing slash (a browser's `Origin` never has one, so
-/// such an entry would match nothing).
-fn check_cors_origins(origins: &[String]) -> Result<(), String> {
-    if origins.iter().any(|o| o == "*") {
-        if origins.len() > 1 {
-            return Err(
-                "\"*\" (any page, without credentials) cannot be listed with origins (which get \
-                 credentials): use [\"*\"] alone or list the origins"
-                    .into(),
-            );
-        }
-        return Ok(());
-    }
-    for o in origins {
-        let rest = o
-            .strip_prefix("https://")
-            .or_else(|| o.strip_prefix("http://"));
-        let valid = rest.is_some_and(|host| {
-            !host.is_empty()
-                && !host.contains(['/', '?', '#', ' ', '*'])
-                && host == host.to_ascii_lowercase()
-        });
-        if !valid {
-            return Err(format!(
-                "expected an origin like https://app.example.com or http://localhost:8080 \
-                 (lower case, no path, no trailing slash), found {o:?}"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// How an error names where a key's value came from.
@@ -615,155 +597,11 @@ fn flatten_file(
             return Err(ConfigError::UnknownKey(path));
         };
         let source = format!("file {file}");
-        let v = check(key, value.clone(), &source)?;
+        let v = key.check(value.clone(), &source)?;
         out.insert(key.path.into(), v);
         sources.insert(key.path, source);
     }
     Ok(())
-}
-
-/// Turns an environment or flag value into a checked TOML value of the key's kind.
-fn convert(key: &Key, raw: RawValue, source: &str) -> Result<Value, ConfigError> {
-    let v = match (key.kind, raw) {
-        (Kind::StrList, RawValue::List(l)) => {
-            Value::Array(l.into_iter().map(Value::String).collect())
-        }
-        (Kind::StrList, RawValue::Text(s)) => Value::Array(vec![Value::String(s)]),
-        (Kind::Int { .. }, RawValue::Text(s)) => match s.trim().parse::<i64>() {
-            Ok(n) => Value::Integer(n),
-            Err(_) => {
-                return Err(bad_value(
-                    key,
-                    source,
-                    format!(
-                        "expected a whole number, found {}",
-                        shown(key, &Value::String(s))
-                    ),
-                ));
-            }
-        },
-        (Kind::Bool, RawValue::Text(s)) => match s.trim() {
-            "true" | "1" | "yes" | "on" => Value::Boolean(true),
-            "false" | "0" | "no" | "off" => Value::Boolean(false),
-            _ => {
-                return Err(bad_value(
-                    key,
-                    source,
-                    format!(
-                        "expected true or false, found {}",
-                        shown(key, &Value::String(s))
-                    ),
-                ));
-            }
-        },
-        (_, RawValue::Text(s)) => Value::String(s),
-        (_, RawValue::List(l)) => Value::String(l.join(",")),
-    };
-    check(key, v, source)
-}
-
-fn bad_value(key: &Key, source: &str, reason: String) -> ConfigError {
-    ConfigError::BadValue {
-        key: key.path.into(),
-        origin: source.into(),
-        reason,
-    }
-}
-
-/// Keys whose values are secrets: never shown, not even in an error about them.
-const SECRET_KEYS: [&str; 2] = ["auth.secret", "api.keys"];
-
-/// Keys holding a URL that may carry a password.
-const URL_KEYS: [&str; 2] = ["store.mongo", "broker.redis"];
-
-/// A URL without the user and password it may carry, for logs and error messages:
-/// `mongodb://***@host/db`. Everything before the last `@` (after the scheme) is hidden.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
-    };
-    match rest.rfind('@') {
-        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
-/// A value as an error message may show it: secrets hidden, URLs without their password.
-fn shown(key: &Key, v: &Value) -> String {
-    if SECRET_KEYS.contains(&key.path) {
-        return format!("{} (value hidden: it is a secret)", v.type_str());
-    }
-    match v.as_str() {
-        Some(s) if URL_KEYS.contains(&key.path) => format!("{} {:?}", v.type_str(), redact_url(s)),
-        _ if URL_KEYS.contains(&key.path) => v.type_str().to_owned(),
-        _ => format!("{} {v}", v.type_str()),
-    }
-}
-
-/// Checks one value against its key's kind.
-fn check(key: &Key, v: Value, source: &str) -> Result<Value, ConfigError> {
-    let found = || format!("found {}", shown(key, &v));
-    match key.kind {
-        Kind::Str => match v.as_str() {
-            Some(s) if !s.is_empty() => Ok(v),
-            _ => Err(bad_value(
-                key,
-                source,
-                format!("expected a non-empty string, {}", found()),
-            )),
-        },
-        Kind::Addr => match v.as_str().map(str::parse::<SocketAddr>) {
-            Some(Ok(_)) => Ok(v),
-            _ => Err(bad_value(
-                key,
-                source,
-                format!(
-                    "expected host:port with an IP address (e.g. 127.0.0.1:3000), {}",
-                    found()
-                ),
-            )),
-        },
-        Kind::Int { min, max } => match v.as_integer() {
-            Some(n) if (min..=max).contains(&n) => Ok(v),
-            _ => Err(bad_value(
-                key,
-                source,
-                format!("expected a whole number from {min} to {max}, {}", found()),
-            )),
-        },
-        Kind::Bool => match v.as_bool() {
-            Some(_) => Ok(v),
-            None => Err(bad_value(
-                key,
-                source,
-                format!("expected true or false, {}", found()),
-            )),
-        },
-        Kind::StrList => match v.as_array() {
-            Some(a) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => Ok(v),
-            _ => Err(bad_value(
-                key,
-                source,
-                format!("expected a list of non-empty strings, {}", found()),
-            )),
-        },
-        Kind::Word(words) => match v.as_str() {
-            Some(s) if words.contains(&s) => Ok(v),
-            _ => Err(bad_value(
-                key,
-                source,
-                format!("expected one of {}, {}", words.join(", "), found()),
-            )),
-        },
-    }
-}
-
-/// Every key with its environment variable and meaning, one per line (`herald --print-keys`).
-pub fn describe_keys() -> String {
-    KEYS.iter()
-        .map(|k| format!("{:<32} {:<36} {}\n", k.path, k.env, k.help))
-        .collect()
 }
 
 #[cfg(test)]

@@ -471,3 +471,22 @@ fn cors_origins_are_any_page_by_default_and_checked_when_listed() {
         );
     }
 }
+
+#[test]
+fn shutdown_limits_and_broker_defaults_come_from_their_structs_and_keys_set_them() {
+    let c = load(&[], &[]).unwrap();
+    assert_eq!(c.shutdown, crate::shutdown::ShutdownLimits::default());
+    let redis = herald_broker_redis::RedisBrokerConfig::from_url("redis://h:1").unwrap();
+    assert_eq!(
+        (c.broker_max_pending, c.broker_max_pending_bytes),
+        (redis.max_pending, redis.max_pending_bytes)
+    );
+    assert_eq!(c.broker_reconnect_max, redis.reconnect_max);
+    let env = [
+        ("HERALD_SHUTDOWN_SESSIONS_MS", "1500"),
+        ("HERALD_SHUTDOWN_WRITES_MS", "0"),
+    ];
+    let c = load(&[], &env).unwrap();
+    assert_eq!(c.shutdown.sessions, Duration::from_millis(1500));
+    assert_eq!(c.shutdown.writes, Duration::ZERO);
+}
