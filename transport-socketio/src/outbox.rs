@@ -58,14 +58,11 @@ pub(crate) struct Backlog {
     /// The session, when it waits on a client that does not read ([`Backlog::passed`]): it
     /// ends at once instead of after its write timeout.
     over_waker: AtomicWaker,
-    /// Bytes the client sent that wait in the session's mailbox (bounded by `byte_limit`).
+    /// Bytes a polling client posted that wait in the session's mailbox (bounded by
+    /// `byte_limit`). A WebSocket's frames wait nowhere: the session reads them itself.
     inbound: AtomicUsize,
-    /// The session has ended: nobody waits for room any more.
+    /// The session has ended: its mailbox takes nothing more.
     ended: AtomicBool,
-    /// The reader waiting for room ([`Backlog::room`]); a session has one reader at a time
-    /// (its WebSocket's, or during an upgrade the probe's). Wakers, not channels: every
-    /// connection has a backlog, so its resting size is part of what an idle connection costs.
-    room_waker: AtomicWaker,
 }
 
 impl Backlog {
@@ -80,7 +77,6 @@ impl Backlog {
             over_waker: AtomicWaker::new(),
             inbound: AtomicUsize::new(0),
             ended: AtomicBool::new(false),
-            room_waker: AtomicWaker::new(),
         }
     }
 
@@ -168,7 +164,6 @@ impl Backlog {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 Some(n.saturating_sub(bytes))
             });
-        self.room_waker.wake();
     }
 
     /// Whether what the client sent and the session has not handled is within the bound
@@ -178,26 +173,9 @@ impl Backlog {
             || self.inbound.load(Ordering::Relaxed) <= self.byte_limit
     }
 
-    /// Waits until [`Backlog::has_room`] (for the one reader of the session).
-    pub(crate) async fn room(&self) {
-        futures::future::poll_fn(|cx| {
-            if self.has_room() {
-                return Poll::Ready(());
-            }
-            self.room_waker.register(cx.waker());
-            if self.has_room() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-    }
-
-    /// The session ended: nobody waits for room any more.
+    /// The session ended: there is room for anything (it is dropped).
     pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Release);
-        self.room_waker.wake();
     }
 }
 
@@ -306,21 +284,16 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_waits_for_room_until_the_session_handles_what_it_sent_or_ends() {
+    fn posted_bytes_have_room_until_the_bound_and_again_once_handled_or_ended() {
         let backlog = Backlog::new(10, 1000);
         backlog.received(1500);
-        let mut wait = Box::pin(backlog.room());
-        assert!(
-            (&mut wait).now_or_never().is_none(),
-            "over the bound: waits"
-        );
+        assert!(!backlog.has_room(), "over the bound");
         backlog.handled(1000);
-        assert!(wait.now_or_never().is_some(), "handled: room again");
+        assert!(backlog.has_room(), "handled: room again");
         backlog.received(2000);
-        let mut wait = Box::pin(backlog.room());
-        assert!((&mut wait).now_or_never().is_none());
+        assert!(!backlog.has_room());
         backlog.end();
-        assert!(wait.now_or_never().is_some(), "the session ended: released");
+        assert!(backlog.has_room(), "the session ended");
     }
 
     #[test]

@@ -106,7 +106,7 @@ struct Inner {
     /// Notified each time the last session ends ([`SocketIo::sessions_ended`]).
     emptied: event_listener::Event,
     pending: Sender<Pending>,
-    /// The application's executor and timer: sessions, their readers and their deadlines.
+    /// The application's executor and timer: sessions and their deadlines.
     runtime: Arc<dyn Runtime>,
 }
 

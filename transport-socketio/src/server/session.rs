@@ -1,11 +1,12 @@
 //! One Engine.IO session: its task, its transport (polling or WebSocket), its queue, its
 //! heartbeat and deadlines, and the inputs it takes.
 
-use futures::future::{AbortHandle, Aborted, RemoteHandle};
+use std::task::{Context, Poll};
 
 use super::*;
 
 pub(super) type WsSink = async_tungstenite::WebSocketSender<tide::http::upgrade::Connection>;
+pub(super) type WsStream = async_tungstenite::WebSocketReceiver<tide::http::upgrade::Connection>;
 
 /// The transport a session currently sends on.
 pub(super) enum Transport {
@@ -88,39 +89,50 @@ impl EventSink {
     }
 }
 
-/// A task reading one of the client's WebSockets, on the application's runtime. The session
-/// waits for it to end (the client's close) and ends it when the client does not close.
-pub(super) struct Reader {
-    /// Its end; `None` once seen.
-    done: Option<RemoteHandle<Result<(), Aborted>>>,
-    /// Ends it at once, even while it waits for the client.
-    abort: AbortHandle,
+/// What one wait of a session's loop brought.
+enum Next {
+    /// An input from the app, a poll or the server (`Err`: every sender is gone).
+    Input(Result<SessionInput, mailbox::Closed>),
+    /// A frame of the client's WebSocket at this index of [`Session::streams`]: a packet, or
+    /// why that WebSocket is over.
+    Frame(usize, Result<EioPacket, String>),
+    /// A deadline came (heartbeat, connect).
+    Deadline,
 }
 
-impl Reader {
-    fn spawn(runtime: &dyn Runtime, task: impl Future<Output = ()> + Send + 'static) -> Reader {
-        let (task, abort) = futures::future::abortable(task);
-        let (task, done) = task.remote_handle();
-        runtime.spawn(Box::pin(task));
-        Reader {
-            done: Some(done),
-            abort,
+/// What a frame read from a client's WebSocket means to its session: a packet, or why the
+/// WebSocket is over (its end, its close frame, an error, a packet that does not decode).
+/// `None` for frames that mean nothing to Engine.IO (WebSocket pings, pongs).
+fn frame(
+    eio3: bool,
+    msg: Option<Result<WsMessage, async_tungstenite::tungstenite::Error>>,
+) -> Option<Result<EioPacket, String>> {
+    let decoded = match msg {
+        None | Some(Ok(WsMessage::Close(_))) => return Some(Err("transport close".into())),
+        Some(Err(e)) => return Some(Err(format!("transport error: {e}"))),
+        Some(Ok(WsMessage::Text(t))) => EioPacket::decode(t.as_str()),
+        // v3 frames its bytes behind a type byte, v4 sends them bare.
+        Some(Ok(WsMessage::Binary(b))) if eio3 => eio::decode_binary_frame_v3(&b),
+        Some(Ok(WsMessage::Binary(b))) => Ok(EioPacket::Binary(b.to_vec())),
+        Some(Ok(_)) => return None,
+    };
+    Some(decoded.map_err(|e| format!("invalid packet: {e}")))
+}
+
+/// The next frame that means something from any of `streams`, with its stream's index.
+fn poll_frames(
+    streams: &mut [WsStream],
+    eio3: bool,
+    cx: &mut Context<'_>,
+) -> Poll<(usize, Result<EioPacket, String>)> {
+    for (i, stream) in streams.iter_mut().enumerate() {
+        while let Poll::Ready(msg) = stream.poll_next_unpin(cx) {
+            if let Some(f) = frame(eio3, msg) {
+                return Poll::Ready((i, f));
+            }
         }
     }
-
-    /// Waits until it ends by itself.
-    async fn ended(&mut self) {
-        if let Some(done) = self.done.as_mut() {
-            let _ = done.await;
-            self.done = None;
-        }
-    }
-
-    /// Ends it and waits until it has let go of its half of the connection.
-    async fn cancel(mut self) {
-        self.abort.abort();
-        self.ended().await;
-    }
+    Poll::Pending
 }
 
 pub(super) struct Session {
@@ -128,16 +140,18 @@ pub(super) struct Session {
     pub(super) sid: String,
     pub(super) tx: mailbox::Sender<SessionInput>,
     pub(super) transport: Transport,
-    /// A WebSocket being probed for upgrade (its sink; its reader feeds `Packets`).
+    /// A WebSocket being probed for upgrade (its sink; the session reads its stream in [`Session::streams`]).
     pub(super) probing: Option<WsSink>,
     /// The probe was answered: until the client sends `5`, every poll is answered at once
     /// (with what is queued, or a noop) so the client can pause polling and finish upgrading.
     pub(super) upgrading: bool,
     /// What waits to be sent, counted against the session's bounds.
     pub(super) outbox: Outbox,
-    /// The tasks reading the client's WebSockets (the transport's and a probe's): each holds
-    /// half of its connection, so the session ends them before it is gone.
-    pub(super) readers: Vec<Reader>,
+    /// The client's WebSockets the session reads (the transport's and, during an upgrade, the
+    /// probe's). The session reads them itself, between its other inputs: no task per
+    /// connection besides the session's, and a frame is handled where it is read. While the
+    /// session handles one (or writes), it reads no other: a client cannot queue more.
+    pub(super) streams: Vec<WsStream>,
     pub(super) nsps: Namespaces,
     pub(super) assembling: Option<sio::Assembler>,
     pub(super) headers: Pairs,
@@ -172,7 +186,7 @@ impl Session {
             probing: None,
             upgrading: false,
             outbox: Outbox::new(Arc::new(backlog)),
-            readers: Vec::new(),
+            streams: Vec::new(),
             nsps: Namespaces::default(),
             assembling: None,
             headers: start.headers,
@@ -192,7 +206,7 @@ impl Session {
         if let Some(ws) = start.ws {
             let (sink, stream) = ws.split();
             s.transport = Transport::WebSocket { sink };
-            s.spawn_reader(stream);
+            s.read(stream);
             let open = s.io.open_packet(&s.sid, false);
             s.queue(open);
         }
@@ -206,52 +220,11 @@ impl Session {
         }
     }
 
-    pub(super) fn spawn_reader(
-        &mut self,
-        mut stream: async_tungstenite::WebSocketReceiver<tide::http::upgrade::Connection>,
-    ) {
-        let tx = self.tx.clone();
-        let eio3 = self.eio3;
-        let backlog = self.outbox.backlog().clone();
-        let reader = Reader::spawn(&*self.io.inner.runtime, async move {
-            while let Some(msg) = stream.next().await {
-                let decoded = match msg {
-                    Ok(WsMessage::Text(t)) => EioPacket::decode(t.as_str()),
-                    // v3 frames its bytes behind a type byte, v4 sends them bare.
-                    Ok(WsMessage::Binary(b)) if eio3 => eio::decode_binary_frame_v3(&b),
-                    Ok(WsMessage::Binary(b)) => Ok(EioPacket::Binary(b.to_vec())),
-                    Ok(WsMessage::Close(_)) => break,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        let _ = tx
-                            .send(SessionInput::TransportError(format!(
-                                "transport error: {e}"
-                            )))
-                            .await;
-                        return;
-                    }
-                };
-                let input = match decoded {
-                    Ok(p) => {
-                        backlog.received(outbox::cost(&p));
-                        SessionInput::Packets(vec![p])
-                    }
-                    Err(e) => SessionInput::TransportError(format!("invalid packet: {e}")),
-                };
-                let stop = matches!(input, SessionInput::TransportError(_));
-                if tx.send(input).await.is_err() || stop {
-                    return;
-                }
-                // The next frame is read only once the session has room for it.
-                backlog.room().await;
-            }
-            let _ = tx
-                .send(SessionInput::TransportError("transport close".into()))
-                .await;
-        });
+    /// Starts reading `stream` along with the session's other inputs.
+    pub(super) fn read(&mut self, stream: WsStream) {
         // Exactly one slot: an idle session's size counts.
-        self.readers.reserve_exact(1);
-        self.readers.push(reader);
+        self.streams.reserve_exact(1);
+        self.streams.push(stream);
     }
 
     pub(super) async fn run(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
@@ -277,16 +250,31 @@ impl Session {
             let wait = deadline.saturating_duration_since(now);
             // The handlers' futures are boxed: this loop's own future is what an idle session
             // costs in memory, and it would otherwise be as large as the largest of them.
-            // An input already waiting is taken without arming a timer (one per input
-            // otherwise, registered with the reactor and removed again).
-            let next = match rx.recv().now_or_never() {
-                Some(r) => Some(r),
-                None => timeout(&*self.io.inner.runtime, wait, rx.recv()).await,
+            // An input or a frame already waiting is taken without arming a timer
+            // (`timeout` makes one only when it has to wait).
+            let next = {
+                let (streams, eio3) = (&mut self.streams, self.eio3);
+                let mut recv = rx.recv();
+                let either = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = recv.poll_unpin(cx) {
+                        return Poll::Ready(Next::Input(r));
+                    }
+                    poll_frames(streams, eio3, cx).map(|(i, f)| Next::Frame(i, f))
+                });
+                timeout(&*self.io.inner.runtime, wait, either)
+                    .await
+                    .unwrap_or(Next::Deadline)
             };
             match next {
-                Some(Ok(input)) => Box::pin(self.input(input)).await,
-                Some(Err(_)) => self.close("server gone"),
-                None => self.timers().await,
+                Next::Input(Ok(input)) => Box::pin(self.input(input)).await,
+                Next::Input(Err(_)) => self.close("server gone"),
+                Next::Frame(_, Ok(p)) => Box::pin(self.packet(p)).await,
+                Next::Frame(i, Err(why)) => {
+                    // That WebSocket is over: its half of the connection goes now.
+                    self.streams.swap_remove(i);
+                    self.close(&why);
+                }
+                Next::Deadline => self.timers().await,
             }
             if self.closed.is_none() && !self.outbox.is_empty() {
                 Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
@@ -310,8 +298,8 @@ impl Session {
         rx.close();
         self.outbox.backlog().end();
         // The goodbye is bounded: a client that neither reads nor answers cannot keep the
-        // socket. Then the readers (each holding half of a connection) are ended; the sinks
-        // go with the session, and the connection is closed.
+        // socket. Then the WebSockets' halves the session reads are dropped; the sinks go
+        // with the session, and the connection is closed.
         let linger = self.io.inner.config.close_timeout;
         let runtime = self.io.inner.runtime.clone();
         if timeout(&*runtime, linger, Box::pin(self.goodbye(&reason)))
@@ -323,9 +311,7 @@ impl Session {
                 self.sid
             );
         }
-        for reader in self.readers.drain(..) {
-            reader.cancel().await;
-        }
+        self.streams.clear();
         self.outbox.drain();
     }
 
@@ -349,9 +335,14 @@ impl Session {
         if let Some(mut sink) = self.probing.take() {
             let _ = sink.close(None).await;
         }
-        // A reader ends with the client's close frame, or the end of its stream.
-        for reader in &mut self.readers {
-            reader.ended().await;
+        // Each WebSocket is read until the client's close frame, or the end of its stream.
+        let eio3 = self.eio3;
+        for stream in &mut self.streams {
+            while let Some(msg) = stream.next().await {
+                if matches!(frame(eio3, Some(msg)), Some(Err(_))) {
+                    break;
+                }
+            }
         }
     }
 
@@ -431,7 +422,7 @@ impl Session {
                 }
                 let (sink, stream) = (*ws).split();
                 self.probing = Some(sink);
-                self.spawn_reader(stream);
+                self.read(stream);
             }
             SessionInput::SendRaw(packet) => {
                 let backlog = self.outbox.backlog();
