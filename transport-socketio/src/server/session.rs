@@ -235,7 +235,7 @@ impl Session {
             // socket.io 1.x/2.x clients are in `/` as soon as the handshake is done.
             self.connect_nsp("/".into(), None);
         }
-        self.flush(self.io.inner.config.ping_timeout).await;
+        Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
         while self.closed.is_none() {
             let now = Instant::now();
             let deadline = [
