@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use herald_core::Message;
 use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
-use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents};
+use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents, OnlineSession};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -22,7 +22,7 @@ use crate::config::{RedisBrokerConfig, Topology};
 use crate::error::{RedisBrokerError, unavailable};
 use crate::runtime::Runtime;
 use crate::stats::{BrokerStats, Part};
-use crate::{keys, sentinel};
+use crate::{keys, registry, sentinel};
 
 /// INCR the generation and announce the claim in one step, so that a generation is never
 /// taken without being announced. The channel shares the key's hash tag (same cluster slot).
@@ -34,7 +34,7 @@ return generation
 
 /// A connection to a standalone server or to a cluster.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     /// Reconnects by itself on the next command after a drop.
     Single(ConnectionManager),
     /// Routes by key slot; reconnects per node.
@@ -42,7 +42,7 @@ enum Conn {
 }
 
 impl Conn {
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         match self.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
@@ -71,7 +71,7 @@ impl Conn {
     }
 
     /// `PUBLISH` for a server, `SPUBLISH` (sharded) for a cluster.
-    fn publish_command(&self) -> &'static str {
+    pub(crate) fn publish_command(&self) -> &'static str {
         match self {
             Conn::Single(_) => "PUBLISH",
             Conn::Cluster(_) => "SPUBLISH",
@@ -134,6 +134,12 @@ struct Inner {
 impl Inner {
     fn clients(&self) -> Vec<ClientId> {
         lock(&self.clients).iter().cloned().collect()
+    }
+
+    /// [`Inner::failed`], giving the error for the caller.
+    fn failed_with(&self, e: redis::RedisError) -> BrokerError {
+        self.failed();
+        unavailable(e)
     }
 
     fn link(&self) -> Arc<Link> {
@@ -310,6 +316,23 @@ impl RedisBroker {
                 runtime.clone(),
             )));
         }
+        // The client view's liveness of this node (registry.rs).
+        let started_ms = registry::unix_ms();
+        let first = inner.link();
+        let beat = registry::beat(&first.commands, &node, started_ms, config.node_ttl);
+        if let Err(e) = beat.await {
+            log::warn!("node {node}: first liveness beat failed: {e}");
+        }
+        let weak = Arc::downgrade(&inner);
+        let commands = move || weak.upgrade().map(|i| i.link().commands.clone());
+        let heartbeat = registry::heartbeat(
+            commands,
+            node.clone(),
+            started_ms,
+            config.node_ttl,
+            runtime.clone(),
+        );
+        runtime.spawn(Box::pin(heartbeat));
         log::info!(
             "node {node}: redis broker connected ({:?})",
             config.topology
@@ -562,6 +585,38 @@ impl Broker for RedisBroker {
                 futures::stream::empty().boxed()
             }
         }
+    }
+
+    // The client view's registry of sessions online: registry.rs.
+
+    async fn claim_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        now_ms: u64,
+    ) -> Result<Generation, BrokerError> {
+        let link = self.inner.link();
+        let taken = registry::claim(&link.commands, client, slot, node, now_ms).await;
+        taken.map(Generation).map_err(|e| self.inner.failed_with(e))
+    }
+
+    async fn end_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> Result<(), BrokerError> {
+        let link = self.inner.link();
+        let ended = registry::end(&link.commands, client, slot, node, generation).await;
+        ended.map_err(|e| self.inner.failed_with(e))
+    }
+
+    async fn sessions(&self, client: &ClientId) -> Result<Vec<OnlineSession>, BrokerError> {
+        let link = self.inner.link();
+        let online = registry::sessions(&link.commands, client).await;
+        online.map_err(|e| self.inner.failed_with(e))
     }
 }
 

@@ -201,7 +201,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         .with_reconnect_backoff(
                             Duration::from_millis(50),
                             config.broker_reconnect_max,
-                        );
+                        )
+                        .with_node_ttl(config.broker_node_ttl);
                     let broker = RedisBroker::connect(
                         cfg,
                         node_id.clone(),

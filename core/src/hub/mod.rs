@@ -127,6 +127,8 @@ enum Purpose {
         through: MessageId,
         attempt: u32,
     },
+    /// A session's registry entry going; the result changes nothing (logged on failure).
+    EndSession,
 }
 
 /// The items in order: what the Hub does for many sessions or clients at once happens in an
@@ -413,6 +415,11 @@ impl Hub {
                     self.set_timer(now, delay, Timer::RetryClaim { conn, sid, renew });
                 }
             },
+            Purpose::EndSession => {
+                if let Err(e) = result {
+                    log::warn!("a session's end could not be recorded in the broker: {e}");
+                }
+            }
             other => log::warn!("broker result for a store request {other:?}: ignored"),
         }
     }
