@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use herald_it::{
-    Client, Herald, Lib, Mongo, Redis, TempDir, WAIT, config_file, http, poll_until, push_keyed,
-    run_with_env, unix_secs, workspace_bin,
+    Client, Herald, Lib, Mongo, Redis, TempDir, WAIT, clients_dir, config_file, http, poll_until,
+    push_keyed, run_with_env, test_env, unix_secs, workspace_bin,
 };
 use serde_json::{Value, json};
 
@@ -75,6 +75,33 @@ async fn until_view(
     last
 }
 
+/// Checks `(status, body)` answers of `GET /clients/{id}` against docs/openapi.yaml (the
+/// test environment's jsonschema, through `it/clients/openapi_check.py`).
+fn matches_the_spec(dir: &std::path::Path, answers: &[(u16, Value)]) {
+    let samples: Vec<Value> = answers
+        .iter()
+        .map(|(status, body)| {
+            json!({"method": "get", "path": "/clients/{id}", "status": status,
+                   "content_type": "application/json", "body": body})
+        })
+        .collect();
+    let file = dir.join("client-samples.json");
+    std::fs::write(&file, serde_json::to_vec(&samples).expect("JSON")).expect("samples written");
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.yaml");
+    let out = std::process::Command::new(test_env().join("venv/bin/python"))
+        .arg(clients_dir().join("openapi_check.py"))
+        .arg(spec)
+        .arg(&file)
+        .output()
+        .expect("python runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains(", 0 problems"),
+        "answers do not match docs/openapi.yaml:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A session of `client` on `slot` through `node`'s connector (Node client: polling with
 /// upgrade; Python: WebSocket), acknowledging by itself or only when told.
 fn connect(lib: Lib, node: &Herald, client: &str, slot: u8, manual_ack: bool) -> Client {
@@ -122,9 +149,11 @@ async fn one_node_shows_sessions_and_backlog_behind_the_api_key() {
     let h = Herald::start(&dir.0, &["--api-key", "k1", "--node-id", "solo"]);
     let key = Some("k1");
 
+    let mut answers = Vec::new();
     // The usual refusals: no key, a malformed id.
     let (status, body) = view(&h.api, "u42", None).await;
     assert_eq!(status, 401, "{body}");
+    answers.push((status, body));
     let (status, body) = view(&h.api, "bad%20id", key).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["ok"], json!(0));
@@ -132,6 +161,7 @@ async fn one_node_shows_sessions_and_backlog_behind_the_api_key() {
         !body["errors"].as_array().expect("errors").is_empty(),
         "{body}"
     );
+    answers.push((status, body));
     let (status, body) = view(&h.api, &"x".repeat(300), key).await;
     assert_eq!(status, 400, "{body}");
     // A client nobody heard of.
@@ -141,6 +171,7 @@ async fn one_node_shows_sessions_and_backlog_behind_the_api_key() {
         body,
         json!({"ok": 1, "client": "u42", "sessions": [], "slots": []})
     );
+    answers.push((status, body));
 
     push_n(&h.api, "k1", "u42", 2).await;
     let before = unix_secs() * 1000;
@@ -178,6 +209,8 @@ async fn one_node_shows_sessions_and_backlog_behind_the_api_key() {
     let printed = cli_client(&h.api, "k1", "u42");
     assert_eq!(printed["sessions"], v["sessions"], "{printed}");
     assert_eq!(printed["slots"][0]["unacked"], json!(1), "{printed}");
+    answers.push((200, v));
+    matches_the_spec(&dir.0, &answers);
     drop(slot3);
 }
 
