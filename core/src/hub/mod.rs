@@ -113,6 +113,9 @@ enum Purpose {
         /// [`Claims::epoch`] when the claim was asked for: a generation handed out before the
         /// latest resync may come from a broker state that is gone.
         epoch: u64,
+        /// The session's client and slot: a claim answered after its session ended recorded
+        /// the session online in the broker, and that entry must go.
+        key: (ClientId, Slot),
     },
     Subscribe {
         client: ClientId,
@@ -391,7 +394,13 @@ impl Hub {
                 sid,
                 renew,
                 epoch,
+                key,
             } => match result {
+                Ok(BrokerReply::Claimed(g)) if self.session_mut(conn, sid).is_none() => {
+                    // The session ended while its claim was under way: the claim recorded it
+                    // online; that entry goes.
+                    self.end_claim(key, g);
+                }
                 Ok(BrokerReply::Claimed(_)) if epoch != self.claims.epoch => {
                     // Answered across a resync: claim again in the broker's present state.
                     let live = self.session_mut(conn, sid).map(|s| s.phase == Phase::Live);

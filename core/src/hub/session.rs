@@ -9,7 +9,7 @@ use super::timers::{Timer, TimerKey};
 use super::{DELIVERED_MEMORY, Hub, Purpose};
 use crate::identity::{Identity, Mode};
 use crate::ids::{ClientId, Generation, MessageId, Slot};
-use crate::io::{AckId, BrokerOp, ConnId, KickReason, Output, StoreOp, StoreReply};
+use crate::io::{AckId, ConnId, KickReason, Output, StoreOp, StoreReply};
 use crate::message::Message;
 
 /// Where a session is in its life.
@@ -367,16 +367,9 @@ impl Hub {
             entry.conns.remove(&conn);
         }
         if let Some(generation) = s.generation {
-            // Its entry in the broker's registry of sessions online goes (if still its own).
-            self.request_broker(
-                BrokerOp::EndSession {
-                    client: s.client.clone(),
-                    slot: s.slot,
-                    node: self.config.node.clone(),
-                    generation,
-                },
-                Purpose::EndSession,
-            );
+            // Its entry in the broker's registry of sessions online goes (if still its own). A
+            // claim still under way removes its own when answered (see `broker_done`).
+            self.end_claim((s.client.clone(), s.slot), generation);
         }
         self.let_go(&s.client);
         Some(s)

@@ -897,3 +897,26 @@ fn a_claimed_session_that_ends_leaves_the_registry_and_an_unclaimed_one_has_noth
     let out = t.input(Input::Disconnect { conn: ConnId(3) });
     assert!(end_sessions(&out).is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_claim_answered_after_its_session_ended_leaves_the_registry() {
+    let mut t = T::new(4);
+    let out = t.input(Input::Connect {
+        conn: ConnId(1),
+        identity: Identity {
+            client: c("a"),
+            slot: Slot::new(5).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    let out = t.answer_broker(out);
+    let req = claim_req(&out).expect("a claim");
+    let out = t.input(Input::Disconnect { conn: ConnId(1) });
+    assert!(end_sessions(&out).is_empty(), "no generation yet: {out:?}");
+    // The claim recorded the session online in the broker; its answer comes too late.
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Claimed(Generation(9))),
+    });
+    assert_eq!(end_sessions(&out), vec![("a".into(), 5, 9)]);
+}
