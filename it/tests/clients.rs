@@ -315,3 +315,31 @@ async fn a_cluster_shows_each_session_with_its_node_from_either_api_node_until_t
     drop((on_a, on_b, conn_b));
     Ok(())
 }
+
+#[async_std::test]
+async fn after_redis_restarts_empty_the_sessions_online_come_back() -> anyhow::Result<()> {
+    let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
+    let mut dirs = Vec::new();
+    let h = node(&mut dirs, "all", "solo-r", &mongo.url(), &redis.url());
+    let key = Some("k1");
+    let mut session = connect(Lib::Node, &h, "again", 2, false);
+    let online = |v: &Value| sessions(v) == [(2, "solo-r".to_owned())];
+    let before = until_view(&h.api, "again", key, online).await;
+
+    // Redis comes back without its data: no registry entry, no liveness key. The node's
+    // sessions claim again after the reconnection, and its next beat revives it.
+    redis.stop().await?;
+    redis.start_again().await?;
+    let after = until_view(&h.api, "again", key, |v| {
+        online(v) && v["sessions"][0]["since"] != before["sessions"][0]["since"]
+    })
+    .await;
+    assert!(
+        after["sessions"][0]["since"].as_u64() > before["sessions"][0]["since"].as_u64(),
+        "the renewed claim's time: {before} then {after}"
+    );
+    // The session still works.
+    push_n(&h.api, "k1", "again", 1).await;
+    assert_eq!(session.messages(1).len(), 1);
+    Ok(())
+}
