@@ -255,7 +255,8 @@ pub enum BrokerEvent {
 /// A stream of broker events for one node.
 pub type BrokerEvents = Pin<Box<dyn Stream<Item = BrokerEvent> + Send + 'static>>;
 
-/// Coordination between nodes: new-message notifications and session claims.
+/// Coordination between nodes: new-message notifications, session claims, and the registry of
+/// sessions online (for the client view).
 ///
 /// A broker handle belongs to one node. It delivers [`BrokerEvent`]s for the clients that
 /// node subscribed to, including the node's own notifications and claims. Losing the broker

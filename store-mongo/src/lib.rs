@@ -378,10 +378,12 @@ impl MessageStore for MongoStore {
                 ids: Vec::new(),
                 through: 0,
             };
-            self.acks
-                .submit(req, |batch| self.commit_acks(batch))
-                .await
-                .map_err(abandoned)??;
+            let marked = self.acks.submit(req, |batch| self.commit_acks(batch)).await;
+            if let Err(e) = marked.map_err(abandoned).and_then(|r| r) {
+                // Only the client view misses the slot until its next read or ack: the read
+                // goes on.
+                log::warn!("{client} slot {slot}: the slot's first read was not recorded: {e}");
+            }
         }
         let after = i64::try_from(after.0).unwrap_or(i64::MAX).max(mark);
         if last_id <= after {
