@@ -317,22 +317,9 @@ impl RedisBroker {
             )));
         }
         // The client view's liveness of this node (registry.rs).
-        let started_ms = registry::unix_ms();
-        let first = inner.link();
-        let beat = registry::beat(&first.commands, &node, started_ms, config.node_ttl);
-        if let Err(e) = beat.await {
-            log::warn!("node {node}: first liveness beat failed: {e}");
-        }
         let weak = Arc::downgrade(&inner);
         let commands = move || weak.upgrade().map(|i| i.link().commands.clone());
-        let heartbeat = registry::heartbeat(
-            commands,
-            node.clone(),
-            started_ms,
-            config.node_ttl,
-            runtime.clone(),
-        );
-        runtime.spawn(Box::pin(heartbeat));
+        registry::start_liveness(commands, &node, config.node_ttl, &runtime).await;
         log::info!(
             "node {node}: redis broker connected ({:?})",
             config.topology

@@ -162,19 +162,14 @@ pub(crate) async fn sessions(
 }
 
 /// Unix milliseconds now.
-pub(crate) fn unix_ms() -> u64 {
+fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One liveness beat: `herald:node:<node>` = `started_ms`, expiring after `ttl`.
-pub(crate) async fn beat(
-    commands: &Conn,
-    node: &NodeId,
-    started_ms: u64,
-    ttl: Duration,
-) -> RedisResult<()> {
+async fn beat(commands: &Conn, node: &NodeId, started_ms: u64, ttl: Duration) -> RedisResult<()> {
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     commands
         .query::<()>(
@@ -187,9 +182,27 @@ pub(crate) async fn beat(
         .await
 }
 
+/// Starts this node's liveness: a first beat now (a failure is logged), then
+/// [`heartbeat`] in the background on `runtime`.
+pub(crate) async fn start_liveness(
+    commands: impl Fn() -> Option<Conn> + Send + 'static,
+    node: &NodeId,
+    ttl: Duration,
+    runtime: &Arc<dyn Runtime>,
+) {
+    let started_ms = unix_ms();
+    if let Some(conn) = commands()
+        && let Err(e) = beat(&conn, node, started_ms, ttl).await
+    {
+        log::warn!("node {node}: first liveness beat failed: {e}");
+    }
+    let task = heartbeat(commands, node.clone(), started_ms, ttl, runtime.clone());
+    runtime.spawn(Box::pin(task));
+}
+
 /// Beats every third of `ttl` on the connection `commands()` gives, until it gives none (the
 /// broker was dropped). A failed beat is logged; the next one tries again.
-pub(crate) async fn heartbeat(
+async fn heartbeat(
     commands: impl Fn() -> Option<Conn>,
     node: NodeId,
     started_ms: u64,
