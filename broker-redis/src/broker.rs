@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use herald_core::Message;
 use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
-use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents};
+use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents, OnlineSession};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
@@ -21,14 +21,14 @@ use redis::{ProtocolVersion, PushInfo, PushKind, RedisResult, Value};
 use crate::config::{RedisBrokerConfig, Topology};
 use crate::error::{RedisBrokerError, unavailable};
 use crate::stats::{BrokerStats, Part};
-use crate::{keys, sentinel};
+use crate::{keys, registry, sentinel};
 use herald_core::Runtime;
 
 mod link;
 mod queue;
 mod tasks;
 
-pub(crate) use link::with_resp3;
+pub(crate) use link::{Conn, with_resp3};
 use link::{Link, open_link};
 use queue::Queue;
 use tasks::{Signal, publisher, pump};
@@ -72,6 +72,12 @@ struct Inner {
 impl Inner {
     fn clients(&self) -> Vec<ClientId> {
         lock(&self.clients).iter().cloned().collect()
+    }
+
+    /// [`Inner::failed`], giving the error for the caller.
+    fn failed_with(&self, e: redis::RedisError) -> BrokerError {
+        self.failed();
+        unavailable(e)
     }
 
     fn link(&self) -> Arc<Link> {
@@ -208,6 +214,10 @@ impl RedisBroker {
                 runtime.clone(),
             )));
         }
+        // The client view's liveness of this node (registry.rs).
+        let weak = Arc::downgrade(&inner);
+        let commands = move || weak.upgrade().map(|i| i.link().commands.clone());
+        registry::start_liveness(commands, &node, config.node_ttl, &runtime).await;
         log::info!(
             "node {node}: redis broker connected ({:?})",
             config.topology
@@ -333,5 +343,37 @@ impl Broker for RedisBroker {
                 futures::stream::empty().boxed()
             }
         }
+    }
+
+    // The client view's registry of sessions online: registry.rs.
+
+    async fn claim_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        now_ms: u64,
+    ) -> Result<Generation, BrokerError> {
+        let link = self.inner.link();
+        let taken = registry::claim(&link.commands, client, slot, node, now_ms).await;
+        taken.map(Generation).map_err(|e| self.inner.failed_with(e))
+    }
+
+    async fn end_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> Result<(), BrokerError> {
+        let link = self.inner.link();
+        let ended = registry::end(&link.commands, client, slot, node, generation).await;
+        ended.map_err(|e| self.inner.failed_with(e))
+    }
+
+    async fn sessions(&self, client: &ClientId) -> Result<Vec<OnlineSession>, BrokerError> {
+        let link = self.inner.link();
+        let online = registry::sessions(&link.commands, client).await;
+        online.map_err(|e| self.inner.failed_with(e))
     }
 }

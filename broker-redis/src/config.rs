@@ -78,6 +78,9 @@ pub struct RedisBrokerConfig {
     pub max_pending: usize,
     /// Most payload bytes of the notifications waiting for Redis; past it likewise.
     pub max_pending_bytes: usize,
+    /// How long this node counts as alive after its last liveness beat (`herald:node:<node>`,
+    /// beaten every third of it): the client view hides sessions of a node silent longer.
+    pub node_ttl: Duration,
 }
 
 /// `max_pending` unless set: a few seconds of a busy node's notifications.
@@ -85,6 +88,9 @@ pub const DEFAULT_MAX_PENDING: usize = 10_000;
 
 /// `max_pending_bytes` unless set.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 16 << 20;
+
+/// `node_ttl` unless set.
+pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
 
 impl RedisBrokerConfig {
     /// A configuration from a URL:
@@ -151,6 +157,7 @@ impl RedisBrokerConfig {
             reconnect_max: Duration::from_secs(2),
             max_pending: DEFAULT_MAX_PENDING,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            node_ttl: DEFAULT_NODE_TTL,
         }
     }
 
@@ -189,6 +196,13 @@ impl RedisBrokerConfig {
     pub fn with_max_pending(mut self, count: usize, bytes: usize) -> Self {
         self.max_pending = count.max(1);
         self.max_pending_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets how long this node counts as alive after its last liveness beat (at least 30 ms).
+    #[must_use]
+    pub fn with_node_ttl(mut self, ttl: Duration) -> Self {
+        self.node_ttl = ttl.max(Duration::from_millis(30));
         self
     }
 }

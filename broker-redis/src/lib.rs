@@ -8,6 +8,8 @@
 //! - `herald:g:{c}:<slot>`: the generation counter of a slot (`INCR`).
 //! - `herald:s:{c}`: the claim channel; payload `<slot>:<generation>:<node>`.
 //! - `herald:resync`: every node listens; payload = the id of a node that lost notifications.
+//! - `herald:o:{c}` and `herald:node:<node>`: the registry of sessions online and the nodes'
+//!   liveness, for the client view (see `registry.rs`).
 //!
 //! Standalone Redis (`redis://host:port`) and Sentinel (`redis+sentinel://s1,s2/<master>`) use
 //! `PUBLISH`/`SUBSCRIBE`; a cluster (`redis+cluster://h1:p1,h2:p2`) uses sharded pub/sub
@@ -44,12 +46,14 @@ mod broker;
 mod config;
 mod error;
 mod keys;
+mod registry;
 mod sentinel;
 mod stats;
 
 pub use broker::RedisBroker;
 pub use config::{
-    DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, RedisBrokerConfig, SentinelTopology, Topology,
+    DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_BYTES, DEFAULT_NODE_TTL, RedisBrokerConfig,
+    SentinelTopology, Topology,
 };
 pub use error::RedisBrokerError;
 pub use stats::{BrokerReport, BrokerStats};

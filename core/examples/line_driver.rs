@@ -105,7 +105,7 @@ fn main() {
                     hub.handle(now, Input::StoreDone { req, result });
                 }
                 Output::Broker { req, op } => {
-                    let result = now_or_never(op.run(&broker));
+                    let result = now_or_never(op.run(&broker, unix_ms()));
                     hub.handle(now, Input::BrokerDone { req, result });
                     while let Some(event) = next_event(&mut events) {
                         hub.handle(now, Input::Broker(event));

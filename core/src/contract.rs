@@ -112,7 +112,7 @@ impl ContractConfig {
     }
 
     /// A client id unique to this run and `name`.
-    fn client(&self, name: &str) -> ClientId {
+    pub(crate) fn client(&self, name: &str) -> ClientId {
         assert!(name.len() <= MAX_SUFFIX, "suffix {name:?} too long");
         ClientId::new(&format!("{}{name}", self.run_id))
             .unwrap_or_else(|e| panic!("contract suite: bad client id for {name:?}: {e}"))
@@ -127,13 +127,14 @@ macro_rules! check {
         }
     };
 }
+pub(crate) use check;
 
 /// Unwraps an operation's result, or panics naming the check and the operation.
-fn ok<T, E: std::fmt::Display>(check: &str, what: &str, r: Result<T, E>) -> T {
+pub(crate) fn ok<T, E: std::fmt::Display>(check: &str, what: &str, r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("contract check {check} failed: {what} returned an error: {e}"))
 }
 
-fn slot(n: i64) -> Slot {
+pub(crate) fn slot(n: i64) -> Slot {
     Slot::new(n).unwrap_or_else(|e| panic!("contract suite: {e}"))
 }
 
@@ -1318,6 +1319,15 @@ mod tests {
         fn ping(&self) -> impl Future<Output = Result<(), crate::ports::StoreError>> + Send {
             self.0.ping()
         }
+        fn slots(
+            &self,
+            client: &ClientId,
+            also: &[Slot],
+            now_ms: u64,
+        ) -> impl Future<Output = Result<Vec<crate::ports::SlotBacklog>, crate::ports::StoreError>> + Send
+        {
+            self.0.slots(client, also, now_ms)
+        }
     }
 
     #[test]
@@ -1389,6 +1399,33 @@ mod tests {
                     }
                 }
                 Box::pin(Merge(self.0.events(), self.1.events()))
+            }
+            fn claim_session(
+                &self,
+                client: &ClientId,
+                slot: Slot,
+                node: &NodeId,
+                now_ms: u64,
+            ) -> impl Future<Output = Result<Generation, crate::ports::BrokerError>> + Send
+            {
+                self.0.claim_session(client, slot, node, now_ms)
+            }
+            fn end_session(
+                &self,
+                client: &ClientId,
+                slot: Slot,
+                node: &NodeId,
+                generation: Generation,
+            ) -> impl Future<Output = Result<(), crate::ports::BrokerError>> + Send {
+                self.0.end_session(client, slot, node, generation)
+            }
+            fn sessions(
+                &self,
+                client: &ClientId,
+            ) -> impl Future<
+                Output = Result<Vec<crate::ports::OnlineSession>, crate::ports::BrokerError>,
+            > + Send {
+                self.0.sessions(client)
             }
         }
         block_on(broker_suite(

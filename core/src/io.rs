@@ -101,6 +101,8 @@ pub enum BrokerReply {
     Unsubscribed,
     /// The answer to [`BrokerOp::Claim`].
     Claimed(Generation),
+    /// The answer to [`BrokerOp::EndSession`].
+    SessionEnded,
 }
 
 /// Store work for the caller: one call of [`MessageStore`](crate::ports::MessageStore).
@@ -144,7 +146,7 @@ pub enum BrokerOp {
         /// The client.
         client: ClientId,
     },
-    /// `broker.claim(client, slot, node)`.
+    /// `broker.claim_session(client, slot, node, now_ms)`, with the caller's wall clock.
     Claim {
         /// The client.
         client: ClientId,
@@ -152,6 +154,18 @@ pub enum BrokerOp {
         slot: Slot,
         /// This node.
         node: NodeId,
+    },
+    /// `broker.end_session(client, slot, node, generation)`: a session that held a claim
+    /// ended (its result changes nothing in the Hub).
+    EndSession {
+        /// The client.
+        client: ClientId,
+        /// The slot.
+        slot: Slot,
+        /// This node.
+        node: NodeId,
+        /// The generation the session held.
+        generation: Generation,
     },
 }
 
@@ -263,11 +277,12 @@ impl StoreOp {
 }
 
 impl BrokerOp {
-    /// Carries out this call on `broker`, giving the result to feed back as
-    /// [`Input::BrokerDone`].
+    /// Carries out this call on `broker` (a claim records its session as online since
+    /// `now_ms`, Unix milliseconds), giving the result to feed back as [`Input::BrokerDone`].
     pub async fn run<B: crate::ports::Broker>(
         self,
         broker: &B,
+        now_ms: u64,
     ) -> Result<BrokerReply, BrokerError> {
         match self {
             BrokerOp::Subscribe { client } => broker
@@ -279,9 +294,18 @@ impl BrokerOp {
                 .await
                 .map(|()| BrokerReply::Unsubscribed),
             BrokerOp::Claim { client, slot, node } => broker
-                .claim(&client, slot, &node)
+                .claim_session(&client, slot, &node, now_ms)
                 .await
                 .map(BrokerReply::Claimed),
+            BrokerOp::EndSession {
+                client,
+                slot,
+                node,
+                generation,
+            } => broker
+                .end_session(&client, slot, &node, generation)
+                .await
+                .map(|()| BrokerReply::SessionEnded),
         }
     }
 }

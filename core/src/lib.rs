@@ -50,6 +50,8 @@
 pub mod auth;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract_clients;
 pub mod hub;
 pub mod identity;
 pub mod ids;
@@ -71,8 +73,8 @@ pub use io::{
 pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};
 pub use ports::{
-    AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
-    RetentionReport, StoreError,
+    AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, OnlineSession,
+    Retention, RetentionReport, SlotBacklog, StoreError,
 };
 pub use publish::{Published, publish};
 pub use runtime::{Runtime, Task};

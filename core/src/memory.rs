@@ -17,8 +17,8 @@ use futures_core::Stream;
 use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use crate::message::{Message, NewMessage};
 use crate::ports::{
-    AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
-    RetentionReport, StoreError,
+    AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, OnlineSession,
+    Retention, RetentionReport, SlotBacklog, StoreError,
 };
 
 /// Locks `m`, recovering the data if another thread panicked while holding it (every update
@@ -44,6 +44,8 @@ struct Queue {
     last: u64,
     /// Messages by id.
     messages: BTreeMap<u64, Stored>,
+    /// Per slot that read or acknowledged this queue: the highest id it acknowledged (0: none).
+    slots: BTreeMap<u8, u64>,
 }
 
 /// A [`MessageStore`] in memory: not durable, for tests, the simulation and the contract suite.
@@ -140,10 +142,11 @@ impl MemoryStore {
         now_ms: u64,
     ) -> Result<Vec<Message>, StoreError> {
         self.check_up()?;
-        let queues = lock(&self.inner.queues);
-        let Some(q) = queues.get(client) else {
+        let mut queues = lock(&self.inner.queues);
+        let Some(q) = queues.get_mut(client) else {
             return Ok(Vec::new());
         };
+        q.slots.entry(slot.get()).or_default();
         Ok(q.messages
             .range(after.0.saturating_add(1)..)
             .map(|(_, s)| s)
@@ -166,16 +169,53 @@ impl MemoryStore {
         self.check_up()?;
         let mut queues = lock(&self.inner.queues);
         if let Some(q) = queues.get_mut(client) {
-            for s in q.messages.range_mut(..=through.0).map(|(_, s)| s) {
+            let mut high = 0;
+            for (i, s) in q.messages.range_mut(..=through.0) {
                 s.acked |= slot.bit();
+                high = *i;
             }
             for id in ids {
                 if let Some(s) = q.messages.get_mut(&id.0) {
                     s.acked |= slot.bit();
+                    high = high.max(id.0);
                 }
             }
+            let last = q.slots.entry(slot.get()).or_default();
+            *last = (*last).max(high);
         }
         Ok(())
+    }
+
+    fn slots_now(
+        &self,
+        client: &ClientId,
+        also: &[Slot],
+        now_ms: u64,
+    ) -> Result<Vec<SlotBacklog>, StoreError> {
+        self.check_up()?;
+        let queues = lock(&self.inner.queues);
+        let q = queues.get(client);
+        let mut known: BTreeMap<u8, u64> = q.map(|q| q.slots.clone()).unwrap_or_default();
+        for slot in also {
+            known.entry(slot.get()).or_default();
+        }
+        Ok(known
+            .into_iter()
+            .map(|(n, last)| {
+                let slot = Slot::new(i64::from(n)).expect("a slot kept is in range");
+                let mut unacked = q
+                    .into_iter()
+                    .flat_map(|q| q.messages.values())
+                    .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms);
+                let oldest = unacked.next().map(|s| s.message.ts);
+                SlotBacklog {
+                    slot,
+                    unacked: u64::from(oldest.is_some()) + unacked.count() as u64,
+                    oldest_unacked_ts: oldest,
+                    last_acked: (last > 0).then_some(MessageId(last)),
+                }
+            })
+            .collect())
     }
 
     fn history_now(
@@ -280,6 +320,15 @@ impl MessageStore for MemoryStore {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(self.check_up())
     }
+
+    fn slots(
+        &self,
+        client: &ClientId,
+        also: &[Slot],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send {
+        std::future::ready(self.slots_now(client, also, now_ms))
+    }
 }
 
 /// The shared bus of [`MemoryBrokerNode`]s: one per process for the single-node server, one
@@ -302,6 +351,9 @@ struct BusState {
     nodes: HashMap<u64, NodeState>,
     /// Per (client, slot): the last generation given.
     generations: HashMap<(ClientId, Slot), u64>,
+    /// The registry of sessions online: per client and slot, the node handle that claimed it
+    /// and the session (an entry of a dropped handle is a dead node's: not shown).
+    online: HashMap<ClientId, BTreeMap<u8, (u64, OnlineSession)>>,
 }
 
 #[derive(Debug)]
@@ -423,11 +475,24 @@ impl MemoryBrokerNode {
         client: &ClientId,
         slot: Slot,
         node: &NodeId,
+        now_ms: Option<u64>,
     ) -> Result<Generation, BrokerError> {
         self.with_node(|s| {
             let g = s.generations.entry((client.clone(), slot)).or_insert(0);
             *g += 1;
             let generation = Generation(*g);
+            if let Some(since_ms) = now_ms {
+                let session = OnlineSession {
+                    slot,
+                    node: node.clone(),
+                    generation,
+                    since_ms,
+                };
+                s.online
+                    .entry(client.clone())
+                    .or_default()
+                    .insert(slot.get(), (self.id, session));
+            }
             let event = BrokerEvent::Claim {
                 client: client.clone(),
                 slot,
@@ -436,6 +501,42 @@ impl MemoryBrokerNode {
             };
             MemoryBroker::fan_out(s, client, &event);
             generation
+        })
+    }
+}
+
+impl MemoryBrokerNode {
+    fn end_session_now(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> Result<(), BrokerError> {
+        self.with_node(|s| {
+            if let Some(slots) = s.online.get_mut(client) {
+                let ours = slots
+                    .get(&slot.get())
+                    .is_some_and(|(_, o)| o.node == *node && o.generation == generation);
+                if ours {
+                    slots.remove(&slot.get());
+                }
+                if slots.is_empty() {
+                    s.online.remove(client);
+                }
+            }
+        })
+    }
+
+    fn sessions_now(&self, client: &ClientId) -> Result<Vec<OnlineSession>, BrokerError> {
+        self.with_node(|s| {
+            s.online.get(client).map_or_else(Vec::new, |slots| {
+                slots
+                    .values()
+                    .filter(|(handle, _)| s.nodes.contains_key(handle))
+                    .map(|(_, o)| o.clone())
+                    .collect()
+            })
         })
     }
 }
@@ -490,7 +591,7 @@ impl Broker for MemoryBrokerNode {
         slot: Slot,
         node: &NodeId,
     ) -> impl Future<Output = Result<Generation, BrokerError>> + Send {
-        std::future::ready(self.claim_now(client, slot, node))
+        std::future::ready(self.claim_now(client, slot, node, None))
     }
 
     fn ping(&self) -> impl Future<Output = Result<(), BrokerError>> + Send {
@@ -502,6 +603,33 @@ impl Broker for MemoryBrokerNode {
             Some(rx) => Box::pin(rx),
             None => Box::pin(Ended),
         }
+    }
+
+    fn claim_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send {
+        std::future::ready(self.claim_now(client, slot, node, Some(now_ms)))
+    }
+
+    fn end_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        std::future::ready(self.end_session_now(client, slot, node, generation))
+    }
+
+    fn sessions(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<OnlineSession>, BrokerError>> + Send {
+        std::future::ready(self.sessions_now(client))
     }
 }
 

@@ -65,6 +65,34 @@ pub struct RetentionReport {
     pub capped: u64,
 }
 
+/// One slot's backlog in a client's queue, for the client view (`GET /clients/<id>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotBacklog {
+    /// The slot.
+    pub slot: Slot,
+    /// Messages kept and not expired that the slot has not acknowledged.
+    pub unacked: u64,
+    /// The store time (Unix ms) of the oldest of them, `None` when there is none.
+    pub oldest_unacked_ts: Option<u64>,
+    /// The highest id the slot acknowledged, `None` when the store knows of none (nothing
+    /// acknowledged, or what was is no longer kept and left no mark).
+    pub last_acked: Option<MessageId>,
+}
+
+/// A session online somewhere in the cluster, as the broker's registry has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineSession {
+    /// Its slot.
+    pub slot: Slot,
+    /// The node holding it.
+    pub node: NodeId,
+    /// The generation of its claim.
+    pub generation: Generation,
+    /// When its claim was taken (Unix ms, the holding node's clock): its connect, or the last
+    /// broker resync, after which every session claims again.
+    pub since_ms: u64,
+}
+
 /// The result of appending one message to many queues: per recipient, in the order given,
 /// the id it got or why it failed.
 pub type AppendResult = Vec<Result<MessageId, StoreError>>;
@@ -172,6 +200,24 @@ pub trait MessageStore: Send + Sync + 'static {
     /// # Errors
     /// When the store cannot answer.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // ---- the client view (issue 14) ----------------------------------------------------
+
+    /// The backlog of every slot of `client` that the store knows to have read or acknowledged
+    /// its queue, and of every slot in `also` (the slots online now), by increasing slot:
+    /// unacknowledged messages not expired at `now_ms`, the oldest one's store time, the last
+    /// id acknowledged. A client the store never heard of has an empty list (plus `also`,
+    /// each with nothing unacknowledged). For an admin call: it may read every kept message
+    /// of the client.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn slots(
+        &self,
+        client: &ClientId,
+        also: &[Slot],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send;
 }
 
 /// Something that happened on the broker, for the node that holds this broker handle.
@@ -209,7 +255,8 @@ pub enum BrokerEvent {
 /// A stream of broker events for one node.
 pub type BrokerEvents = Pin<Box<dyn Stream<Item = BrokerEvent> + Send + 'static>>;
 
-/// Coordination between nodes: new-message notifications and session claims.
+/// Coordination between nodes: new-message notifications, session claims, and the registry of
+/// sessions online (for the client view).
 ///
 /// A broker handle belongs to one node. It delivers [`BrokerEvent`]s for the clients that
 /// node subscribed to, including the node's own notifications and claims. Losing the broker
@@ -299,4 +346,45 @@ pub trait Broker: Send + Sync + 'static {
     /// The node's event stream. The first call takes it; later calls get a stream that ends
     /// at once.
     fn events(&self) -> BrokerEvents;
+
+    // ---- the client view (issue 14) ----------------------------------------------------
+
+    /// [`Broker::claim`], and records the session in the broker's registry of sessions
+    /// online: `(client, slot)` is held by `node` with the generation taken, since `now_ms`
+    /// (Unix ms). The entry replaces whatever the slot had (the generation taken is the
+    /// highest).
+    ///
+    /// # Errors
+    /// As [`Broker::claim`]; then nothing was taken, announced or recorded.
+    fn claim_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send;
+
+    /// The session of `(client, slot)` claimed by `node` with `generation` ended: its registry
+    /// entry goes, if it is still that session's (a newer claim's entry stays).
+    ///
+    /// # Errors
+    /// When the broker cannot be reached; the entry may then stay until a newer claim of the
+    /// slot replaces it, or its node is no longer alive.
+    fn end_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// The sessions of `client` online now, on any node, by increasing slot: the registry's
+    /// entries whose node is alive.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    fn sessions(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<OnlineSession>, BrokerError>> + Send;
 }

@@ -305,6 +305,7 @@ fn run(actions: Vec<Action>, window: usize) -> Result<(), TestCaseError> {
                             BrokerOp::Subscribe { .. } => BrokerReply::Subscribed,
                             BrokerOp::Unsubscribe { .. } => BrokerReply::Unsubscribed,
                             BrokerOp::Claim { .. } => BrokerReply::Claimed(Generation(generation)),
+                            BrokerOp::EndSession { .. } => BrokerReply::SessionEnded,
                         })
                     };
                     hub.handle(now, Input::BrokerDone { req, result });

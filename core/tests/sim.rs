@@ -207,6 +207,30 @@ impl Broker for IdOnly {
     fn events(&self) -> BrokerEvents {
         self.0.events()
     }
+    fn claim_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send {
+        self.0.claim_session(client, slot, node, now_ms)
+    }
+    fn end_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.0.end_session(client, slot, node, generation)
+    }
+    fn sessions(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<herald_core::OnlineSession>, BrokerError>> + Send {
+        self.0.sessions(client)
+    }
 }
 
 /// Polls a future of the in-memory ports, which are ready at once.
@@ -463,7 +487,7 @@ impl Sim {
         let Some(node) = self.nodes[i].as_ref().filter(|n| n.inc == inc) else {
             return; // the node crashed: its broker handle is gone
         };
-        let result = ready(op.run(&node.broker));
+        let result = ready(op.run(&node.broker, self.now_ms));
         let d = self.rng.below(20);
         self.schedule(
             d,

@@ -1,7 +1,7 @@
 // Drives Debian's chromium (headless, through puppeteer-core) through Herald's web console:
 // log in with the API key, wait for the overview's charts, look up a client and find the
-// message the test pushed to it, push a test message from the page and wait until the page
-// says the client acknowledged it. Takes a screenshot of each page into args.screenshots.
+// message the test pushed to it and its sessions and queue per slot, push a test message from
+// the page and wait until the page says the client acknowledged it. Takes a screenshot of each page into args.screenshots.
 // Prints one JSON line with what the page showed, and what the browser logged as errors.
 //
 // args: {api, key, client, marker, chromium, screenshots}
@@ -10,6 +10,11 @@ const puppeteer = require("puppeteer-core");
 
 const args = JSON.parse(process.argv[2]);
 const WAIT = { timeout: 20000, polling: 50 };
+
+// The cells of a table's body, row by row.
+function rows(page, table) {
+  return page.$$eval(table + " tbody tr", (rs) => rs.map((r) => [...r.children].map((td) => td.textContent)));
+}
 
 (async () => {
   const browser = await puppeteer.launch({
@@ -58,12 +63,15 @@ const WAIT = { timeout: 20000, polling: 50 };
     await page.waitForFunction((marker) =>
       document.getElementById("messages").textContent.includes(marker), WAIT, args.marker);
     out.messages = await page.$eval("#messages", (e) => e.textContent);
+    out.sessions_before = await rows(page, "#sessions");
+    out.slots_before = await rows(page, "#slots");
     out.oldest = await page.$eval("#oldest", (e) => e.textContent);
 
     await page.click("#push-test");
     await page.waitForFunction(() =>
       document.getElementById("push-status").textContent.includes("acknowledged by slot"), WAIT);
     out.push_status = await page.$eval("#push-status", (e) => e.textContent);
+    out.slots_after = await rows(page, "#slots");
     await page.screenshot({ path: path.join(args.screenshots, "console-client.png"), fullPage: true });
   } catch (e) {
     out.error = String((e && e.stack) || e);

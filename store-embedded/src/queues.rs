@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use herald_core::{ClientId, MessageId, Slot};
+use herald_core::{ClientId, MessageId, Slot, SlotBacklog};
 
 /// One copy of a push in one queue: 40 bytes, the body stays in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub struct Queue {
     /// so the cap does not count them. Empty but after a lost record; a range goes when no
     /// entry is left below it.
     pub skipped: Vec<(u64, u64)>,
+    /// The slots that read or acknowledged this queue since the store opened (acknowledgements
+    /// replayed from the log count), each with the highest id it acknowledged (0: none), for
+    /// the client view. Usually empty or one or two.
+    pub slots: Vec<(u8, u64)>,
 }
 
 /// Where a push's body is, and how many entries still refer to it.
@@ -72,6 +76,16 @@ pub struct Queues {
     pub high: u64,
 }
 
+impl Queue {
+    /// `slot` read this queue, or acknowledged up to `acked` (0: a read).
+    fn saw(&mut self, slot: Slot, acked: u64) {
+        match self.slots.iter_mut().find(|(n, _)| *n == slot.get()) {
+            Some((_, high)) => *high = (*high).max(acked),
+            None => self.slots.push((slot.get(), acked)),
+        }
+    }
+}
+
 impl Queues {
     /// The queue of `client`, if it ever got a message.
     pub fn get(&self, client: &ClientId) -> Option<&Queue> {
@@ -89,6 +103,7 @@ impl Queues {
             last: self.floor,
             entries: VecDeque::new(),
             skipped: Vec::new(),
+            slots: Vec::new(),
         });
         self.index.insert(client.clone(), i);
         i
@@ -277,6 +292,9 @@ impl Queues {
         let Some(&i) = self.index.get(client) else {
             return Vec::new();
         };
+        if let Some(&high) = ids.iter().max() {
+            self.queues[i].saw(slot, high.0);
+        }
         let entries = &mut self.queues[i].entries;
         let mut ids: Vec<u64> = ids.iter().map(|m| m.0).collect();
         ids.sort_unstable();
@@ -297,6 +315,48 @@ impl Queues {
             }
         }
         changed
+    }
+
+    /// `slot` read the queue of `client` (if it has one): it shows in [`Queues::slots`].
+    pub fn seen(&mut self, client: &ClientId, slot: Slot) {
+        if let Some(&i) = self.index.get(client) {
+            self.queues[i].saw(slot, 0);
+        }
+    }
+
+    /// The backlog of every slot that read or acknowledged `client`'s queue, and of those in
+    /// `also`, by increasing slot, at `now_ms`.
+    pub fn slots(&self, client: &ClientId, also: &[Slot], now_ms: u64) -> Vec<SlotBacklog> {
+        let q = self.get(client);
+        let mut known: Vec<(u8, u64)> = q.map(|q| q.slots.clone()).unwrap_or_default();
+        for slot in also {
+            if !known.iter().any(|(n, _)| *n == slot.get()) {
+                known.push((slot.get(), 0));
+            }
+        }
+        known.sort_unstable();
+        known
+            .into_iter()
+            .filter_map(|(n, high)| {
+                let slot = Slot::new(i64::from(n)).ok()?;
+                let entries = q.into_iter().flat_map(|q| q.entries.iter());
+                let (mut unacked, mut oldest, mut last) = (0, None, high);
+                for e in entries {
+                    if e.acked & slot.bit() != 0 {
+                        last = last.max(e.id);
+                    } else if now_ms < e.expires {
+                        unacked += 1;
+                        oldest.get_or_insert(e.ts);
+                    }
+                }
+                Some(SlotBacklog {
+                    slot,
+                    unacked,
+                    oldest_unacked_ts: oldest,
+                    last_acked: (last > 0).then_some(MessageId(last)),
+                })
+            })
+            .collect()
     }
 
     /// The log bytes this index needs, by estimate (for the garbage estimate that decides

@@ -31,7 +31,8 @@ pub(crate) struct AckReq {
     pub(crate) slot: Slot,
     /// The ids acknowledged.
     pub(crate) ids: Vec<i64>,
-    /// Every id up to this one is acknowledged by the slot (0: nothing known).
+    /// Every id up to this one is acknowledged by the slot (0: nothing known; with no ids,
+    /// the request only records that the slot read the queue).
     pub(crate) through: i64,
 }
 
@@ -83,9 +84,9 @@ impl MongoStore {
         let (groups, of_req) = groups(&reqs);
         let mut answers: Vec<Result<(), StoreError>> = vec![Ok(()); groups.len()];
         // Per command: the groups it carries, in statement order.
-        let through: Vec<usize> = (0..groups.len())
-            .filter(|&g| groups[g].through > 0)
-            .collect();
+        // Every group moves (or creates) its slot's mark, even to 0: the mark says the slot
+        // read or acknowledged the queue, for the client view (`MessageStore::slots`).
+        let through: Vec<usize> = (0..groups.len()).collect();
         let marks: Vec<usize> = (0..groups.len())
             .filter(|&g| !groups[g].ids.is_empty())
             .collect();

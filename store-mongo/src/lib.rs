@@ -75,6 +75,7 @@
 mod ack;
 mod append;
 mod batch;
+mod clients;
 mod memo;
 
 use std::sync::Arc;
@@ -83,7 +84,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use herald_core::{
     AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Runtime, Slot, StoreError,
+    RetentionReport, Runtime, Slot, SlotBacklog, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -342,7 +343,23 @@ impl MessageStore for MongoStore {
         let started = std::time::Instant::now();
         // The counter: the client's last id, and the slot's mark (everything up to it is
         // acknowledged). Nothing beyond both: nothing to read, one query.
-        let (last_id, mark) = Box::pin(self.counter(client, slot)).await?;
+        let (last_id, mark, unmarked) = Box::pin(self.counter(client, slot)).await?;
+        if unmarked {
+            // The slot's first read of a queue: its mark (0) says so to the client view. Once
+            // per client and slot, with the node's acknowledgements.
+            let req = AckReq {
+                client: client.clone(),
+                slot,
+                ids: Vec::new(),
+                through: 0,
+            };
+            let marked = self.acks.submit(req, |batch| self.commit_acks(batch)).await;
+            if let Err(e) = marked.map_err(abandoned).and_then(|r| r) {
+                // Only the client view misses the slot until its next read or ack: the read
+                // goes on.
+                log::warn!("{client} slot {slot}: the slot's first read was not recorded: {e}");
+            }
+        }
         let after = i64::try_from(after.0).unwrap_or(i64::MAX).max(mark);
         if last_id <= after {
             return Ok(Vec::new());
@@ -477,6 +494,15 @@ impl MessageStore for MongoStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn slots(
+        &self,
+        client: &ClientId,
+        also: &[Slot],
+        now_ms: u64,
+    ) -> Result<Vec<SlotBacklog>, StoreError> {
+        Box::pin(self.client_slots(client, also, now_ms)).await
+    }
 }
 
 /// The driver's connection pool size when the URL sets no `maxPoolSize` (the driver's own
@@ -562,23 +588,27 @@ impl MongoStore {
         Ok(Gap::Settled { hi })
     }
 
-    /// `client`'s last id and `slot`'s mark (0 when absent). Concurrent reads of one node
-    /// share one `find` (see `counter_reads`).
-    async fn counter(&self, client: &ClientId, slot: Slot) -> Result<(i64, i64), StoreError> {
+    /// `client`'s last id, `slot`'s mark (0 when absent), and whether the counter exists
+    /// without a mark of `slot`. Concurrent reads of one node share one `find` (see
+    /// `counter_reads`).
+    async fn counter(&self, client: &ClientId, slot: Slot) -> Result<(i64, i64, bool), StoreError> {
         let counter = self
             .counter_reads
             .submit(client.clone(), |batch| self.read_counter_batch(batch))
             .await
             .map_err(abandoned)??;
         let Some(counter) = counter else {
-            return Ok((0, 0));
+            return Ok((0, 0, false));
         };
         let mark = counter
             .get_document("m")
             .ok()
-            .and_then(|m| int(m, &slot.get().to_string()))
-            .unwrap_or(0);
-        Ok((int(&counter, "n").unwrap_or(0), mark))
+            .and_then(|m| int(m, &slot.get().to_string()));
+        Ok((
+            int(&counter, "n").unwrap_or(0),
+            mark.unwrap_or(0),
+            mark.is_none(),
+        ))
     }
 
     /// The counters of a batch of reads (each client's document, or `None`), one `find` per

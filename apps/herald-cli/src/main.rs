@@ -4,6 +4,7 @@
 //! - `history`: list a client's recent messages (`GET /queues/:id`).
 //! - `watch`: wait for the oldest message a slot has not acknowledged (`GET /watch/:id`).
 //! - `tail`: connect as a client over Socket.IO (WebSocket), print and acknowledge messages.
+//! - `client`: a client's sessions online and per-slot backlog (`GET /clients/:id`).
 //!
 //! Settings come from flags or the same environment variables the server reads
 //! (`HERALD_API_KEY`, `HERALD_SECRET`), so one shell setup serves both. Help never shows the
@@ -117,6 +118,12 @@ enum Command {
         /// How long to wait, milliseconds.
         #[arg(long, default_value_t = 30_000)]
         timeout: u64,
+    },
+    /// Show a client's sessions online (slot, node, since) and, per slot, how many messages
+    /// it has not acknowledged, the oldest one's time and the last id it acknowledged.
+    Client {
+        /// The client id.
+        id: String,
     },
 }
 
@@ -248,6 +255,9 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 surf::get(client_url(&cli.api, "watch", client, &query)?),
             )
             .await?
+        }
+        Command::Client { id } => {
+            call(cli, surf::get(client_url(&cli.api, "clients", id, &[])?)).await?
         }
     };
     #[allow(clippy::print_stdout, reason = "a command-line tool's output")]

@@ -237,6 +237,40 @@ async function lastMessages() {
   }
 }
 
+// The client view (GET /clients/:id): sessions online on any node, and per slot the queue
+// depth, the oldest unacknowledged message's time and the last acknowledged id.
+async function clientView() {
+  const res = await api(clientPath("clients"));
+  if (res.status !== 200) throw new Error(await errorText(res));
+  const view = await res.json();
+  const time = (ms) => (ms === null || ms === undefined ? "-" : new Date(ms).toISOString());
+  fillTable($("sessions"), view.sessions.map((s) => [s.slot, s.node, time(s.since)]),
+    "No session online.");
+  fillTable($("slots"), view.slots.map((s) => [s.slot, s.unacked, time(s.oldest_unacked_ts),
+    s.last_acked === null ? "-" : "#" + s.last_acked]), "No slot has read this queue.");
+}
+
+function fillTable(table, rows, empty) {
+  const body = table.querySelector("tbody");
+  body.textContent = "";
+  if (rows.length === 0) {
+    const td = document.createElement("td");
+    td.className = "none";
+    td.colSpan = table.querySelectorAll("th").length;
+    td.textContent = empty;
+    body.appendChild(document.createElement("tr")).appendChild(td);
+  }
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    for (const c of row) {
+      const td = document.createElement("td");
+      td.textContent = String(c);
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
 function render(target, value) {
   target.textContent = value === null ? "none: every message is acknowledged" : JSON.stringify(value, null, 2);
 }
@@ -245,6 +279,7 @@ async function lookup(event) {
   if (event) event.preventDefault();
   $("client-error").textContent = "";
   try {
+    await clientView();
     render($("oldest"), await oldestUnacked());
     const list = $("messages");
     list.textContent = "";
@@ -298,6 +333,7 @@ async function pushTest() {
     if (oldest === null || oldest.id > found.id) {
       status.textContent = "Message #" + found.id + " delivered and acknowledged by slot " + slot() + ".";
       render($("oldest"), oldest);
+      await clientView();
       return;
     }
     await new Promise((r) => setTimeout(r, 500));

@@ -1,5 +1,5 @@
 //! The REST API (role `api`): `POST /push`, `GET /queues/:id`, `GET /watch/:id`,
-//! `GET /healthy`, `GET /apis`, `GET /metrics`, on tide.
+//! `GET /healthy`, `GET /apis`, `GET /metrics`, `GET /clients/:id` (in `clients.rs`), on tide.
 //!
 //! Errors always have the shape `{"ok":0,"errors":[...]}` with the problems found (at most
 //! `api.max_listed_errors`, then one line counting the rest), are logged once at `info`, and
@@ -110,6 +110,9 @@ pub fn routes<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
     app.at("/apis").get(keyed("apis", apis::<S, B>));
     app.at("/metrics").get(keyed("metrics", metrics::<S, B>));
     crate::console::routes(app);
+    // The client view (issue 14).
+    app.at("/clients/:id")
+        .get(keyed("clients", crate::clients::client::<S, B>));
 }
 
 /// Adds `GET /healthy` alone: the connector listener serves it too, for load balancers and
@@ -185,14 +188,14 @@ fn shape_router_errors<St: Clone + Send + Sync + 'static>(
 }
 
 /// An answer `{"ok":0,"errors":[...]}` with `status`.
-fn errors(status: StatusCode, errors: Vec<String>) -> Response {
+pub(crate) fn errors(status: StatusCode, errors: Vec<String>) -> Response {
     let mut res = Response::new(status);
     res.set_body(json!({ "ok": 0, "errors": errors }));
     res
 }
 
 /// An answer with a JSON body and status 200.
-fn ok(body: serde_json::Value) -> Response {
+pub(crate) fn ok(body: serde_json::Value) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.set_body(body);
     res
@@ -370,7 +373,10 @@ fn query_pairs<S, B>(req: &Request<State<S, B>>) -> Vec<(String, String)> {
 
 /// The `:id` path parameter, percent-decoded (what `encodeURIComponent` or Python's `quote`
 /// send for `u@42`: `u%4042`), as a client id.
-fn client_param<S, B>(req: &Request<State<S, B>>, errs: &mut Vec<String>) -> Option<ClientId> {
+pub(crate) fn client_param<S, B>(
+    req: &Request<State<S, B>>,
+    errs: &mut Vec<String>,
+) -> Option<ClientId> {
     let raw = req.param("id").unwrap_or("");
     let decoded = match percent_encoding::percent_decode_str(raw).decode_utf8() {
         Ok(d) => d,
@@ -587,7 +593,7 @@ async fn healthy<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
 
 async fn apis<S: MessageStore, B: Broker>(_req: Request<State<S, B>>) -> tide::Result {
     Ok(ok(json!({
-        "v1": ["/push", "/healthy", "/apis", "/queues", "/watch", "/metrics"]
+        "v1": ["/push", "/healthy", "/apis", "/queues", "/watch", "/metrics", "/clients"]
     })))
 }
 

@@ -302,7 +302,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             let node = node.clone();
             let me = me.clone();
             async_std::task::spawn(async move {
-                let result = op.run(&*node.broker).await;
+                let result = op.run(&*node.broker, unix_ms()).await;
                 let _ = me
                     .send(ShardMsg::Hub(Input::BrokerDone { req, result }))
                     .await;

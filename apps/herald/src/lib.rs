@@ -2,6 +2,7 @@
 //! and metrics. The `herald` binary is a thin `main` over this library.
 
 pub mod api;
+pub mod clients;
 pub mod config;
 pub mod connect;
 pub mod console;

@@ -199,7 +199,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                         )
                         .with_connection_timeout(config.broker_connect_timeout)
                         .with_response_timeout(config.broker_response_timeout)
-                        .with_reconnect_max(config.broker_reconnect_max);
+                        .with_reconnect_max(config.broker_reconnect_max)
+                        .with_node_ttl(config.broker_node_ttl);
                     let broker = RedisBroker::connect(cfg, node_id.clone(), Arc::new(AsyncStd))
                         .await
                         .map_err(|e| {

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use herald_core::{
     AppendResult, Broker, BrokerError, BrokerEvents, ClientId, Generation, Message, MessageId,
-    MessageStore, NewMessage, NodeId, RetentionReport, Slot, StoreError,
+    MessageStore, NewMessage, NodeId, OnlineSession, RetentionReport, Slot, SlotBacklog,
+    StoreError,
 };
 
 use crate::metrics::{Histogram, Metrics};
@@ -141,6 +142,15 @@ impl<S: MessageStore> MessageStore for Metered<S> {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.inner.ping()
     }
+
+    fn slots(
+        &self,
+        client: &ClientId,
+        also: &[Slot],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send {
+        self.store(self.inner.slots(client, also, now_ms))
+    }
 }
 
 impl<B: Broker> Broker for Metered<B> {
@@ -193,5 +203,32 @@ impl<B: Broker> Broker for Metered<B> {
 
     fn events(&self) -> BrokerEvents {
         self.inner.events()
+    }
+
+    fn claim_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Generation, BrokerError>> + Send {
+        self.broker(self.inner.claim_session(client, slot, node, now_ms))
+    }
+
+    fn end_session(
+        &self,
+        client: &ClientId,
+        slot: Slot,
+        node: &NodeId,
+        generation: Generation,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.broker(self.inner.end_session(client, slot, node, generation))
+    }
+
+    fn sessions(
+        &self,
+        client: &ClientId,
+    ) -> impl Future<Output = Result<Vec<OnlineSession>, BrokerError>> + Send {
+        self.broker(self.inner.sessions(client))
     }
 }

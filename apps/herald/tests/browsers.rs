@@ -268,15 +268,19 @@ fn chromium_from_another_origin_receives_acknowledges_and_gets_nothing_twice() {
 
 /// The web console in headless Chromium: a wrong key is refused; the right one is kept in
 /// the tab's session storage and shows the overview's charts; the client page shows a
-/// message pushed to a connected client as formatted JSON, and a test message pushed from
-/// the page is followed until the client acknowledges it. The screenshots go to the test's
+/// message pushed to a connected client as formatted JSON, the client's session online and
+/// its queue per slot, and a test message pushed from the page is followed until the client
+/// acknowledges it. The screenshots go to the test's
 /// directory, or to docs/ with `HERALD_UPDATE_SCREENSHOTS=1` (how docs/console-*.png are
 /// made).
 #[test]
 fn the_console_logs_in_shows_charts_and_follows_a_clients_messages() {
     let chromium = chromium();
     let dir = TempDir::new("console");
-    let h = Herald::start(&dir.0, &["--api-key", "console-key"]);
+    let h = Herald::start(
+        &dir.0,
+        &["--api-key", "console-key", "--node-id", "console-node"],
+    );
     let mut client = Client::start(
         Lib::Node,
         json!({
@@ -344,6 +348,22 @@ fn the_console_logs_in_shows_charts_and_follows_a_clients_messages() {
         out["push_status"]
             .as_str()
             .is_some_and(|s| s.contains("delivered and acknowledged")),
+        "{out:#}"
+    );
+    // The client view: its one session (slot 0, this node) and its queue: nothing unacked,
+    // the pushed message acknowledged, then the test message too.
+    let sessions = out["sessions_before"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "{out:#}");
+    assert_eq!(sessions[0][0], "0", "{out:#}");
+    assert_eq!(sessions[0][1], "console-node", "{out:#}");
+    assert_eq!(
+        out["slots_before"],
+        json!([["0", "0", "-", "#1"]]),
+        "{out:#}"
+    );
+    assert_eq!(
+        out["slots_after"],
+        json!([["0", "0", "-", "#2"]]),
         "{out:#}"
     );
     assert!(screenshots.join("console-overview.png").exists());

@@ -84,7 +84,7 @@ async fn push_validation_answers() {
     let a = http("GET", &format!("{}/apis", h.api), None, &[]).await;
     assert_eq!(
         a.body,
-        json!({"v1": ["/push", "/healthy", "/apis", "/queues", "/watch", "/metrics"]})
+        json!({"v1": ["/push", "/healthy", "/apis", "/queues", "/watch", "/metrics", "/clients"]})
     );
     let a = http("GET", &format!("{}/healthy", h.api), None, &[]).await;
     assert_eq!((a.status, a.body.clone()), (200, json!({"ok": 1})));

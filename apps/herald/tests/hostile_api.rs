@@ -55,6 +55,7 @@ async fn with_api_keys_every_route_but_healthy_needs_one() {
         "/watch/u1?timeout=0",
         "/metrics",
         "/apis",
+        "/clients/u1",
     ] {
         let url = format!("{}{path}", h.api);
         for bad in [

@@ -6,7 +6,7 @@ use super::*;
 
 /// A connection to a standalone server or to a cluster.
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(crate) enum Conn {
     /// Reconnects by itself on the next command after a drop.
     Single(ConnectionManager),
     /// Routes by key slot; reconnects per node.
@@ -14,7 +14,7 @@ pub(super) enum Conn {
 }
 
 impl Conn {
-    pub(super) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
         match self.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
@@ -43,7 +43,7 @@ impl Conn {
     }
 
     /// `PUBLISH` for a server, `SPUBLISH` (sharded) for a cluster.
-    pub(super) fn publish_command(&self) -> &'static str {
+    pub(crate) fn publish_command(&self) -> &'static str {
         match self {
             Conn::Single(_) => "PUBLISH",
             Conn::Cluster(_) => "SPUBLISH",

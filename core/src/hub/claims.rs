@@ -28,6 +28,7 @@ impl Hub {
         }
         let (client, slot, sid) = (s.client.clone(), s.slot, s.sid);
         let epoch = self.claims.epoch;
+        let key = (client.clone(), slot);
         self.request_broker(
             BrokerOp::Claim { client, slot, node },
             Purpose::Claim {
@@ -35,7 +36,23 @@ impl Hub {
                 sid,
                 renew,
                 epoch,
+                key,
             },
+        );
+    }
+
+    /// The claim of `key` with `generation` by this node no longer holds a session: its entry
+    /// in the broker's registry of sessions online goes (if still its own).
+    pub(super) fn end_claim(&mut self, key: (ClientId, Slot), generation: Generation) {
+        let (client, slot) = key;
+        self.request_broker(
+            BrokerOp::EndSession {
+                client,
+                slot,
+                node: self.config.node.clone(),
+                generation,
+            },
+            Purpose::EndSession,
         );
     }
 
@@ -58,6 +75,8 @@ impl Hub {
                 key.0,
                 key.1
             );
+            // Held, so that its end removes the entry its claim recorded (if still its own).
+            s.generation = Some(generation);
             self.kick(conn);
             return;
         }

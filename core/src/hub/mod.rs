@@ -113,6 +113,9 @@ enum Purpose {
         /// [`Claims::epoch`] when the claim was asked for: a generation handed out before the
         /// latest resync may come from a broker state that is gone.
         epoch: u64,
+        /// The session's client and slot: a claim answered after its session ended recorded
+        /// the session online in the broker, and that entry must go.
+        key: (ClientId, Slot),
     },
     Subscribe {
         client: ClientId,
@@ -127,6 +130,8 @@ enum Purpose {
         through: MessageId,
         attempt: u32,
     },
+    /// A session's registry entry going; the result changes nothing (logged on failure).
+    EndSession,
 }
 
 /// The items in order: what the Hub does for many sessions or clients at once happens in an
@@ -389,7 +394,13 @@ impl Hub {
                 sid,
                 renew,
                 epoch,
+                key,
             } => match result {
+                Ok(BrokerReply::Claimed(g)) if self.session_mut(conn, sid).is_none() => {
+                    // The session ended while its claim was under way: the claim recorded it
+                    // online; that entry goes.
+                    self.end_claim(key, g);
+                }
                 Ok(BrokerReply::Claimed(_)) if epoch != self.claims.epoch => {
                     // Answered across a resync: claim again in the broker's present state.
                     let live = self.session_mut(conn, sid).map(|s| s.phase == Phase::Live);
@@ -413,6 +424,11 @@ impl Hub {
                     self.set_timer(now, delay, Timer::RetryClaim { conn, sid, renew });
                 }
             },
+            Purpose::EndSession => {
+                if let Err(e) = result {
+                    log::warn!("a session's end could not be recorded in the broker: {e}");
+                }
+            }
             other => log::warn!("broker result for a store request {other:?}: ignored"),
         }
     }

@@ -366,6 +366,11 @@ impl Hub {
         if let Some(entry) = self.clients.get_mut(&s.client) {
             entry.conns.remove(&conn);
         }
+        if let Some(generation) = s.generation {
+            // Its entry in the broker's registry of sessions online goes (if still its own). A
+            // claim still under way removes its own when answered (see `broker_done`).
+            self.end_claim((s.client.clone(), s.slot), generation);
+        }
         self.let_go(&s.client);
         Some(s)
     }

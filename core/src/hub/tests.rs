@@ -845,3 +845,78 @@ fn acks_carry_how_far_everything_is_acknowledged() {
     });
     assert_eq!(ack_write(&out), Some((vec![5], MessageId(5))));
 }
+
+// ---- the client view (issue 14) -----------------------------------------------------------
+
+fn end_sessions(out: &[Output]) -> Vec<(String, u8, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Broker {
+                op:
+                    BrokerOp::EndSession {
+                        client,
+                        slot,
+                        node,
+                        generation,
+                    },
+                ..
+            } => {
+                assert_eq!(node.as_str(), "n1", "the Hub's own node");
+                Some((client.to_string(), slot.get(), generation.0))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_claimed_session_that_ends_leaves_the_registry_and_an_unclaimed_one_has_nothing_to_leave() {
+    let mut t = T::new(4);
+    t.live(1, "a", 2, Mode::Ack, 7);
+    let out = t.input(Input::Disconnect { conn: ConnId(1) });
+    assert_eq!(end_sessions(&out), vec![("a".into(), 2, 7)]);
+    // A kicked session leaves too (the broker keeps the newer claim's entry).
+    t.live(2, "b", 0, Mode::Ack, 3);
+    let out = t.input(Input::Broker(BrokerEvent::Claim {
+        client: c("b"),
+        slot: Slot::new(0).unwrap(),
+        generation: Generation(4),
+        node: NodeId::new("n2").unwrap(),
+    }));
+    assert_eq!(end_sessions(&out), vec![("b".into(), 0, 3)]);
+    // A session still waiting for its claim has no entry.
+    let out = t.input(Input::Connect {
+        conn: ConnId(3),
+        identity: Identity {
+            client: c("d"),
+            slot: Slot::new(1).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    t.answer_broker(out);
+    let out = t.input(Input::Disconnect { conn: ConnId(3) });
+    assert!(end_sessions(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_claim_answered_after_its_session_ended_leaves_the_registry() {
+    let mut t = T::new(4);
+    let out = t.input(Input::Connect {
+        conn: ConnId(1),
+        identity: Identity {
+            client: c("a"),
+            slot: Slot::new(5).unwrap(),
+            mode: Mode::Ack,
+        },
+    });
+    let out = t.answer_broker(out);
+    let req = claim_req(&out).expect("a claim");
+    let out = t.input(Input::Disconnect { conn: ConnId(1) });
+    assert!(end_sessions(&out).is_empty(), "no generation yet: {out:?}");
+    // The claim recorded the session online in the broker; its answer comes too late.
+    let out = t.input(Input::BrokerDone {
+        req,
+        result: Ok(BrokerReply::Claimed(Generation(9))),
+    });
+    assert_eq!(end_sessions(&out), vec![("a".into(), 5, 9)]);
+}

@@ -79,7 +79,7 @@ use std::thread::JoinHandle;
 use futures_channel::oneshot;
 use herald_core::{
     AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Slot, StoreError,
+    RetentionReport, Slot, SlotBacklog, StoreError,
 };
 
 use crate::config::EmbeddedConfig;
@@ -262,6 +262,17 @@ enum Request {
         /// Done.
         reply: Reply<()>,
     },
+    /// The client view's per-slot backlog.
+    Slots {
+        /// The client.
+        client: ClientId,
+        /// Slots to report besides those known.
+        also: Vec<Slot>,
+        /// Expiry reference.
+        now_ms: u64,
+        /// The backlog.
+        reply: Reply<Vec<SlotBacklog>>,
+    },
 }
 
 impl EmbeddedStore {
@@ -421,6 +432,9 @@ impl Request {
             Request::Purge { reply, .. } => {
                 let _ = reply.send(Err(err));
             }
+            Request::Slots { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
         }
     }
 }
@@ -543,5 +557,23 @@ impl MessageStore for EmbeddedStore {
             let (reply, answer) = oneshot::channel();
             self.call(Request::Ping { reply }, answer)
         }
+    }
+
+    fn slots(
+        &self,
+        client: &ClientId,
+        also: &[Slot],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send {
+        let (reply, answer) = oneshot::channel();
+        self.call(
+            Request::Slots {
+                client: client.clone(),
+                also: also.to_vec(),
+                now_ms,
+                reply,
+            },
+            answer,
+        )
     }
 }

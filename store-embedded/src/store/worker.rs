@@ -292,7 +292,7 @@ impl Worker {
     }
 
     /// Answers one read.
-    pub(super) fn read(&self, req: Request) {
+    pub(super) fn read(&mut self, req: Request) {
         match req {
             Request::Unacked {
                 client,
@@ -302,6 +302,7 @@ impl Worker {
                 now_ms,
                 reply,
             } => {
+                self.queues.seen(&client, slot);
                 let entries = self.queues.unacked(&client, slot, after, limit, now_ms);
                 let _ = reply.send(self.messages(&entries).map_err(StoreError::from));
             }
@@ -317,6 +318,14 @@ impl Worker {
             }
             Request::Ping { reply } => {
                 let _ = reply.send(Ok(()));
+            }
+            Request::Slots {
+                client,
+                also,
+                now_ms,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.queues.slots(&client, &also, now_ms)));
             }
             other => other.fail(StoreError::Unavailable("not a read".into())),
         }

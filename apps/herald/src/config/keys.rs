@@ -375,6 +375,16 @@ pub(super) const KEYS: &[Key] = &[
         flag: None,
     },
     Key {
+        path: "broker.node_ttl_ms",
+        env: "HERALD_BROKER_NODE_TTL_MS",
+        kind: Kind::Int {
+            min: 300,
+            max: MS_MAX,
+        },
+        help: "how long a node counts as alive after its last liveness beat in Redis (beaten every third of it): the client view hides the sessions of a node silent longer",
+        flag: None,
+    },
+    Key {
         path: "retention.cap",
         env: "HERALD_RETENTION_CAP",
         kind: Kind::Int {

@@ -195,6 +195,8 @@ pub struct Config {
     pub broker_response_timeout: Duration,
     /// Longest wait between two attempts to reach Redis again.
     pub broker_reconnect_max: Duration,
+    /// How long a node counts as alive after its last liveness beat in Redis.
+    pub broker_node_ttl: Duration,
     /// Messages kept per client.
     pub retention_cap: u64,
     /// Default message time to live.
@@ -516,6 +518,7 @@ impl Config {
             broker_connect_timeout: ms("broker.connect_timeout_ms", redis.connection_timeout),
             broker_response_timeout: ms("broker.response_timeout_ms", redis.response_timeout),
             broker_reconnect_max: ms("broker.reconnect_max_ms", redis.reconnect_max),
+            broker_node_ttl: ms("broker.node_ttl_ms", redis.node_ttl),
             retention_cap: i("retention.cap").map_or(retention.cap, |v| v as u64),
             retention_ttl: secs("retention.ttl_secs", retention.ttl),
             log_level,
