@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     if flags.print_keys {
         #[allow(clippy::print_stdout, reason = "the binary's own output")]
         {
-            print!("{}", herald::config::describe_keys());
+            if flags.markdown {
+                print!("{}", herald::config::keys_markdown());
+            } else {
+                print!("{}", herald::config::describe_keys());
+            }
         }
         return ExitCode::SUCCESS;
     }
