@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    femme::with_level(config.log_level);
+    herald::logging::init(config.log_format, config.log_level);
     for w in warnings {
         log::warn!("{w}");
     }

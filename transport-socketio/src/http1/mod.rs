@@ -48,6 +48,7 @@ use herald_core::runtime::timeout;
 use tide::http::upgrade::Connection;
 use tide::http::{Body, Response, StatusCode};
 
+pub use answer::UtcTime;
 #[cfg(test)]
 use answer::format_date;
 use answer::{http_date, write_answer, write_head};

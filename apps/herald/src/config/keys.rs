@@ -627,6 +627,18 @@ pub(super) const KEYS: &[Key] = &[
         }),
     },
     Key {
+        path: "log.format",
+        env: "HERALD_LOG_FORMAT",
+        kind: Kind::Word(&["text", "json"]),
+        help: "log format: readable lines, or JSON (femme: one object per line in release builds)",
+        doc: "`text`: one readable line per record (UTC time with milliseconds, level, target, message). `json`: femme, as release builds logged before this key: one JSON object per line (`level` a number, `time` in epoch milliseconds, `msg`) in release builds; femme picks by build profile, so a debug build writes its pretty lines instead",
+        default: Initial::Value(|| text("text")),
+        flag: Some(Flag {
+            long: "log-format",
+            value_name: "FORMAT",
+        }),
+    },
+    Key {
         path: "shutdown.sessions_ms",
         env: "HERALD_SHUTDOWN_SESSIONS_MS",
         kind: Kind::Int {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::logging::LogFormat;
 use crate::shutdown::ShutdownLimits;
 
 mod check;
@@ -196,6 +197,8 @@ pub struct Config {
     pub retention_ttl: Duration,
     /// Log level.
     pub log_level: log::LevelFilter,
+    /// Log format: readable lines or femme's JSON.
+    pub log_format: LogFormat,
     /// Largest HTTP request head, bytes.
     pub http_max_head: usize,
     /// Time an HTTP request head may take to arrive.
@@ -264,6 +267,7 @@ impl std::fmt::Debug for Config {
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
             .field("shutdown", &self.shutdown)
             .finish()
     }
@@ -516,6 +520,10 @@ impl Config {
             retention_cap: u64::try_from(i("retention.cap")).unwrap_or(1),
             retention_ttl: secs("retention.ttl_secs"),
             log_level,
+            log_format: match s("log.format").as_deref() {
+                Some("json") => LogFormat::Json,
+                _ => LogFormat::Text,
+            },
             http_max_head: size("http.max_head"),
             http_head_timeout: ms("http.head_timeout_ms"),
             http_body_timeout: ms("http.body_timeout_ms"),
