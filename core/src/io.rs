@@ -23,6 +23,18 @@ pub struct WatchId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
+/// How logs name the handles: `conn 7`, `ack 3`, `watch 2`, `request 9`.
+macro_rules! handle_display {
+    ($($ty:ident => $word:literal),*) => {$(
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($word, " {}"), self.0)
+            }
+        }
+    )*};
+}
+handle_display!(ConnId => "conn", AckId => "ack", WatchId => "watch", RequestId => "request");
+
 /// An event for the Hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -192,6 +204,14 @@ pub enum CloseReason {
     /// A delivered batch was not acknowledged within the ack timeout: the client is stuck or
     /// gone. Its messages stay unacknowledged and go to its next session.
     AckTimeout,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CloseReason::AckTimeout => "a delivered batch was not acknowledged in time",
+        })
+    }
 }
 
 /// Something the caller must do.

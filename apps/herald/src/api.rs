@@ -144,7 +144,6 @@ where
             if route == "push" {
                 Metrics::inc(&req.state().metrics.push_rejected);
             }
-            log::info!("{route} refused: missing or wrong API key");
             Ok(errors(
                 StatusCode::Unauthorized,
                 vec!["missing or wrong API key (Authorization: Bearer <key>)".into()],
@@ -190,6 +189,8 @@ fn shape_router_errors<St: Clone + Send + Sync + 'static>(
 /// An answer `{"ok":0,"errors":[...]}` with `status`.
 pub(crate) fn errors(status: StatusCode, errors: Vec<String>) -> Response {
     let mut res = Response::new(status);
+    // The access line says why (once per request).
+    res.insert_ext(crate::logging::Refusal(errors.join("; ")));
     res.set_body(json!({ "ok": 0, "errors": errors }));
     res
 }
@@ -282,7 +283,6 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
         .is_some_and(|m| m.essence() == "application/json");
     if !json_type {
         Metrics::inc(&state.metrics.push_rejected);
-        log::info!("push refused: content type is not application/json");
         return Ok(errors(
             StatusCode::UnsupportedMediaType,
             vec!["Content-Type must be application/json".into()],
@@ -292,7 +292,6 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
         Ok(b) => b,
         Err(res) => {
             Metrics::inc(&state.metrics.push_rejected);
-            log::info!("push refused: body over {} bytes", state.max_body);
             return Ok(res);
         }
     };
@@ -307,7 +306,6 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            log::info!("push refused: {}", errs.join("; "));
             return Ok(errors(StatusCode::BadRequest, errs));
         }
         Published::NotStored { error, failed } => {
@@ -411,7 +409,6 @@ async fn queues<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::
     let limit = query_int(&q, "limit", 10, 1, 1000, &mut errs);
     let after = query_int(&q, "after", 0, 0, i64::MAX, &mut errs);
     let (Some(client), true) = (client, errs.is_empty()) else {
-        log::info!("queues refused: {}", errs.join("; "));
         return Ok(errors(StatusCode::BadRequest, errs));
     };
     let read = Read {
@@ -508,7 +505,6 @@ async fn watch<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::R
     let slot = query_int(&q, "channel", 0, 0, 15, &mut errs);
     let timeout = query_int(&q, "timeout", 30_000, 0, 300_000, &mut errs);
     let (Some(client), true) = (client, errs.is_empty()) else {
-        log::info!("watch refused: {}", errs.join("; "));
         return Ok(errors(StatusCode::BadRequest, errs));
     };
     let slot = Slot::new(slot).expect("checked range");

@@ -34,7 +34,10 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
             Ok(id) => id,
             Err(e) => {
                 Metrics::inc(&node.metrics.auth_failures);
-                log::info!("connection refused from {:?}: {e}", h.remote);
+                log::info!(
+                    "connection refused from {}: {e}",
+                    h.remote.as_deref().unwrap_or("an unknown peer")
+                );
                 pending.refuse(json!({ "message": e.client_message() }));
                 continue;
             }
@@ -44,7 +47,7 @@ pub async fn accept_connections<S: MessageStore, B: Broker>(
         node.metrics.connections.fetch_add(1, Relaxed);
         Metrics::inc(&node.metrics.connections_total);
         log::debug!(
-            "{conn:?} is {} slot {} ({:?}, Engine.IO v{})",
+            "{conn} is {} slot {} ({:?}, Engine.IO v{})",
             identity.client,
             identity.slot,
             identity.mode,
@@ -99,13 +102,13 @@ impl Forward {
                 match n {
                     Some(n) => Input::Commit { conn, n },
                     None => {
-                        log::info!("{conn:?}: commit without a count: ignored");
+                        log::info!("{conn}: commit without a count: ignored");
                         return;
                     }
                 }
             }
             Event::Message { name, .. } => {
-                log::debug!("{conn:?}: event {name:?} ignored");
+                log::debug!("{conn}: event {name:?} ignored");
                 return;
             }
             Event::Text(_) | Event::Binary(_) => return,

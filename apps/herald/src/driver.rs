@@ -255,7 +255,7 @@ fn carry_out<S: MessageStore, B: Broker>(
                 }
             };
             if let Err(e) = socket.emit_json("message", &format!("[{batch}]"), ack.map(|a| a.0)) {
-                log::info!("delivery to {conn:?} failed ({e}): ending its session");
+                log::info!("delivery to {conn} failed ({e}): ending its session");
                 outlets.sockets.remove(&conn);
                 hub.handle(Instant::now(), Input::Disconnect { conn });
             }
@@ -267,7 +267,7 @@ fn carry_out<S: MessageStore, B: Broker>(
             }
         }
         Output::Close { conn, reason } => {
-            log::info!("closing {conn:?}: {reason:?}");
+            log::info!("closing {conn}: {reason}");
             if let Some(socket) = outlets.sockets.remove(&conn) {
                 socket.disconnect(true);
             }

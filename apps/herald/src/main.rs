@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     if flags.print_keys {
         #[allow(clippy::print_stdout, reason = "the binary's own output")]
         {
-            print!("{}", herald::config::describe_keys());
+            if flags.markdown {
+                print!("{}", herald::config::keys_markdown());
+            } else {
+                print!("{}", herald::config::describe_keys());
+            }
         }
         return ExitCode::SUCCESS;
     }
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    femme::with_level(config.log_level);
+    herald::logging::init(config.log_format, config.log_level);
     for w in warnings {
         log::warn!("{w}");
     }

@@ -65,8 +65,8 @@ pub(super) async fn pump(
                         false
                     }
                 };
-                if moved {
-                    log::warn!("node {node}: the master moved ({found:?}); following it");
+                if let (true, Ok((host, port))) = (moved, &found) {
+                    log::warn!("node {node}: the master moved to {host}:{port}; following it");
                     strong
                         .stats
                         .down(Part::Subscriber, "the master moved (Sentinel failover)");

@@ -215,7 +215,7 @@ impl Hub {
             Input::Connect { conn, identity } => self.connect(conn, identity),
             Input::Disconnect { conn } => {
                 if self.end_session(conn).is_none() {
-                    log::debug!("disconnect of unknown connection {conn:?}");
+                    log::debug!("disconnect of unknown connection {conn}");
                 }
             }
             Input::Ack { conn, ack } => self.ack(now, conn, ack),
@@ -231,7 +231,7 @@ impl Hub {
                     }
                     self.let_go(&client);
                 }
-                None => log::debug!("unwatch of unknown watcher {watch:?}"),
+                None => log::debug!("unwatch of unknown watcher {watch}"),
             },
         }
     }
@@ -263,13 +263,13 @@ impl Hub {
 
     fn connect(&mut self, conn: ConnId, identity: crate::identity::Identity) {
         if self.sessions.contains_key(&conn) {
-            log::warn!("connect of {conn:?} which already has a session: ignored");
+            log::warn!("connect of {conn} which already has a session: ignored");
             return;
         }
         let sid = self.fresh_id();
         let client = identity.client.clone();
         log::debug!(
-            "session {conn:?} for {} slot {} ({:?})",
+            "session {conn} for {} slot {} ({:?})",
             client,
             identity.slot,
             identity.mode
@@ -291,11 +291,11 @@ impl Hub {
 
     fn ack(&mut self, now: Instant, conn: ConnId, ack: AckId) {
         let Some(s) = self.sessions.get_mut(&conn) else {
-            log::debug!("ack {ack:?} for unknown connection {conn:?}");
+            log::debug!("ack {ack} for unknown connection {conn}");
             return;
         };
         let Some(batch) = s.acknowledged(ack) else {
-            log::debug!("unknown or repeated ack {ack:?} on {conn:?}: ignored");
+            log::debug!("unknown or repeated ack {ack} on {conn}: ignored");
             return;
         };
         let (client, slot, through) = (s.client.clone(), s.slot, s.acked_through());
@@ -308,11 +308,11 @@ impl Hub {
 
     fn commit(&mut self, now: Instant, conn: ConnId, n: u64) {
         let Some(s) = self.sessions.get_mut(&conn) else {
-            log::debug!("commit for unknown connection {conn:?}");
+            log::debug!("commit for unknown connection {conn}");
             return;
         };
         if s.mode != Mode::Commit {
-            log::debug!("commit on ack-mode session {conn:?}: ignored");
+            log::debug!("commit on ack-mode session {conn}: ignored");
             return;
         }
         let (ids, timers) = s.committed(n);
@@ -333,7 +333,7 @@ impl Hub {
         result: Result<StoreReply, crate::StoreError>,
     ) {
         let Some(pending) = self.pending.remove(&req) else {
-            log::debug!("result of unknown store request {req:?}");
+            log::debug!("result of unknown store request {req}");
             return;
         };
         if result.is_err() {
@@ -380,7 +380,7 @@ impl Hub {
         result: Result<BrokerReply, crate::BrokerError>,
     ) {
         let Some(pending) = self.pending.remove(&req) else {
-            log::debug!("result of unknown broker request {req:?}");
+            log::debug!("result of unknown broker request {req}");
             return;
         };
         if result.is_err() {

@@ -57,7 +57,7 @@ impl ClientEntry {
 impl Hub {
     pub(super) fn watch(&mut self, watch: WatchId, client: ClientId) {
         if self.watches.contains_key(&watch) {
-            log::warn!("watch of {watch:?} which already watches: ignored");
+            log::warn!("watch of {watch} which already watches: ignored");
             return;
         }
         self.watches.insert(watch, client.clone());

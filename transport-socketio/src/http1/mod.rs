@@ -31,13 +31,14 @@
 mod answer;
 pub mod chunked;
 pub mod head;
+mod slots;
 
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_std::net::{TcpListener, TcpStream};
 use futures::io::{AsyncRead, AsyncWrite};
@@ -47,10 +48,13 @@ use herald_core::runtime::timeout;
 use tide::http::upgrade::Connection;
 use tide::http::{Body, Response, StatusCode};
 
+pub use answer::UtcTime;
 #[cfg(test)]
 use answer::format_date;
 use answer::{http_date, write_answer, write_head};
 use head::{Framing, Head, Refusal};
+use slots::Throttled;
+pub use slots::{SharedLimit, Slot};
 
 /// How often refused connections and failed accepts are logged, at most.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -65,24 +69,6 @@ const INLINE_BODY: usize = 64 << 10;
 /// answer rather than a reset (its unread bytes would make the close a reset).
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
-
-/// A connection budget several listeners share (the process's file descriptors): a
-/// connection takes a slot of its listener and one of this.
-#[derive(Debug)]
-pub struct SharedLimit {
-    open: AtomicUsize,
-    max: usize,
-}
-
-impl SharedLimit {
-    /// A budget of `max` connections.
-    pub fn new(max: usize) -> Arc<SharedLimit> {
-        Arc::new(SharedLimit {
-            open: AtomicUsize::new(0),
-            max,
-        })
-    }
-}
 
 /// The limits of one listener.
 #[derive(Debug, Clone)]
@@ -178,77 +164,6 @@ fn is_transient(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
-}
-
-/// A warning logged at most once per [`LOG_EVERY`], with how many times it happened.
-struct Throttled {
-    what: String,
-    count: AtomicU64,
-    last: Mutex<Option<Instant>>,
-}
-
-impl Throttled {
-    fn new(what: String) -> Self {
-        Throttled {
-            what,
-            count: AtomicU64::new(0),
-            last: Mutex::new(None),
-        }
-    }
-
-    fn note(&self, detail: &str) {
-        self.count.fetch_add(1, Relaxed);
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|at| now.duration_since(at) < LOG_EVERY) {
-            return;
-        }
-        *last = Some(now);
-        let n = self.count.swap(0, Relaxed);
-        log::warn!("{}, {detail}: {n} since the last report", self.what);
-    }
-}
-
-/// One of a listener's connection slots (and of the shared budget), given back on drop.
-pub struct Slot {
-    listener: Arc<AtomicUsize>,
-    shared: Option<Arc<SharedLimit>>,
-}
-
-impl Slot {
-    fn take(
-        open: &Arc<AtomicUsize>,
-        max: usize,
-        shared: Option<&Arc<SharedLimit>>,
-    ) -> Option<Slot> {
-        let up = |counter: &AtomicUsize, max: usize| {
-            counter
-                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
-                .is_ok()
-        };
-        if !up(open, max) {
-            return None;
-        }
-        if let Some(shared) = shared
-            && !up(&shared.open, shared.max)
-        {
-            open.fetch_sub(1, Relaxed);
-            return None;
-        }
-        Some(Slot {
-            listener: open.clone(),
-            shared: shared.cloned(),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.listener.fetch_sub(1, Relaxed);
-        if let Some(shared) = &self.shared {
-            shared.open.fetch_sub(1, Relaxed);
-        }
-    }
 }
 
 /// Answers 503 without waiting for anything (the answer fits the socket's empty send buffer)

@@ -15,6 +15,8 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     /// `--print-keys`: print every configuration key, then exit.
     pub print_keys: bool,
+    /// `--markdown` (with `--print-keys`): as the table of docs/configuration.md.
+    pub markdown: bool,
     /// The keys set by flags, as `(key path, raw value)` pairs.
     pub(super) overrides: Vec<(&'static str, RawValue)>,
 }
@@ -58,6 +60,7 @@ impl Flags {
         Flags {
             config: m.get_one::<PathBuf>("config").cloned(),
             print_keys: m.get_flag("print_keys"),
+            markdown: m.get_flag("markdown"),
             overrides,
         }
     }
@@ -85,7 +88,20 @@ fn command() -> clap::Command {
             Arg::new("print_keys")
                 .long("print-keys")
                 .action(ArgAction::SetTrue)
-                .help("Print every configuration key with its environment variable, then exit"),
+                .help(
+                    "Print every configuration key with its environment variable and default, \
+                     then exit",
+                ),
+        )
+        .arg(
+            Arg::new("markdown")
+                .long("markdown")
+                .action(ArgAction::SetTrue)
+                .requires("print_keys")
+                .help(
+                    "With --print-keys: print the keys as the table of docs/configuration.md \
+                     (scripts/config-docs.sh writes it there)",
+                ),
         );
     for key in KEYS {
         let Some(flag) = &key.flag else {

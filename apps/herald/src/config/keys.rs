@@ -1,5 +1,20 @@
 //! Every configuration key, declared once ([`KEYS`]): path, environment variable, kind,
-//! meaning and flag.
+//! meaning, default and flag. `herald --print-keys` lists them with their defaults, and
+//! `herald --print-keys --markdown` writes the table of docs/configuration.md from them
+//! (`scripts/config-docs.sh` puts it in place; a test checks the file holds it).
+
+use std::time::Duration;
+
+use herald_broker_redis::{RedisBrokerConfig, Topology};
+use herald_core::auth::AuthConfig;
+use herald_core::{HubConfig, NodeId, Retention};
+use herald_socketio::ServerConfig;
+use herald_socketio::http1::HttpLimits;
+use herald_store_mongo::MongoConfig;
+use toml::Value;
+
+use crate::api;
+use crate::shutdown::ShutdownLimits;
 
 /// What a key's value must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +34,74 @@ pub(super) enum Kind {
 }
 
 /// One configuration key, declared once: its dotted path in the file, its environment
-/// variable, its type, what it means, and its command-line flag if it has one. The file's
-/// schema, the environment, the flags (`herald --help`), `herald --print-keys` and the check
-/// of docs/configuration.md all derive from [`KEYS`].
+/// variable, its type, what it means, its default and its command-line flag if it has one.
+/// The file's schema, the environment, the flags (`herald --help`), the defaults of
+/// [`super::Config`], `herald --print-keys` and the table of docs/configuration.md all derive
+/// from [`KEYS`].
 pub(super) struct Key {
     pub(super) path: &'static str,
     pub(super) env: &'static str,
     pub(super) kind: Kind,
+    /// One line, for `--help` and `--print-keys`.
     pub(super) help: &'static str,
+    /// The meaning column of docs/configuration.md (Markdown).
+    pub(super) doc: &'static str,
+    pub(super) default: Initial,
     pub(super) flag: Option<Flag>,
+}
+
+/// A key's value when nothing sets it.
+#[derive(Clone, Copy)]
+pub(super) enum Initial {
+    /// This value, taken from the config struct of the crate whose setting it is (those
+    /// structs are where defaults are written), or written here for the app's own keys.
+    Value(fn() -> Value),
+    /// No value: the key stays unset, and this says what happens then.
+    Unset(&'static str),
+}
+
+fn text(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+fn int(n: usize) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn ms(d: Duration) -> Value {
+    Value::Integer(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn secs(d: Duration) -> Value {
+    Value::Integer(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn list(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| text(s)).collect())
+}
+
+fn hub() -> HubConfig {
+    HubConfig::new(NodeId::new("defaults").expect("a valid node id"))
+}
+
+fn socketio() -> ServerConfig {
+    ServerConfig::default()
+}
+
+fn auth() -> AuthConfig {
+    AuthConfig::new(Vec::new())
+}
+
+fn http() -> HttpLimits {
+    HttpLimits::default()
+}
+
+fn mongo() -> MongoConfig {
+    MongoConfig::new("")
+}
+
+fn redis() -> RedisBrokerConfig {
+    RedisBrokerConfig::new(Topology::Standalone(String::new()))
 }
 
 /// The command-line flag of a key.
@@ -48,6 +122,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_ROLE",
         kind: Kind::Word(&["all", "connector", "api"]),
         help: "what this node serves",
+        doc: "what this node serves: Socket.IO (`connector`), REST (`api`) or both",
+        default: Initial::Value(|| text("all")),
         flag: Some(Flag {
             long: "role",
             value_name: "ROLE",
@@ -58,6 +134,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_NODE_ID",
         kind: Kind::Str,
         help: "this node's name in claims, logs and metrics (default: host name + port)",
+        doc: "1–128 printable ASCII, no space or `:`: this node's name in claims, logs and the `node` label of metrics",
+        default: Initial::Unset("host name `_` connector port (`_pid<N>` when the port is 0)"),
         flag: Some(Flag {
             long: "node-id",
             value_name: "ID",
@@ -68,6 +146,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_API_LISTEN",
         kind: Kind::Addr,
         help: "REST API listen address",
+        doc: "REST listen address; port 0 picks a free port",
+        default: Initial::Value(|| text("127.0.0.1:3000")),
         flag: Some(Flag {
             long: "api-listen",
             value_name: "ADDR",
@@ -78,6 +158,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_API_KEY",
         kind: Kind::StrList,
         help: "publish API keys (Authorization: Bearer <key>)",
+        doc: "when set, every REST route but `/healthy` needs `Authorization: Bearer <key>` (401 otherwise)",
+        default: Initial::Unset("none"),
         flag: Some(Flag {
             long: "api-key",
             value_name: "K",
@@ -91,6 +173,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 64 << 20,
         },
         help: "largest accepted request body, bytes",
+        doc: "larger request bodies get 413",
+        default: Initial::Value(|| int(api::DEFAULT_MAX_BODY)),
         flag: None,
     },
     Key {
@@ -101,6 +185,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 1 << 30,
         },
         help: "largest /queues answer, bytes: messages stop before it and `more` says some remain",
+        doc: r#"largest `GET /queues` answer: messages stop before it and `"more":true` says some remain (one message always comes, whatever its size)"#,
+        default: Initial::Value(|| int(api::DEFAULT_MAX_ANSWER)),
         flag: None,
     },
     Key {
@@ -111,6 +197,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 10_000,
         },
         help: "problems listed in an error answer; the rest are counted in one last line",
+        doc: "problems listed in an error answer; one last line `... and N more` counts the rest",
+        default: Initial::Value(|| int(api::DEFAULT_MAX_LISTED_ERRORS)),
         flag: None,
     },
     Key {
@@ -118,6 +206,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_CONNECTOR_LISTEN",
         kind: Kind::Addr,
         help: "Socket.IO listen address",
+        doc: "Socket.IO listen address",
+        default: Initial::Value(|| text("127.0.0.1:3001")),
         flag: Some(Flag {
             long: "connector-listen",
             value_name: "ADDR",
@@ -128,6 +218,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_WINDOW",
         kind: Kind::Int { min: 1, max: 4096 },
         help: "in-flight messages per session in ack mode",
+        doc: "messages in flight per session in ack mode",
+        default: Initial::Value(|| int(hub().window)),
         flag: Some(Flag {
             long: "window",
             value_name: "N",
@@ -141,6 +233,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "Engine.IO ping interval",
+        doc: "Engine.IO `pingInterval`",
+        default: Initial::Value(|| ms(socketio().ping_interval)),
         flag: None,
     },
     Key {
@@ -151,6 +245,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "Engine.IO ping timeout",
+        doc: "Engine.IO `pingTimeout`",
+        default: Initial::Value(|| ms(socketio().ping_timeout)),
         flag: None,
     },
     Key {
@@ -161,6 +257,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a client has to send its Socket.IO CONNECT",
+        doc: "time a client has to send its Socket.IO CONNECT",
+        default: Initial::Value(|| ms(socketio().connect_timeout)),
         flag: None,
     },
     Key {
@@ -171,6 +269,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 64 << 20,
         },
         help: "largest accepted Engine.IO payload, bytes",
+        doc: "Engine.IO `maxPayload`; larger messages close the session",
+        default: Initial::Value(|| int(socketio().max_payload)),
         flag: None,
     },
     Key {
@@ -181,6 +281,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 1 << 30,
         },
         help: "most bytes waiting to be sent to one client before its session is closed",
+        doc: "most bytes waiting to be sent to one client (deliveries not yet written, and the session's own packets: pings, pongs, CONNECT answers and refusals), each packet counted as its size + 64; past it the session is closed and its unacknowledged messages are redelivered on the next connection. One delivery larger than this still goes when nothing else waits. Keep it above a few deliveries (`api.max_body` × the messages a batch can hold) so that only a client that stops reading reaches it. The same bound holds what a client sent that its session has not handled yet: past it the server stops reading that client's WebSocket until the session catches up (a polling POST gets 400 and the session closes)",
+        default: Initial::Value(|| int(socketio().queue_bytes)),
         flag: None,
     },
     Key {
@@ -191,6 +293,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an ending session's client has to answer the close before its socket is dropped",
+        doc: "when a session ends (timeout, kick, shutdown, queue over its bound, transport error), the time its last packets, the WebSocket close frame and the client's answer may take; then the socket is closed whatever the client does",
+        default: Initial::Value(|| ms(socketio().close_timeout)),
         flag: None,
     },
     Key {
@@ -198,6 +302,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_CONNECTOR_CORS_ORIGINS",
         kind: Kind::StrList,
         help: "web origins whose pages may use Socket.IO with credentials; [\"*\"] = any page, without credentials",
+        doc: r#"`["*"]` alone, or origins `http(s)://host[:port]` (lower case, no path): web pages of other origins that may use the Socket.IO port (CORS, see docs/protocol.md "Browsers"): `*` = any page, without credentials; listed origins get their own origin back with credentials (`withCredentials` polling, socket.io 2.x browser clients); `[]` = no CORS header (same-origin pages only)"#,
+        default: Initial::Value(|| list(&socketio().cors_origins)),
         flag: None,
     },
     Key {
@@ -208,6 +314,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 86_400,
         },
         help: "how long a browser may reuse a CORS preflight answer",
+        doc: "how long a browser may reuse a CORS preflight answer (`Access-Control-Max-Age`; browsers cap it, Chromium at 2 h)",
+        default: Initial::Value(|| secs(socketio().cors_max_age)),
         flag: None,
     },
     Key {
@@ -215,6 +323,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_SECRET",
         kind: Kind::Str,
         help: "HMAC/JWT secret for client auth (default: generated once into <data_dir>/secret on a single node)",
+        doc: "the HMAC / JWT / legacy secret",
+        default: Initial::Unset("generated (single node)"),
         flag: Some(Flag {
             long: "secret",
             value_name: "S",
@@ -225,6 +335,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_LEGACY_AUTH",
         kind: Kind::Bool,
         help: "accept the seed's x-nbb-* headers",
+        doc: "accept the seed's `x-nbb-authid` / `x-nbb-sign` headers",
+        default: Initial::Value(|| Value::Boolean(auth().legacy)),
         flag: Some(Flag {
             long: "legacy-auth",
             value_name: "",
@@ -235,6 +347,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_AUTH_HMAC",
         kind: Kind::Bool,
         help: "accept HMAC connect auth",
+        doc: "accept HMAC connect auth",
+        default: Initial::Value(|| Value::Boolean(auth().hmac)),
         flag: None,
     },
     Key {
@@ -242,6 +356,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_AUTH_JWT",
         kind: Kind::Bool,
         help: "accept JWT connect auth",
+        doc: "accept JWT (HS256) connect auth",
+        default: Initial::Value(|| Value::Boolean(auth().jwt)),
         flag: None,
     },
     Key {
@@ -252,6 +368,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 86_400,
         },
         help: "largest accepted age (now - ts) of a signature",
+        doc: "largest accepted age (`now − ts`) of an HMAC or legacy signature",
+        default: Initial::Value(|| secs(auth().max_skew)),
         flag: None,
     },
     Key {
@@ -262,6 +380,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 86_400,
         },
         help: "largest accepted ts - now of a signature (a client clock ahead of the server's)",
+        doc: "largest accepted `ts − now` (a client clock ahead of the server's); a signature is replayable from `ts − this` to `ts + max_skew_secs`, so keep it short",
+        default: Initial::Value(|| secs(auth().max_future_skew)),
         flag: None,
     },
     Key {
@@ -269,6 +389,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_DATA_DIR",
         kind: Kind::Str,
         help: "embedded store location",
+        doc: "a path: the embedded store (`herald.log`, `herald.ids`, `herald.lock`) and a generated secret",
+        default: Initial::Value(|| text("./herald-data")),
         flag: Some(Flag {
             long: "data-dir",
             value_name: "PATH",
@@ -279,6 +401,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_MONGO",
         kind: Kind::Str,
         help: "MongoDB URL; when set, queues live in MongoDB instead of the embedded store",
+        doc: "a `mongodb://` or `mongodb+srv://` URL: queues in MongoDB, shared by every node; the URL's `maxPoolSize` (driver default 10) is also how many session reads (backlogs, history) a node sends at once, the others wait their turn in a queue",
+        default: Initial::Unset("none"),
         flag: Some(Flag {
             long: "mongo",
             value_name: "URL",
@@ -289,6 +413,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_STORE_RECOVER_DAMAGED_LOG",
         kind: Kind::Bool,
         help: "open an embedded log damaged before its end: skip the damaged bytes, keep every intact record (docs/operations.md)",
+        doc: "open an embedded log that is damaged before its end: skip the damaged bytes, keep every intact record, set the damaged file aside; use once, see [operations.md](operations.md#a-damaged-log)",
+        default: Initial::Value(|| Value::Boolean(false)),
         flag: Some(Flag {
             long: "recover-damaged-log",
             value_name: "",
@@ -302,6 +428,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 100_000_000,
         },
         help: "clients whose id counters a node remembers (about 100 bytes each): a push to them costs no counter read",
+        doc: r#"MongoDB store: clients whose id counters a node remembers (about 100 bytes each); a push to a remembered client costs no counter read, a forgotten one costs one `find` per batch (see operations.md, "Round trips")"#,
+        default: Initial::Value(|| int(mongo().known_counters)),
         flag: None,
     },
     Key {
@@ -312,6 +440,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 600_000,
         },
         help: "how long a read waits for an id missing between stored messages (an insert of another API node still on its way) before it counts as a hole",
+        doc: r#"MongoDB store: how long a session's read waits for an id missing between stored messages (with several API nodes, an insert still on its way) before counting it as a hole; longer than an insert of your largest push can take (see operations.md, "Ids and holes")"#,
+        default: Initial::Value(|| ms(mongo().settle)),
         flag: None,
     },
     Key {
@@ -319,6 +449,8 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_REDIS",
         kind: Kind::Str,
         help: "Redis URL (redis://, redis+cluster://h1,h2 or redis+sentinel://s1,s2/<master>); when set, nodes coordinate through Redis",
+        doc: "`redis://[user:pw@]host:port[/db]`, `redis+cluster://h1:p1,h2:p2`, `redis+sentinel://[user:pw@]s1:p1,s2:p2/<master>[/db][?sentinel_username=u&sentinel_password=p]`: coordination through Redis: notifications and one session per client and slot. With Sentinel the credentials before `@` are the master's, the query's the sentinels' own; the master is looked up through the sentinels in order and followed across failovers. TLS is not built in (`rediss+sentinel://` is refused): use a TLS tunnel. See [operations.md](operations.md#redis-deployments-and-failover)",
+        default: Initial::Unset("none"),
         flag: Some(Flag {
             long: "redis",
             value_name: "URL",
@@ -332,6 +464,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 100_000_000,
         },
         help: "notifications waiting for Redis; past it one is dropped and counted (a resync delivers its message)",
+        doc: "notifications waiting for Redis (queued, or sent and not yet answered); past it a notification is dropped and counted (`herald_broker_notifications_dropped_total`): the store holds its message and the resync once Redis answers delivers it. `POST /push` never waits for Redis",
+        default: Initial::Value(|| int(redis().max_pending)),
         flag: None,
     },
     Key {
@@ -342,6 +476,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 1 << 30,
         },
         help: "payload bytes of the notifications waiting for Redis; past it likewise",
+        doc: "channel and payload bytes of those notifications (a notification carries its message up to 16 KiB); past it likewise",
+        default: Initial::Value(|| int(redis().max_pending_bytes)),
         flag: None,
     },
     Key {
@@ -352,6 +488,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time connecting to Redis (or asking a sentinel) may take",
+        doc: "time connecting to Redis, or asking a sentinel for the master, may take",
+        default: Initial::Value(|| ms(redis().connection_timeout)),
         flag: None,
     },
     Key {
@@ -362,6 +500,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a Redis command may wait for its answer (a paused or partitioned server)",
+        doc: "time a Redis command may wait for its answer: what a paused or partitioned server costs a claim or a batch of notifications before it counts as failed (the batch is counted in `herald_broker_notifications_failed_total` and a resync is owed)",
+        default: Initial::Value(|| ms(redis().response_timeout)),
         flag: None,
     },
     Key {
@@ -372,6 +512,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "longest wait between two attempts to reach Redis again (the first is 50 ms, doubling)",
+        doc: "longest wait between two attempts to reach Redis again (or the master, with Sentinel); the first wait is 50 ms, doubling",
+        default: Initial::Value(|| ms(redis().reconnect_max)),
         flag: None,
     },
     Key {
@@ -382,6 +524,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "how long a node counts as alive after its last liveness beat in Redis (beaten every third of it): the client view hides the sessions of a node silent longer",
+        doc: "how long a node counts as alive after its last liveness beat in Redis (beaten every third of it): the client view (`GET /clients/<id>`) hides the sessions of a node silent longer",
+        default: Initial::Value(|| ms(redis().node_ttl)),
         flag: None,
     },
     Key {
@@ -392,6 +536,10 @@ pub(super) const KEYS: &[Key] = &[
             max: i64::MAX,
         },
         help: "messages kept per client",
+        doc: "messages kept per client; older ones are dropped",
+        default: Initial::Value(|| {
+            Value::Integer(i64::try_from(Retention::default().cap).unwrap_or(i64::MAX))
+        }),
         flag: None,
     },
     Key {
@@ -402,6 +550,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 10 * 365 * 86_400,
         },
         help: "default message time to live",
+        doc: "time to live of a message without its own `ttl`",
+        default: Initial::Value(|| secs(Retention::default().ttl)),
         flag: None,
     },
     Key {
@@ -412,6 +562,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 1 << 20,
         },
         help: "largest HTTP request head (request line and headers), bytes; larger is answered 431",
+        doc: "largest HTTP request head (request line and header fields) on both listeners; larger gets 431 and the connection closes",
+        default: Initial::Value(|| int(http().max_head)),
         flag: None,
     },
     Key {
@@ -422,6 +574,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an HTTP request head may take to arrive (408 and close after it)",
+        doc: "time a request head may take to arrive (for a new connection: from the accept); then 408 and close",
+        default: Initial::Value(|| ms(http().head_timeout)),
         flag: None,
     },
     Key {
@@ -432,6 +586,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an HTTP request body may take to arrive (408 and close after it)",
+        doc: "time a request body may take to arrive; then 408 and close",
+        default: Initial::Value(|| ms(http().body_timeout)),
         flag: None,
     },
     Key {
@@ -442,6 +598,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a kept-alive HTTP connection may wait for its next request",
+        doc: "time a kept-alive connection may wait for its next request; then it is closed",
+        default: Initial::Value(|| ms(http().idle_timeout)),
         flag: None,
     },
     Key {
@@ -452,6 +610,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time an HTTP answer may take to be written (a client that does not read)",
+        doc: "time an answer may take to be written (a client that does not read); then the connection is closed",
+        default: Initial::Value(|| ms(http().write_timeout)),
         flag: None,
     },
     Key {
@@ -462,6 +622,8 @@ pub(super) const KEYS: &[Key] = &[
             max: 100_000_000,
         },
         help: "connections per listener (WebSockets included); more are answered 503; 0 = derived from RLIMIT_NOFILE",
+        doc: "0 = derived (below). connections per listener, upgraded WebSockets included; more are answered 503 and closed. Start-up raises the soft `RLIMIT_NOFILE` to the hard limit; all listeners together never hold more than that limit less 64 and 1/64 of it (kept for the store, the broker and the process). Derived per-listener limit: that total less, with two listeners, a headroom (1/64 of it, at least 16) left to the other one — so a full Socket.IO port never takes `/healthy` with it (256 descriptors: 172 per listener; 20,000: 19,318)",
+        default: Initial::Value(|| Value::Integer(0)),
         flag: None,
     },
     Key {
@@ -469,9 +631,23 @@ pub(super) const KEYS: &[Key] = &[
         env: "HERALD_LOG_LEVEL",
         kind: Kind::Word(&["error", "warn", "info", "debug", "trace"]),
         help: "log level",
+        doc: "log level",
+        default: Initial::Value(|| text("info")),
         flag: Some(Flag {
             long: "log-level",
             value_name: "LEVEL",
+        }),
+    },
+    Key {
+        path: "log.format",
+        env: "HERALD_LOG_FORMAT",
+        kind: Kind::Word(&["text", "json"]),
+        help: "log format: readable lines, or JSON (femme: one object per line in release builds)",
+        doc: "`text`: one readable line per record (UTC time with milliseconds, level, target, message). `json`: femme, as release builds logged before this key: one JSON object per line (`level` a number, `time` in epoch milliseconds, `msg`) in release builds; femme picks by build profile, so a debug build writes its pretty lines instead",
+        default: Initial::Value(|| text("text")),
+        flag: Some(Flag {
+            long: "log-format",
+            value_name: "FORMAT",
         }),
     },
     Key {
@@ -482,6 +658,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a stopping node gives its sessions to receive their close and end",
+        doc: "on SIGTERM or SIGINT, the time every session gets to receive its close and end; then the node stops anyway (a warning counts the sessions left)",
+        default: Initial::Value(|| ms(ShutdownLimits::default().sessions)),
         flag: None,
     },
     Key {
@@ -492,13 +670,8 @@ pub(super) const KEYS: &[Key] = &[
             max: MS_MAX,
         },
         help: "time a stopping node gives the store writes under way (pushes' appends, acknowledgements) to finish",
+        doc: "then the time the store writes under way (pushes' appends, acknowledgements) get to finish; keep both together within your orchestrator's grace period (`docker stop`: 10 s, Kubernetes: 30 s by default)",
+        default: Initial::Value(|| ms(ShutdownLimits::default().writes)),
         flag: None,
     },
 ];
-
-/// Every key with its environment variable and meaning, one per line (`herald --print-keys`).
-pub fn describe_keys() -> String {
-    KEYS.iter()
-        .map(|k| format!("{:<32} {:<36} {}\n", k.path, k.env, k.help))
-        .collect()
-}

@@ -11,25 +11,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use herald_broker_redis::{RedisBrokerConfig, Topology};
-use herald_core::auth::AuthConfig;
-use herald_core::{HubConfig, NodeId, Retention};
-use herald_socketio::ServerConfig;
-use herald_socketio::http1::HttpLimits;
 use toml::{Table, Value};
 
-use crate::api;
+use crate::logging::LogFormat;
 use crate::shutdown::ShutdownLimits;
 
 mod check;
 mod flags;
 mod keys;
+mod print;
 
 use check::check_cors_origins;
 pub use check::redact_url;
 pub use flags::Flags;
-pub use keys::describe_keys;
-use keys::{KEYS, Key, Kind};
+use keys::{Initial, KEYS, Key, Kind};
+pub use print::{describe_keys, keys_markdown};
 
 /// A value from the environment or a flag, before it is checked against its key's kind.
 #[derive(Clone)]
@@ -203,6 +199,8 @@ pub struct Config {
     pub retention_ttl: Duration,
     /// Log level.
     pub log_level: log::LevelFilter,
+    /// Log format: readable lines or femme's JSON.
+    pub log_format: LogFormat,
     /// Largest HTTP request head, bytes.
     pub http_max_head: usize,
     /// Time an HTTP request head may take to arrive.
@@ -271,6 +269,7 @@ impl std::fmt::Debug for Config {
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
             .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
             .field("shutdown", &self.shutdown)
             .finish()
     }
@@ -350,25 +349,27 @@ impl Config {
         t: &Table,
         sources: &BTreeMap<&'static str, String>,
     ) -> Result<Config, ConfigError> {
+        // A key not set takes its declared default (from the config struct of the crate whose
+        // setting it is); only keys declared without one stay unset.
+        let mut t = t.clone();
+        for key in KEYS {
+            if let Initial::Value(default) = key.default
+                && !t.contains_key(key.path)
+            {
+                t.insert(key.path.into(), default());
+            }
+        }
+        let t = &t;
         let s = |p: &str| t.get(p).and_then(Value::as_str).map(str::to_owned);
-        let i = |p: &str| t.get(p).and_then(Value::as_integer);
-        let b = |p: &str, d: bool| t.get(p).and_then(Value::as_bool).unwrap_or(d);
-        // A key not set keeps the default of the crate whose setting it is (their config
-        // structs are the one place defaults are written).
-        let size = |p: &str, d: usize| i(p).map_or(d, |v| v as usize);
-        let ms = |p: &str, d: Duration| i(p).map_or(d, |v| Duration::from_millis(v as u64));
-        let secs = |p: &str, d: Duration| i(p).map_or(d, |v| Duration::from_secs(v as u64));
-        let hub = HubConfig::new(NodeId::new("defaults").expect("a valid node id"));
-        let socketio = ServerConfig::default();
-        let auth = AuthConfig::new(Vec::new());
-        let retention = Retention::default();
-        let http = HttpLimits::default();
-        let mongo = herald_store_mongo::MongoConfig::new("");
-        let redis = RedisBrokerConfig::new(Topology::Standalone(String::new()));
-        let stop = ShutdownLimits::default();
-        let addr = |p: &str, d: &str| -> SocketAddr {
+        let i = |p: &str| t.get(p).and_then(Value::as_integer).unwrap_or(0);
+        let b = |p: &str| t.get(p).and_then(Value::as_bool).unwrap_or(false);
+        let size = |p: &str| usize::try_from(i(p)).unwrap_or(0);
+        let ms = |p: &str| Duration::from_millis(u64::try_from(i(p)).unwrap_or(0));
+        let secs = |p: &str| Duration::from_secs(u64::try_from(i(p)).unwrap_or(0));
+        // Checked against Kind::Addr, the default included.
+        let addr = |p: &str| -> SocketAddr {
             s(p).and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| d.parse().expect("default addresses parse"))
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
         };
         let bad = |key: &str, reason: String| ConfigError::BadValue {
             key: key.into(),
@@ -381,7 +382,7 @@ impl Config {
             Some("api") => Role::Api,
             _ => Role::All,
         };
-        let data_dir = PathBuf::from(s("store.data_dir").unwrap_or_else(|| "./herald-data".into()));
+        let data_dir = PathBuf::from(s("store.data_dir").unwrap_or_default());
         let store = match s("store.mongo") {
             Some(url) => {
                 if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
@@ -421,7 +422,7 @@ impl Config {
         if let Some(id) = &node_id {
             herald_core::NodeId::new(id).map_err(|e| bad("node_id", e.to_string()))?;
         }
-        let api_listen = addr("api.listen", "127.0.0.1:3000");
+        let api_listen = addr("api.listen");
         let api_keys: Vec<String> = t
             .get("api.keys")
             .and_then(Value::as_array)
@@ -473,7 +474,7 @@ impl Config {
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))
                 .collect(),
-            None => socketio.cors_origins.clone(),
+            None => Vec::new(),
         };
         check_cors_origins(&cors_origins).map_err(|e| bad("connector.cors_origins", e))?;
         let log_level = match s("log.level").as_deref() {
@@ -488,52 +489,54 @@ impl Config {
             node_id,
             api_listen,
             api_keys,
-            api_max_body: size("api.max_body", api::DEFAULT_MAX_BODY),
-            api_max_answer: size("api.max_answer", api::DEFAULT_MAX_ANSWER),
-            api_max_listed_errors: size("api.max_listed_errors", api::DEFAULT_MAX_LISTED_ERRORS),
-            connector_listen: addr("connector.listen", "127.0.0.1:3001"),
-            window: size("connector.window", hub.window),
-            ping_interval: ms("connector.ping_interval_ms", socketio.ping_interval),
-            ping_timeout: ms("connector.ping_timeout_ms", socketio.ping_timeout),
-            connect_timeout: ms("connector.connect_timeout_ms", socketio.connect_timeout),
-            max_payload: size("connector.max_payload", socketio.max_payload),
-            max_queue_bytes: size("connector.max_queue_bytes", socketio.queue_bytes),
-            close_timeout: ms("connector.close_timeout_ms", socketio.close_timeout),
+            api_max_body: size("api.max_body"),
+            api_max_answer: size("api.max_answer"),
+            api_max_listed_errors: size("api.max_listed_errors"),
+            connector_listen: addr("connector.listen"),
+            window: size("connector.window"),
+            ping_interval: ms("connector.ping_interval_ms"),
+            ping_timeout: ms("connector.ping_timeout_ms"),
+            connect_timeout: ms("connector.connect_timeout_ms"),
+            max_payload: size("connector.max_payload"),
+            max_queue_bytes: size("connector.max_queue_bytes"),
+            close_timeout: ms("connector.close_timeout_ms"),
             cors_origins,
-            cors_max_age: secs("connector.cors_max_age_secs", socketio.cors_max_age),
+            cors_max_age: secs("connector.cors_max_age_secs"),
             secret,
-            legacy_auth: b("auth.legacy", auth.legacy),
-            hmac_auth: b("auth.hmac", auth.hmac),
-            jwt_auth: b("auth.jwt", auth.jwt),
-            max_skew: secs("auth.max_skew_secs", auth.max_skew),
-            max_future_skew: secs("auth.max_future_skew_secs", auth.max_future_skew),
+            legacy_auth: b("auth.legacy"),
+            hmac_auth: b("auth.hmac"),
+            jwt_auth: b("auth.jwt"),
+            max_skew: secs("auth.max_skew_secs"),
+            max_future_skew: secs("auth.max_future_skew_secs"),
             store,
             data_dir,
-            recover_damaged_log: b("store.recover_damaged_log", false),
-            mongo_known_counters: size("store.mongo_known_counters", mongo.known_counters),
-            mongo_settle: ms("store.mongo_settle_ms", mongo.settle),
+            recover_damaged_log: b("store.recover_damaged_log"),
+            mongo_known_counters: size("store.mongo_known_counters"),
+            mongo_settle: ms("store.mongo_settle_ms"),
             broker,
-            broker_max_pending: size("broker.max_pending", redis.max_pending),
-            broker_max_pending_bytes: size("broker.max_pending_bytes", redis.max_pending_bytes),
-            broker_connect_timeout: ms("broker.connect_timeout_ms", redis.connection_timeout),
-            broker_response_timeout: ms("broker.response_timeout_ms", redis.response_timeout),
-            broker_reconnect_max: ms("broker.reconnect_max_ms", redis.reconnect_max),
-            broker_node_ttl: ms("broker.node_ttl_ms", redis.node_ttl),
-            retention_cap: i("retention.cap").map_or(retention.cap, |v| v as u64),
-            retention_ttl: secs("retention.ttl_secs", retention.ttl),
+            broker_max_pending: size("broker.max_pending"),
+            broker_max_pending_bytes: size("broker.max_pending_bytes"),
+            broker_connect_timeout: ms("broker.connect_timeout_ms"),
+            broker_response_timeout: ms("broker.response_timeout_ms"),
+            broker_reconnect_max: ms("broker.reconnect_max_ms"),
+            broker_node_ttl: ms("broker.node_ttl_ms"),
+            retention_cap: u64::try_from(i("retention.cap")).unwrap_or(1),
+            retention_ttl: secs("retention.ttl_secs"),
             log_level,
-            http_max_head: size("http.max_head", http.max_head),
-            http_head_timeout: ms("http.head_timeout_ms", http.head_timeout),
-            http_body_timeout: ms("http.body_timeout_ms", http.body_timeout),
-            http_idle_timeout: ms("http.idle_timeout_ms", http.idle_timeout),
-            http_write_timeout: ms("http.write_timeout_ms", http.write_timeout),
+            log_format: match s("log.format").as_deref() {
+                Some("json") => LogFormat::Json,
+                _ => LogFormat::Text,
+            },
+            http_max_head: size("http.max_head"),
+            http_head_timeout: ms("http.head_timeout_ms"),
+            http_body_timeout: ms("http.body_timeout_ms"),
+            http_idle_timeout: ms("http.idle_timeout_ms"),
+            http_write_timeout: ms("http.write_timeout_ms"),
             // 0 (the default) derives the limit from RLIMIT_NOFILE.
-            http_max_connections: i("http.max_connections")
-                .filter(|&n| n != 0)
-                .map(|n| n as usize),
+            http_max_connections: Some(size("http.max_connections")).filter(|&n| n != 0),
             shutdown: ShutdownLimits {
-                sessions: ms("shutdown.sessions_ms", stop.sessions),
-                writes: ms("shutdown.writes_ms", stop.writes),
+                sessions: ms("shutdown.sessions_ms"),
+                writes: ms("shutdown.writes_ms"),
             },
         })
     }

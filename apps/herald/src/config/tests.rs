@@ -401,39 +401,54 @@ fn every_key_has_a_unique_env_twin() {
 }
 
 #[test]
-fn the_docs_table_lists_every_key_with_its_variable_and_flag() {
+fn the_docs_table_is_generated_from_the_declarations() {
     let docs = include_str!("../../../../docs/configuration.md");
-    let rows: Vec<Vec<&str>> = docs
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|l| l.split('|').skip(1).map(str::trim).collect())
-        .collect();
+    let table = docs
+        .split_once("-->\n")
+        .filter(|(before, _)| before.contains("<!-- keys: begin"))
+        .and_then(|(_, rest)| rest.split_once("<!-- keys: end -->"))
+        .map(|(table, _)| table);
+    assert_eq!(
+        table,
+        Some(keys_markdown().as_str()),
+        "docs/configuration.md's key table is not what the declarations in config/keys.rs give: \
+         run scripts/config-docs.sh (it writes `herald --print-keys --markdown` between the \
+         `keys: begin` and `keys: end` markers)"
+    );
+}
+
+#[test]
+fn every_default_is_a_valid_value_of_its_key_and_is_shown() {
     for key in KEYS {
-        let row = rows
-            .iter()
-            .find(|r| r[0] == format!("`{}`", key.path))
-            .unwrap_or_else(|| panic!("docs/configuration.md has no row for {}", key.path));
+        if let keys::Initial::Value(default) = key.default {
+            key.check(default(), "the default")
+                .unwrap_or_else(|e| panic!("{}: its default is refused: {e}", key.path));
+        }
+        let line = describe_keys()
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", key.path)))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let shown = key.default_text().replace('`', "");
         assert!(
-            row[1].starts_with(&format!("`{}`", key.env)),
-            "{}: the docs name {} as its variable",
-            key.path,
-            row[1]
-        );
-        let flag = key.flag.as_ref().map(|f| format!("`--{}`", f.long));
-        assert_eq!(
-            flag.as_deref().unwrap_or(""),
-            row[2].split(' ').next().unwrap_or(""),
-            "{}: the flag column",
+            line.contains(&shown),
+            "--print-keys shows no default for {}: {line}",
             key.path
         );
     }
-    for row in &rows {
-        assert!(
-            KEYS.iter().any(|k| row[0] == format!("`{}`", k.path)),
-            "docs/configuration.md documents {}, which is not a key",
-            row[0]
-        );
-    }
+    let line = |path: &str| {
+        describe_keys()
+            .lines()
+            .find(|l| l.starts_with(&format!("{path} ")))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert!(
+        line("connector.window").contains(" 64 "),
+        "{}",
+        line("connector.window")
+    );
+    assert!(line("connector.ping_interval_ms").contains(" 25000 "));
 }
 
 #[test]
