@@ -216,6 +216,7 @@ async fn notify_many(url: &str, name: &str, n: usize, info: Option<&str>) -> any
                 channel: vec!["x".into()],
                 data: herald_core::Payload::from_json(&format!(r#"{{"i":{i}}}"#)).unwrap(),
                 ts: now_ms(),
+                push: None,
             };
             (c.clone(), message)
         })

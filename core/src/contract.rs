@@ -112,7 +112,7 @@ impl ContractConfig {
     }
 
     /// A client id unique to this run and `name`.
-    fn client(&self, name: &str) -> ClientId {
+    pub(crate) fn client(&self, name: &str) -> ClientId {
         assert!(name.len() <= MAX_SUFFIX, "suffix {name:?} too long");
         ClientId::new(&format!("{}{name}", self.run_id))
             .unwrap_or_else(|e| panic!("contract suite: bad client id for {name:?}: {e}"))
@@ -148,6 +148,7 @@ fn new_message(n: u64, ttl: Option<Duration>) -> NewMessage {
         data: Payload::from_json(&format!(r#"{{"n":{n},"s":"é\"x"}}"#))
             .unwrap_or_else(|e| panic!("contract suite: {e}")),
         ttl,
+        push: None,
     }
 }
 
@@ -984,6 +985,7 @@ async fn broker_notify<B: Broker, Z, ZFut>(
         channel: vec!["topic".into()],
         data: Payload::from_json(r#"{"n":[1,"two"]}"#).expect("valid JSON"),
         ts: 1_700_000_000_123,
+        push: None,
     };
     ok(C, "notify_message", n1.notify_message(&other, &msg).await);
     let got = w

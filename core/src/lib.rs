@@ -48,8 +48,11 @@
 //! ([`Input::Broker`]). `core/examples/line_driver.rs` is a complete driver in one loop.
 
 pub mod auth;
+pub mod books;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract_receipts;
 pub mod hub;
 pub mod identity;
 pub mod ids;
@@ -59,6 +62,8 @@ pub mod message;
 pub mod ports;
 pub mod publish;
 pub mod push;
+pub mod push_id;
+pub mod receipts;
 
 pub use hub::{Hub, HubConfig, HubStats};
 pub use identity::{Identity, Mode};
@@ -74,3 +79,8 @@ pub use ports::{
     RetentionReport, StoreError,
 };
 pub use publish::{Published, publish};
+pub use push_id::{PushId, PushIdError, PushIds};
+pub use receipts::{
+    CopyState, CopyStatus, IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt,
+    ReceiptKind,
+};

@@ -20,6 +20,10 @@ use crate::ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
     RetentionReport, StoreError,
 };
+use crate::push_id::PushId;
+use crate::receipts::{IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt};
+
+mod receipts;
 
 /// Locks `m`, recovering the data if another thread panicked while holding it (every update
 /// here leaves the maps consistent at each step).
@@ -35,6 +39,8 @@ struct Stored {
     acked: u16,
     /// Unix milliseconds after which the message is gone.
     expires_ms: u64,
+    /// Recalled: no slot reads it as unacknowledged any more.
+    recalled: bool,
 }
 
 /// One client's queue.
@@ -59,6 +65,8 @@ struct StoreInner {
     /// Messages dropped by the cap at append time, not yet reported by a purge.
     capped_eagerly: AtomicU64,
     queues: Mutex<HashMap<ClientId, Queue>>,
+    /// Push records and idempotency claims (locked after `queues` when both are).
+    books: Mutex<receipts::Books>,
 }
 
 impl MemoryStore {
@@ -70,6 +78,7 @@ impl MemoryStore {
                 down: AtomicBool::new(false),
                 capped_eagerly: AtomicU64::new(0),
                 queues: Mutex::new(HashMap::new()),
+                books: Mutex::new(receipts::Books::default()),
             }),
         }
     }
@@ -114,6 +123,7 @@ impl MemoryStore {
                     message: msg.to_message(id, now_ms),
                     acked: 0,
                     expires_ms,
+                    recalled: false,
                 },
             );
             // Enforce the cap eagerly once it is exceeded by a tenth (amortized).
@@ -127,6 +137,14 @@ impl MemoryStore {
                     .fetch_add(dropped, Ordering::Relaxed);
             }
             out.push(Ok(id));
+        }
+        if let Some(push) = msg.push {
+            let copies = recipients
+                .iter()
+                .zip(&out)
+                .filter_map(|(c, r)| r.as_ref().ok().map(|id| (c.clone(), *id)))
+                .collect();
+            lock(&self.inner.books).stored(push, now_ms, expires_ms, copies);
         }
         Ok(out)
     }
@@ -147,7 +165,7 @@ impl MemoryStore {
         Ok(q.messages
             .range(after.0.saturating_add(1)..)
             .map(|(_, s)| s)
-            .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms)
+            .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms && !s.recalled)
             .take(limit)
             .map(|s| s.message.clone())
             .collect())
@@ -216,6 +234,8 @@ impl MemoryStore {
             report.capped += before - q.messages.len() as u64;
         }
         queues.retain(|_, q| !q.messages.is_empty() || q.last > 0);
+        drop(queues);
+        lock(&self.inner.books).purge(now_ms);
         Ok(report)
     }
 }
@@ -279,6 +299,67 @@ impl MessageStore for MemoryStore {
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(self.check_up())
+    }
+
+    // ---- Push receipts, status, recall and idempotency (memory/receipts.rs) ----
+
+    fn record_receipts(
+        &self,
+        receipts: &[Receipt],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.record_receipts_now(receipts))
+    }
+
+    fn push_status(
+        &self,
+        push: PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PushStatus>, StoreError>> + Send {
+        std::future::ready(self.push_status_now(push, slot, now_ms))
+    }
+
+    fn recall(
+        &self,
+        push: PushId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<(RecallReport, Vec<ClientId>)>, StoreError>> + Send
+    {
+        std::future::ready(self.recall_now(push, now_ms))
+    }
+
+    fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: IdempotencyTimes,
+    ) -> impl Future<Output = Result<IdempotencyClaim, StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.books).claim(key, body_sha256, now_ms, times)),
+        )
+    }
+
+    fn finish_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.books).finish(key, answer)),
+        )
+    }
+
+    fn release_idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.books).release(key)),
+        )
     }
 }
 
@@ -503,6 +584,22 @@ impl Broker for MemoryBrokerNode {
             None => Box::pin(Ended),
         }
     }
+
+    fn notify_recall(
+        &self,
+        push: PushId,
+        clients: &[ClientId],
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        std::future::ready(self.with_node(|s| {
+            for client in clients {
+                let event = BrokerEvent::Recall {
+                    client: client.clone(),
+                    push,
+                };
+                MemoryBroker::fan_out(s, client, &event);
+            }
+        }))
+    }
 }
 
 /// Polls a future that is ready at once (every future of this module) without a runtime.
@@ -535,6 +632,7 @@ mod tests {
             channel: vec![],
             data: Payload::from_json(&n.to_string()).unwrap(),
             ttl: None,
+            push: None,
         }
     }
 

@@ -160,10 +160,14 @@ impl MongoStore {
             for (r, (client, id)) in req.recipients.iter().zip(ids).enumerate() {
                 if let Ok(id) = id {
                     owners.push((p, r));
-                    docs.push(doc! {
+                    let mut copy = doc! {
                         "c": client.as_str(), "i": *id, "f": &req.msg.from, "ch": &req.msg.channel,
                         "d": req.msg.data.json(), "t": t, "a": 0_i32, "x": x,
-                    });
+                    };
+                    if let Some(push) = req.msg.push {
+                        copy.insert("p", push.as_str());
+                    }
+                    docs.push(copy);
                 }
             }
         }
@@ -377,6 +381,7 @@ mod tests {
                 channel: vec![],
                 data: Payload::from_json("1").unwrap(),
                 ttl: None,
+                push: None,
             },
             recipients: recipients
                 .iter()

@@ -82,8 +82,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use herald_core::{
-    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Slot, StoreError,
+    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, PushId,
+    Retention, RetentionReport, Slot, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -271,6 +271,7 @@ fn to_message(doc: &Document) -> Result<Message, StoreError> {
         channel,
         data,
         ts: u64::try_from(ts).unwrap_or(0),
+        push: doc.get_str("p").ok().and_then(|p| PushId::parse(p).ok()),
     })
 }
 
@@ -288,6 +289,8 @@ pub fn message_indexes() -> Vec<IndexModel> {
             .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
             .build(),
         IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build(),
+        // The copies of one push (status, receipts, recall).
+        IndexModel::builder().keys(doc! {"p": 1}).build(),
     ]
 }
 

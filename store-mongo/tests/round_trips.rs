@@ -23,6 +23,7 @@ fn message(n: u64) -> NewMessage {
         channel: vec!["t".into()],
         data: Payload::from_json(&format!(r#"{{"n":{n}}}"#)).unwrap(),
         ttl: Some(Duration::from_secs(3600)),
+        push: None,
     }
 }
 

@@ -16,6 +16,7 @@ fn msg(id: u64) -> Message {
         channel: vec![],
         data: Payload::from_json("1").unwrap(),
         ts: 0,
+        push: None,
     }
 }
 

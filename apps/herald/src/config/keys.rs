@@ -114,6 +114,26 @@ pub(super) const KEYS: &[Key] = &[
         flag: None,
     },
     Key {
+        path: "api.idempotency_ttl_secs",
+        env: "HERALD_API_IDEMPOTENCY_TTL_SECS",
+        kind: Kind::Int {
+            min: 1,
+            max: 30 * 24 * 3600,
+        },
+        help: "how long a POST /push Idempotency-Key is remembered, seconds",
+        flag: None,
+    },
+    Key {
+        path: "api.idempotency_lease_ms",
+        env: "HERALD_API_IDEMPOTENCY_LEASE_MS",
+        kind: Kind::Int {
+            min: 1000,
+            max: 3_600_000,
+        },
+        help: "a claimed Idempotency-Key whose push never finished may be retried after this, ms",
+        flag: None,
+    },
+    Key {
         path: "connector.listen",
         env: "HERALD_CONNECTOR_LISTEN",
         kind: Kind::Addr,

@@ -134,6 +134,8 @@ pub struct Config {
     pub api_max_answer: usize,
     /// Problems listed in an error answer before one line counts the rest.
     pub api_max_listed_errors: usize,
+    /// How long an `Idempotency-Key` is remembered, and how long a claim not finished holds.
+    pub api_idempotency: herald_core::IdempotencyTimes,
     /// Socket.IO listen address.
     pub connector_listen: SocketAddr,
     /// In-flight messages per session in ack mode.
@@ -241,6 +243,7 @@ impl std::fmt::Debug for Config {
             .field("api_max_body", &self.api_max_body)
             .field("api_max_answer", &self.api_max_answer)
             .field("api_max_listed_errors", &self.api_max_listed_errors)
+            .field("api_idempotency", &self.api_idempotency)
             .field("connector_listen", &self.connector_listen)
             .field("window", &self.window)
             .field("ping_interval", &self.ping_interval)
@@ -478,6 +481,10 @@ impl Config {
             api_max_body: size("api.max_body", api::DEFAULT_MAX_BODY),
             api_max_answer: size("api.max_answer", api::DEFAULT_MAX_ANSWER),
             api_max_listed_errors: size("api.max_listed_errors", api::DEFAULT_MAX_LISTED_ERRORS),
+            api_idempotency: herald_core::IdempotencyTimes {
+                ttl: secs("api.idempotency_ttl_secs", api::DEFAULT_IDEMPOTENCY.ttl),
+                lease: ms("api.idempotency_lease_ms", api::DEFAULT_IDEMPOTENCY.lease),
+            },
             connector_listen: addr("connector.listen", "127.0.0.1:3001"),
             window: size("connector.window", hub.window),
             ping_interval: ms("connector.ping_interval_ms", socketio.ping_interval),
