@@ -38,6 +38,7 @@ mod containers;
 mod docker;
 mod process;
 mod raw_socket;
+pub mod receipts;
 mod refused;
 mod sentinel;
 mod tools;
