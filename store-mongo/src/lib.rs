@@ -76,6 +76,7 @@ mod ack;
 mod append;
 mod batch;
 mod memo;
+mod receipts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,6 +189,12 @@ pub struct MongoStore {
     /// Per client, the lowest id a read of this node passed while it might still be on its way:
     /// acknowledgements of that client never move a mark over it (see [`PassedHoles`]).
     passed_holes: Arc<PassedHoles>,
+    /// One push record per push (see [`receipts`]).
+    pushes: Collection<Document>,
+    /// Idempotency claims of `POST /push`.
+    idempotency: Collection<Document>,
+    /// Receipts waiting for the next receipts batch of this node.
+    receipts: Arc<Batcher<Vec<herald_core::Receipt>, Result<(), StoreError>>>,
 }
 
 /// Ids a read passed without having seen them, though they might still be inserted (another
@@ -311,6 +318,12 @@ impl MongoStore {
         let messages = db.collection::<Document>("messages");
         let counters = db.collection::<Document>("counters");
         messages.create_indexes(message_indexes()).await?;
+        let pushes = db.collection::<Document>("pushes");
+        let idempotency = db.collection::<Document>("idempotency");
+        pushes.create_index(receipts::receipt_indexes()).await?;
+        idempotency
+            .create_index(receipts::receipt_indexes())
+            .await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
             config.database,
@@ -329,6 +342,9 @@ impl MongoStore {
             counter_reads: Arc::new(Batcher::new()),
             reads: Arc::new(Semaphore::new(reads as usize)),
             passed_holes: Arc::new(PassedHoles::default()),
+            pushes,
+            idempotency,
+            receipts: Arc::new(Batcher::new()),
         })
     }
 }
@@ -385,6 +401,8 @@ impl MessageStore for MongoStore {
                 "i": {"$gt": after},
                 "a": {"$bitsAllClear": [i32::from(slot.get())]},
                 "x": {"$gt": now},
+                // Recalled copies stay stored (no hole for readers to wait on), unread.
+                "r": {"$exists": false},
             };
             // The driver's futures are boxed, so that a read waiting for its turn above is
             // not as large as the largest step after it.
@@ -504,6 +522,48 @@ impl MessageStore for MongoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    // ---- Push receipts, status, recall and idempotency (receipts.rs) ----
+
+    async fn record_receipts(&self, receipts: &[herald_core::Receipt]) -> Result<(), StoreError> {
+        self.record_receipts_now(receipts).await
+    }
+
+    async fn push_status(
+        &self,
+        push: PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> Result<Option<herald_core::PushStatus>, StoreError> {
+        let _turn = self.reading().await?;
+        self.push_status_now(push, slot, now_ms).await
+    }
+
+    async fn recall(
+        &self,
+        push: PushId,
+        now_ms: u64,
+    ) -> Result<Option<(herald_core::RecallReport, Vec<ClientId>)>, StoreError> {
+        self.recall_now(push, now_ms).await
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: herald_core::IdempotencyTimes,
+    ) -> Result<herald_core::IdempotencyClaim, StoreError> {
+        self.claim_now(key, body_sha256, now_ms, times).await
+    }
+
+    async fn finish_idempotency(&self, key: &str, answer: &str) -> Result<(), StoreError> {
+        self.finish_now(key, answer).await
+    }
+
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
+        self.release_now(key).await
     }
 }
 
