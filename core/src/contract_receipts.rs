@@ -304,6 +304,13 @@ async fn receipts_recall<S: MessageStore>(cfg: &ContractConfig, store: &S, ids: 
             format!("unacked of {c} slot {s} after the recall: {got:?}, expected {want:?}")
         });
     }
+    // A session of b reads past the recalled copy and acknowledges through what it read: the
+    // recalled copy stays recalled, not acknowledged.
+    ok(
+        C,
+        "ack_through",
+        store.ack_through(&b, slot(0), &kept, kept[0]).await,
+    );
     for (s, want) in [
         (0, [CopyState::Acked, CopyState::Recalled]),
         (1, [CopyState::Recalled, CopyState::Recalled]),

@@ -184,8 +184,12 @@ impl MemoryStore {
         self.check_up()?;
         let mut queues = lock(&self.inner.queues);
         if let Some(q) = queues.get_mut(client) {
+            // A recalled copy below `through` was skipped by the session, not acknowledged
+            // (one it was handed before the recall comes with `ids`).
             for s in q.messages.range_mut(..=through.0).map(|(_, s)| s) {
-                s.acked |= slot.bit();
+                if !s.recalled {
+                    s.acked |= slot.bit();
+                }
             }
             for id in ids {
                 if let Some(s) = q.messages.get_mut(&id.0) {

@@ -120,8 +120,12 @@ fn read_record(doc: &Document) -> Result<Record, StoreError> {
 struct CopyDoc {
     /// The copy is still stored and not expired.
     kept: bool,
-    /// Slots that acknowledged it (its bits, and the slots whose mark is at or above it).
+    /// Slots that acknowledged it: its bits, and the slots whose mark is at or above it; for a
+    /// recalled copy its bits and those it had when recalled (`ra`): a mark moved over a
+    /// recalled copy by a session that skipped it acknowledges nothing.
     acked: u16,
+    /// The slots acknowledged when it was recalled, if it was.
+    recalled_acked: Option<u16>,
     /// Its receipt times for the slot asked, if any.
     delivered_at: Option<u64>,
     acked_at: Option<u64>,
@@ -152,7 +156,7 @@ impl MongoStore {
         slot: Slot,
         now_ms: u64,
     ) -> Result<HashMap<ClientId, CopyDoc>, StoreError> {
-        let mut projection = doc! {"c": 1, "i": 1, "a": 1, "x": 1, "_id": 0};
+        let mut projection = doc! {"c": 1, "i": 1, "a": 1, "x": 1, "ra": 1, "_id": 0};
         projection.insert(field(ReceiptKind::Delivered, slot), 1);
         projection.insert(field(ReceiptKind::Acked, slot), 1);
         let mut cursor = self
@@ -169,11 +173,14 @@ impl MongoStore {
             let kept = doc
                 .get_datetime("x")
                 .is_ok_and(|x| x.timestamp_millis() > ms(now_ms));
+            let bits = |f: &str| int(&doc, f).map(|a| (a & 0xFFFF) as u16);
+            let recalled_acked = bits("ra");
             out.insert(
                 client,
                 CopyDoc {
                     kept,
-                    acked: int(&doc, "a").map_or(0, |a| (a & 0xFFFF) as u16),
+                    acked: bits("a").unwrap_or(0) | recalled_acked.unwrap_or(0),
+                    recalled_acked,
                     delivered_at: time_at(&doc, "dt", slot),
                     acked_at: time_at(&doc, "kt", slot),
                 },
@@ -199,7 +206,10 @@ impl MongoStore {
                     bits |= 1 << s;
                 }
             }
-            out.entry(client.clone()).or_default().acked |= bits;
+            let copy = out.entry(client.clone()).or_default();
+            if copy.recalled_acked.is_none() {
+                copy.acked |= bits;
+            }
         }
         Ok(out)
     }
@@ -221,7 +231,8 @@ impl MongoStore {
                 let c = copies.get(client);
                 let delivered_at = c.and_then(|c| c.delivered_at);
                 let acked_at = c.and_then(|c| c.acked_at);
-                let acked = c.is_some_and(|c| c.acked & slot.bit() != 0);
+                // An acked receipt: a copy in flight when recalled, acknowledged after.
+                let acked = c.is_some_and(|c| c.acked & slot.bit() != 0) || acked_at.is_some();
                 let kept = c.is_some_and(|c| c.kept);
                 CopyStatus {
                     client: client.clone(),
@@ -253,18 +264,40 @@ impl MongoStore {
         }
         let copies = self.copies(push, &record, Slot::default(), now_ms).await?;
         let mut report = RecallReport::default();
+        // The copies by the slots that had acknowledged them (few distinct sets, as a rule).
+        let mut by_acked: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
         for (client, _) in &record.copies {
-            if copies.get(client).is_some_and(|c| c.acked != 0) {
+            let acked = copies.get(client).map_or(0, |c| c.acked);
+            if acked != 0 {
                 report.already_acked += 1;
             } else {
                 report.recalled += 1;
             }
+            by_acked.entry(acked).or_default().push(client.as_str());
         }
-        // Marked, never deleted: a deleted id would be a hole that readers wait for.
-        self.messages
-            .update_many(doc! {"p": push.as_str()}, doc! {"$set": {"r": ms(now_ms)}})
+        // Marked, never deleted: a deleted id would be a hole that readers wait for. Each copy
+        // keeps the slots that had acknowledged it (`ra`), so a mark moved over it later by a
+        // session that skipped it does not count as an acknowledgement.
+        let updates: Vec<Document> = by_acked
+            .into_iter()
+            .map(|(acked, clients)| {
+                doc! {
+                    "q": {"p": push.as_str(), "c": {"$in": clients}},
+                    "u": {"$set": {"r": ms(now_ms), "ra": i32::from(acked)}},
+                    "multi": true,
+                }
+            })
+            .collect();
+        let reply = self
+            .db
+            .run_command(doc! {"update": "messages", "updates": updates, "ordered": false})
             .await
             .map_err(unavailable)?;
+        if let Some((_, code, message)) = write_errors(&reply).first() {
+            return Err(StoreError::Unavailable(format!(
+                "recall of {push}: error {code}: {message}"
+            )));
+        }
         let counts = doc! {"n": ms(report.recalled), "m": ms(report.already_acked)};
         let set = self
             .pushes
