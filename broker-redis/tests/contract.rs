@@ -468,3 +468,22 @@ async fn a_manual_sentinel_failover_is_followed() -> anyhow::Result<()> {
     b.claim(&client, slot, &NodeId::new("node-b")?).await?;
     Ok(())
 }
+
+// ---- Issue 14: the broker's part of a recall (`notify_recall`) ----
+
+#[async_std::test]
+async fn recalls_reach_the_subscribed_nodes() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    let url = redis.url();
+    let cfg = ContractConfig::new(&run_id("recall"), now_ms())?;
+    herald_core::contract_receipts::receipts_broker_suite(
+        &cfg,
+        |n| {
+            let url = url.clone();
+            async move { connect_nodes(&url, n).await }
+        },
+        async_std::task::sleep,
+    )
+    .await;
+    Ok(())
+}

@@ -423,10 +423,103 @@ async fn receipts_idempotency<S: MessageStore>(cfg: &ContractConfig, store: &S) 
     });
 }
 
+/// The next event of `events` within `cfg.timeout` (looking every `cfg.poll_step`, sleeping
+/// with `sleep` between looks), or `None`.
+async fn next_event<Z, ZFut>(
+    cfg: &ContractConfig,
+    events: &mut crate::ports::BrokerEvents,
+    sleep: &Z,
+    within: Duration,
+) -> Option<crate::ports::BrokerEvent>
+where
+    Z: Fn(Duration) -> ZFut,
+    ZFut: Future<Output = ()>,
+{
+    let mut waited = Duration::ZERO;
+    loop {
+        let look = std::future::poll_fn(|cx| match events.as_mut().poll_next(cx) {
+            std::task::Poll::Ready(e) => std::task::Poll::Ready(e),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        if look.is_some() || waited >= within {
+            return look;
+        }
+        sleep(cfg.poll_step).await;
+        waited += cfg.poll_step;
+    }
+}
+
+/// The broker's part of a recall: [`crate::ports::Broker::notify_recall`] reaches every node
+/// subscribed to a recipient (the caller's own included) as [`crate::ports::BrokerEvent::Recall`],
+/// once per recipient it subscribed to, and nobody else. `make(n)` builds `n` nodes on one
+/// broker.
+///
+/// # Panics
+/// When the check fails, with a message naming it.
+pub async fn receipts_broker_suite<B, F, Fut, Z, ZFut>(cfg: &ContractConfig, mut make: F, sleep: Z)
+where
+    B: crate::ports::Broker,
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Vec<B>>,
+    Z: Fn(Duration) -> ZFut,
+    ZFut: Future<Output = ()>,
+{
+    use crate::ports::BrokerEvent;
+    const C: &str = "receipts::notify_recall";
+    let nodes = make(2).await;
+    let mut events: Vec<_> = nodes.iter().map(|n| n.events()).collect();
+    let (a, b, quiet) = (
+        cfg.client("-nr-a"),
+        cfg.client("-nr-b"),
+        cfg.client("-nr-q"),
+    );
+    ok(C, "subscribe", nodes[1].subscribe(&a).await);
+    ok(C, "subscribe", nodes[1].subscribe(&b).await);
+    ok(C, "subscribe", nodes[0].subscribe(&quiet).await);
+    let push = push_ids(cfg).next(cfg.base_ms);
+    ok(
+        C,
+        "notify_recall",
+        nodes[0].notify_recall(push, &[a.clone(), b.clone()]).await,
+    );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match next_event(cfg, &mut events[1], &sleep, cfg.timeout).await {
+            Some(BrokerEvent::Recall { client, push: p }) => got.push((client, p)),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got.sort();
+    let mut want = vec![(a, push), (b, push)];
+    want.sort();
+    check(C, got == want, || {
+        format!("node 1 got {got:?}, expected {want:?}")
+    });
+    let stray = next_event(cfg, &mut events[0], &sleep, cfg.settle).await;
+    check(C, stray.is_none(), || {
+        format!("node 0 (subscribed to neither) got {stray:?}")
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
+
+    #[test]
+    fn memory_broker_passes_the_receipts_broker_suite() {
+        let cfg = ContractConfig::new("rb-7f3a", 1_764_000_000_000).unwrap();
+        futures_executor::block_on(receipts_broker_suite(
+            &cfg,
+            |n| {
+                let bus = crate::memory::MemoryBroker::new();
+                std::future::ready((0..n).map(|_| bus.node()).collect::<Vec<_>>())
+            },
+            |_| std::future::ready(()),
+        ));
+    }
 
     #[test]
     fn memory_store_passes_the_receipts_suite() {
