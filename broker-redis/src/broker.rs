@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use herald_core::Message;
+use herald_core::PushId;
 use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use herald_core::ports::{Broker, BrokerError, BrokerEvent, BrokerEvents, OnlineSession};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -343,6 +344,14 @@ impl Broker for RedisBroker {
                 futures::stream::empty().boxed()
             }
         }
+    }
+
+    async fn notify_recall(&self, push: PushId, clients: &[ClientId]) -> Result<(), BrokerError> {
+        let notes = clients
+            .iter()
+            .map(|client| (keys::notify_channel(client), keys::recall_payload(push)))
+            .collect();
+        self.inner.enqueue(notes)
     }
 
     // The client view's registry of sessions online: registry.rs.

@@ -1,8 +1,8 @@
 //! Key and channel names, and the payloads on the channels: pure, no I/O.
 
-use herald_core::Message;
 use herald_core::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use herald_core::ports::BrokerEvent;
+use herald_core::{Message, PushId};
 
 /// Largest notification payload that carries its message (its JSON text); a larger message
 /// is notified by id alone and read from the store by the sessions that want it.
@@ -37,12 +37,30 @@ pub(crate) fn claim_payload(slot: Slot, generation: Generation, node: &NodeId) -
     format!("{}:{}:{}", slot.get(), generation.0, node.as_str())
 }
 
-/// The notify payload that carries `message` itself: its wire JSON (the id included), or
-/// `None` when it is larger than [`MAX_CARRIED`].
+/// The notify payload that carries `message` itself: its wire JSON (the id included) and its
+/// push id as `"p"` (which nodes of earlier versions ignore), or `None` when it is larger than
+/// [`MAX_CARRIED`].
 pub(crate) fn notify_payload(message: &Message) -> Option<String> {
-    serde_json::to_string(message)
-        .ok()
-        .filter(|json| json.len() <= MAX_CARRIED)
+    let mut json = serde_json::to_string(message).ok()?;
+    if let Some(push) = message.push {
+        // The wire form is an object: one more member goes before its closing brace.
+        json.pop();
+        json.push_str(&format!(r#","p":"{push}"}}"#));
+    }
+    Some(json).filter(|json| json.len() <= MAX_CARRIED)
+}
+
+/// The payload on a notify channel saying that `push` was recalled: `r:<push id>`.
+pub(crate) fn recall_payload(push: PushId) -> String {
+    format!("r:{push}")
+}
+
+/// The push id a carried message's payload names in `"p"`, if any.
+fn push_of(payload: &str) -> Option<PushId> {
+    let members: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_str(payload).ok()?;
+    let text: String = serde_json::from_str(members.get("p")?.get()).ok()?;
+    PushId::parse(&text).ok()
 }
 
 /// The client named by a channel with the given prefix, `None` when it is not one.
@@ -60,11 +78,17 @@ pub(crate) fn decode(channel: &str, payload: &str) -> Result<BrokerEvent, String
         return Ok(BrokerEvent::Resync);
     }
     if let Some(client) = client_of(channel, NOTIFY_PREFIX) {
-        // `<id>`, or the message's JSON (which names its id).
+        // `<id>`, `r:<push id>` (a recall), or the message's JSON (which names its id).
+        if let Some(push) = payload.strip_prefix("r:") {
+            let push =
+                PushId::parse(push).map_err(|e| format!("recall payload on {channel}: {e}"))?;
+            return Ok(BrokerEvent::Recall { client, push });
+        }
         if payload.starts_with('{') {
-            let message: Message = serde_json::from_str(payload).map_err(|e| {
+            let mut message: Message = serde_json::from_str(payload).map_err(|e| {
                 format!("notify payload on {channel}: not a message ({e}): {payload:.200}")
             })?;
+            message.push = push_of(payload);
             return Ok(BrokerEvent::Notify {
                 client,
                 last: message.id,
@@ -136,6 +160,7 @@ mod tests {
             channel: vec!["invoice".into()],
             data: herald_core::Payload::from_json(r#"{"amount": 12.50, "ok": [true]}"#).unwrap(),
             ts: 1_764_000_000_123,
+            push: Some(herald_core::PushIds::new(3).next(1_764_000_000_123)),
         };
         let payload = notify_payload(&msg).expect("small enough");
         assert_eq!(
@@ -152,6 +177,21 @@ mod tests {
         assert_eq!(notify_payload(&msg), None, "too large: the id alone");
         let err = decode(&notify_channel(&c), r#"{"id":"seven"}"#).unwrap_err();
         assert!(err.contains("not a message"), "{err}");
+    }
+
+    #[test]
+    fn recalls_ride_the_notify_channel() {
+        let c = client("u-1");
+        let push = herald_core::PushIds::new(3).next(5);
+        assert_eq!(
+            decode(&notify_channel(&c), &recall_payload(push)),
+            Ok(BrokerEvent::Recall {
+                client: c.clone(),
+                push
+            })
+        );
+        let err = decode(&notify_channel(&c), "r:nonsense").unwrap_err();
+        assert!(err.contains("recall payload"), "{err}");
     }
 
     #[test]

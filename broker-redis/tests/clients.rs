@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
-use herald_core::{Runtime, Task};
 use herald_core::contract::ContractConfig;
 use herald_core::contract_clients::broker_sessions_suite;
 use herald_core::ids::NodeId;
+use herald_core::{Runtime, Task};
 use herald_it::{Redis, RedisCluster};
 
 /// The application's side of the broker's runtime port: async-std, as in the binary.

@@ -204,6 +204,7 @@ async fn notify_many(url: &str, name: &str, n: usize, info: Option<&str>) -> any
                 channel: vec!["x".into()],
                 data: herald_core::Payload::from_json(&format!(r#"{{"i":{i}}}"#)).unwrap(),
                 ts: now_ms(),
+                push: None,
             };
             (c.clone(), message)
         })
@@ -453,5 +454,24 @@ async fn a_manual_sentinel_failover_is_followed() -> anyhow::Result<()> {
     // The claim script writes: it must run on the new master.
     let slot = herald_core::ids::Slot::new(0)?;
     b.claim(&client, slot, &NodeId::new("node-b")?).await?;
+    Ok(())
+}
+
+// ---- Issue 14: the broker's part of a recall (`notify_recall`) ----
+
+#[async_std::test]
+async fn recalls_reach_the_subscribed_nodes() -> anyhow::Result<()> {
+    let redis = Redis::start().await?;
+    let url = redis.url();
+    let cfg = ContractConfig::new(&run_id("recall"), now_ms())?;
+    herald_core::contract_receipts::receipts_broker_suite(
+        &cfg,
+        |n| {
+            let url = url.clone();
+            async move { connect_nodes(&url, n).await }
+        },
+        async_std::task::sleep,
+    )
+    .await;
     Ok(())
 }

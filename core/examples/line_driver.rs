@@ -36,6 +36,7 @@ fn main() {
     let store = MemoryStore::new(Retention::default());
     let bus = MemoryBroker::new();
     let broker = bus.node();
+    let mut push_ids = herald_core::PushIds::new(1);
     let mut events = broker.events();
     let mut hub = Hub::new(HubConfig::new(NodeId::new("example").expect("valid")));
     let auth = AuthConfig::new("example-secret");
@@ -79,7 +80,13 @@ fn main() {
                 let body =
                     format!(r#"{{"send_id":"example","recv_id":["{client}"],"data":{data}}}"#);
                 // The server's publish path: validate, append, notify.
-                match now_or_never(publish(&store, &broker, body.as_bytes(), unix_ms())) {
+                match now_or_never(publish(
+                    &store,
+                    &broker,
+                    body.as_bytes(),
+                    unix_ms(),
+                    push_ids.next(unix_ms()),
+                )) {
                     Published::Stored { stored, .. } => println!("pushed: {stored:?}"),
                     refused => println!("push refused: {refused:?}"),
                 }

@@ -149,6 +149,7 @@ fn new_message(n: u64, ttl: Option<Duration>) -> NewMessage {
         data: Payload::from_json(&format!(r#"{{"n":{n},"s":"é\"x"}}"#))
             .unwrap_or_else(|e| panic!("contract suite: {e}")),
         ttl,
+        push: None,
     }
 }
 
@@ -985,6 +986,7 @@ async fn broker_notify<B: Broker, Z, ZFut>(
         channel: vec!["topic".into()],
         data: Payload::from_json(r#"{"n":[1,"two"]}"#).expect("valid JSON"),
         ts: 1_700_000_000_123,
+        push: None,
     };
     ok(C, "notify_message", n1.notify_message(&other, &msg).await);
     let got = w

@@ -18,6 +18,7 @@ fn message(n: u64, ttl: Option<Duration>) -> NewMessage {
         channel: vec![],
         data: Payload::from_json(&n.to_string()).unwrap_or_else(|e| panic!("contract suite: {e}")),
         ttl,
+        push: None,
     }
 }
 

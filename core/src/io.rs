@@ -102,6 +102,8 @@ pub enum StoreReply {
     Messages(Vec<Message>),
     /// The answer to [`StoreOp::Ack`].
     Acked,
+    /// The answer to [`StoreOp::Receipts`].
+    Recorded,
 }
 
 /// The successful result of a [`BrokerOp`].
@@ -142,6 +144,13 @@ pub enum StoreOp {
         /// Every id up to this one is acknowledged by the slot (see
         /// [`MessageStore::ack_through`]).
         through: MessageId,
+    },
+    /// `store.record_receipts(receipts)`, every receipt's `at_ms` set to the caller's wall
+    /// clock (the Hub has none: it leaves them 0). The Hub gathers the receipts of all its
+    /// deliveries and acknowledgements into one such call per drain of its outputs.
+    Receipts {
+        /// What happened, to which copies.
+        receipts: Vec<crate::receipts::Receipt>,
     },
 }
 
@@ -292,6 +301,15 @@ impl StoreOp {
                 .ack_through(&client, slot, &ids, through)
                 .await
                 .map(|()| StoreReply::Acked),
+            StoreOp::Receipts { mut receipts } => {
+                for r in &mut receipts {
+                    r.at_ms = now_ms;
+                }
+                store
+                    .record_receipts(&receipts)
+                    .await
+                    .map(|()| StoreReply::Recorded)
+            }
         }
     }
 }

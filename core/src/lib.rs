@@ -48,10 +48,13 @@
 //! ([`Input::Broker`]). `core/examples/line_driver.rs` is a complete driver in one loop.
 
 pub mod auth;
+pub mod books;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract_clients;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract_receipts;
 pub mod hub;
 pub mod identity;
 pub mod ids;
@@ -61,6 +64,8 @@ pub mod message;
 pub mod ports;
 pub mod publish;
 pub mod push;
+pub mod push_id;
+pub mod receipts;
 pub mod runtime;
 
 pub use hub::{Hub, HubConfig, HubStats};
@@ -77,4 +82,9 @@ pub use ports::{
     Retention, RetentionReport, SlotBacklog, StoreError,
 };
 pub use publish::{Published, publish};
+pub use push_id::{PushId, PushIdError, PushIds};
+pub use receipts::{
+    CopyState, CopyStatus, IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt,
+    ReceiptKind,
+};
 pub use runtime::{Runtime, Task};

@@ -20,6 +20,10 @@ use crate::ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, OnlineSession,
     Retention, RetentionReport, SlotBacklog, StoreError,
 };
+use crate::push_id::PushId;
+use crate::receipts::{IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt};
+
+mod receipts;
 
 /// Locks `m`, recovering the data if another thread panicked while holding it (every update
 /// here leaves the maps consistent at each step).
@@ -35,6 +39,8 @@ struct Stored {
     acked: u16,
     /// Unix milliseconds after which the message is gone.
     expires_ms: u64,
+    /// Recalled: no slot reads it as unacknowledged any more.
+    recalled: bool,
 }
 
 /// One client's queue.
@@ -61,6 +67,8 @@ struct StoreInner {
     /// Messages dropped by the cap at append time, not yet reported by a purge.
     capped_eagerly: AtomicU64,
     queues: Mutex<HashMap<ClientId, Queue>>,
+    /// Push records and idempotency claims (locked after `queues` when both are).
+    books: Mutex<receipts::Books>,
 }
 
 impl MemoryStore {
@@ -72,6 +80,7 @@ impl MemoryStore {
                 down: AtomicBool::new(false),
                 capped_eagerly: AtomicU64::new(0),
                 queues: Mutex::new(HashMap::new()),
+                books: Mutex::new(receipts::Books::default()),
             }),
         }
     }
@@ -116,6 +125,7 @@ impl MemoryStore {
                     message: msg.to_message(id, now_ms),
                     acked: 0,
                     expires_ms,
+                    recalled: false,
                 },
             );
             // Enforce the cap eagerly once it is exceeded by a tenth (amortized).
@@ -129,6 +139,14 @@ impl MemoryStore {
                     .fetch_add(dropped, Ordering::Relaxed);
             }
             out.push(Ok(id));
+        }
+        if let Some(push) = msg.push {
+            let copies = recipients
+                .iter()
+                .zip(&out)
+                .filter_map(|(c, r)| r.as_ref().ok().map(|id| (c.clone(), *id)))
+                .collect();
+            lock(&self.inner.books).stored(push, now_ms, expires_ms, copies);
         }
         Ok(out)
     }
@@ -150,7 +168,7 @@ impl MemoryStore {
         Ok(q.messages
             .range(after.0.saturating_add(1)..)
             .map(|(_, s)| s)
-            .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms)
+            .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms && !s.recalled)
             .take(limit)
             .map(|s| s.message.clone())
             .collect())
@@ -169,9 +187,13 @@ impl MemoryStore {
         self.check_up()?;
         let mut queues = lock(&self.inner.queues);
         if let Some(q) = queues.get_mut(client) {
+            // A recalled copy below `through` was skipped by the session, not acknowledged
+            // (one it was handed before the recall comes with `ids`).
             let mut high = 0;
             for (i, s) in q.messages.range_mut(..=through.0) {
-                s.acked |= slot.bit();
+                if !s.recalled {
+                    s.acked |= slot.bit();
+                }
                 high = *i;
             }
             for id in ids {
@@ -256,6 +278,8 @@ impl MemoryStore {
             report.capped += before - q.messages.len() as u64;
         }
         queues.retain(|_, q| !q.messages.is_empty() || q.last > 0);
+        drop(queues);
+        lock(&self.inner.books).purge(now_ms);
         Ok(report)
     }
 }
@@ -328,6 +352,67 @@ impl MessageStore for MemoryStore {
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send {
         std::future::ready(self.slots_now(client, also, now_ms))
+    }
+
+    // ---- Push receipts, status, recall and idempotency (memory/receipts.rs) ----
+
+    fn record_receipts(
+        &self,
+        receipts: &[Receipt],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.record_receipts_now(receipts))
+    }
+
+    fn push_status(
+        &self,
+        push: PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PushStatus>, StoreError>> + Send {
+        std::future::ready(self.push_status_now(push, slot, now_ms))
+    }
+
+    fn recall(
+        &self,
+        push: PushId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<(RecallReport, Vec<ClientId>)>, StoreError>> + Send
+    {
+        std::future::ready(self.recall_now(push, now_ms))
+    }
+
+    fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: IdempotencyTimes,
+    ) -> impl Future<Output = Result<IdempotencyClaim, StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.books).claim(key, body_sha256, now_ms, times)),
+        )
+    }
+
+    fn finish_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.books).finish(key, answer)),
+        )
+    }
+
+    fn release_idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.books).release(key)),
+        )
     }
 }
 
@@ -631,6 +716,22 @@ impl Broker for MemoryBrokerNode {
     ) -> impl Future<Output = Result<Vec<OnlineSession>, BrokerError>> + Send {
         std::future::ready(self.sessions_now(client))
     }
+
+    fn notify_recall(
+        &self,
+        push: PushId,
+        clients: &[ClientId],
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        std::future::ready(self.with_node(|s| {
+            for client in clients {
+                let event = BrokerEvent::Recall {
+                    client: client.clone(),
+                    push,
+                };
+                MemoryBroker::fan_out(s, client, &event);
+            }
+        }))
+    }
 }
 
 /// Polls a future that is ready at once (every future of this module) without a runtime.
@@ -663,6 +764,7 @@ mod tests {
             channel: vec![],
             data: Payload::from_json(&n.to_string()).unwrap(),
             ttl: None,
+            push: None,
         }
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use crate::ids::MessageId;
+use crate::push_id::PushId;
 
 /// A message's `data`: any JSON value except `null`, kept as its JSON text.
 ///
@@ -98,6 +99,11 @@ pub struct Message {
     pub data: Payload,
     /// When the store accepted the message, Unix milliseconds.
     pub ts: u64,
+    /// The push it is a copy of, when the store knows (copies stored before push ids existed
+    /// have none). Not part of the wire form: clients never see it; the engine uses it to
+    /// record delivery receipts per push.
+    #[serde(skip)]
+    pub push: Option<PushId>,
 }
 
 /// A message before the store gives it an id: what `POST /push` hands to the store once for
@@ -112,6 +118,8 @@ pub struct NewMessage {
     pub data: Payload,
     /// How long the message is kept; `None` means the store's default retention TTL.
     pub ttl: Option<Duration>,
+    /// The push this message belongs to (every copy remembers it).
+    pub push: Option<PushId>,
 }
 
 impl NewMessage {
@@ -123,6 +131,7 @@ impl NewMessage {
             channel: self.channel.clone(),
             data: self.data.clone(),
             ts,
+            push: self.push,
         }
     }
 }
@@ -139,6 +148,7 @@ mod tests {
             channel: vec!["invoice".into()],
             data: Payload::from_json(r#"{"n": 1}"#).unwrap(),
             ts: 1764000000123,
+            push: Some(crate::push_id::PushIds::new(1).next(1)),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(
@@ -146,7 +156,11 @@ mod tests {
             r#"{"id":17,"from":"billing","channel":["invoice"],"data":{"n": 1},"ts":1764000000123}"#
         );
         let back: Message = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, m);
+        assert_eq!(
+            back,
+            Message { push: None, ..m },
+            "the push id is not on the wire"
+        );
     }
 
     #[test]

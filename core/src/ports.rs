@@ -17,6 +17,8 @@ use futures_core::Stream;
 
 use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use crate::message::{Message, NewMessage};
+use crate::push_id::PushId;
+use crate::receipts::{IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,6 +220,108 @@ pub trait MessageStore: Send + Sync + 'static {
         also: &[Slot],
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send;
+
+    // ---- Push receipts, status, recall and idempotency (issue 14; rules in
+    // crate::receipts). A push appended with `NewMessage::push` set gets a push record. The
+    // provided methods refuse (`StoreError::Rejected`): a store that keeps no push records
+    // (a test wrapper) needs none of them. ----
+
+    /// Records `receipts`: per copy, slot and kind, the earliest time given is kept. Receipts
+    /// of unknown pushes or copies are ignored. A store may keep the last few of them less
+    /// durably than acknowledgements (they are not on the delivery path).
+    ///
+    /// # Errors
+    /// When the store cannot answer; the receipts may then be lost (times become unknown).
+    fn record_receipts(
+        &self,
+        receipts: &[Receipt],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = receipts;
+        unsupported()
+    }
+
+    /// The status of every copy of `push` for `slot` at `now_ms`, in the push's recipient
+    /// order; `None` when the store has no record of the push (never stored, or expired).
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn push_status(
+        &self,
+        push: PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PushStatus>, StoreError>> + Send {
+        let _ = (push, slot, now_ms);
+        unsupported()
+    }
+
+    /// Recalls `push` at `now_ms`: every copy is hidden from every slot that has not
+    /// acknowledged it (`unacked` never returns it again). Idempotent: a repeat changes
+    /// nothing and answers what the first recall answered. Returns the report and the push's
+    /// recipients (to tell their sessions), `None` when the store has no record of the push.
+    ///
+    /// # Errors
+    /// When the store cannot answer; then the recall may have been applied to some copies
+    /// (a retry completes it).
+    fn recall(
+        &self,
+        push: PushId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<(RecallReport, Vec<ClientId>)>, StoreError>> + Send
+    {
+        let _ = (push, now_ms);
+        unsupported()
+    }
+
+    /// Claims the idempotency `key` for a push whose body has the SHA-256 `body_sha256`, at
+    /// `now_ms`. [`IdempotencyClaim::Claimed`] when the key is free (never used, expired, or
+    /// claimed longer than `times.lease` ago and never finished); otherwise what the key holds.
+    ///
+    /// # Errors
+    /// When the store cannot answer; then the key may be claimed or not (a repeat tells).
+    fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: IdempotencyTimes,
+    ) -> impl Future<Output = Result<IdempotencyClaim, StoreError>> + Send {
+        let _ = (key, body_sha256, now_ms, times);
+        unsupported()
+    }
+
+    /// Finishes the claim of `key` with the `answer` its push got: repeats get it until the
+    /// claim's time to live runs out. Durable when it returns.
+    ///
+    /// # Errors
+    /// When the store cannot answer; the claim then stays pending until its lease runs out.
+    fn finish_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (key, answer);
+        unsupported()
+    }
+
+    /// Gives up the claim of `key` (its push stored nothing), so that a retry may run.
+    ///
+    /// # Errors
+    /// When the store cannot answer; the claim then stays until its lease runs out.
+    fn release_idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = key;
+        unsupported()
+    }
+}
+
+/// The answer of a store that keeps no push records (the provided receipt methods).
+fn unsupported<T>() -> std::future::Ready<Result<T, StoreError>> {
+    std::future::ready(Err(StoreError::Rejected(
+        "this store keeps no push records".into(),
+    )))
 }
 
 /// Something that happened on the broker, for the node that holds this broker handle.
@@ -250,6 +354,14 @@ pub enum BrokerEvent {
     /// The broker connection was lost and is back: notifications and claims may have been
     /// missed meanwhile, so every session must re-read its queue from the store.
     Resync,
+    /// `push` was recalled: sessions of `client` drop the copies of it they hold and have not
+    /// delivered yet ([`Broker::notify_recall`]).
+    Recall {
+        /// A recipient of the push.
+        client: ClientId,
+        /// The push recalled.
+        push: PushId,
+    },
 }
 
 /// A stream of broker events for one node.
@@ -387,4 +499,21 @@ pub trait Broker: Send + Sync + 'static {
         &self,
         client: &ClientId,
     ) -> impl Future<Output = Result<Vec<OnlineSession>, BrokerError>> + Send;
+
+    // ---- Recall (issue 14) ----
+
+    /// Tells every node subscribed to one of `clients` that `push` was recalled
+    /// ([`BrokerEvent::Recall`]), all together (pipelined by a broker that can). The default
+    /// tells nobody: sessions may then still deliver a copy they held in memory.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached; some of the notices may have gone out.
+    fn notify_recall(
+        &self,
+        push: PushId,
+        clients: &[ClientId],
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        let _ = (push, clients);
+        std::future::ready(Ok(()))
+    }
 }

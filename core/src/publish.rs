@@ -16,6 +16,7 @@
 use crate::ids::{ClientId, MessageId};
 use crate::ports::{Broker, BrokerError, MessageStore, StoreError};
 use crate::push::{FieldError, parse_push};
+use crate::push_id::PushId;
 
 /// What became of one push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,8 @@ pub enum Published {
     },
     /// At least one copy was stored: the push is promised.
     Stored {
+        /// The push's id, which every stored copy carries.
+        push_id: PushId,
         /// The recipients whose copy was stored, with the id it got, in the order given.
         stored: Vec<(ClientId, MessageId)>,
         /// The recipients whose copy could not be stored.
@@ -43,17 +46,20 @@ pub enum Published {
 }
 
 /// Runs the publish path of the push `body` (the JSON of a `POST /push`) at `now_ms` (Unix
-/// milliseconds, the stored messages' time) on `store` and `broker`.
+/// milliseconds, the stored messages' time) on `store` and `broker`, naming it `push_id`
+/// (the caller's [`crate::PushIds`] made it).
 pub async fn publish<S: MessageStore, B: Broker>(
     store: &S,
     broker: &B,
     body: &[u8],
     now_ms: u64,
+    push_id: PushId,
 ) -> Published {
-    let push = match parse_push(body) {
+    let mut push = match parse_push(body) {
         Ok(p) => p,
         Err(errors) => return Published::Refused(errors),
     };
+    push.message.push = Some(push_id);
     let results = match store.append(&push.message, &push.recipients, now_ms).await {
         Ok(r) => r,
         Err(error) => {
@@ -91,6 +97,7 @@ pub async fn publish<S: MessageStore, B: Broker>(
         }
     }
     Published::Stored {
+        push_id,
         stored: notes
             .into_iter()
             .map(|(client, message)| (client, message.id))
@@ -116,11 +123,13 @@ mod tests {
         let a = ClientId::new("a").unwrap();
         now_or_never(broker.subscribe(&a)).unwrap();
         let body = br#"{"send_id":"s","recv_id":["a","b","a"],"data":{"n":1}}"#;
-        let out = now_or_never(publish(&store, &broker, body, 7));
+        let id = crate::PushIds::new(3).next(7);
+        let out = now_or_never(publish(&store, &broker, body, 7, id));
         let b = ClientId::new("b").unwrap();
         assert_eq!(
             out,
             Published::Stored {
+                push_id: id,
                 stored: vec![(a.clone(), MessageId(1)), (b, MessageId(1))],
                 failed: vec![],
                 notify_error: None,
@@ -136,19 +145,25 @@ mod tests {
         assert_eq!(client, a);
         let message = message.expect("the message rides along");
         assert_eq!((message.data.json(), message.ts), (r#"{"n":1}"#, 7));
+        assert_eq!(message.push, Some(id));
         let unacked = now_or_never(store.unacked(&a, Slot::default(), MessageId::ZERO, 9, 7));
-        assert_eq!(unacked.unwrap().len(), 1);
+        assert_eq!(
+            unacked.unwrap()[0].push,
+            Some(id),
+            "the stored copy knows its push"
+        );
     }
 
     #[test]
     fn refused_and_unstored_pushes_promise_nothing() {
         let store = MemoryStore::new(Retention::default());
         let broker = MemoryBroker::new().node();
-        let out = now_or_never(publish(&store, &broker, br#"{"send_id":"s"}"#, 7));
+        let id = crate::PushIds::new(3).next(7);
+        let out = now_or_never(publish(&store, &broker, br#"{"send_id":"s"}"#, 7, id));
         assert!(matches!(out, Published::Refused(e) if !e.is_empty()));
         store.set_down(true);
         let body = br#"{"send_id":"s","recv_id":["a"],"data":1}"#;
-        let out = now_or_never(publish(&store, &broker, body, 7));
+        let out = now_or_never(publish(&store, &broker, body, 7, id));
         assert!(matches!(out, Published::NotStored { failed, .. } if failed.is_empty()));
     }
 }

@@ -327,6 +327,7 @@ pub fn parse_push(body: &[u8]) -> Result<Push, Vec<FieldError>> {
                     channel,
                     data,
                     ttl,
+                    push: None,
                 },
                 recipients,
             })

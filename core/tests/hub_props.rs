@@ -126,6 +126,7 @@ fn msg(id: u64) -> Message {
         channel: vec![],
         data: Payload::from_json("true").unwrap(),
         ts: 0,
+        push: None,
     }
 }
 
@@ -280,6 +281,7 @@ fn run(actions: Vec<Action>, window: usize) -> Result<(), TestCaseError> {
                                 ))
                             }
                             StoreOp::Ack { .. } => Ok(StoreReply::Acked),
+                            StoreOp::Receipts { .. } => Ok(StoreReply::Recorded),
                         }
                     };
                     hub.handle(now, Input::StoreDone { req, result });

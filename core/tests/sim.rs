@@ -142,6 +142,8 @@ struct Sim {
     api_broker: MemoryBrokerNode,
     /// The same bus, without messages in notifications.
     id_only_broker: IdOnly,
+    /// Names the pushes.
+    push_ids: herald_core::PushIds,
     nodes: Vec<Option<Node>>,
     next_inc: u64,
     devices: Vec<Device>,
@@ -288,6 +290,7 @@ impl Sim {
             bus,
             api_broker,
             id_only_broker,
+            push_ids: herald_core::PushIds::new(seed),
             nodes: Vec::new(),
             next_inc: 1,
             devices,
@@ -697,6 +700,7 @@ impl Sim {
                 &self.id_only_broker,
                 body.as_bytes(),
                 self.now_ms,
+                self.push_ids.next(self.now_ms),
             ))
         } else {
             ready(publish(
@@ -704,6 +708,7 @@ impl Sim {
                 &self.api_broker,
                 body.as_bytes(),
                 self.now_ms,
+                self.push_ids.next(self.now_ms),
             ))
         };
         // A refused or unstored push promises nothing (the API answers 4xx or 503); a failed

@@ -39,6 +39,7 @@ mod containers;
 mod docker;
 mod process;
 mod raw_socket;
+pub mod receipts;
 mod refused;
 mod runtime;
 mod sentinel;

@@ -92,6 +92,7 @@ fn main() {
         data: Payload::from_json(r#"{"s":123456,"t":1764000000000000,"pad":"0123456789abcdef"}"#)
             .expect("valid JSON"),
         ttl: None,
+        push: None,
     };
     // A fixed pseudo-random sequence (xorshift), so runs are comparable.
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;

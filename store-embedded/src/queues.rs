@@ -6,7 +6,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use herald_core::{ClientId, MessageId, Slot, SlotBacklog};
+use herald_core::books::{CopyFacts, IdempotencyTable, PushBook};
+use herald_core::{ClientId, MessageId, PushId, Slot, SlotBacklog};
 
 /// One copy of a push in one queue: 40 bytes, the body stays in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,9 @@ pub struct Entry {
     pub push: u64,
     /// Slots that acknowledged it.
     pub acked: u16,
+    /// Its push was recalled: no slot reads it as unacknowledged any more (fits in the
+    /// padding: the entry stays 40 bytes).
+    pub recalled: bool,
 }
 
 /// One client's queue.
@@ -74,6 +78,10 @@ pub struct Queues {
     pub floor: u64,
     /// The highest id of any queue, and the floor: what the high-water mark must cover.
     pub high: u64,
+    /// Push records, receipts and recalls (issue 14).
+    pub books: PushBook,
+    /// Idempotency claims.
+    pub claims: IdempotencyTable,
 }
 
 impl Queue {
@@ -173,6 +181,7 @@ impl Queues {
             expires,
             push,
             acked: 0,
+            recalled: false,
         });
         self.entries += 1;
         if let Some(p) = self.pushes.get_mut(&push) {
@@ -386,9 +395,41 @@ impl Queues {
         self.scan(
             client,
             |e| e.id <= after.0,
-            |e| e.acked & slot.bit() == 0 && now_ms < e.expires,
+            |e| e.acked & slot.bit() == 0 && now_ms < e.expires && !e.recalled,
             limit,
         )
+    }
+
+    /// What the index knows of copy `id` of `client` at `now_ms`.
+    pub fn facts(&self, client: &ClientId, id: MessageId, now_ms: u64) -> CopyFacts {
+        let Some(q) = self.get(client) else {
+            return CopyFacts::default();
+        };
+        let at = q.entries.partition_point(|e| e.id < id.0);
+        match q.entries.get(at) {
+            Some(e) if e.id == id.0 => CopyFacts {
+                kept: now_ms < e.expires,
+                acked: e.acked,
+            },
+            _ => CopyFacts::default(),
+        }
+    }
+
+    /// Marks every kept copy of `push` recalled.
+    pub fn mark_recalled(&mut self, push: PushId) {
+        let Some(rec) = self.books.records.get(&push) else {
+            return;
+        };
+        for (client, id) in &rec.copies {
+            let Some(&i) = self.index.get(client) else {
+                continue;
+            };
+            let entries = &mut self.queues[i].entries;
+            let at = entries.partition_point(|e| e.id < id.0);
+            if let Some(e) = entries.get_mut(at).filter(|e| e.id == id.0) {
+                e.recalled = true;
+            }
+        }
     }
 
     /// Up to `limit` entries of `client` stored at or after `since_ms` and not expired at

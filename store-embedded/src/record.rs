@@ -14,11 +14,18 @@
 //! | [`Record::Purged`] | `now_ms: u64` | after each purge: everything expired at that time is gone |
 //! | [`Record::Floor`] | `floor: u64` | when bytes of the log were lost (a torn tail, a recovery), and by compaction: no queue hands out an id at or below it again |
 //! | [`Record::Skipped`] | client, `from: u64`, `to: u64` | by compaction: ids a floor skipped in a queue that still had messages |
+//! | [`Record::Named`] | push id (26 bytes), `ts: u64`, `expires: u64`, `n: u32`, `n` × (client, `id: u64`) | after a push that has a push id, and by compaction: the push record |
+//! | [`Record::Receipts`] | `n: u32`, `n` × (push id, client, `id: u64`, `slot: u8`, `kind: u8`, `at: u64`) | per batch of delivery receipts, not synced on its own |
+//! | [`Record::Recall`] | push id, `recalled: u64`, `already_acked: u64` | when a push is first recalled, and by compaction |
+//! | [`Record::Claim`] | key (length byte, bytes), `sha256: [u8; 32]`, `taken: u64`, `expires: u64`, `lease: u64`, `answered: u8`, then `len: u32` and the answer when answered | when an idempotency key is claimed or finished, and by compaction |
+//! | [`Record::Release`] | key | when a claim is given up |
 //!
 //! A push's body sits at a fixed distance from its frame's start ([`PUSH_BODY_AT`]), so the
 //! in-memory index keeps only its position and reads it back with one positioned read.
 
-use herald_core::{ClientId, MessageId, Slot};
+use herald_core::books::Claim;
+use herald_core::push_id::PUSH_ID_LEN;
+use herald_core::{ClientId, MessageId, PushId, RecallReport, Receipt, ReceiptKind, Slot};
 
 /// The first bytes of a log file: the format and its version.
 pub const MAGIC: &[u8; 8] = b"HRLDLOG1";
@@ -48,11 +55,21 @@ const PURGED: u8 = 5;
 const FLOOR: u8 = 6;
 /// Kind byte of [`Record::Skipped`].
 const SKIPPED: u8 = 7;
+/// Kind byte of [`Record::Named`].
+const NAMED: u8 = 8;
+/// Kind byte of [`Record::Receipts`].
+const RECEIPTS: u8 = 9;
+/// Kind byte of [`Record::Recall`].
+const RECALL: u8 = 10;
+/// Kind byte of [`Record::Claim`].
+const CLAIM: u8 = 11;
+/// Kind byte of [`Record::Release`].
+const RELEASE: u8 = 12;
 
 /// Whether `kind` is the kind byte of a record this version writes: a cheap first test of a
 /// frame found while looking for the next intact record after damage.
 pub fn is_kind(kind: u8) -> bool {
-    (PUSH..=SKIPPED).contains(&kind)
+    (PUSH..=RELEASE).contains(&kind)
 }
 
 /// One recipient's copy of a push, as the log keeps it.
@@ -114,6 +131,38 @@ pub enum Record {
         from: u64,
         /// The last skipped id.
         to: u64,
+    },
+    /// A push record: the push's id, time, expiry, and recipients with their copies' ids.
+    Named {
+        /// The push.
+        push: PushId,
+        /// Its store time.
+        ts: u64,
+        /// Its expiry.
+        expires: u64,
+        /// Its recipients, in order, with their ids.
+        copies: Vec<(ClientId, MessageId)>,
+    },
+    /// Delivery receipts.
+    Receipts(Vec<Receipt>),
+    /// A push was recalled, with what the recall counted.
+    Recall {
+        /// The push.
+        push: PushId,
+        /// The counts.
+        report: RecallReport,
+    },
+    /// An idempotency claim, as it is now (taken or finished).
+    Claim {
+        /// The key.
+        key: String,
+        /// The claim.
+        claim: Claim,
+    },
+    /// An idempotency claim was given up.
+    Release {
+        /// The key.
+        key: String,
     },
 }
 
@@ -252,6 +301,90 @@ pub fn put_skipped(out: &mut Vec<u8>, client: &ClientId, from: u64, to: u64) {
     });
 }
 
+/// Appends a push-record frame.
+pub fn put_named(
+    out: &mut Vec<u8>,
+    push: PushId,
+    ts: u64,
+    expires: u64,
+    copies: &[(ClientId, MessageId)],
+) {
+    frame(out, |out| {
+        out.push(NAMED);
+        out.extend_from_slice(push.as_str().as_bytes());
+        out.extend_from_slice(&ts.to_le_bytes());
+        out.extend_from_slice(&expires.to_le_bytes());
+        out.extend_from_slice(&(copies.len() as u32).to_le_bytes());
+        for (client, id) in copies {
+            put_client(out, client);
+            out.extend_from_slice(&id.0.to_le_bytes());
+        }
+    });
+}
+
+/// Appends a receipts frame.
+pub fn put_receipts(out: &mut Vec<u8>, receipts: &[Receipt]) {
+    frame(out, |out| {
+        out.push(RECEIPTS);
+        out.extend_from_slice(&(receipts.len() as u32).to_le_bytes());
+        for r in receipts {
+            out.extend_from_slice(r.push.as_str().as_bytes());
+            put_client(out, &r.client);
+            out.extend_from_slice(&r.id.0.to_le_bytes());
+            out.push(r.slot.get());
+            out.push(match r.kind {
+                ReceiptKind::Delivered => 0,
+                ReceiptKind::Acked => 1,
+            });
+            out.extend_from_slice(&r.at_ms.to_le_bytes());
+        }
+    });
+}
+
+/// Appends a recall frame.
+pub fn put_recall(out: &mut Vec<u8>, push: PushId, report: RecallReport) {
+    frame(out, |out| {
+        out.push(RECALL);
+        out.extend_from_slice(push.as_str().as_bytes());
+        out.extend_from_slice(&report.recalled.to_le_bytes());
+        out.extend_from_slice(&report.already_acked.to_le_bytes());
+    });
+}
+
+/// Writes an idempotency key: its length byte and its bytes (keys are 1 to 255 bytes).
+fn put_key(out: &mut Vec<u8>, key: &str) {
+    out.push(key.len() as u8);
+    out.extend_from_slice(key.as_bytes());
+}
+
+/// Appends an idempotency claim frame.
+pub fn put_claim(out: &mut Vec<u8>, key: &str, claim: &Claim) {
+    frame(out, |out| {
+        out.push(CLAIM);
+        put_key(out, key);
+        out.extend_from_slice(&claim.sha);
+        out.extend_from_slice(&claim.taken_ms.to_le_bytes());
+        out.extend_from_slice(&claim.expires_ms.to_le_bytes());
+        out.extend_from_slice(&claim.lease_ms.to_le_bytes());
+        match &claim.answer {
+            Some(a) => {
+                out.push(1);
+                out.extend_from_slice(&(a.len() as u32).to_le_bytes());
+                out.extend_from_slice(a.as_bytes());
+            }
+            None => out.push(0),
+        }
+    });
+}
+
+/// Appends a claim-release frame.
+pub fn put_release(out: &mut Vec<u8>, key: &str) {
+    frame(out, |out| {
+        out.push(RELEASE);
+        put_key(out, key);
+    });
+}
+
 /// The frame header's announced payload length and checksum, if it is one at all.
 pub fn read_header(header: &[u8; FRAME_HEADER]) -> Result<(usize, u32), DecodeError> {
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -309,6 +442,28 @@ impl<'a> Cursor<'a> {
     }
 
     /// A client id.
+    fn push_id(&mut self) -> Result<PushId, DecodeError> {
+        let bytes = self.take(PUSH_ID_LEN)?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| DecodeError("push id not ASCII".into()))?;
+        PushId::parse(text).map_err(|e| DecodeError(e.to_string()))
+    }
+
+    fn text(&mut self, len: usize) -> Result<String, DecodeError> {
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError("text not UTF-8".into()))
+    }
+
+    /// A count of items of at least `min` bytes each, checked against what is left (a larger
+    /// count is damage, not a reason to allocate).
+    fn count(&mut self, min: usize, what: &str) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > (self.bytes.len() - self.at) / min {
+            return Err(DecodeError(format!("record announces {n} {what}")));
+        }
+        Ok(n)
+    }
+
     fn client(&mut self) -> Result<ClientId, DecodeError> {
         let n = self.u8()? as usize;
         let b = self.take(n)?;
@@ -388,6 +543,82 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
             from: c.u64()?,
             to: c.u64()?,
         },
+        NAMED => {
+            let push = c.push_id()?;
+            let (ts, expires) = (c.u64()?, c.u64()?);
+            let n = c.count(10, "copies")?;
+            let mut copies = Vec::with_capacity(n);
+            for _ in 0..n {
+                copies.push((c.client()?, MessageId(c.u64()?)));
+            }
+            Record::Named {
+                push,
+                ts,
+                expires,
+                copies,
+            }
+        }
+        RECEIPTS => {
+            let n = c.count(PUSH_ID_LEN + 20, "receipts")?;
+            let mut receipts = Vec::with_capacity(n);
+            for _ in 0..n {
+                let push = c.push_id()?;
+                let client = c.client()?;
+                let id = MessageId(c.u64()?);
+                let slot = Slot::new(i64::from(c.u8()?)).map_err(|e| DecodeError(e.to_string()))?;
+                let kind = match c.u8()? {
+                    0 => ReceiptKind::Delivered,
+                    1 => ReceiptKind::Acked,
+                    k => return Err(DecodeError(format!("unknown receipt kind {k}"))),
+                };
+                receipts.push(Receipt {
+                    push,
+                    client,
+                    id,
+                    slot,
+                    kind,
+                    at_ms: c.u64()?,
+                });
+            }
+            Record::Receipts(receipts)
+        }
+        RECALL => Record::Recall {
+            push: c.push_id()?,
+            report: RecallReport {
+                recalled: c.u64()?,
+                already_acked: c.u64()?,
+            },
+        },
+        CLAIM => {
+            let len = c.u8()? as usize;
+            let key = c.text(len)?;
+            let sha: [u8; 32] = c
+                .take(32)?
+                .try_into()
+                .map_err(|_| DecodeError("sha".into()))?;
+            let (taken_ms, expires_ms, lease_ms) = (c.u64()?, c.u64()?, c.u64()?);
+            let answer = match c.u8()? {
+                0 => None,
+                _ => {
+                    let len = c.u32()? as usize;
+                    Some(c.text(len)?)
+                }
+            };
+            Record::Claim {
+                key,
+                claim: Claim {
+                    sha,
+                    taken_ms,
+                    expires_ms,
+                    lease_ms,
+                    answer,
+                },
+            }
+        }
+        RELEASE => {
+            let len = c.u8()? as usize;
+            Record::Release { key: c.text(len)? }
+        }
         other => return Err(DecodeError(format!("unknown record kind {other}"))),
     };
     c.end()?;
@@ -500,7 +731,59 @@ mod tests {
             }
         );
         assert!(got.iter().all(|(_, p)| is_kind(p[0])));
-        assert!(!is_kind(0) && !is_kind(8));
+        assert!(!is_kind(0) && !is_kind(13));
+    }
+
+    #[test]
+    fn receipt_records_round_trip() {
+        let (a, push) = (cid("a"), herald_core::PushIds::new(9).next(1234));
+        let receipt = Receipt {
+            push,
+            client: a.clone(),
+            id: MessageId(4),
+            slot: Slot::new(15).unwrap(),
+            kind: ReceiptKind::Acked,
+            at_ms: 77,
+        };
+        let report = RecallReport {
+            recalled: 3,
+            already_acked: 1,
+        };
+        let claim = |answer: Option<&str>| Claim {
+            sha: [7; 32],
+            taken_ms: 1,
+            expires_ms: 2,
+            lease_ms: 3,
+            answer: answer.map(str::to_owned),
+        };
+        let mut out = Vec::new();
+        put_named(&mut out, push, 5, 6, &[(a.clone(), MessageId(4))]);
+        put_receipts(&mut out, std::slice::from_ref(&receipt));
+        put_recall(&mut out, push, report);
+        put_claim(&mut out, "k!~", &claim(None));
+        put_claim(&mut out, "k", &claim(Some(r#"{"ok":1}"#)));
+        put_release(&mut out, "k");
+        let got: Vec<Record> = frames(&out).into_iter().map(|(r, _)| r).collect();
+        let want = vec![
+            Record::Named {
+                push,
+                ts: 5,
+                expires: 6,
+                copies: vec![(a, MessageId(4))],
+            },
+            Record::Receipts(vec![receipt]),
+            Record::Recall { push, report },
+            Record::Claim {
+                key: "k!~".into(),
+                claim: claim(None),
+            },
+            Record::Claim {
+                key: "k".into(),
+                claim: claim(Some(r#"{"ok":1}"#)),
+            },
+            Record::Release { key: "k".into() },
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn acknowledging_slots_and_their_last_ids_survive_a_reopen() {
         channel: vec![],
         data: Payload::from_json("1").unwrap(),
         ttl: None,
+        push: None,
     };
     {
         let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();

@@ -36,6 +36,7 @@ fn msg(n: u64) -> NewMessage {
         channel: vec!["a".into()],
         data: Payload::from_json(&format!("\"{}\"", marker(n))).unwrap(),
         ttl: None,
+        push: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn msg(n: u64) -> NewMessage {
         channel: vec!["a".into()],
         data: Payload::from_json(&format!(r#"{{"n":{n}}}"#)).unwrap(),
         ttl: None,
+        push: None,
     }
 }
 

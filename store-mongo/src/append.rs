@@ -160,10 +160,14 @@ impl MongoStore {
             for (r, (client, id)) in req.recipients.iter().zip(ids).enumerate() {
                 if let Ok(id) = id {
                     owners.push((p, r));
-                    docs.push(doc! {
+                    let mut copy = doc! {
                         "c": client.as_str(), "i": *id, "f": &req.msg.from, "ch": &req.msg.channel,
                         "d": req.msg.data.json(), "t": t, "a": 0_i32, "x": x,
-                    });
+                    };
+                    if let Some(push) = req.msg.push {
+                        copy.insert("p", push.as_str());
+                    }
+                    docs.push(copy);
                 }
             }
         }
@@ -175,9 +179,16 @@ impl MongoStore {
                     .collect()
             })
             .collect();
-        if !docs.is_empty()
-            && let Err(e) = self.messages.insert_many(docs).ordered(false).await
-        {
+        let inserted = if docs.is_empty() {
+            Ok(())
+        } else {
+            self.messages
+                .insert_many(docs)
+                .ordered(false)
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = inserted {
             let (failed, why): (Vec<usize>, StoreError) = match *e.kind {
                 mongodb::error::ErrorKind::InsertMany(ref ime)
                     if ime.write_concern_error.is_none() =>
@@ -194,6 +205,7 @@ impl MongoStore {
                 }
             }
         }
+        self.record_pushes(&reqs, &results).await;
         results
             .into_iter()
             .map(|r| {
@@ -204,6 +216,51 @@ impl MongoStore {
                 }
             })
             .collect()
+    }
+
+    /// The push records of the batch's pushes that have a push id and stored a copy: one
+    /// `insert` for the batch. A failure is logged, not answered: the copies are stored, only
+    /// their status will be unknown.
+    async fn record_pushes(
+        &self,
+        reqs: &[AppendReq],
+        results: &[Vec<Result<MessageId, StoreError>>],
+    ) {
+        let ttl_default = self.retention.ttl;
+        let records: Vec<Document> = reqs
+            .iter()
+            .zip(results)
+            .filter_map(|(req, ids)| {
+                let push = req.msg.push?;
+                let copies: Vec<(&ClientId, i64)> = req
+                    .recipients
+                    .iter()
+                    .zip(ids)
+                    .filter_map(|(c, id)| {
+                        id.as_ref()
+                            .ok()
+                            .map(|id| (c, i64::try_from(id.0).unwrap_or(i64::MAX)))
+                    })
+                    .collect();
+                if copies.is_empty() {
+                    return None;
+                }
+                let ttl = req.msg.ttl.unwrap_or(ttl_default);
+                let expires = req
+                    .now_ms
+                    .saturating_add(u64::try_from(millis(ttl)).unwrap_or(0));
+                Some(crate::receipts::push_record(
+                    push, req.now_ms, expires, &copies,
+                ))
+            })
+            .collect();
+        if records.is_empty() {
+            return;
+        }
+        let n = records.len();
+        if let Err(e) = self.pushes.insert_many(records).ordered(false).await {
+            log::warn!("{n} push records could not be written (their status stays unknown): {e}");
+        }
     }
 
     /// Takes `k` ids of each client: per client, the last id of its range.
@@ -377,6 +434,7 @@ mod tests {
                 channel: vec![],
                 data: Payload::from_json("1").unwrap(),
                 ttl: None,
+                push: None,
             },
             recipients: recipients
                 .iter()

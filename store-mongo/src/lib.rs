@@ -77,14 +77,15 @@ mod append;
 mod batch;
 mod clients;
 mod memo;
+mod receipts;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use herald_core::{
-    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Runtime, Slot, SlotBacklog, StoreError,
+    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, PushId,
+    Retention, RetentionReport, Runtime, Slot, SlotBacklog, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -191,6 +192,12 @@ pub struct MongoStore {
     passed_holes: Arc<PassedHoles>,
     /// The application's timer (the wait for a missing id); the store spawns nothing.
     runtime: Arc<dyn Runtime>,
+    /// One push record per push (see [`receipts`]).
+    pushes: Collection<Document>,
+    /// Idempotency claims of `POST /push`.
+    idempotency: Collection<Document>,
+    /// Receipts waiting for the next receipts batch of this node.
+    receipts: Arc<Batcher<Vec<herald_core::Receipt>, Result<(), StoreError>>>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -242,6 +249,7 @@ fn to_message(doc: &Document) -> Result<Message, StoreError> {
         channel,
         data,
         ts: u64::try_from(ts).unwrap_or(0),
+        push: doc.get_str("p").ok().and_then(|p| PushId::parse(p).ok()),
     })
 }
 
@@ -259,6 +267,8 @@ pub fn message_indexes() -> Vec<IndexModel> {
             .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
             .build(),
         IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build(),
+        // The copies of one push (status, receipts, recall).
+        IndexModel::builder().keys(doc! {"p": 1}).build(),
     ]
 }
 
@@ -283,6 +293,12 @@ impl MongoStore {
         let messages = db.collection::<Document>("messages");
         let counters = db.collection::<Document>("counters");
         messages.create_indexes(message_indexes()).await?;
+        let pushes = db.collection::<Document>("pushes");
+        let idempotency = db.collection::<Document>("idempotency");
+        pushes.create_index(receipts::receipt_indexes()).await?;
+        idempotency
+            .create_index(receipts::receipt_indexes())
+            .await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
             config.database,
@@ -302,6 +318,9 @@ impl MongoStore {
             reads: Arc::new(Semaphore::new(reads as usize)),
             passed_holes: Arc::new(PassedHoles::default()),
             runtime,
+            pushes,
+            idempotency,
+            receipts: Arc::new(Batcher::new()),
         })
     }
 }
@@ -374,6 +393,8 @@ impl MessageStore for MongoStore {
                 "i": {"$gt": after},
                 "a": {"$bitsAllClear": [i32::from(slot.get())]},
                 "x": {"$gt": now},
+                // Recalled copies stay stored (no hole for readers to wait on), unread.
+                "r": {"$exists": false},
             };
             // The driver's futures are boxed, so that a read waiting for its turn above is
             // not as large as the largest step after it.
@@ -502,6 +523,48 @@ impl MessageStore for MongoStore {
         now_ms: u64,
     ) -> Result<Vec<SlotBacklog>, StoreError> {
         Box::pin(self.client_slots(client, also, now_ms)).await
+    }
+
+    // ---- Push receipts, status, recall and idempotency (receipts.rs) ----
+
+    async fn record_receipts(&self, receipts: &[herald_core::Receipt]) -> Result<(), StoreError> {
+        self.record_receipts_now(receipts).await
+    }
+
+    async fn push_status(
+        &self,
+        push: PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> Result<Option<herald_core::PushStatus>, StoreError> {
+        let _turn = self.reading().await?;
+        self.push_status_now(push, slot, now_ms).await
+    }
+
+    async fn recall(
+        &self,
+        push: PushId,
+        now_ms: u64,
+    ) -> Result<Option<(herald_core::RecallReport, Vec<ClientId>)>, StoreError> {
+        self.recall_now(push, now_ms).await
+    }
+
+    async fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: herald_core::IdempotencyTimes,
+    ) -> Result<herald_core::IdempotencyClaim, StoreError> {
+        self.claim_now(key, body_sha256, now_ms, times).await
+    }
+
+    async fn finish_idempotency(&self, key: &str, answer: &str) -> Result<(), StoreError> {
+        self.finish_now(key, answer).await
+    }
+
+    async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
+        self.release_now(key).await
     }
 }
 

@@ -64,6 +64,7 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
         channel: vec!["a".into()],
         data: Payload::from_json(r#"{"z":1,"a":[1,2.5,"x"],"$weird":null}"#).unwrap(),
         ttl: Some(Duration::from_secs(60)),
+        push: None,
     };
     let ids = store
         .append(&msg, std::slice::from_ref(&client), now_ms())
@@ -158,6 +159,7 @@ fn later(data: &str) -> NewMessage {
         channel: vec![],
         data: Payload::from_json(data).unwrap(),
         ttl: None,
+        push: None,
     }
 }
 

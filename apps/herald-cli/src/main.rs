@@ -5,6 +5,8 @@
 //! - `watch`: wait for the oldest message a slot has not acknowledged (`GET /watch/:id`).
 //! - `tail`: connect as a client over Socket.IO (WebSocket), print and acknowledge messages.
 //! - `client`: a client's sessions online and per-slot backlog (`GET /clients/:id`).
+//! - `status`: where each copy of a push stands (`GET /push/:push_id`, every page).
+//! - `recall`: recall a push (`DELETE /push/:push_id`).
 //!
 //! Settings come from flags or the same environment variables the server reads
 //! (`HERALD_API_KEY`, `HERALD_SECRET`), so one shell setup serves both. Help never shows the
@@ -66,6 +68,10 @@ enum Command {
         /// Time to live in seconds (default: the server's retention).
         #[arg(long)]
         ttl: Option<u64>,
+        /// `Idempotency-Key`: a retry with the same key and message stores nothing and
+        /// prints the first answer.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Show a client's messages stored since a time.
     History {
@@ -124,6 +130,23 @@ enum Command {
     Client {
         /// The client id.
         id: String,
+    },
+    // ---- Issue 14 (receipts) ----
+    /// Show where each copy of a push stands for one slot (every page, one JSON line each).
+    Status {
+        /// The push id `push` printed.
+        push_id: String,
+        /// The slot (0..=15).
+        #[arg(long, default_value_t = 0)]
+        slot: u8,
+        /// Entries per page (1..=1000).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Recall a push: no session delivers its unacknowledged copies any more.
+    Recall {
+        /// The push id `push` printed.
+        push_id: String,
     },
 }
 
@@ -186,6 +209,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             from,
             channel,
             ttl,
+            idempotency_key,
         } => {
             let data: &RawValue = serde_json::from_str(data).context("--data is not valid JSON")?;
             let body = serde_json::to_string(&PushBody {
@@ -195,9 +219,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 data,
                 ttl: *ttl,
             })?;
-            let req = surf::post(format!("{base}/push"))
+            let mut req = surf::post(format!("{base}/push"))
                 .body_string(body)
                 .content_type("application/json");
+            if let Some(key) = idempotency_key {
+                req = req.header("Idempotency-Key", key.as_str());
+            }
             call(cli, req).await?
         }
         Command::History {
@@ -259,12 +286,46 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Client { id } => {
             call(cli, surf::get(client_url(&cli.api, "clients", id, &[])?)).await?
         }
+        Command::Status {
+            push_id,
+            slot,
+            limit,
+        } => return status(cli, push_id, *slot, *limit).await,
+        Command::Recall { push_id } => {
+            call(
+                cli,
+                surf::delete(client_url(&cli.api, "push", push_id, &[])?),
+            )
+            .await?
+        }
     };
     #[allow(clippy::print_stdout, reason = "a command-line tool's output")]
     {
         println!("{answer}");
     }
     Ok(())
+}
+
+/// `status`: every page of a push's status, one answer per line, following `next`.
+async fn status(cli: &Cli, push_id: &str, slot: u8, limit: u32) -> anyhow::Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let mut query = vec![("slot", slot.to_string()), ("limit", limit.to_string())];
+        if let Some(a) = &after {
+            query.push(("after", a.clone()));
+        }
+        let url = client_url(&cli.api, "push", push_id, &query)?;
+        let answer = call(cli, surf::get(url)).await?;
+        #[allow(clippy::print_stdout, reason = "a command-line tool's output")]
+        {
+            println!("{answer}");
+        }
+        let page: serde_json::Value = serde_json::from_str(&answer)?;
+        match page.get("next").and_then(serde_json::Value::as_str) {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok(()),
+        }
+    }
 }
 
 #[async_std::main]

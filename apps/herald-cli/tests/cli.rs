@@ -85,3 +85,47 @@ fn pushes_and_reads_byte_for_byte() {
     assert!(!out.status.success() && text.contains("401"), "{text}");
     no_secret("herald-cli's error", &text);
 }
+
+// Issue 14: push with an idempotency key, then status (every page) and recall of the push.
+#[test]
+fn pushes_once_per_key_then_shows_status_and_recalls() {
+    let dir = TempDir::new("cli-receipts");
+    let h = Herald::start(&dir.0, &[]);
+    let env = [("HERALD_CLI_API", h.api.as_str())];
+    let push = [
+        "push",
+        "--to",
+        "r1,r2,r3",
+        "--data",
+        "1",
+        "--idempotency-key",
+        "cli-key",
+    ];
+    let first = run_with_env(cli(), &push, &env);
+    assert!(first.status.success(), "{}", output_text(&first));
+    let again = run_with_env(cli(), &push, &env);
+    assert_eq!(
+        output_text(&again),
+        output_text(&first),
+        "the first answer again"
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let id = answer["push_id"].as_str().unwrap();
+    let out = run_with_env(cli(), &["status", id, "--limit", "2"], &env);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let pages: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(pages.len(), 2, "two pages of 2 and 1: {text}");
+    assert_eq!(pages[1]["entries"][0]["client"], "r3", "{text}");
+    assert_eq!(pages[0]["summary"]["stored"], 3, "{text}");
+    let out = run_with_env(cli(), &["recall", id], &env);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(r#""recalled":3"#), "{text}");
+    let out = run_with_env(cli(), &["status", "nope"], &env);
+    let text = output_text(&out);
+    assert!(!out.status.success() && text.contains("400"), "{text}");
+}

@@ -18,11 +18,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_std::io::ReadExt;
+use herald_core::IdempotencyClaim;
 use herald_core::{
-    Broker, ClientId, HubStats, Message, MessageId, MessageStore, Payload, Published, Slot,
-    StoreError,
+    Broker, ClientId, CopyState, HubStats, IdempotencyTimes, Message, MessageId, MessageStore,
+    Payload, Published, PushId, PushIds, Slot, StoreError,
 };
 use serde_json::json;
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 use tide::{Next, Request, Response, StatusCode};
 
@@ -40,6 +42,25 @@ pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 pub const DEFAULT_MAX_ANSWER: usize = 4 << 20;
 /// Default of `api.max_listed_errors`: problems listed in an error answer.
 pub const DEFAULT_MAX_LISTED_ERRORS: usize = 20;
+/// Defaults of `api.idempotency_ttl_secs` (24 h) and `api.idempotency_lease_ms` (60 s).
+pub const DEFAULT_IDEMPOTENCY: IdempotencyTimes = IdempotencyTimes {
+    ttl: Duration::from_secs(24 * 3600),
+    lease: Duration::from_secs(60),
+};
+
+/// This node's push id source: 64 random bits drawn once, so that no two nodes make the
+/// same id.
+///
+/// # Errors
+/// When the system has no randomness to give.
+pub fn node_push_ids() -> anyhow::Result<std::sync::Mutex<PushIds>> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the push id source: {e}"))?;
+    Ok(std::sync::Mutex::new(PushIds::new(u64::from_le_bytes(
+        bytes,
+    ))))
+}
 
 /// Everything the REST handlers need, shared by all requests.
 pub struct ApiState<S, B> {
@@ -65,6 +86,10 @@ pub struct ApiState<S, B> {
     pub max_listed_errors: usize,
     /// This node's name, for metrics.
     pub node: String,
+    /// Names this node's pushes.
+    pub push_ids: std::sync::Mutex<PushIds>,
+    /// `Idempotency-Key` time to live and lease.
+    pub idempotency: IdempotencyTimes,
 }
 
 impl<S: MessageStore, B: Broker> ApiState<S, B> {
@@ -85,6 +110,8 @@ impl<S: MessageStore, B: Broker> ApiState<S, B> {
             max_answer: DEFAULT_MAX_ANSWER,
             max_listed_errors: DEFAULT_MAX_LISTED_ERRORS,
             node: node.to_owned(),
+            push_ids: std::sync::Mutex::new(PushIds::new(0x5eed)),
+            idempotency: DEFAULT_IDEMPOTENCY,
         }
     }
 }
@@ -113,6 +140,10 @@ pub fn routes<S: MessageStore, B: Broker>(app: &mut tide::Server<State<S, B>>) {
     // The client view (issue 14).
     app.at("/clients/:id")
         .get(keyed("clients", crate::clients::client::<S, B>));
+    // Issue 14 (receipts): a push's status and its recall.
+    app.at("/push/:push_id")
+        .get(keyed("status", push_status::<S, B>))
+        .delete(keyed("recall", recall::<S, B>));
 }
 
 /// Adds `GET /healthy` alone: the connector listener serves it too, for load balancers and
@@ -295,9 +326,101 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
             return Ok(res);
         }
     };
+    let key = match idempotency_key(&req) {
+        Ok(key) => key,
+        Err(e) => {
+            Metrics::inc(&state.metrics.push_rejected);
+            log::info!("push refused: {e}");
+            return Ok(errors(StatusCode::BadRequest, vec![e]));
+        }
+    };
+    if let Some(key) = &key {
+        let sha: [u8; 32] = sha2::Sha256::digest(&body).into();
+        let claim = state
+            .store
+            .claim_idempotency(key, sha, unix_ms(), state.idempotency)
+            .await;
+        match claim {
+            Ok(IdempotencyClaim::Claimed) => {}
+            Ok(IdempotencyClaim::Replay(answer)) => {
+                log::info!("push with Idempotency-Key {key:?} repeated: first answer replayed");
+                let mut res = ok_text(answer);
+                res.insert_header("Idempotent-Replayed", "true");
+                return Ok(res);
+            }
+            Ok(IdempotencyClaim::InProgress) => {
+                log::info!("push with Idempotency-Key {key:?} refused: the first is in progress");
+                return Ok(errors(
+                    StatusCode::Conflict,
+                    vec![
+                        "Idempotency-Key: a push with this key is still being stored; retry later"
+                            .into(),
+                    ],
+                ));
+            }
+            Ok(IdempotencyClaim::Mismatch) => {
+                Metrics::inc(&state.metrics.push_rejected);
+                log::info!("push with Idempotency-Key {key:?} refused: another body");
+                return Ok(errors(
+                    StatusCode::UnprocessableEntity,
+                    vec!["Idempotency-Key: this key was used with another request body".into()],
+                ));
+            }
+            Err(e) => {
+                return Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()]));
+            }
+        }
+    }
+    let answer = publish_answer(&state, &body).await;
+    if let Some(key) = &key {
+        let done = match &answer {
+            Ok(text) => state.store.finish_idempotency(key, text).await,
+            Err(_) => state.store.release_idempotency(key).await,
+        };
+        if let Err(e) = done {
+            log::warn!(
+                "Idempotency-Key {key:?}: the claim could not be settled ({e}); it holds until its lease runs out"
+            );
+        }
+    }
+    Ok(answer.map_or_else(|res| res, ok_text))
+}
+
+/// The `Idempotency-Key` header, if given: one, of 1 to 255 visible ASCII characters.
+fn idempotency_key<S, B>(req: &Request<State<S, B>>) -> Result<Option<String>, String> {
+    let Some(values) = req.header("idempotency-key") else {
+        return Ok(None);
+    };
+    let mut values = values.iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err("Idempotency-Key: give it once".into());
+    };
+    let key = value.as_str();
+    if !herald_core::receipts::valid_idempotency_key(key) {
+        return Err(format!(
+            "Idempotency-Key: expected 1 to 255 visible ASCII characters, found {} bytes: {:?}",
+            key.len(),
+            key.chars().take(40).collect::<String>()
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Publishes `body` under a new push id: `Ok` with the 200 answer's JSON text once something
+/// was stored, `Err` with the answer to give when nothing was.
+async fn publish_answer<S: MessageStore, B: Broker>(
+    state: &ApiState<S, B>,
+    body: &[u8],
+) -> Result<String, Response> {
+    let now = unix_ms();
+    let push_id = state
+        .push_ids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .next(now);
     let published = {
         let _writing = state.inflight.enter();
-        herald_core::publish(&*state.store, &*state.broker, &body, unix_ms()).await
+        herald_core::publish(&*state.store, &*state.broker, body, now, push_id).await
     };
     let (stored, failed) = match published {
         Published::Refused(errs) => {
@@ -306,7 +429,7 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            return Ok(errors(StatusCode::BadRequest, errs));
+            return Err(errors(StatusCode::BadRequest, errs));
         }
         Published::NotStored { error, failed } => {
             if !failed.is_empty() {
@@ -317,7 +440,7 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
                     .push_failed_recipients
                     .fetch_add(failed.len() as u64, Relaxed);
             }
-            return Ok(errors(
+            return Err(errors(
                 StatusCode::ServiceUnavailable,
                 vec![error.to_string()],
             ));
@@ -331,12 +454,12 @@ async fn push<S: MessageStore, B: Broker>(mut req: Request<State<S, B>>) -> tide
         .metrics
         .push_failed_recipients
         .fetch_add(failed.len() as u64, Relaxed);
-    let mut body = json!({ "ok": 1, "send": stored });
+    let mut body = json!({ "ok": 1, "send": stored, "push_id": push_id.as_str() });
     if !failed.is_empty() {
         let failed: Vec<&str> = failed.iter().map(ClientId::as_str).collect();
         body["failed"] = json!(failed);
     }
-    Ok(ok(body))
+    Ok(body.to_string())
 }
 
 /// Reads an integer query parameter within bounds, or its default.
@@ -602,6 +725,136 @@ async fn metrics<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide:
     Ok(res)
 }
 
+// ---- Issue 14 (receipts): GET and DELETE /push/:push_id -----------------------------------
+
+/// Largest `limit` of a status page.
+const MAX_STATUS_PAGE: i64 = 1000;
+
+/// The `:push_id` path parameter as a push id.
+fn push_param<S, B>(req: &Request<State<S, B>>, errs: &mut Vec<String>) -> Option<PushId> {
+    match PushId::parse(req.param("push_id").unwrap_or("")) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errs.push(format!("push_id: {e}"));
+            None
+        }
+    }
+}
+
+/// The 404 of an unknown push.
+fn no_such_push(push: PushId) -> Response {
+    errors(
+        StatusCode::NotFound,
+        vec![format!(
+            "push_id: no push {push} is known (never stored here, or expired more than a day ago)"
+        )],
+    )
+}
+
+/// `GET /push/:push_id?slot=&limit=&after=`: where each copy of the push stands for one slot.
+async fn push_status<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::Result {
+    let state = req.state().clone();
+    let mut errs = Vec::new();
+    let q = query_pairs(&req);
+    let push = push_param(&req, &mut errs);
+    let slot = query_int(&q, "slot", 0, 0, 15, &mut errs);
+    let limit = query_int(&q, "limit", 100, 1, MAX_STATUS_PAGE, &mut errs) as usize;
+    let after = query_int(&q, "after", 0, 0, i64::MAX, &mut errs) as usize;
+    let (Some(push), true) = (push, errs.is_empty()) else {
+        log::info!("status refused: {}", errs.join("; "));
+        return Ok(errors(StatusCode::BadRequest, errs));
+    };
+    let slot = Slot::new(slot).expect("checked range");
+    let status = match state.store.push_status(push, slot, unix_ms()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(no_such_push(push)),
+        Err(e) => return Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()])),
+    };
+    if after > status.copies.len() {
+        return Ok(errors(
+            StatusCode::BadRequest,
+            vec![format!(
+                "after: {after} is beyond the push's {} recipients (give back a `next` this route answered)",
+                status.copies.len()
+            )],
+        ));
+    }
+    let mut summary = serde_json::Map::new();
+    for state in [
+        CopyState::Stored,
+        CopyState::Delivered,
+        CopyState::Acked,
+        CopyState::Expired,
+        CopyState::Recalled,
+    ] {
+        let n = status.copies.iter().filter(|c| c.state == state).count();
+        summary.insert(state.as_str().to_owned(), json!(n));
+    }
+    let page: Vec<serde_json::Value> = status
+        .copies
+        .iter()
+        .skip(after)
+        .take(limit)
+        .map(|c| {
+            json!({
+                "client": c.client.as_str(),
+                "id": c.id.0,
+                "state": c.state.as_str(),
+                "delivered_at": c.delivered_at,
+                "acked_at": c.acked_at,
+            })
+        })
+        .collect();
+    let end = after + page.len();
+    let mut body = json!({
+        "ok": 1,
+        "push_id": push.as_str(),
+        "slot": slot.get(),
+        "ts": status.ts,
+        "expires_at": status.expires_ms,
+        "recipients": status.copies.len(),
+        "summary": summary,
+        "entries": page,
+    });
+    if end < status.copies.len() {
+        body["next"] = json!(end.to_string());
+    }
+    Ok(ok(body))
+}
+
+/// `DELETE /push/:push_id`: hides every copy not yet acknowledged from every slot that has
+/// not acknowledged it, and tells the sessions holding one.
+async fn recall<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::Result {
+    let state = req.state().clone();
+    let mut errs = Vec::new();
+    let Some(push) = push_param(&req, &mut errs) else {
+        log::info!("recall refused: {}", errs.join("; "));
+        return Ok(errors(StatusCode::BadRequest, errs));
+    };
+    let (report, clients) = match state.store.recall(push, unix_ms()).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(no_such_push(push)),
+        Err(e) => return Ok(errors(StatusCode::ServiceUnavailable, vec![e.to_string()])),
+    };
+    // The store hides the copies from every read from now on; sessions that hold one in
+    // memory drop it when told. A failed notice leaves them to deliver what they hold.
+    if let Err(e) = state.broker.notify_recall(push, &clients).await {
+        log::warn!(
+            "recall of {push}: sessions could not all be told ({e}); copies they hold may still be delivered"
+        );
+    }
+    log::info!(
+        "recall of {push}: {} copies recalled, {} already acknowledged",
+        report.recalled,
+        report.already_acked
+    );
+    Ok(ok(json!({
+        "ok": 1,
+        "recalled": report.recalled,
+        "already_acked": report.already_acked,
+    })))
+}
+
 #[cfg(test)]
 mod tests {
     use herald_core::{MemoryBroker, MemoryBrokerNode, MemoryStore, NewMessage, Retention};
@@ -652,6 +905,7 @@ mod tests {
             channel: Vec::new(),
             data: Payload::from_json(&format!("\"{n:0>500}\"")).unwrap(),
             ttl: None,
+            push: None,
         };
         for n in 0..150 {
             let ts = if n < 100 { 5_000 } else { 6_000 + n as u64 };

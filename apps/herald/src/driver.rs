@@ -138,7 +138,9 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         let mut events = events;
         while let Some(event) = events.next().await {
             match &event {
-                BrokerEvent::Notify { client, .. } | BrokerEvent::Claim { client, .. } => {
+                BrokerEvent::Notify { client, .. }
+                | BrokerEvent::Claim { client, .. }
+                | BrokerEvent::Recall { client, .. } => {
                     let _ = router
                         .shard_of(client)
                         .try_send(ShardMsg::Hub(Input::Broker(event.clone())));

@@ -51,6 +51,8 @@ pub async fn listen<S: MessageStore, B: Broker>(
         max_answer: config.api_max_answer,
         max_listed_errors: config.api_max_listed_errors,
         node: node_name.to_owned(),
+        push_ids: crate::api::node_push_ids()?,
+        idempotency: config.api_idempotency,
     });
     let mut listeners = Listeners {
         api: None,

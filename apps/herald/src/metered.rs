@@ -12,9 +12,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use herald_core::{
-    AppendResult, Broker, BrokerError, BrokerEvents, ClientId, Generation, Message, MessageId,
-    MessageStore, NewMessage, NodeId, OnlineSession, RetentionReport, Slot, SlotBacklog,
-    StoreError,
+    AppendResult, Broker, BrokerError, BrokerEvents, ClientId, Generation, IdempotencyClaim,
+    IdempotencyTimes, Message, MessageId, MessageStore, NewMessage, NodeId, OnlineSession, PushId,
+    PushStatus, RecallReport, Receipt, RetentionReport, Slot, SlotBacklog, StoreError,
 };
 
 use crate::metrics::{Histogram, Metrics};
@@ -151,6 +151,61 @@ impl<S: MessageStore> MessageStore for Metered<S> {
     ) -> impl Future<Output = Result<Vec<SlotBacklog>, StoreError>> + Send {
         self.store(self.inner.slots(client, also, now_ms))
     }
+
+    // ---- Push receipts, status, recall and idempotency ----
+
+    fn record_receipts(
+        &self,
+        receipts: &[Receipt],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.record_receipts(receipts))
+    }
+
+    fn push_status(
+        &self,
+        push: PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<PushStatus>, StoreError>> + Send {
+        self.store(self.inner.push_status(push, slot, now_ms))
+    }
+
+    fn recall(
+        &self,
+        push: PushId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<(RecallReport, Vec<ClientId>)>, StoreError>> + Send
+    {
+        self.store(self.inner.recall(push, now_ms))
+    }
+
+    fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: IdempotencyTimes,
+    ) -> impl Future<Output = Result<IdempotencyClaim, StoreError>> + Send {
+        self.store(
+            self.inner
+                .claim_idempotency(key, body_sha256, now_ms, times),
+        )
+    }
+
+    fn finish_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.finish_idempotency(key, answer))
+    }
+
+    fn release_idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.release_idempotency(key))
+    }
 }
 
 impl<B: Broker> Broker for Metered<B> {
@@ -230,5 +285,13 @@ impl<B: Broker> Broker for Metered<B> {
         client: &ClientId,
     ) -> impl Future<Output = Result<Vec<OnlineSession>, BrokerError>> + Send {
         self.broker(self.inner.sessions(client))
+    }
+
+    fn notify_recall(
+        &self,
+        push: PushId,
+        clients: &[ClientId],
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        self.broker(self.inner.notify_recall(push, clients))
     }
 }

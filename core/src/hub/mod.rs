@@ -18,8 +18,15 @@
 //!   across the resync is asked again. A login after the resync thus still outranks the sessions
 //!   that were already there.
 //! - Unknown, duplicate or late acknowledgements and results are ignored (logged at debug).
+//! - Receipts: every delivery and every acknowledgement of a copy that names its push is
+//!   reported to the store, all of one drain of [`Hub::poll_output`] in one
+//!   [`StoreOp::Receipts`] (the last output of the drain). A failed receipt write is logged,
+//!   never retried: receipts are not on the delivery path.
+//! - A recalled push ([`BrokerEvent::Recall`]) is dropped from what sessions hold and have not
+//!   delivered, and from reads and notifications answered after the recall (the Hub remembers
+//!   the last [`RECALLED_MEMORY`] recalled pushes). A copy already delivered may still be acked.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::identity::Mode;
@@ -28,6 +35,8 @@ use crate::io::{
     AckId, BrokerOp, BrokerReply, ConnId, Input, Output, RequestId, StoreOp, StoreReply, WatchId,
 };
 use crate::ports::BrokerEvent;
+use crate::push_id::PushId;
+use crate::receipts::{Receipt, ReceiptKind};
 
 mod claims;
 mod session;
@@ -132,6 +141,8 @@ enum Purpose {
     },
     /// A session's registry entry going; the result changes nothing (logged on failure).
     EndSession,
+    /// A [`StoreOp::Receipts`] of this many receipts.
+    Receipts(usize),
 }
 
 /// The items in order: what the Hub does for many sessions or clients at once happens in an
@@ -145,6 +156,10 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
 
 /// Bound of the per-slot "highest delivered" memory used to count redeliveries.
 const DELIVERED_MEMORY: usize = 100_000;
+
+/// Bound of the memory of recalled pushes (forgotten all at once when full: a read answered
+/// after a recall that is older than this many recalls is not expected).
+pub const RECALLED_MEMORY: usize = 10_000;
 
 /// All sessions of one node. See the module docs and the crate docs for the run loop.
 #[derive(Debug)]
@@ -174,6 +189,10 @@ pub struct Hub {
     /// Source of session, request, ack and timer ids (one counter: each is unique).
     next_id: u64,
     stats: HubStats,
+    /// Receipts not yet handed out: the last output of each drain carries them all.
+    receipts: Vec<Receipt>,
+    /// Pushes recalled lately: their copies are dropped from reads and notifications.
+    recalled: HashSet<PushId>,
 }
 
 impl Hub {
@@ -192,6 +211,8 @@ impl Hub {
             outputs: VecDeque::new(),
             next_id: 1,
             stats: HubStats::default(),
+            receipts: Vec::new(),
+            recalled: HashSet::new(),
         }
     }
 
@@ -239,6 +260,11 @@ impl Hub {
     /// The next thing for the caller to do, if any.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && !self.receipts.is_empty() {
+            let receipts = std::mem::take(&mut self.receipts);
+            let n = receipts.len();
+            self.request_store(StoreOp::Receipts { receipts }, Purpose::Receipts(n));
+        }
         self.outputs.pop_front()
     }
 
@@ -302,6 +328,7 @@ impl Hub {
         if let Some(t) = batch.timer {
             self.timers.remove(&t);
         }
+        self.receipts_of(&client, slot, ReceiptKind::Acked, &batch.pushes);
         self.write_acks(client, slot, batch.ids, through, 0);
         self.progress(now, conn);
     }
@@ -315,11 +342,12 @@ impl Hub {
             log::debug!("commit on ack-mode session {conn}: ignored");
             return;
         }
-        let (ids, timers) = s.committed(n);
+        let (ids, timers, pushes) = s.committed(n);
         let (client, slot, through) = (s.client.clone(), s.slot, s.acked_through());
         for t in timers {
             self.timers.remove(&t);
         }
+        self.receipts_of(&client, slot, ReceiptKind::Acked, &pushes);
         if !ids.is_empty() {
             self.write_acks(client, slot, ids, through, 0);
         }
@@ -369,6 +397,13 @@ impl Hub {
                      (the messages will be delivered again): {e}"
                 ),
             },
+            Purpose::Receipts(n) => {
+                if let Err(e) = result {
+                    log::warn!(
+                        "{n} receipts could not be recorded (their times stay unknown): {e}"
+                    );
+                }
+            }
             other => log::warn!("store result for a broker request {other:?}: ignored"),
         }
     }
@@ -445,8 +480,9 @@ impl Hub {
                     None => return,
                 };
                 self.wake(&client);
-                // The notified message, when attached, is usable only as `last` itself.
-                let message = message.filter(|m| m.id == last);
+                // The notified message, when attached, is usable only as `last` itself, and
+                // not when its push was recalled meanwhile (a read then skips it).
+                let message = message.filter(|m| m.id == last && !self.is_recalled(m));
                 let room = self.config.window.max(1);
                 for conn in conns {
                     if let Some(s) = self.sessions.get_mut(&conn) {
@@ -504,7 +540,48 @@ impl Hub {
                     self.resubscribe(client);
                 }
             }
+            BrokerEvent::Recall { client, push } => self.recalled(&client, push),
         }
+    }
+
+    /// Recall of `push`: the sessions of `client` drop what they hold of it undelivered.
+    fn recalled(&mut self, client: &ClientId, push: PushId) {
+        if self.recalled.len() >= RECALLED_MEMORY {
+            self.recalled.clear();
+        }
+        self.recalled.insert(push);
+        let Some(e) = self.clients.get(client) else {
+            return;
+        };
+        for conn in sorted(e.conns.iter().copied()) {
+            if let Some(s) = self.sessions.get_mut(&conn) {
+                s.buffer.retain(|m| m.push != Some(push));
+            }
+        }
+    }
+
+    /// Whether `m` is a copy of a push recalled lately.
+    pub(super) fn is_recalled(&self, m: &crate::message::Message) -> bool {
+        m.push.is_some_and(|p| self.recalled.contains(&p))
+    }
+
+    /// Queues receipts of `kind` for the copies `pushes` of `client` on `slot`.
+    pub(super) fn receipts_of(
+        &mut self,
+        client: &ClientId,
+        slot: Slot,
+        kind: ReceiptKind,
+        pushes: &[(PushId, MessageId)],
+    ) {
+        self.receipts
+            .extend(pushes.iter().map(|(push, id)| Receipt {
+                push: *push,
+                client: client.clone(),
+                id: *id,
+                slot,
+                kind,
+                at_ms: 0,
+            }));
     }
 
     // ---- plumbing -----------------------------------------------------------------------

@@ -11,6 +11,8 @@ use crate::identity::{Identity, Mode};
 use crate::ids::{ClientId, Generation, MessageId, Slot};
 use crate::io::{AckId, ConnId, KickReason, Output, StoreOp, StoreReply};
 use crate::message::Message;
+use crate::push_id::PushId;
+use crate::receipts::ReceiptKind;
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub(super) enum Load {
 pub(super) struct Batch {
     pub(super) ack: Option<AckId>,
     pub(super) ids: Vec<MessageId>,
+    /// The copies of the batch that name their push, for receipts.
+    pub(super) pushes: Vec<(PushId, MessageId)>,
     /// The ack-timeout timer of this batch.
     pub(super) timer: Option<TimerKey>,
 }
@@ -121,10 +125,14 @@ impl Session {
 
     /// Commit mode: takes the oldest in-flight batches holding `n` messages (what is in flight,
     /// when that is less) and owes the client its next message. Returns their ids and their
-    /// ack-deadline timers.
-    pub(super) fn committed(&mut self, n: u64) -> (Vec<MessageId>, Vec<TimerKey>) {
+    /// ack-deadline timers and the copies that name their push.
+    pub(super) fn committed(
+        &mut self,
+        n: u64,
+    ) -> (Vec<MessageId>, Vec<TimerKey>, Vec<(PushId, MessageId)>) {
         let mut ids = Vec::new();
         let mut timers = Vec::new();
+        let mut pushes = Vec::new();
         let mut left = n;
         while left > 0 {
             let Some(batch) = self.in_flight.pop_front() else {
@@ -135,13 +143,20 @@ impl Session {
             left = left.saturating_sub(batch.ids.len() as u64);
             ids.extend(batch.ids);
             timers.extend(batch.timer);
+            pushes.extend(batch.pushes);
         }
         self.commit_owed = true;
-        (ids, timers)
+        (ids, timers, pushes)
     }
 
-    /// A store read of at most `limit` messages returned `messages`.
-    pub(super) fn loaded(&mut self, messages: Vec<Message>, limit: usize) {
+    /// A store read of at most `limit` messages returned `messages`; those `dropped` (copies of
+    /// a recalled push) move the cursor on and are not buffered.
+    pub(super) fn loaded(
+        &mut self,
+        messages: Vec<Message>,
+        limit: usize,
+        dropped: impl Fn(&Message) -> bool,
+    ) {
         let again = matches!(self.load, Load::Reading { again: true });
         self.load = Load::Idle;
         self.failures = 0;
@@ -150,7 +165,9 @@ impl Session {
             // Only ids beyond the cursor, in increasing order.
             if m.id > self.cursor {
                 self.cursor = m.id;
-                self.buffer.push_back(m);
+                if !dropped(&m) {
+                    self.buffer.push_back(m);
+                }
             }
         }
     }
@@ -191,17 +208,20 @@ impl Hub {
         let limit = self.config.load_limit;
         let retry_delay;
         {
-            let Some(s) = self.session_mut(conn, sid) else {
+            let recalled = &self.recalled;
+            let Some(s) = self.sessions.get_mut(&conn).filter(|s| s.sid == sid) else {
                 return;
             };
             match result {
                 Ok(StoreReply::Messages(messages)) => {
-                    s.loaded(messages, limit);
+                    s.loaded(messages, limit, |m| {
+                        m.push.is_some_and(|p| recalled.contains(&p))
+                    });
                     self.progress(now, conn);
                     return;
                 }
-                Ok(StoreReply::Acked) => {
-                    log::warn!("store answered a read with Acked: treated as a failure");
+                Ok(StoreReply::Acked | StoreReply::Recorded) => {
+                    log::warn!("store answered a read with another answer: treated as a failure");
                     s.failures += 1;
                 }
                 Err(ref e) => {
@@ -276,7 +296,17 @@ impl Hub {
             if let Some(key) = timer {
                 self.timers.insert(key, Timer::AckDeadline { conn, sid });
             }
-            s.in_flight.push_back(Batch { ack, ids, timer });
+            let pushes: Vec<(PushId, MessageId)> = delivered
+                .iter()
+                .filter_map(|m| m.push.map(|p| (p, m.id)))
+                .collect();
+            s.in_flight.push_back(Batch {
+                ack,
+                ids,
+                pushes: pushes.clone(),
+                timer,
+            });
+            self.receipts_of(&client, slot, ReceiptKind::Delivered, &pushes);
             self.stats.deliveries += delivered.len() as u64;
             self.count_redeliveries(&client, slot, &delivered);
             self.outputs.push_back(Output::Deliver {

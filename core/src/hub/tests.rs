@@ -4,6 +4,8 @@ use crate::ids::Generation;
 use crate::io::{CloseReason, KickReason};
 use crate::message::{Message, Payload};
 use crate::ports::{BrokerError, StoreError};
+use crate::push_id::PushId;
+use crate::receipts::{Receipt, ReceiptKind};
 
 fn c(s: &str) -> ClientId {
     ClientId::new(s).unwrap()
@@ -16,6 +18,7 @@ fn msg(id: u64) -> Message {
         channel: vec![],
         data: Payload::from_json("1").unwrap(),
         ts: 0,
+        push: None,
     }
 }
 
@@ -869,6 +872,52 @@ fn end_sessions(out: &[Output]) -> Vec<(String, u8, u64)> {
         .collect()
 }
 
+// ---- Issue 14: receipts and recall ---------------------------------------------------------
+
+/// `msg(id)` as a copy of `push`.
+fn copy_of(id: u64, push: PushId) -> Message {
+    Message {
+        push: Some(push),
+        ..msg(id)
+    }
+}
+
+/// The receipts of the drain's one `StoreOp::Receipts`, as (kind, id, push) in order; it must
+/// be the drain's last output.
+fn receipts(out: &[Output]) -> Vec<(ReceiptKind, u64, PushId)> {
+    let found: Vec<&Vec<Receipt>> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Store {
+                op: StoreOp::Receipts { receipts },
+                ..
+            } => Some(receipts),
+            _ => None,
+        })
+        .collect();
+    assert!(found.len() <= 1, "one receipts call per drain: {out:?}");
+    if !found.is_empty() {
+        assert!(
+            matches!(
+                out.last(),
+                Some(Output::Store {
+                    op: StoreOp::Receipts { .. },
+                    ..
+                })
+            ),
+            "the receipts call comes last: {out:?}"
+        );
+    }
+    found
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            assert_eq!((r.client.as_str(), r.slot.get(), r.at_ms), ("a", 0, 0));
+            (r.kind, r.id.0, r.push)
+        })
+        .collect()
+}
+
 #[test]
 fn a_claimed_session_that_ends_leaves_the_registry_and_an_unclaimed_one_has_nothing_to_leave() {
     let mut t = T::new(4);
@@ -919,4 +968,124 @@ fn a_claim_answered_after_its_session_ended_leaves_the_registry() {
         result: Ok(BrokerReply::Claimed(Generation(9))),
     });
     assert_eq!(end_sessions(&out), vec![("a".into(), 5, 9)]);
+}
+
+#[test]
+fn deliveries_and_acks_of_named_copies_are_reported_once_per_drain() {
+    let mut ids = crate::PushIds::new(1);
+    let (p, q) = (ids.next(1), ids.next(2));
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    // Copy 2 predates push ids: no receipt for it.
+    let batch = vec![copy_of(1, p), msg(2), copy_of(3, q)];
+    let out = t.input(Input::StoreDone {
+        req,
+        result: Ok(StoreReply::Messages(batch)),
+    });
+    assert_eq!(delivers(&out)[0].1, vec![1, 2, 3]);
+    use ReceiptKind::{Acked, Delivered};
+    assert_eq!(receipts(&out), vec![(Delivered, 1, p), (Delivered, 3, q)]);
+    let ack = delivers(&out)[0].0.unwrap();
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack,
+    });
+    assert_eq!(receipts(&out), vec![(Acked, 1, p), (Acked, 3, q)]);
+    // Recording them failed: logged, never retried.
+    let req = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Store {
+                req,
+                op: StoreOp::Receipts { .. },
+            } => Some(*req),
+            _ => None,
+        })
+        .unwrap();
+    let out = t.input(Input::StoreDone {
+        req,
+        result: Err(StoreError::Unavailable("down".into())),
+    });
+    assert!(out.is_empty(), "{out:?}");
+    assert!(t.advance(Duration::from_secs(60)).is_empty());
+}
+
+#[test]
+fn commits_report_acked_receipts() {
+    let p = crate::PushIds::new(1).next(1);
+    let mut t = T::new(8);
+    let out = t.live(1, "a", 0, Mode::Commit, 1);
+    let (req, _) = load_req(&out).unwrap();
+    t.input(Input::StoreDone {
+        req,
+        result: Ok(StoreReply::Messages(vec![copy_of(1, p)])),
+    });
+    let out = t.input(Input::Commit {
+        conn: ConnId(1),
+        n: 0,
+    });
+    assert_eq!(receipts(&out), vec![(ReceiptKind::Delivered, 1, p)]);
+    let out = t.input(Input::Commit {
+        conn: ConnId(1),
+        n: 1,
+    });
+    assert_eq!(receipts(&out), vec![(ReceiptKind::Acked, 1, p)]);
+}
+
+#[test]
+fn a_recall_drops_held_copies_and_later_reads_and_notifications_of_them() {
+    let mut ids = crate::PushIds::new(1);
+    let (p, q) = (ids.next(1), ids.next(2));
+    let mut t = T::new(1);
+    let out = t.live(1, "a", 0, Mode::Ack, 1);
+    let (req, _) = load_req(&out).unwrap();
+    // Window 1: copy 1 goes out, 2 (of p) and 3 (of q) wait in the buffer.
+    let out = t.input(Input::StoreDone {
+        req,
+        result: Ok(StoreReply::Messages(vec![
+            copy_of(1, p),
+            copy_of(2, p),
+            copy_of(3, q),
+        ])),
+    });
+    assert_eq!(delivers(&out)[0].1, vec![1]);
+    let ack = delivers(&out)[0].0.unwrap();
+    let out = t.input(Input::Broker(BrokerEvent::Recall {
+        client: c("a"),
+        push: p,
+    }));
+    assert!(delivers(&out).is_empty(), "{out:?}");
+    // The copy in flight may still be acked; the held copy of p is gone, q's comes next.
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack,
+    });
+    assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(1)])));
+    assert_eq!(delivers(&out)[0].1, vec![3]);
+    let ack = delivers(&out)[0].0.unwrap();
+    let out = t.input(Input::Ack {
+        conn: ConnId(1),
+        ack,
+    });
+    // A notification carrying a copy of p is not delivered: the session reads instead, and
+    // a read answered after the recall that still has a copy of p drops it too.
+    let out2 = t.input(Input::Broker(BrokerEvent::Notify {
+        client: c("a"),
+        last: MessageId(4),
+        message: Some(copy_of(4, p)),
+    }));
+    assert!(
+        delivers(&out).is_empty() && delivers(&out2).is_empty(),
+        "{out2:?}"
+    );
+    let (req, after) = load_req(&out)
+        .or_else(|| load_req(&out2))
+        .expect("a read instead");
+    assert_eq!(after, MessageId(3));
+    let out = t.input(Input::StoreDone {
+        req,
+        result: Ok(StoreReply::Messages(vec![copy_of(4, p), msg(5)])),
+    });
+    assert_eq!(delivers(&out)[0].1, vec![5]);
 }

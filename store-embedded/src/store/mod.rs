@@ -88,6 +88,7 @@ use crate::queues::{Entry, Queues};
 use crate::record::{self, Record};
 
 mod opening;
+mod receipts;
 mod worker;
 
 pub(crate) use opening::NewLog;
@@ -213,6 +214,8 @@ enum Request {
     Append {
         /// The encoded body, shared by all recipients.
         body: Vec<u8>,
+        /// The push id, for the push record.
+        push: Option<herald_core::PushId>,
         /// Its time to live, if the push gave one.
         ttl: Option<std::time::Duration>,
         /// The queues.
@@ -273,6 +276,8 @@ enum Request {
         /// The backlog.
         reply: Reply<Vec<SlotBacklog>>,
     },
+    /// Push records, receipts, recall and idempotency (issue 14): see [`receipts`].
+    Books(receipts::BookRequest),
 }
 
 impl EmbeddedStore {
@@ -435,6 +440,7 @@ impl Request {
             Request::Slots { reply, .. } => {
                 let _ = reply.send(Err(err));
             }
+            Request::Books(req) => req.fail(err),
         }
     }
 }
@@ -446,10 +452,12 @@ impl MessageStore for EmbeddedStore {
         recipients: &[ClientId],
         now_ms: u64,
     ) -> impl Future<Output = Result<AppendResult, StoreError>> + Send {
+        let push = msg.push.map(|p| p.to_string());
         let body = serde_json::to_vec(&BodyRef {
             f: &msg.from,
             ch: &msg.channel,
             d: &msg.data,
+            p: push.as_deref(),
         });
         let call = match body {
             Ok(body) => Ok({
@@ -457,6 +465,7 @@ impl MessageStore for EmbeddedStore {
                 self.call(
                     Request::Append {
                         body,
+                        push: msg.push,
                         ttl: msg.ttl,
                         recipients: recipients.to_vec(),
                         now_ms,
@@ -575,5 +584,76 @@ impl MessageStore for EmbeddedStore {
             },
             answer,
         )
+    }
+
+    // ---- Push receipts, status, recall and idempotency (receipts.rs) ----
+
+    fn record_receipts(
+        &self,
+        receipts: &[herald_core::Receipt],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let receipts = receipts.to_vec();
+        self.book(move |reply| receipts::BookRequest::Receipts { receipts, reply })
+    }
+
+    fn push_status(
+        &self,
+        push: herald_core::PushId,
+        slot: Slot,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<herald_core::PushStatus>, StoreError>> + Send {
+        self.book(move |reply| receipts::BookRequest::Status {
+            push,
+            slot,
+            now_ms,
+            reply,
+        })
+    }
+
+    fn recall(
+        &self,
+        push: herald_core::PushId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<(herald_core::RecallReport, Vec<ClientId>)>, StoreError>>
+    + Send {
+        self.book(move |reply| receipts::BookRequest::Recall {
+            push,
+            now_ms,
+            reply,
+        })
+    }
+
+    fn claim_idempotency(
+        &self,
+        key: &str,
+        body_sha256: [u8; 32],
+        now_ms: u64,
+        times: herald_core::IdempotencyTimes,
+    ) -> impl Future<Output = Result<herald_core::IdempotencyClaim, StoreError>> + Send {
+        let key = key.to_owned();
+        self.book(move |reply| receipts::BookRequest::Claim {
+            key,
+            sha: body_sha256,
+            now_ms,
+            times,
+            reply,
+        })
+    }
+
+    fn finish_idempotency(
+        &self,
+        key: &str,
+        answer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let (key, answer) = (key.to_owned(), answer.to_owned());
+        self.book(move |reply| receipts::BookRequest::Finish { key, answer, reply })
+    }
+
+    fn release_idempotency(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let key = key.to_owned();
+        self.book(move |reply| receipts::BookRequest::Release { key, reply })
     }
 }

@@ -146,6 +146,9 @@ pub(super) struct BodyRef<'a> {
     pub(super) ch: &'a [String],
     /// Data, raw.
     pub(super) d: &'a Payload,
+    /// The push id, when the push has one (bodies of earlier versions have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) p: Option<&'a str>,
 }
 
 /// A message body as stored: owned for decoding.
@@ -157,6 +160,9 @@ pub(super) struct Body {
     pub(super) ch: Vec<String>,
     /// Data, raw.
     pub(super) d: Payload,
+    /// The push id, if any.
+    #[serde(default)]
+    pub(super) p: Option<String>,
 }
 
 /// What replaying a log gives.
@@ -574,6 +580,7 @@ pub(super) fn apply(
                         expires,
                         push,
                         acked: copy.acked,
+                        recalled: false,
                     },
                 );
                 // The cap in force when the record was written dropped the same entries then.
@@ -586,8 +593,35 @@ pub(super) fn apply(
         }
         Record::Last { client, last } => queues.set_last(&client, last),
         Record::Cap(cap) => *log_cap = Some(cap),
-        Record::Purged(now_ms) => *last_purge = (*last_purge).max(now_ms),
+        Record::Purged(now_ms) => {
+            *last_purge = (*last_purge).max(now_ms);
+            queues.books.purge(now_ms);
+            queues.claims.purge(now_ms);
+        }
         Record::Floor(floor) => queues.raise_floor(floor),
         Record::Skipped { client, from, to } => queues.add_skipped(&client, from, to),
+        Record::Named {
+            push,
+            ts,
+            expires,
+            copies,
+        } => queues.books.stored(push, ts, expires, copies),
+        Record::Receipts(receipts) => {
+            for r in &receipts {
+                queues.books.receipt(r);
+            }
+        }
+        Record::Recall { push, report } => {
+            if let Some(rec) = queues.books.records.get_mut(&push) {
+                rec.recall = Some(report);
+            }
+            queues.mark_recalled(push);
+        }
+        Record::Claim { key, claim } => {
+            queues.claims.claims.insert(key, claim);
+        }
+        Record::Release { key } => {
+            queues.claims.release(&key);
+        }
     }
 }

@@ -135,6 +135,7 @@ impl Worker {
         for req in batch {
             match req {
                 Request::Append { .. } => writes.push(req),
+                Request::Books(ref b) if b.is_write() => writes.push(req),
                 Request::Purge { now_ms, reply } => match &mut self.purge {
                     Some(job) => job.replies.push(reply),
                     None => {
@@ -170,19 +171,33 @@ impl Worker {
             }
         }
         let mut outcomes = Vec::with_capacity(writes.len());
+        // Appends, recalls and claims are synced; receipts alone are not (like acks).
+        let mut appended = false;
         for req in &writes {
-            if let Request::Append {
-                body,
-                ttl,
-                recipients,
-                now_ms,
-                ..
-            } = req
-            {
-                outcomes.push(self.append(start, body, *ttl, recipients, *now_ms));
+            match req {
+                Request::Append {
+                    body,
+                    push,
+                    ttl,
+                    recipients,
+                    now_ms,
+                    ..
+                } => {
+                    appended = true;
+                    let ids = self.append(start, body, *ttl, recipients, *now_ms);
+                    if let Some(push) = push {
+                        self.name_push(*push, *now_ms, *ttl, recipients, &ids);
+                    }
+                    outcomes.push(receipts::Outcome::Appended(ids));
+                }
+                Request::Books(b) => {
+                    let (outcome, durable) = self.book_write(b);
+                    appended |= durable;
+                    outcomes.push(outcome);
+                }
+                _ => {}
             }
         }
-        let appended = !outcomes.is_empty();
         let written = self
             .cover_ids()
             .and_then(|()| self.write_and_sync(start, appended));
@@ -190,10 +205,8 @@ impl Worker {
             Ok(()) => {
                 // A sync also makes every earlier unsynced write durable.
                 self.lazy_acks = !appended && (self.lazy_acks || self.end > start);
-                for (req, ids) in writes.into_iter().zip(outcomes) {
-                    if let Request::Append { reply, .. } = req {
-                        let _ = reply.send(Ok(ids));
-                    }
+                for (req, outcome) in writes.into_iter().zip(outcomes) {
+                    outcome.answer(req);
                 }
                 self.maybe_compact();
             }
@@ -327,6 +340,7 @@ impl Worker {
             } => {
                 let _ = reply.send(Ok(self.queues.slots(&client, &also, now_ms)));
             }
+            Request::Books(b) if !b.is_write() => self.book_read(b),
             other => other.fail(StoreError::Unavailable("not a read".into())),
         }
     }
@@ -348,6 +362,7 @@ impl Worker {
                 channel: body.ch,
                 data: body.d,
                 ts: e.ts,
+                push: body.p.and_then(|p| herald_core::PushId::parse(&p).ok()),
             });
         }
         Ok(out)
@@ -398,6 +413,8 @@ impl Worker {
         }
         self.lazy_acks = true;
         self.last_purge = self.last_purge.max(job.now_ms);
+        self.queues.books.purge(job.now_ms);
+        self.queues.claims.purge(job.now_ms);
         let report = RetentionReport {
             expired: job.expired,
             capped: std::mem::take(&mut self.capped_pending),
@@ -490,6 +507,8 @@ impl Worker {
             moved.push((push, log.written + at as u64));
             log.spill()?;
         }
+        // After the pushes: recalls mark the entries they restored.
+        self.compact_books(&mut log)?;
         let written = log.finish(&self.log_path)?;
         // From here the new log is the store: switch to it whatever happens next.
         let reopened = std::fs::OpenOptions::new()

@@ -202,6 +202,30 @@ pub(super) const KEYS: &[Key] = &[
         flag: None,
     },
     Key {
+        path: "api.idempotency_ttl_secs",
+        env: "HERALD_API_IDEMPOTENCY_TTL_SECS",
+        kind: Kind::Int {
+            min: 1,
+            max: 30 * 24 * 3600,
+        },
+        help: "how long a POST /push Idempotency-Key is remembered, seconds",
+        doc: "how long a `POST /push` `Idempotency-Key` is remembered: a repeat within it stores nothing and gets the first answer (`Idempotent-Replayed: true`)",
+        default: Initial::Value(|| secs(api::DEFAULT_IDEMPOTENCY.ttl)),
+        flag: None,
+    },
+    Key {
+        path: "api.idempotency_lease_ms",
+        env: "HERALD_API_IDEMPOTENCY_LEASE_MS",
+        kind: Kind::Int {
+            min: 1000,
+            max: 3_600_000,
+        },
+        help: "a claimed Idempotency-Key whose push never finished may be retried after this, ms",
+        doc: "a claimed `Idempotency-Key` whose push never finished (its node died) may be taken over by a retry after this; until then a repeat gets 409",
+        default: Initial::Value(|| ms(api::DEFAULT_IDEMPOTENCY.lease)),
+        flag: None,
+    },
+    Key {
         path: "connector.listen",
         env: "HERALD_CONNECTOR_LISTEN",
         kind: Kind::Addr,

@@ -136,6 +136,8 @@ pub struct Config {
     pub api_max_answer: usize,
     /// Problems listed in an error answer before one line counts the rest.
     pub api_max_listed_errors: usize,
+    /// How long an `Idempotency-Key` is remembered, and how long a claim not finished holds.
+    pub api_idempotency: herald_core::IdempotencyTimes,
     /// Socket.IO listen address.
     pub connector_listen: SocketAddr,
     /// In-flight messages per session in ack mode.
@@ -249,6 +251,7 @@ impl std::fmt::Debug for Config {
             .field("api_max_body", &self.api_max_body)
             .field("api_max_answer", &self.api_max_answer)
             .field("api_max_listed_errors", &self.api_max_listed_errors)
+            .field("api_idempotency", &self.api_idempotency)
             .field("connector_listen", &self.connector_listen)
             .field("window", &self.window)
             .field("ping_interval", &self.ping_interval)
@@ -492,6 +495,10 @@ impl Config {
             api_max_body: size("api.max_body"),
             api_max_answer: size("api.max_answer"),
             api_max_listed_errors: size("api.max_listed_errors"),
+            api_idempotency: herald_core::IdempotencyTimes {
+                ttl: secs("api.idempotency_ttl_secs"),
+                lease: ms("api.idempotency_lease_ms"),
+            },
             connector_listen: addr("connector.listen"),
             window: size("connector.window"),
             ping_interval: ms("connector.ping_interval_ms"),

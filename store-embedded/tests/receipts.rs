@@ -1,0 +1,133 @@
+//! The embedded store against herald-core's receipts contract suite, and its push records,
+//! recalls and idempotency claims across a reopen and a compaction.
+
+use std::time::Duration;
+
+use futures_executor::block_on;
+use herald_core::contract::ContractConfig;
+use herald_core::contract_receipts::receipts_suite;
+use herald_core::{
+    ClientId, CopyState, IdempotencyClaim, IdempotencyTimes, MessageId, MessageStore, NewMessage,
+    Payload, PushIds, RecallReport, Receipt, ReceiptKind, Slot,
+};
+use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
+
+const T0: u64 = 1_764_000_000_000;
+
+#[test]
+fn passes_the_receipts_suite() {
+    let dirs = std::cell::RefCell::new(Vec::new());
+    let cfg = ContractConfig::new("embedded-r", T0).unwrap();
+    block_on(receipts_suite(&cfg, |retention| {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(retention)).unwrap();
+        dirs.borrow_mut().push(dir);
+        std::future::ready(store)
+    }));
+}
+
+#[test]
+fn push_records_recalls_and_claims_survive_a_reopen_and_a_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (ClientId::new("a").unwrap(), ClientId::new("b").unwrap());
+    let mut ids = PushIds::new(5);
+    let (p, q) = (ids.next(T0), ids.next(T0));
+    let msg = |push| NewMessage {
+        from: "t".into(),
+        channel: vec![],
+        data: Payload::from_json("1").unwrap(),
+        ttl: None,
+        push: Some(push),
+    };
+    let times = IdempotencyTimes {
+        ttl: Duration::from_secs(3600),
+        lease: Duration::from_secs(60),
+    };
+    let s0 = Slot::default();
+    {
+        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let both = [a.clone(), b.clone()];
+        block_on(store.append(&msg(p), &both, T0)).unwrap();
+        block_on(store.append(&msg(q), &both, T0)).unwrap();
+        block_on(store.ack(&a, s0, &[MessageId(1)])).unwrap();
+        let receipt = Receipt {
+            push: p,
+            client: a.clone(),
+            id: MessageId(1),
+            slot: s0,
+            kind: ReceiptKind::Delivered,
+            at_ms: T0 + 5,
+        };
+        block_on(store.record_receipts(&[receipt])).unwrap();
+        let recalled = block_on(store.recall(q, T0 + 6)).unwrap().unwrap().0;
+        assert_eq!(
+            recalled,
+            RecallReport {
+                recalled: 2,
+                already_acked: 0
+            }
+        );
+        let claim = block_on(store.claim_idempotency("k", [1; 32], T0, times)).unwrap();
+        assert_eq!(claim, IdempotencyClaim::Claimed);
+        block_on(store.finish_idempotency("k", "first answer")).unwrap();
+        block_on(store.claim_idempotency("pending", [1; 32], T0, times)).unwrap();
+    }
+    let check = |store: &EmbeddedStore, when: &str| {
+        let st = block_on(store.push_status(p, s0, T0 + 7)).unwrap().unwrap();
+        let states: Vec<_> = st
+            .copies
+            .iter()
+            .map(|c| (c.state, c.delivered_at))
+            .collect();
+        assert_eq!(
+            states,
+            [(CopyState::Acked, Some(T0 + 5)), (CopyState::Stored, None)],
+            "{when}"
+        );
+        let st = block_on(store.push_status(q, s0, T0 + 7)).unwrap().unwrap();
+        assert!(
+            st.copies.iter().all(|c| c.state == CopyState::Recalled),
+            "{when}: {st:?}"
+        );
+        let unacked = block_on(store.unacked(&b, s0, MessageId::ZERO, 10, T0 + 7)).unwrap();
+        assert_eq!(unacked.len(), 1, "{when}: only p's copy is left for b");
+        assert_eq!(unacked[0].push, Some(p), "{when}");
+        let replay = block_on(store.claim_idempotency("k", [1; 32], T0 + 8, times)).unwrap();
+        assert_eq!(
+            replay,
+            IdempotencyClaim::Replay("first answer".into()),
+            "{when}"
+        );
+        let pending = block_on(store.claim_idempotency("pending", [1; 32], T0 + 8, times));
+        assert_eq!(pending.unwrap(), IdempotencyClaim::InProgress, "{when}");
+    };
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+    check(&store, "after a reopen");
+    drop(store);
+    // Garbage (short-lived messages, purged) and a store that compacts as soon as it may:
+    // the compacted log must keep the same state.
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path()).compact_at(1)).unwrap();
+    let c = ClientId::new("c").unwrap();
+    let brief = NewMessage {
+        ttl: Some(Duration::from_millis(1)),
+        push: None,
+        ..msg(p)
+    };
+    for _ in 0..50 {
+        block_on(store.append(&brief, std::slice::from_ref(&c), T0)).unwrap();
+    }
+    let log = EmbeddedConfig::new(dir.path()).log_file();
+    let before = std::fs::metadata(&log).unwrap().len();
+    block_on(store.purge(T0 + 10)).unwrap();
+    // The thread compacts after answering the purge; a round trip waits for it.
+    block_on(store.ping()).unwrap();
+    let after = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        after < before,
+        "the log was compacted: {before} -> {after} bytes"
+    );
+    drop(store);
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+    check(&store, "after a compaction and a reopen");
+}
