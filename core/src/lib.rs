@@ -12,6 +12,7 @@
 //! - [`ports`]: the [`MessageStore`] and [`Broker`] traits adapters implement;
 //!   [`memory`]: in-memory implementations of both.
 //! - [`hub`]: the [`Hub`], every session of one node; [`io`]: its inputs and outputs.
+//! - [`webhook`]: webhook events, their deterministic ids and their signature.
 //!
 //! ## The run loop
 //!
@@ -59,6 +60,7 @@ pub mod message;
 pub mod ports;
 pub mod publish;
 pub mod push;
+pub mod webhook;
 
 pub use hub::{Hub, HubConfig, HubStats};
 pub use identity::{Identity, Mode};
@@ -74,3 +76,4 @@ pub use ports::{
     RetentionReport, StoreError,
 };
 pub use publish::{Published, publish};
+pub use webhook::{Event, EventId, EventKind, OutboxAdded, OutboxEntry, OutboxStats};
