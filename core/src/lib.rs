@@ -51,12 +51,15 @@
 pub mod auth;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract_outbox;
 pub mod hub;
 pub mod identity;
 pub mod ids;
 pub mod io;
 pub mod memory;
 pub mod message;
+pub mod outbox;
 pub mod ports;
 pub mod publish;
 pub mod push;
@@ -71,6 +74,7 @@ pub use io::{
 };
 pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};
+pub use outbox::OutboxIndex;
 pub use ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
     RetentionReport, StoreError,

@@ -16,10 +16,12 @@ use futures_core::Stream;
 
 use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use crate::message::{Message, NewMessage};
+use crate::outbox::OutboxIndex;
 use crate::ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, Retention,
     RetentionReport, StoreError,
 };
+use crate::webhook::{Event, EventId, OutboxAdded, OutboxEntry, OutboxStats};
 
 /// Locks `m`, recovering the data if another thread panicked while holding it (every update
 /// here leaves the maps consistent at each step).
@@ -59,6 +61,8 @@ struct StoreInner {
     /// Messages dropped by the cap at append time, not yet reported by a purge.
     capped_eagerly: AtomicU64,
     queues: Mutex<HashMap<ClientId, Queue>>,
+    /// The webhook outbox.
+    outbox: Mutex<OutboxIndex>,
 }
 
 impl MemoryStore {
@@ -70,6 +74,7 @@ impl MemoryStore {
                 down: AtomicBool::new(false),
                 capped_eagerly: AtomicU64::new(0),
                 queues: Mutex::new(HashMap::new()),
+                outbox: Mutex::new(OutboxIndex::new()),
             }),
         }
     }
@@ -279,6 +284,50 @@ impl MessageStore for MemoryStore {
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         std::future::ready(self.check_up())
+    }
+
+    fn outbox_add(
+        &self,
+        events: &[Event],
+        max: u64,
+    ) -> impl Future<Output = Result<OutboxAdded, StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.outbox).add(events, max).0),
+        )
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: std::time::Duration,
+        _node: &NodeId,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.outbox).lease(now_ms, limit, lease)),
+        )
+    }
+
+    fn outbox_done(&self, ids: &[EventId]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.check_up().map(|()| {
+            lock(&self.inner.outbox).done(ids);
+        }))
+    }
+
+    fn outbox_retry(
+        &self,
+        ids: &[EventId],
+        next_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.check_up().map(|()| {
+            lock(&self.inner.outbox).retry(ids, next_ms);
+        }))
+    }
+
+    fn outbox_stats(&self) -> impl Future<Output = Result<OutboxStats, StoreError>> + Send {
+        std::future::ready(self.check_up().map(|()| lock(&self.inner.outbox).stats()))
     }
 }
 

@@ -69,6 +69,9 @@
 //! about four queries per look (the read, the counter, a count, the ids of the range); a read
 //! with no hole costs one query.
 //!
+//! - `outbox`: webhook events waiting to be sent, `{_id: event id, e, t, n, a, l}` with
+//!   indexes on `n` (next attempt) and `t` (age); see `outbox.rs`.
+//!
 //! Reads filter out expired messages (`x > now`), whether or not the TTL monitor removed
 //! them yet; the per-client cap is enforced by [`MessageStore::purge`].
 
@@ -76,14 +79,15 @@ mod ack;
 mod append;
 mod batch;
 mod memo;
+mod outbox;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
 use herald_core::{
-    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Slot, StoreError,
+    AppendResult, ClientId, Event, EventId, Message, MessageId, MessageStore, NewMessage, NodeId,
+    OutboxAdded, OutboxEntry, OutboxStats, Payload, Retention, RetentionReport, Slot, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -188,6 +192,8 @@ pub struct MongoStore {
     /// Per client, the lowest id a read of this node passed while it might still be on its way:
     /// acknowledgements of that client never move a mark over it (see [`PassedHoles`]).
     passed_holes: Arc<PassedHoles>,
+    /// The webhook outbox (see `outbox.rs`).
+    outbox: Collection<Document>,
 }
 
 /// Ids a read passed without having seen them, though they might still be inserted (another
@@ -308,6 +314,8 @@ impl MongoStore {
         let messages = db.collection::<Document>("messages");
         let counters = db.collection::<Document>("counters");
         messages.create_indexes(message_indexes()).await?;
+        let outbox = db.collection::<Document>("outbox");
+        outbox.create_indexes(outbox::outbox_indexes()).await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
             config.database,
@@ -326,6 +334,7 @@ impl MongoStore {
             counter_reads: Arc::new(Batcher::new()),
             reads: Arc::new(Semaphore::new(reads as usize)),
             passed_holes: Arc::new(PassedHoles::default()),
+            outbox,
         })
     }
 }
@@ -501,6 +510,32 @@ impl MessageStore for MongoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn outbox_add(&self, events: &[Event], max: u64) -> Result<OutboxAdded, StoreError> {
+        self.outbox_add_impl(events, max).await
+    }
+
+    async fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: Duration,
+        node: &NodeId,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_lease_impl(now_ms, limit, lease, node).await
+    }
+
+    async fn outbox_done(&self, ids: &[EventId]) -> Result<(), StoreError> {
+        self.outbox_done_impl(ids).await
+    }
+
+    async fn outbox_retry(&self, ids: &[EventId], next_ms: u64) -> Result<(), StoreError> {
+        self.outbox_retry_impl(ids, next_ms).await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.outbox_stats_impl().await
     }
 }
 

@@ -15,6 +15,7 @@ use herald_core::{
     AppendResult, Broker, BrokerError, BrokerEvents, ClientId, Generation, Message, MessageId,
     MessageStore, NewMessage, NodeId, RetentionReport, Slot, StoreError,
 };
+use herald_core::{Event, EventId, OutboxAdded, OutboxEntry, OutboxStats};
 
 use crate::metrics::{Histogram, Metrics};
 
@@ -140,6 +141,40 @@ impl<S: MessageStore> MessageStore for Metered<S> {
 
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.inner.ping()
+    }
+
+    fn outbox_add(
+        &self,
+        events: &[Event],
+        max: u64,
+    ) -> impl Future<Output = Result<OutboxAdded, StoreError>> + Send {
+        self.store(self.inner.outbox_add(events, max))
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: std::time::Duration,
+        node: &NodeId,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send {
+        self.store(self.inner.outbox_lease(now_ms, limit, lease, node))
+    }
+
+    fn outbox_done(&self, ids: &[EventId]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.outbox_done(ids))
+    }
+
+    fn outbox_retry(
+        &self,
+        ids: &[EventId],
+        next_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.outbox_retry(ids, next_ms))
+    }
+
+    fn outbox_stats(&self) -> impl Future<Output = Result<OutboxStats, StoreError>> + Send {
+        self.store(self.inner.outbox_stats())
     }
 }
 
