@@ -65,6 +65,8 @@ pub struct Node<S, B> {
     stats: Vec<ShardStats>,
     pub(crate) next_conn: AtomicU64,
     next_watch: AtomicU64,
+    /// Webhooks: [`crate::webhook::Webhooks::record`] puts facts in the outbox.
+    pub webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 impl<S: MessageStore, B: Broker> Node<S, B> {
@@ -115,6 +117,10 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         receivers.push(rx);
     }
     let events = broker.events();
+    let webhooks = Arc::new(crate::webhook::Webhooks::new(
+        config.webhook.clone(),
+        metrics.clone(),
+    ));
     let node = Arc::new(Node {
         store,
         broker,
@@ -124,6 +130,7 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         stats: (0..shards).map(|_| ShardStats::default()).collect(),
         next_conn: AtomicU64::new(1),
         next_watch: AtomicU64::new(1),
+        webhooks,
     });
     for (i, rx) in receivers.into_iter().enumerate() {
         let mut cfg = HubConfig::new(node_id.clone());

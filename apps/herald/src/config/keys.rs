@@ -464,4 +464,106 @@ pub(super) const KEYS: &[Key] = &[
             value_name: "LEVEL",
         }),
     },
+    // --- webhooks (issue 14 step 2) ---
+    Key {
+        path: "webhook.url",
+        env: "HERALD_WEBHOOK_URL",
+        kind: Kind::Str,
+        help: "where webhook events are POSTed (http://); unset = webhooks off",
+        flag: None,
+    },
+    Key {
+        path: "webhook.secret",
+        env: "HERALD_WEBHOOK_SECRET",
+        kind: Kind::Str,
+        help: "HMAC-SHA256 secret of the x-herald-signature header (required with webhook.url)",
+        flag: None,
+    },
+    Key {
+        path: "webhook.events",
+        env: "HERALD_WEBHOOK_EVENTS",
+        kind: Kind::StrList,
+        help: "event types recorded: delivered, acked, expired, recalled",
+        flag: None,
+    },
+    Key {
+        path: "webhook.batch_max",
+        env: "HERALD_WEBHOOK_BATCH_MAX",
+        kind: Kind::Int {
+            min: 1,
+            max: 10_000,
+        },
+        help: "most events per POST",
+        flag: None,
+    },
+    Key {
+        path: "webhook.batch_delay_ms",
+        env: "HERALD_WEBHOOK_BATCH_DELAY_MS",
+        kind: Kind::Int {
+            min: 10,
+            max: 60_000,
+        },
+        help: "how often the sender looks for due events (the longest an event waits for a batch)",
+        flag: None,
+    },
+    Key {
+        path: "webhook.timeout_ms",
+        env: "HERALD_WEBHOOK_TIMEOUT_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: 600_000,
+        },
+        help: "time a webhook POST may take, answer included; then it counts as failed",
+        flag: None,
+    },
+    Key {
+        path: "webhook.retry_min_ms",
+        env: "HERALD_WEBHOOK_RETRY_MIN_MS",
+        kind: Kind::Int {
+            min: 10,
+            max: MS_MAX,
+        },
+        help: "first wait after a failed POST (doubling, with jitter)",
+        flag: None,
+    },
+    Key {
+        path: "webhook.retry_max_ms",
+        env: "HERALD_WEBHOOK_RETRY_MAX_MS",
+        kind: Kind::Int {
+            min: 10,
+            max: MS_MAX,
+        },
+        help: "longest wait between two attempts",
+        flag: None,
+    },
+    Key {
+        path: "webhook.max_age_secs",
+        env: "HERALD_WEBHOOK_MAX_AGE_SECS",
+        kind: Kind::Int {
+            min: 1,
+            max: 30 * 86_400,
+        },
+        help: "events older than this are dropped (counted) instead of sent",
+        flag: None,
+    },
+    Key {
+        path: "webhook.max_outbox",
+        env: "HERALD_WEBHOOK_MAX_OUTBOX",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000_000,
+        },
+        help: "most events waiting in the outbox; past it new events are dropped (counted, logged)",
+        flag: None,
+    },
+    Key {
+        path: "webhook.lease_ms",
+        env: "HERALD_WEBHOOK_LEASE_MS",
+        kind: Kind::Int {
+            min: 200,
+            max: MS_MAX,
+        },
+        help: "how long a batch is reserved for the node sending it (longer than webhook.timeout_ms)",
+        flag: None,
+    },
 ];
