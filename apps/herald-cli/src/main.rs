@@ -4,6 +4,7 @@
 //! - `history`: list a client's recent messages (`GET /queues/:id`).
 //! - `watch`: wait for the oldest message a slot has not acknowledged (`GET /watch/:id`).
 //! - `tail`: connect as a client over Socket.IO (WebSocket), print and acknowledge messages.
+//! - `webhook-listen`: receive webhooks, verify their signature, print each event.
 //!
 //! Settings come from flags or the same environment variables the server reads
 //! (`HERALD_API_KEY`, `HERALD_SECRET`), so one shell setup serves both. Help never shows the
@@ -11,6 +12,7 @@
 
 use std::process::ExitCode;
 
+mod listen;
 mod tail;
 
 use anyhow::{Context, bail};
@@ -117,6 +119,25 @@ enum Command {
         /// How long to wait, milliseconds.
         #[arg(long, default_value_t = 30_000)]
         timeout: u64,
+    },
+    /// Receive webhooks: verify each request's signature (401 otherwise), print each event as
+    /// a JSON line, answer 200.
+    WebhookListen {
+        /// The server's `webhook.secret`
+        #[arg(long, env = "HERALD_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The port to listen on (0: any free port, shown on stderr).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Largest accepted distance between a signature's time and now, seconds.
+        #[arg(long, default_value_t = 300)]
+        tolerance: u64,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
@@ -248,6 +269,16 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 surf::get(client_url(&cli.api, "watch", client, &query)?),
             )
             .await?
+        }
+        Command::WebhookListen {
+            secret,
+            port,
+            host,
+            tolerance,
+            count,
+        } => {
+            let tolerance = std::time::Duration::from_secs(*tolerance);
+            return listen::run(secret, host, *port, tolerance, *count).await;
         }
     };
     #[allow(clippy::print_stdout, reason = "a command-line tool's output")]
