@@ -11,7 +11,7 @@
 //! per document: of two nodes racing for an event, only the one whose update matched it while
 //! it was due finds it under its token.
 //!
-//! An add costs one `count` (the estimated size, for the bound) and one unordered `insert`
+//! The stats cost a `count` and a `find` of the oldest. An add costs one `count` (for the bound) and one unordered `insert`
 //! (duplicate ids are the events already there); near the bound, a `find` of the ids already
 //! there first, so that duplicates do not take room.
 
@@ -247,7 +247,7 @@ impl MongoStore {
     pub(crate) async fn outbox_stats_impl(&self) -> Result<OutboxStats, StoreError> {
         let depth = self
             .outbox()
-            .count_documents(doc! {})
+            .estimated_document_count()
             .await
             .map_err(unavailable)?;
         let oldest = self

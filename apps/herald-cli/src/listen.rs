@@ -44,8 +44,15 @@ fn answer(status: u16, body: &str) -> tide::Response {
 
 async fn handle(mut req: tide::Request<State>) -> tide::Result {
     let state = req.state().clone();
-    if req.len().is_some_and(|n| n > MAX_BODY) {
-        return Ok(answer(413, r#"{"ok":0,"errors":["body too large"]}"#));
+    match req.len() {
+        Some(n) if n <= MAX_BODY => {}
+        Some(_) => return Ok(answer(413, r#"{"ok":0,"errors":["body too large"]}"#)),
+        None => {
+            return Ok(answer(
+                411,
+                r#"{"ok":0,"errors":["content-length required"]}"#,
+            ));
+        }
     }
     let body = req.body_bytes().await?;
     let Some(header) = req.header(SIGNATURE_HEADER).map(|h| h.as_str().to_owned()) else {
