@@ -17,7 +17,8 @@
 //! it, opening fails with [`EmbeddedError::Damaged`] unless the recovery option is set, which
 //! skips it with a warning and rewrites the file. When the file is more than twice the size
 //! its live events need (and at least [`COMPACT_MIN`]), it is rewritten (new file, sync,
-//! rename, directory sync).
+//! rename, directory sync); a crash before the rename leaves `<file>.new`, removed on the next
+//! open.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -179,9 +180,24 @@ fn intact_at(bytes: &[u8], at: usize) -> Option<usize> {
     (crc32(payload) == crc && (ADD..=RETRY).contains(&payload[0])).then_some(len)
 }
 
+/// A compaction's unfinished file: `<outbox file>.new`.
+fn new_file(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
 /// Reads the file (creating it if missing) and rebuilds the index.
 fn replay(path: &Path, recover: bool) -> Result<OutboxFile, EmbeddedError> {
     let err = |e| io_error(path, e);
+    let tmp = new_file(path);
+    if tmp.exists() {
+        log::warn!(
+            "embedded outbox: removing {}, a compaction a crash interrupted (the outbox is intact)",
+            tmp.display()
+        );
+        std::fs::remove_file(&tmp).map_err(|e| io_error(&tmp, e))?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -370,7 +386,7 @@ impl OutboxFile {
 
     /// Writes the live events to a new file and renames it over the old one.
     fn compact(&mut self) -> Result<(), EmbeddedError> {
-        let tmp = self.path.with_extension("new");
+        let tmp = new_file(&self.path);
         let mut buf = MAGIC.to_vec();
         for (ev, attempts, next) in self.index.iter() {
             frame(&mut buf, ADD, &add_json(ev, attempts, next));

@@ -171,3 +171,32 @@ fn damage_before_the_end_stops_opening_unless_recovery_is_asked() {
     let store = open(dir.path());
     assert_eq!(block_on(store.outbox_stats()).unwrap().depth, 2);
 }
+
+#[test]
+fn a_file_of_mostly_sent_events_is_compacted_and_keeps_the_waiting_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(EmbeddedConfig::OUTBOX_FILE);
+    let many: Vec<Event> = (1..=10_000).map(ev).collect();
+    {
+        let store = open(dir.path());
+        assert_eq!(
+            block_on(store.outbox_add(&many, 1_000_000)).unwrap().added,
+            10_000
+        );
+        let big = std::fs::metadata(&path).unwrap().len();
+        assert!(big > 1 << 20, "{big} bytes: enough to be compacted");
+        let sent: Vec<_> = many[..9_990].iter().map(|e| e.id.clone()).collect();
+        block_on(store.outbox_done(&sent)).unwrap();
+        let small = std::fs::metadata(&path).unwrap().len();
+        assert!(small < 10_000, "compacted to {small} bytes");
+    }
+    // A compaction a crash interrupted leaves its file; the next open removes it.
+    std::fs::write(dir.path().join("herald.outbox.new"), b"partial").unwrap();
+    let store = open(dir.path());
+    assert!(!dir.path().join("herald.outbox.new").exists());
+    let left = leased(&store, T0);
+    assert_eq!(
+        left.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        many[9_990..].to_vec()
+    );
+}

@@ -394,6 +394,61 @@ mod tests {
         assert_eq!(backoff(0, min, max, 0), Duration::from_millis(500));
     }
 
+    fn ev(kind: EventKind, n: u64) -> Event {
+        Event::new(
+            kind,
+            "p1",
+            herald_core::ClientId::new("u1").unwrap(),
+            herald_core::Slot::new(0).unwrap(),
+            herald_core::MessageId(n),
+            1_764_000_000_000 + n,
+        )
+    }
+
+    #[test]
+    fn record_keeps_the_configured_kinds_and_counts_what_the_bound_drops() {
+        let store = herald_core::MemoryStore::new(herald_core::Retention::default());
+        let metrics = Arc::new(Metrics::default());
+        let evs = [
+            ev(EventKind::Delivered, 1),
+            ev(EventKind::Acked, 1),
+            ev(EventKind::Acked, 1), // the same fact twice
+            ev(EventKind::Expired, 2),
+        ];
+        // Off: nothing recorded.
+        let off = Webhooks::new(WebhookConfig::default(), metrics.clone());
+        async_std::task::block_on(off.record(&store, &evs)).unwrap();
+        let depth = |s: &herald_core::MemoryStore| {
+            async_std::task::block_on(s.outbox_stats()).unwrap().depth
+        };
+        assert_eq!(depth(&store), 0);
+        let on = Webhooks::new(
+            WebhookConfig {
+                url: Some(parse_url("http://127.0.0.1:9/").unwrap()),
+                secret: Some("s".into()),
+                events: vec![EventKind::Acked, EventKind::Expired],
+                max_outbox: 1,
+                ..WebhookConfig::default()
+            },
+            metrics.clone(),
+        );
+        async_std::task::block_on(on.record(&store, &evs)).unwrap();
+        assert_eq!(
+            depth(&store),
+            1,
+            "acked kept, delivered filtered, expired past the bound"
+        );
+        assert_eq!(metrics.webhook.dropped_full.load(Relaxed), 1);
+        let leased = async_std::task::block_on(store.outbox_lease(
+            u64::MAX / 2,
+            10,
+            Duration::from_secs(1),
+            &NodeId::new("n").unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(leased[0].event, evs[1]);
+    }
+
     #[test]
     fn urls_must_be_plain_http_with_a_host() {
         assert!(parse_url("http://127.0.0.1:9/hook").is_ok());
