@@ -1330,6 +1330,45 @@ mod tests {
         {
             self.0.slots(client, also, now_ms)
         }
+
+        fn outbox_add(
+            &self,
+            events: &[crate::webhook::Event],
+            max: u64,
+        ) -> impl Future<Output = Result<crate::webhook::OutboxAdded, crate::ports::StoreError>> + Send
+        {
+            self.0.outbox_add(events, max)
+        }
+        fn outbox_lease(
+            &self,
+            now_ms: u64,
+            limit: usize,
+            lease: Duration,
+            node: &NodeId,
+        ) -> impl Future<
+            Output = Result<Vec<crate::webhook::OutboxEntry>, crate::ports::StoreError>,
+        > + Send {
+            self.0.outbox_lease(now_ms, limit, lease, node)
+        }
+        fn outbox_done(
+            &self,
+            ids: &[crate::webhook::EventId],
+        ) -> impl Future<Output = Result<(), crate::ports::StoreError>> + Send {
+            self.0.outbox_done(ids)
+        }
+        fn outbox_retry(
+            &self,
+            ids: &[crate::webhook::EventId],
+            next_ms: u64,
+        ) -> impl Future<Output = Result<(), crate::ports::StoreError>> + Send {
+            self.0.outbox_retry(ids, next_ms)
+        }
+        fn outbox_stats(
+            &self,
+        ) -> impl Future<Output = Result<crate::webhook::OutboxStats, crate::ports::StoreError>> + Send
+        {
+            self.0.outbox_stats()
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`ports`]: the [`MessageStore`] and [`Broker`] traits adapters implement;
 //!   [`memory`]: in-memory implementations of both.
 //! - [`hub`]: the [`Hub`], every session of one node; [`io`]: its inputs and outputs.
+//! - [`webhook`]: webhook events, their deterministic ids and their signature.
 //!
 //! ## The run loop
 //!
@@ -54,6 +55,8 @@ pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract_clients;
 #[cfg(any(test, feature = "contract"))]
+pub mod contract_outbox;
+#[cfg(any(test, feature = "contract"))]
 pub mod contract_receipts;
 pub mod hub;
 pub mod identity;
@@ -61,12 +64,14 @@ pub mod ids;
 pub mod io;
 pub mod memory;
 pub mod message;
+pub mod outbox;
 pub mod ports;
 pub mod publish;
 pub mod push;
 pub mod push_id;
 pub mod receipts;
 pub mod runtime;
+pub mod webhook;
 
 pub use hub::{Hub, HubConfig, HubStats};
 pub use identity::{Identity, Mode};
@@ -77,6 +82,7 @@ pub use io::{
 };
 pub use memory::{MemoryBroker, MemoryBrokerNode, MemoryStore};
 pub use message::{Message, NewMessage, Payload, PayloadError};
+pub use outbox::OutboxIndex;
 pub use ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, OnlineSession,
     Retention, RetentionReport, SlotBacklog, StoreError,
@@ -88,3 +94,4 @@ pub use receipts::{
     ReceiptKind,
 };
 pub use runtime::{Runtime, Task};
+pub use webhook::{Event, EventId, EventKind, OutboxAdded, OutboxEntry, OutboxStats};

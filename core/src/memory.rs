@@ -16,6 +16,7 @@ use futures_core::Stream;
 
 use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use crate::message::{Message, NewMessage};
+use crate::outbox::OutboxIndex;
 use crate::ports::{
     AppendResult, Broker, BrokerError, BrokerEvent, BrokerEvents, MessageStore, OnlineSession,
     Retention, RetentionReport, SlotBacklog, StoreError,
@@ -24,6 +25,7 @@ use crate::push_id::PushId;
 use crate::receipts::{IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt};
 
 mod receipts;
+use crate::webhook::{Event, EventId, OutboxAdded, OutboxEntry, OutboxStats};
 
 /// Locks `m`, recovering the data if another thread panicked while holding it (every update
 /// here leaves the maps consistent at each step).
@@ -69,6 +71,8 @@ struct StoreInner {
     queues: Mutex<HashMap<ClientId, Queue>>,
     /// Push records and idempotency claims (locked after `queues` when both are).
     books: Mutex<receipts::Books>,
+    /// The webhook outbox.
+    outbox: Mutex<OutboxIndex>,
 }
 
 impl MemoryStore {
@@ -81,6 +85,7 @@ impl MemoryStore {
                 capped_eagerly: AtomicU64::new(0),
                 queues: Mutex::new(HashMap::new()),
                 books: Mutex::new(receipts::Books::default()),
+                outbox: Mutex::new(OutboxIndex::new()),
             }),
         }
     }
@@ -413,6 +418,50 @@ impl MessageStore for MemoryStore {
             self.check_up()
                 .map(|()| lock(&self.inner.books).release(key)),
         )
+    }
+
+    fn outbox_add(
+        &self,
+        events: &[Event],
+        max: u64,
+    ) -> impl Future<Output = Result<OutboxAdded, StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.outbox).add(events, max).0),
+        )
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: std::time::Duration,
+        _node: &NodeId,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send {
+        std::future::ready(
+            self.check_up()
+                .map(|()| lock(&self.inner.outbox).lease(now_ms, limit, lease)),
+        )
+    }
+
+    fn outbox_done(&self, ids: &[EventId]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.check_up().map(|()| {
+            lock(&self.inner.outbox).done(ids);
+        }))
+    }
+
+    fn outbox_retry(
+        &self,
+        ids: &[EventId],
+        next_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.check_up().map(|()| {
+            lock(&self.inner.outbox).retry(ids, next_ms);
+        }))
+    }
+
+    fn outbox_stats(&self) -> impl Future<Output = Result<OutboxStats, StoreError>> + Send {
+        std::future::ready(self.check_up().map(|()| lock(&self.inner.outbox).stats()))
     }
 }
 

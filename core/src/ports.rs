@@ -19,6 +19,7 @@ use crate::ids::{ClientId, Generation, MessageId, NodeId, Slot};
 use crate::message::{Message, NewMessage};
 use crate::push_id::PushId;
 use crate::receipts::{IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt};
+use crate::webhook::{Event, EventId, OutboxAdded, OutboxEntry, OutboxStats};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -315,6 +316,60 @@ pub trait MessageStore: Send + Sync + 'static {
         let _ = key;
         unsupported()
     }
+
+    // --- The webhook outbox (issue 14 step 2): events waiting to be POSTed. ---
+    // The contract suite for these is `herald_core::contract_outbox`.
+
+    /// Adds `events` to the webhook outbox, due at once with no attempt made. An event whose
+    /// id is already in the outbox is ignored (a fact recorded twice). When the outbox holds
+    /// `max` events, the rest are not stored and counted as dropped. The events are durable
+    /// when the call returns.
+    ///
+    /// # Errors
+    /// When the store cannot answer; then none may be assumed stored.
+    fn outbox_add(
+        &self,
+        events: &[Event],
+        max: u64,
+    ) -> impl Future<Output = Result<OutboxAdded, StoreError>> + Send;
+
+    /// Leases up to `limit` events due at `now_ms` (next attempt time at or before it), the
+    /// earliest due first, to `node` for `lease`: until `now_ms + lease` no other lease gets
+    /// them (on any node sharing the store). A lease is not a delete: an event not marked
+    /// [`MessageStore::outbox_done`] or rescheduled comes due again when its lease runs out.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: Duration,
+        node: &NodeId,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send;
+
+    /// Removes `ids` from the outbox (sent, or given up). Unknown ids are ignored.
+    ///
+    /// # Errors
+    /// When the store cannot answer; the events may then be sent again (at least once).
+    fn outbox_done(&self, ids: &[EventId]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Makes `ids` due again at `next_ms`, their attempt count one higher. Unknown ids are
+    /// ignored.
+    ///
+    /// # Errors
+    /// When the store cannot answer; the events come due when their lease runs out.
+    fn outbox_retry(
+        &self,
+        ids: &[EventId],
+        next_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many events wait, and the time of the oldest.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn outbox_stats(&self) -> impl Future<Output = Result<OutboxStats, StoreError>> + Send;
 }
 
 /// The answer of a store that keeps no push records (the provided receipt methods).

@@ -37,6 +37,8 @@ impl EmbeddedConfig {
     /// A damaged log set aside by a recovery is `herald.log.damaged.<n>`, next to a
     /// `herald.log.damaged.<n>.txt` listing the bytes that were skipped.
     pub const DAMAGED_PREFIX: &'static str = "herald.log.damaged.";
+    /// The webhook outbox: events waiting to be POSTed (`crate::outbox`'s file format).
+    pub const OUTBOX_FILE: &'static str = "herald.outbox";
     /// The default [`EmbeddedConfig::compact_at`]: 64 MiB.
     pub const COMPACT_AT: u64 = 64 << 20;
 
@@ -94,6 +96,11 @@ impl EmbeddedConfig {
     /// The lock file.
     pub fn lock_file(&self) -> PathBuf {
         self.path.join(Self::LOCK_FILE)
+    }
+
+    /// The webhook outbox: [`EmbeddedConfig::OUTBOX_FILE`] inside the data directory.
+    pub fn outbox_file(&self) -> PathBuf {
+        self.path.join(Self::OUTBOX_FILE)
     }
 
     /// Where an earlier version's database would be.

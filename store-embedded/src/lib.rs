@@ -98,6 +98,10 @@
 //!   with a torn tail) nothing bounds the lost ids, so they jump [`UNPROVEN_JUMP`] above the
 //!   highest id found, and an error is logged.
 //!
+//! The webhook outbox (events waiting to be POSTed) is a small log of its own,
+//! [`EmbeddedConfig::OUTBOX_FILE`], with the same framing and damage rules, served by its own
+//! thread (see `outbox.rs`).
+//!
 //! The store is the data directory's [`EmbeddedConfig::LOG_FILE`], locked by
 //! [`EmbeddedConfig::LOCK_FILE`]: one process at a time may open it. A directory written by
 //! an earlier version (redb, [`EmbeddedConfig::LEGACY_DB_FILE`]) is converted on open.
@@ -105,6 +109,7 @@
 mod config;
 mod error;
 mod migrate;
+mod outbox;
 mod queues;
 mod record;
 mod store;

@@ -69,6 +69,9 @@
 //! about four queries per look (the read, the counter, a count, the ids of the range); a read
 //! with no hole costs one query.
 //!
+//! - `outbox`: webhook events waiting to be sent, `{_id: event id, e, t, n, a, l}` with
+//!   indexes on `n` (next attempt) and `t` (age); see `outbox.rs`.
+//!
 //! Reads filter out expired messages (`x > now`), whether or not the TTL monitor removed
 //! them yet; the per-client cap is enforced by [`MessageStore::purge`].
 
@@ -77,6 +80,7 @@ mod append;
 mod batch;
 mod clients;
 mod memo;
+mod outbox;
 mod receipts;
 
 use std::sync::Arc;
@@ -84,8 +88,9 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use herald_core::{
-    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, PushId,
-    Retention, RetentionReport, Runtime, Slot, SlotBacklog, StoreError,
+    AppendResult, ClientId, Event, EventId, Message, MessageId, MessageStore, NewMessage, NodeId,
+    OutboxAdded, OutboxEntry, OutboxStats, Payload, PushId, Retention, RetentionReport, Runtime,
+    Slot, SlotBacklog, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions};
@@ -198,6 +203,8 @@ pub struct MongoStore {
     idempotency: Collection<Document>,
     /// Receipts waiting for the next receipts batch of this node.
     receipts: Arc<Batcher<Vec<herald_core::Receipt>, Result<(), StoreError>>>,
+    /// The webhook outbox (see `outbox.rs`).
+    outbox: Collection<Document>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -299,6 +306,8 @@ impl MongoStore {
         idempotency
             .create_index(receipts::receipt_indexes())
             .await?;
+        let outbox = db.collection::<Document>("outbox");
+        outbox.create_indexes(outbox::outbox_indexes()).await?;
         log::info!(
             "mongodb store ready: database {} (cap {}, ttl {}s)",
             config.database,
@@ -321,6 +330,7 @@ impl MongoStore {
             pushes,
             idempotency,
             receipts: Arc::new(Batcher::new()),
+            outbox,
         })
     }
 }
@@ -565,6 +575,32 @@ impl MessageStore for MongoStore {
 
     async fn release_idempotency(&self, key: &str) -> Result<(), StoreError> {
         self.release_now(key).await
+    }
+
+    async fn outbox_add(&self, events: &[Event], max: u64) -> Result<OutboxAdded, StoreError> {
+        self.outbox_add_impl(events, max).await
+    }
+
+    async fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: Duration,
+        node: &NodeId,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_lease_impl(now_ms, limit, lease, node).await
+    }
+
+    async fn outbox_done(&self, ids: &[EventId]) -> Result<(), StoreError> {
+        self.outbox_done_impl(ids).await
+    }
+
+    async fn outbox_retry(&self, ids: &[EventId], next_ms: u64) -> Result<(), StoreError> {
+        self.outbox_retry_impl(ids, next_ms).await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.outbox_stats_impl().await
     }
 }
 

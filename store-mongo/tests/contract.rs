@@ -252,3 +252,28 @@ async fn racing_inserts_landing_at_any_moment_are_never_skipped() {
         assert_eq!(ids, vec![1, 2], "insert after {delay_ms} ms");
     }
 }
+
+#[async_std::test]
+async fn passes_the_outbox_contract_suite() {
+    let mongo = herald_it::Mongo::start()
+        .await
+        .expect("start the MongoDB-wire container");
+    let url = mongo.url();
+    let cfg =
+        ContractConfig::new(&format!("mongo-ob-{}", std::process::id()), now_ms()).expect("run id");
+    static DB: AtomicU32 = AtomicU32::new(0);
+    herald_core::contract_outbox::outbox_suite(&cfg, || {
+        // One database per check: each starts with an empty outbox.
+        let name = format!("outbox{}", DB.fetch_add(1, Ordering::Relaxed));
+        let url = url.clone();
+        async move {
+            MongoStore::connect(
+                MongoConfig::new(url).database(name),
+                std::sync::Arc::new(herald_it::AsyncStd),
+            )
+            .await
+            .expect("connect")
+        }
+    })
+    .await;
+}

@@ -7,6 +7,7 @@
 //! - `client`: a client's sessions online and per-slot backlog (`GET /clients/:id`).
 //! - `status`: where each copy of a push stands (`GET /push/:push_id`, every page).
 //! - `recall`: recall a push (`DELETE /push/:push_id`).
+//! - `webhook-listen`: receive webhooks, verify their signature, print each event.
 //!
 //! Settings come from flags or the same environment variables the server reads
 //! (`HERALD_API_KEY`, `HERALD_SECRET`), so one shell setup serves both. Help never shows the
@@ -14,6 +15,7 @@
 
 use std::process::ExitCode;
 
+mod listen;
 mod tail;
 
 use anyhow::{Context, bail};
@@ -147,6 +149,25 @@ enum Command {
     Recall {
         /// The push id `push` printed.
         push_id: String,
+    },
+    /// Receive webhooks: verify each request's signature (401 otherwise), print each event as
+    /// a JSON line, answer 200.
+    WebhookListen {
+        /// The server's `webhook.secret`
+        #[arg(long, env = "HERALD_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The port to listen on (0: any free port, shown on stderr).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Largest accepted distance between a signature's time and now, seconds.
+        #[arg(long, default_value_t = 300)]
+        tolerance: u64,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
@@ -297,6 +318,16 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
                 surf::delete(client_url(&cli.api, "push", push_id, &[])?),
             )
             .await?
+        }
+        Command::WebhookListen {
+            secret,
+            port,
+            host,
+            tolerance,
+            count,
+        } => {
+            let tolerance = std::time::Duration::from_secs(*tolerance);
+            return listen::run(secret, host, *port, tolerance, *count).await;
         }
     };
     #[allow(clippy::print_stdout, reason = "a command-line tool's output")]

@@ -129,3 +129,194 @@ fn pushes_once_per_key_then_shows_status_and_recalls() {
     let text = output_text(&out);
     assert!(!out.status.success() && text.contains("400"), "{text}");
 }
+
+/// A running `herald-cli webhook-listen`, its stdout lines collected.
+struct Listener {
+    child: std::process::Child,
+    url: String,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Listener {
+    fn start(secret: &str) -> Listener {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(cli())
+            .args(["webhook-listen", "--port", "0"])
+            .env("HERALD_WEBHOOK_SECRET", secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start herald-cli webhook-listen");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for (stream, into) in [
+            (
+                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                lines.clone(),
+            ),
+            (Box::new(child.stderr.take().unwrap()), errors.clone()),
+        ] {
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    into.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut url = String::new();
+        assert!(
+            herald_it::wait_until(herald_it::WAIT, || {
+                let errs = errors.lock().unwrap();
+                match errs
+                    .iter()
+                    .find_map(|l| l.split("listening for webhooks on ").nth(1))
+                {
+                    Some(u) => {
+                        url = u.trim().to_owned();
+                        true
+                    }
+                    None => false,
+                }
+            }),
+            "webhook-listen did not say where it listens"
+        );
+        Listener {
+            child,
+            url,
+            lines,
+            errors,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs (with Python's hmac, not Herald's code) and POSTs `body` with Python `requests`;
+/// prints the status. `mode`: `good`, `forged` (another secret), `stale` (ten minutes old),
+/// `none` (no header), `garbled` (a malformed header).
+const SEND: &str = r#"
+import hashlib, hmac, json, sys, time, requests
+url, secret, body, mode = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+t = int(time.time()) - (600 if mode == "stale" else 0)
+key = secret if mode != "forged" else secret + "x"
+sig = hmac.new(key.encode(), f"{t}.".encode() + body.encode(), hashlib.sha256).hexdigest()
+headers = {"content-type": "application/json"}
+if mode == "garbled":
+    headers["x-herald-signature"] = f"t={t};v1={sig}"
+elif mode != "none":
+    headers["x-herald-signature"] = f"t={t},v1={sig}"
+r = requests.post(url + "/hook", data=body.encode(), headers=headers, timeout=10)
+print(json.dumps({"status": r.status_code}))
+"#;
+
+#[test]
+fn webhook_listen_prints_verified_events_and_refuses_forged_ones() {
+    let secret = "listen-secret";
+    let out = run_with_env(
+        cli(),
+        &["webhook-listen", "--help"],
+        &[("HERALD_WEBHOOK_SECRET", SECRET)],
+    );
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    no_secret("herald-cli webhook-listen --help", &text);
+    assert!(text.contains("[env: HERALD_WEBHOOK_SECRET]"), "{text}");
+    let listener = Listener::start(secret);
+    let ev = |n: u64| {
+        herald_core::Event::new(
+            herald_core::EventKind::Acked,
+            "01JD0000000000000000000000",
+            herald_core::ClientId::new("u42").unwrap(),
+            herald_core::Slot::new(0).unwrap(),
+            herald_core::MessageId(n),
+            1_764_000_000_000 + n,
+        )
+    };
+    let body = herald_core::webhook::batch_body(&[ev(1), ev(2)]);
+    for mode in ["forged", "stale", "none", "garbled"] {
+        let got = herald_it::python(SEND, &[&listener.url, secret, &body, mode]);
+        assert_eq!(got["status"], 401, "{mode}");
+    }
+    assert!(
+        listener.lines().is_empty(),
+        "nothing printed for refused requests"
+    );
+    let errors = listener.errors.lock().unwrap().join("\n");
+    assert!(errors.contains("does not match"), "{errors}");
+    assert!(errors.contains("tolerance"), "{errors}");
+    let got = herald_it::python(SEND, &[&listener.url, secret, &body, "good"]);
+    assert_eq!(got["status"], 200);
+    assert!(herald_it::wait_until(herald_it::WAIT, || listener
+        .lines()
+        .len()
+        == 2));
+    assert_eq!(listener.lines(), vec![ev(1).to_json(), ev(2).to_json()]);
+    // A signed body that is not a batch is refused, not printed.
+    let got = herald_it::python(SEND, &[&listener.url, secret, "[1,2]", "good"]);
+    assert_eq!(got["status"], 400);
+    assert_eq!(listener.lines().len(), 2);
+    // curl without a signature.
+    let raw = herald_it::curl(&[
+        "-sS",
+        "-X",
+        "POST",
+        "-d",
+        &body,
+        &format!("{}/x", listener.url),
+    ]);
+    assert_eq!(raw.status, 401, "{}", raw.text());
+}
+
+#[async_std::test]
+async fn webhook_listen_receives_what_a_real_node_sends() {
+    use herald_core::MessageStore;
+    let secret = "node-listen-secret";
+    let listener = Listener::start(secret);
+    let dir = TempDir::new("cli-listen");
+    let data = dir.0.join("data");
+    let ev = herald_core::Event::new(
+        herald_core::EventKind::Delivered,
+        "01JD0000000000000000000001",
+        herald_core::ClientId::new("u7").unwrap(),
+        herald_core::Slot::new(3).unwrap(),
+        herald_core::MessageId(9),
+        herald_it::unix_secs() * 1000,
+    );
+    {
+        let store = herald_store_embedded::EmbeddedStore::open(
+            herald_store_embedded::EmbeddedConfig::new(&data),
+        )
+        .unwrap();
+        store
+            .outbox_add(std::slice::from_ref(&ev), 100)
+            .await
+            .unwrap();
+    }
+    let cfg = herald_it::config_file(
+        &dir.0,
+        &format!(
+            "[webhook]\nurl = \"{}/hooks\"\nsecret = \"{secret}\"\nbatch_delay_ms = 20\n",
+            listener.url
+        ),
+    );
+    let _node = Herald::start(&data, &["--config", &cfg]);
+    assert!(
+        herald_it::wait_until(herald_it::WAIT, || !listener.lines().is_empty()),
+        "stderr: {}",
+        listener.errors.lock().unwrap().join("\n")
+    );
+    assert_eq!(listener.lines(), vec![ev.to_json()]);
+}

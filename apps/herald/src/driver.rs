@@ -14,7 +14,7 @@ use async_std::channel::{Receiver, Sender, unbounded};
 use futures::{FutureExt, StreamExt};
 use herald_core::{
     Broker, BrokerEvent, ClientId, ConnId, Hub, HubConfig, HubStats, Input, MessageStore, NodeId,
-    Output, WatchId,
+    Output, StoreOp, WatchId,
 };
 use herald_socketio::Socket;
 use serde_json::json;
@@ -65,6 +65,8 @@ pub struct Node<S, B> {
     stats: Vec<ShardStats>,
     pub(crate) next_conn: AtomicU64,
     next_watch: AtomicU64,
+    /// Webhooks: [`crate::webhook::Webhooks::record`] puts facts in the outbox.
+    pub webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 impl<S: MessageStore, B: Broker> Node<S, B> {
@@ -115,6 +117,10 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         receivers.push(rx);
     }
     let events = broker.events();
+    let webhooks = Arc::new(crate::webhook::Webhooks::new(
+        config.webhook.clone(),
+        metrics.clone(),
+    ));
     let node = Arc::new(Node {
         store,
         broker,
@@ -124,6 +130,7 @@ pub fn start_engine<S: MessageStore, B: Broker>(
         stats: (0..shards).map(|_| ShardStats::default()).collect(),
         next_conn: AtomicU64::new(1),
         next_watch: AtomicU64::new(1),
+        webhooks,
     });
     for (i, rx) in receivers.into_iter().enumerate() {
         let mut cfg = HubConfig::new(node_id.clone());
@@ -284,7 +291,20 @@ fn carry_out<S: MessageStore, B: Broker>(
             let node = node.clone();
             let mut call = Box::pin(async move {
                 let _guard = node.inflight.enter();
-                op.run(&*node.store, unix_ms()).await
+                let now = unix_ms();
+                // Receipts become webhook events once recorded (none when webhooks are off).
+                let events = match &op {
+                    StoreOp::Receipts { receipts } => node.webhooks.receipt_events(receipts, now),
+                    _ => Vec::new(),
+                };
+                let result = op.run(&*node.store, now).await;
+                if result.is_ok()
+                    && !events.is_empty()
+                    && let Err(e) = node.webhooks.record(&*node.store, &events).await
+                {
+                    log::warn!("{} webhook events not recorded: {e}", events.len());
+                }
+                result
             });
             // A store that answers at once (the embedded store's acknowledgements) is
             // answered here: no task, no trip through the shard's channel.

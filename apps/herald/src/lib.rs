@@ -15,3 +15,4 @@ pub mod runtime;
 pub mod secret;
 pub mod shutdown;
 pub mod watch;
+pub mod webhook;

@@ -274,6 +274,13 @@ async fn serve<S: MessageStore, B: Broker>(
         Arc::new(auth),
         node.clone(),
     ));
+    if config.role.serves_api() && node.webhooks.enabled() {
+        async_std::task::spawn(herald::webhook::run_sender(
+            node.webhooks.clone(),
+            store.clone(),
+            node_id.clone(),
+        ));
+    }
     async_std::task::spawn(driver::retention(
         store.clone(),
         metrics,

@@ -16,6 +16,7 @@ use herald_core::{
     IdempotencyTimes, Message, MessageId, MessageStore, NewMessage, NodeId, OnlineSession, PushId,
     PushStatus, RecallReport, Receipt, RetentionReport, Slot, SlotBacklog, StoreError,
 };
+use herald_core::{Event, EventId, OutboxAdded, OutboxEntry, OutboxStats};
 
 use crate::metrics::{Histogram, Metrics};
 
@@ -205,6 +206,40 @@ impl<S: MessageStore> MessageStore for Metered<S> {
         key: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         self.store(self.inner.release_idempotency(key))
+    }
+
+    fn outbox_add(
+        &self,
+        events: &[Event],
+        max: u64,
+    ) -> impl Future<Output = Result<OutboxAdded, StoreError>> + Send {
+        self.store(self.inner.outbox_add(events, max))
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: std::time::Duration,
+        node: &NodeId,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send {
+        self.store(self.inner.outbox_lease(now_ms, limit, lease, node))
+    }
+
+    fn outbox_done(&self, ids: &[EventId]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.outbox_done(ids))
+    }
+
+    fn outbox_retry(
+        &self,
+        ids: &[EventId],
+        next_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.outbox_retry(ids, next_ms))
+    }
+
+    fn outbox_stats(&self) -> impl Future<Output = Result<OutboxStats, StoreError>> + Send {
+        self.store(self.inner.outbox_stats())
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Metrics {
     pub broker_latency: Histogram,
     /// The Redis broker's own counters and outage clock (set once when Redis is used).
     pub redis: std::sync::OnceLock<std::sync::Arc<herald_broker_redis::BrokerStats>>,
+    /// Webhook deliveries and the outbox.
+    pub webhook: crate::webhook::WebhookMetrics,
 }
 
 /// The engine counters ([`HubStats`]) of one shard, published by its task after each turn
@@ -333,6 +335,47 @@ impl Metrics {
             ] {
                 series(name, kind, help, value);
             }
+        }
+        let w = &self.webhook;
+        for (name, kind, help, value) in [
+            (
+                "herald_webhook_events_sent_total",
+                "counter",
+                "Webhook events delivered (answered 2xx).",
+                c(&w.sent),
+            ),
+            (
+                "herald_webhook_failed_attempts_total",
+                "counter",
+                "Webhook POSTs that failed (non-2xx, timeout, connection error); each is retried.",
+                c(&w.failed_attempts),
+            ),
+            (
+                "herald_webhook_events_dropped_outbox_full_total",
+                "counter",
+                "Webhook events not recorded because the outbox held webhook.max_outbox.",
+                c(&w.dropped_full),
+            ),
+            (
+                "herald_webhook_events_dropped_max_age_total",
+                "counter",
+                "Webhook events given up after webhook.max_age_secs.",
+                c(&w.dropped_age),
+            ),
+            (
+                "herald_webhook_outbox_depth",
+                "gauge",
+                "Webhook events waiting in the outbox (cluster-wide with MongoDB).",
+                c(&w.depth),
+            ),
+            (
+                "herald_webhook_oldest_pending_seconds",
+                "gauge",
+                "Age of the oldest webhook event waiting in the outbox.",
+                c(&w.oldest_age_secs),
+            ),
+        ] {
+            series(name, kind, help, value);
         }
         for (name, help, h) in [
             (

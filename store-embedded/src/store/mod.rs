@@ -78,12 +78,14 @@ use std::thread::JoinHandle;
 
 use futures_channel::oneshot;
 use herald_core::{
-    AppendResult, ClientId, Message, MessageId, MessageStore, NewMessage, Payload, Retention,
-    RetentionReport, Slot, SlotBacklog, StoreError,
+    AppendResult, ClientId, Event, EventId, Message, MessageId, MessageStore, NewMessage, NodeId,
+    OutboxAdded, OutboxEntry, OutboxStats, Payload, Retention, RetentionReport, Slot, SlotBacklog,
+    StoreError,
 };
 
 use crate::config::EmbeddedConfig;
 use crate::error::EmbeddedError;
+use crate::outbox::Outbox;
 use crate::queues::{Entry, Queues};
 use crate::record::{self, Record};
 
@@ -93,6 +95,7 @@ mod worker;
 
 pub(crate) use opening::NewLog;
 use opening::*;
+pub(crate) use opening::{io_error, sync_dir};
 use worker::*;
 
 /// Most requests served by one turn of the thread (one write and one sync).
@@ -133,6 +136,8 @@ struct Inner {
     tx: Option<mpsc::Sender<Request>>,
     /// The thread, joined on drop so that the files are closed when the store is gone.
     thread: Option<JoinHandle<()>>,
+    /// The webhook outbox, with its own file and thread.
+    outbox: Outbox,
 }
 
 /// Acknowledgements on their way to the index.
@@ -332,6 +337,7 @@ impl EmbeddedStore {
             loaded.queues.entries,
             loaded.end
         );
+        let outbox = Outbox::open(config.outbox_file(), config.recover_damaged_log)?;
         let (tx, rx) = mpsc::channel();
         let acks = Arc::new(AckQueue::default());
         let mut worker = Worker {
@@ -387,6 +393,7 @@ impl EmbeddedStore {
                 acks,
                 tx: Some(tx),
                 thread: Some(thread),
+                outbox,
             }),
         })
     }
@@ -655,5 +662,44 @@ impl MessageStore for EmbeddedStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let key = key.to_owned();
         self.book(move |reply| receipts::BookRequest::Release { key, reply })
+    }
+
+    fn outbox_add(
+        &self,
+        events: &[Event],
+        max: u64,
+    ) -> impl Future<Output = Result<OutboxAdded, StoreError>> + Send {
+        let events = events.to_vec();
+        self.inner.outbox.call(move |f| f.add(&events, max))
+    }
+
+    fn outbox_lease(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        lease: std::time::Duration,
+        _node: &NodeId,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send {
+        self.inner
+            .outbox
+            .call(move |f| Ok(f.lease(now_ms, limit, lease)))
+    }
+
+    fn outbox_done(&self, ids: &[EventId]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let ids = ids.to_vec();
+        self.inner.outbox.call(move |f| f.done(&ids))
+    }
+
+    fn outbox_retry(
+        &self,
+        ids: &[EventId],
+        next_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let ids = ids.to_vec();
+        self.inner.outbox.call(move |f| f.retry(&ids, next_ms))
+    }
+
+    fn outbox_stats(&self) -> impl Future<Output = Result<OutboxStats, StoreError>> + Send {
+        self.inner.outbox.call(|f| Ok(f.stats()))
     }
 }

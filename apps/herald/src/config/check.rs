@@ -10,10 +10,10 @@ use super::keys::{Key, Kind};
 use super::{ConfigError, RawValue};
 
 /// Keys whose values are secrets: never shown, not even in an error about them.
-const SECRET_KEYS: [&str; 2] = ["auth.secret", "api.keys"];
+const SECRET_KEYS: [&str; 3] = ["auth.secret", "api.keys", "webhook.secret"];
 
 /// Keys holding a URL that may carry a password.
-const URL_KEYS: [&str; 2] = ["store.mongo", "broker.redis"];
+const URL_KEYS: [&str; 3] = ["store.mongo", "broker.redis", "webhook.url"];
 
 /// A URL without the user and password it may carry, for logs and error messages:
 /// `mongodb://***@host/db`. Everything before the last `@` (after the scheme) is hidden.

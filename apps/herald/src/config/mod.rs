@@ -217,6 +217,8 @@ pub struct Config {
     pub http_max_connections: Option<usize>,
     /// How long a stopping node waits for its sessions and its store writes.
     pub shutdown: ShutdownLimits,
+    /// The `[webhook]` section.
+    pub webhook: crate::webhook::WebhookConfig,
 }
 
 impl std::fmt::Debug for StoreChoice {
@@ -274,6 +276,7 @@ impl std::fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("shutdown", &self.shutdown)
+            .field("webhook", &self.webhook)
             .finish()
     }
 }
@@ -480,6 +483,7 @@ impl Config {
             None => Vec::new(),
         };
         check_cors_origins(&cors_origins).map_err(|e| bad("connector.cors_origins", e))?;
+        let webhook = webhook_config(t, &bad)?;
         let log_level = match s("log.level").as_deref() {
             Some("error") => log::LevelFilter::Error,
             Some("warn") => log::LevelFilter::Warn,
@@ -545,6 +549,7 @@ impl Config {
                 sessions: ms("shutdown.sessions_ms"),
                 writes: ms("shutdown.writes_ms"),
             },
+            webhook,
         })
     }
 
@@ -555,6 +560,88 @@ impl Config {
             && self.api_listen == self.connector_listen
             && self.api_listen.port() != 0
     }
+}
+
+/// The `[webhook]` keys, checked: a URL needs a secret, `events` names known kinds, the
+/// retry bounds are in order and a lease outlasts a POST.
+fn webhook_config(
+    t: &Table,
+    bad: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<crate::webhook::WebhookConfig, ConfigError> {
+    use herald_core::EventKind;
+    let d = crate::webhook::WebhookConfig::default();
+    let s = |p: &str| t.get(p).and_then(Value::as_str).map(str::to_owned);
+    let i = |p: &str| t.get(p).and_then(Value::as_integer).map(|v| v as u64);
+    let ms = |p: &str, d: Duration| i(p).map_or(d, Duration::from_millis);
+    let url = match s("webhook.url") {
+        Some(u) => Some(crate::webhook::parse_url(&u).map_err(|e| bad("webhook.url", e))?),
+        None => None,
+    };
+    let secret = s("webhook.secret");
+    if url.is_some() && secret.is_none() {
+        return Err(bad(
+            "webhook.secret",
+            "webhook.url is set, so every request must be signed: set webhook.secret (or \
+             HERALD_WEBHOOK_SECRET)"
+                .into(),
+        ));
+    }
+    let events = match t.get("webhook.events").and_then(Value::as_array) {
+        Some(list) => {
+            let mut kinds = Vec::new();
+            for v in list {
+                let name = v.as_str().unwrap_or_default();
+                let kind = EventKind::parse(name).ok_or_else(|| {
+                    bad(
+                        "webhook.events",
+                        format!(
+                            "expected any of delivered, acked, expired, recalled, found {name:?}"
+                        ),
+                    )
+                })?;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            kinds
+        }
+        None => d.events.clone(),
+    };
+    let c = crate::webhook::WebhookConfig {
+        url,
+        secret,
+        events,
+        batch_max: i("webhook.batch_max").map_or(d.batch_max, |v| v as usize),
+        batch_delay: ms("webhook.batch_delay_ms", d.batch_delay),
+        timeout: ms("webhook.timeout_ms", d.timeout),
+        retry_min: ms("webhook.retry_min_ms", d.retry_min),
+        retry_max: ms("webhook.retry_max_ms", d.retry_max),
+        max_age: i("webhook.max_age_secs").map_or(d.max_age, Duration::from_secs),
+        max_outbox: i("webhook.max_outbox").unwrap_or(d.max_outbox),
+        lease: ms("webhook.lease_ms", d.lease),
+    };
+    if c.retry_min > c.retry_max {
+        return Err(bad(
+            "webhook.retry_min_ms",
+            format!(
+                "{} ms is above webhook.retry_max_ms ({} ms)",
+                c.retry_min.as_millis(),
+                c.retry_max.as_millis()
+            ),
+        ));
+    }
+    if c.lease <= c.timeout {
+        return Err(bad(
+            "webhook.lease_ms",
+            format!(
+                "{} ms must be longer than webhook.timeout_ms ({} ms): another node would send \
+                 a batch whose POST is still under way",
+                c.lease.as_millis(),
+                c.timeout.as_millis()
+            ),
+        ));
+    }
+    Ok(c)
 }
 
 /// Variables with the `HERALD_` prefix that belong to Herald's tools, not to the server.

@@ -505,3 +505,85 @@ fn shutdown_limits_and_broker_defaults_come_from_their_structs_and_keys_set_them
     assert_eq!(c.shutdown.sessions, Duration::from_millis(1500));
     assert_eq!(c.shutdown.writes, Duration::ZERO);
 }
+
+#[test]
+fn webhooks_are_off_by_default_and_every_key_has_its_default() {
+    let c = load(&[], &[]).unwrap();
+    assert_eq!(c.webhook, crate::webhook::WebhookConfig::default());
+    assert!(c.webhook.url.is_none());
+    assert_eq!(c.webhook.events.len(), 4);
+    assert_eq!(c.webhook.batch_max, 100);
+    assert_eq!(c.webhook.batch_delay, Duration::from_millis(200));
+    assert_eq!(c.webhook.max_age, Duration::from_secs(86_400));
+    assert_eq!(c.webhook.max_outbox, 1_000_000);
+    let f = file(
+        "[webhook]\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"w-secret\"\nevents = [\"acked\", \"expired\"]\nbatch_max = 7\nretry_min_ms = 50\nretry_max_ms = 60\nmax_outbox = 3\n",
+    );
+    let c = load(&["--config", f.0.to_str().unwrap()], &[]).unwrap();
+    assert_eq!(
+        c.webhook.url.as_ref().unwrap().as_str(),
+        "http://127.0.0.1:9/hook"
+    );
+    assert_eq!(
+        c.webhook.events,
+        vec![
+            herald_core::EventKind::Acked,
+            herald_core::EventKind::Expired
+        ]
+    );
+    assert_eq!((c.webhook.batch_max, c.webhook.max_outbox), (7, 3));
+    assert!(!format!("{c:?}").contains("w-secret"));
+}
+
+#[test]
+fn a_webhook_url_without_a_secret_or_a_bad_one_stops_start_up() {
+    let url = [("HERALD_WEBHOOK_URL", "http://127.0.0.1:9/hook")];
+    let err = load(&[], &url).unwrap_err();
+    assert!(err.to_string().contains("webhook.secret"), "{err}");
+    for (bad, says) in [
+        ("https://example.com/hook", "https is not supported"),
+        ("not a url", "not a URL"),
+        ("ftp://u:pw-secret@example.com/", "expected an http:// URL"),
+    ] {
+        let err = load(
+            &[],
+            &[("HERALD_WEBHOOK_URL", bad), ("HERALD_WEBHOOK_SECRET", "s")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("webhook.url") && err.contains(says), "{err}");
+        assert!(!err.contains("pw-secret"), "{err}");
+    }
+    let with = |k: &'static str, v: &'static str| {
+        load(
+            &[],
+            &[
+                ("HERALD_WEBHOOK_URL", "http://h/x"),
+                ("HERALD_WEBHOOK_SECRET", "s"),
+                (k, v),
+            ],
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let err = with("HERALD_WEBHOOK_EVENTS", "acked,read");
+    assert!(
+        err.contains("webhook.events") && err.contains("\"read\""),
+        "{err}"
+    );
+    let err = with("HERALD_WEBHOOK_LEASE_MS", "5000");
+    assert!(err.contains("webhook.lease_ms"), "{err}");
+    let err = with("HERALD_WEBHOOK_RETRY_MIN_MS", "400000");
+    assert!(err.contains("webhook.retry_min_ms"), "{err}");
+    let err = with("HERALD_WEBHOOK_BATCH_MAX", "0");
+    assert!(err.contains("webhook.batch_max"), "{err}");
+    // The secret never shows in an error about it.
+    let f = file("[webhook]\nsecret = [\"w-secret\"]\n");
+    let msg = load(&["--config", f.0.to_str().unwrap()], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("webhook.secret") && !msg.contains("w-secret"),
+        "{msg}"
+    );
+}

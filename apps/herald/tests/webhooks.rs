@@ -1,0 +1,402 @@
+//! Webhooks end to end: the real `herald` binary sends the events of its store's outbox to a
+//! real HTTP receiver (a tide server started by the test), signed.
+//!
+//! Step 1 of issue 14 (receipts) is not merged into this branch yet, so events enter through
+//! the store's outbox (`MessageStore::outbox_add` on the real store: the embedded store's files
+//! while the node is stopped, MongoDB while nodes run), exactly as the receipt recording will
+//! put them there through `Webhooks::record`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use herald_core::{ClientId, Event, EventKind, MessageId, MessageStore, Slot};
+use herald_it::{Herald, TempDir, WAIT, free_port, metric, poll_until, start_refused};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+const HOOK_SECRET: &str = "hook-secret";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Got {
+    /// `x-herald-signature`.
+    signature: String,
+    /// The body, as sent.
+    body: String,
+    /// What the receiver answered.
+    status: u16,
+}
+
+/// A webhook receiver on `127.0.0.1:<port>/hook`, answering `status` (switchable).
+#[derive(Clone)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Got>>>,
+    status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    /// Starts it on `port` answering `status`, and waits until it accepts connections.
+    async fn start(port: u16, status: u16) -> Receiver {
+        let r = Receiver {
+            got: Arc::default(),
+            status: Arc::new(AtomicU16::new(status)),
+        };
+        let mut app = tide::with_state(r.clone());
+        app.at("/hook")
+            .post(|mut req: tide::Request<Receiver>| async move {
+                let body = req.body_string().await?;
+                let signature = req
+                    .header("x-herald-signature")
+                    .map(|h| h.as_str().to_owned())
+                    .unwrap_or_default();
+                let status = req.state().status.load(Ordering::SeqCst);
+                req.state().got.lock().unwrap().push(Got {
+                    signature,
+                    body,
+                    status,
+                });
+                Ok(tide::Response::new(status))
+            });
+        async_std::task::spawn(app.listen(format!("127.0.0.1:{port}")));
+        assert!(
+            poll_until(WAIT, async || {
+                async_std::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+            })
+            .await,
+            "the receiver did not start"
+        );
+        r
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The events of the requests answered 2xx, by id, with how often each came.
+    fn delivered(&self) -> BTreeMap<String, (Value, usize)> {
+        let mut out: BTreeMap<String, (Value, usize)> = BTreeMap::new();
+        for g in self.got().iter().filter(|g| (200..300).contains(&g.status)) {
+            let v: Value = serde_json::from_str(&g.body).expect("a JSON body");
+            for ev in v["events"].as_array().expect("an events array") {
+                let id = ev["id"].as_str().unwrap().to_owned();
+                out.entry(id).or_insert((ev.clone(), 0)).1 += 1;
+            }
+        }
+        out
+    }
+}
+
+/// Checks a request's signature the way the docs tell a receiver to, without Herald's code:
+/// `t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, `t` within 300 s of now.
+fn assert_signed(g: &Got) {
+    let mut t = None;
+    let mut v1 = None;
+    for part in g.signature.split(',') {
+        match part.split_once('=') {
+            Some(("t", v)) => t = Some(v.to_owned()),
+            Some(("v1", v)) => v1 = Some(v.to_owned()),
+            _ => panic!("unexpected signature part {part:?} in {:?}", g.signature),
+        }
+    }
+    let (t, v1) = (t.expect("t="), v1.expect("v1="));
+    let ts: u64 = t.parse().unwrap();
+    assert!(
+        ts.abs_diff(herald_it::unix_secs()) <= 300,
+        "signature time {ts} is not now"
+    );
+    let mut mac = <Hmac<Sha256>>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}", g.body).as_bytes());
+    let want = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    assert_eq!(v1, want, "signature of {:?}", g.body);
+}
+
+fn events(tag: &str, n: usize) -> Vec<Event> {
+    let now = herald_it::unix_secs() * 1000;
+    (0..n)
+        .map(|i| {
+            Event::new(
+                EventKind::ALL[i % 4],
+                &format!("{tag}push{}", i / 4),
+                ClientId::new(&format!("u{}", i % 7)).unwrap(),
+                Slot::new((i % 2) as i64).unwrap(),
+                MessageId(i as u64 + 1),
+                now + i as u64,
+            )
+        })
+        .collect()
+}
+
+/// A config file in `dir` sending to `port` with short retries.
+fn config(dir: &TempDir, port: u16, extra: &str) -> String {
+    let path = dir.0.join("webhooks.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[webhook]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret = \"{HOOK_SECRET}\"\n\
+             batch_max = 10\nbatch_delay_ms = 20\nretry_min_ms = 50\nretry_max_ms = 200\n\
+             timeout_ms = 2000\nlease_ms = 5000\n{extra}"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+async fn metric_at_least(api: &str, name: &str, n: f64) -> bool {
+    poll_until(WAIT, async || metric(api, name).await.unwrap_or(0.0) >= n).await
+}
+
+/// Every event added arrives, signed, with its fields as recorded.
+fn assert_all_arrived(receiver: &Receiver, added: &[Event]) {
+    let delivered = receiver.delivered();
+    for ev in added {
+        let (got, _) = delivered
+            .get(ev.id.as_str())
+            .unwrap_or_else(|| panic!("event {} never arrived", ev.id));
+        let want: Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(got, &want);
+    }
+    for g in receiver.got() {
+        assert_signed(&g);
+    }
+}
+
+#[async_std::test]
+async fn events_survive_a_receiver_outage_and_a_node_crash_and_arrive_signed() {
+    let dir = TempDir::new("webhooks");
+    let data = dir.0.join("data");
+    let port = free_port().unwrap();
+    let cfg = config(&dir, port, "");
+    // The events enter the real store's outbox while no node runs.
+    let added = events("crash", 25);
+    {
+        let store = herald_store_embedded::EmbeddedStore::open(
+            herald_store_embedded::EmbeddedConfig::new(&data),
+        )
+        .unwrap();
+        let r = store.outbox_add(&added, 1_000_000).await.unwrap();
+        assert_eq!(r.added, 25);
+    }
+    // Nothing listens on the receiver's port: every attempt fails.
+    let mut node = Herald::start(&data, &["--config", &cfg]);
+    assert!(metric_at_least(&node.api, "herald_webhook_failed_attempts_total", 3.0).await);
+    assert!(metric_at_least(&node.api, "herald_webhook_outbox_depth", 25.0).await);
+    node.kill9();
+
+    // The node comes back; the receiver is up but answers 500 for a while.
+    let receiver = Receiver::start(port, 500).await;
+    let node = Herald::start(&data, &["--config", &cfg]);
+    assert!(
+        poll_until(WAIT, async || receiver.got().len() >= 3).await,
+        "the restarted node sends again"
+    );
+    assert!(receiver.delivered().is_empty());
+    receiver.status.store(200, Ordering::SeqCst);
+    assert!(
+        poll_until(WAIT, async || receiver.delivered().len() == added.len()).await,
+        "every event arrives once the receiver is back: {} of {}",
+        receiver.delivered().len(),
+        added.len()
+    );
+    assert_all_arrived(&receiver, &added);
+    assert!(metric_at_least(&node.api, "herald_webhook_events_sent_total", 25.0).await);
+    assert!(
+        poll_until(WAIT, async || metric(
+            &node.api,
+            "herald_webhook_outbox_depth"
+        )
+        .await
+            == Some(0.0))
+        .await,
+        "the outbox empties"
+    );
+    // Batches respect batch_max.
+    for g in receiver.got() {
+        let v: Value = serde_json::from_str(&g.body).unwrap();
+        assert!(v["events"].as_array().unwrap().len() <= 10);
+    }
+}
+
+#[async_std::test]
+async fn events_older_than_max_age_are_dropped_and_counted() {
+    let dir = TempDir::new("webhooks-age");
+    let data = dir.0.join("data");
+    let port = free_port().unwrap();
+    let receiver = Receiver::start(port, 200).await;
+    let cfg = config(&dir, port, "max_age_secs = 60\n");
+    let mut old = events("old", 3);
+    for e in &mut old {
+        e.ts -= 3_600_000;
+    }
+    let fresh = events("fresh", 2);
+    {
+        let store = herald_store_embedded::EmbeddedStore::open(
+            herald_store_embedded::EmbeddedConfig::new(&data),
+        )
+        .unwrap();
+        store.outbox_add(&old, 100).await.unwrap();
+        store.outbox_add(&fresh, 100).await.unwrap();
+    }
+    let node = Herald::start(&data, &["--config", &cfg]);
+    assert!(
+        metric_at_least(
+            &node.api,
+            "herald_webhook_events_dropped_max_age_total",
+            3.0
+        )
+        .await
+    );
+    assert!(poll_until(WAIT, async || receiver.delivered().len() == 2).await);
+    assert_all_arrived(&receiver, &fresh);
+    let got = receiver.delivered();
+    assert!(old.iter().all(|e| !got.contains_key(e.id.as_str())));
+}
+
+#[async_std::test]
+async fn two_nodes_on_one_mongodb_never_send_an_event_twice() {
+    let mongo = herald_it::Mongo::start()
+        .await
+        .expect("start the MongoDB-wire container");
+    let dir = TempDir::new("webhooks-mongo");
+    let port = free_port().unwrap();
+    let receiver = Receiver::start(port, 200).await;
+    let cfg = config(&dir, port, "");
+    let url = mongo.url();
+    let nodes: Vec<Herald> = ["w1", "w2"]
+        .iter()
+        .map(|n| {
+            Herald::start(
+                &dir.0.join(n),
+                &["--config", &cfg, "--mongo", &url, "--node-id", n],
+            )
+        })
+        .collect();
+    let store = herald_store_mongo::MongoStore::connect(
+        herald_store_mongo::MongoConfig::new(url.clone()),
+        std::sync::Arc::new(herald_it::AsyncStd),
+    )
+    .await
+    .unwrap();
+    // Events arrive while both nodes poll the outbox.
+    let added = events("two", 200);
+    for chunk in added.chunks(20) {
+        store.outbox_add(chunk, 1_000_000).await.unwrap();
+    }
+    assert!(
+        poll_until(WAIT * 3, async || receiver.delivered().len() == added.len()).await,
+        "{} of {} arrived",
+        receiver.delivered().len(),
+        added.len()
+    );
+    assert_all_arrived(&receiver, &added);
+    let twice: Vec<_> = receiver
+        .delivered()
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    let mut sent = 0.0;
+    for n in &nodes {
+        sent += metric(&n.api, "herald_webhook_events_sent_total")
+            .await
+            .unwrap_or(0.0);
+    }
+    assert_eq!(sent, added.len() as f64, "the nodes' counts add up");
+    let ids: BTreeSet<_> = added.iter().map(|e| e.id.as_str().to_owned()).collect();
+    assert_eq!(ids.len(), added.len());
+}
+
+#[test]
+fn a_url_without_a_secret_or_a_bad_url_is_refused_at_start() {
+    let dir = TempDir::new("webhooks-refused");
+    let path = dir.0.join("w.toml");
+    std::fs::write(&path, "[webhook]\nurl = \"http://127.0.0.1:9/hook\"\n").unwrap();
+    let p = path.display().to_string();
+    let stopped = start_refused(&dir.0.join("d"), &["--config", &p]);
+    assert!(!stopped.status.success());
+    assert!(
+        stopped.stderr.contains("webhook.secret"),
+        "{}",
+        stopped.stderr
+    );
+    std::fs::write(
+        &path,
+        "[webhook]\nurl = \"https://example.com/hook\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let stopped = start_refused(&dir.0.join("d"), &["--config", &p]);
+    assert!(!stopped.status.success());
+    assert!(
+        stopped.stderr.contains("webhook.url") && stopped.stderr.contains("https"),
+        "{}",
+        stopped.stderr
+    );
+}
+
+/// The whole path: a push is delivered to a real client (npm `socket.io-client`) and
+/// acknowledged; the node records both receipts, and the receiver gets a `delivered` and an
+/// `acked` event for that push, client, slot and message, signed.
+#[async_std::test]
+async fn a_delivered_and_acknowledged_push_sends_signed_receipt_events() {
+    let _ = herald_it::test_env();
+    let dir = TempDir::new("webhooks-receipts");
+    let port = free_port().unwrap();
+    let cfg = config(&dir, port, "");
+    let receiver = Receiver::start(port, 200).await;
+    let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
+    let answer = herald_it::push(
+        &node.api,
+        serde_json::json!({"send_id": "s", "channel": ["t"], "recv_id": ["hooked"], "data": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let push_id = answer.body["push_id"].as_str().unwrap().to_owned();
+    let mut c = herald_it::Client::start(
+        herald_it::Lib::Node,
+        serde_json::json!({
+            "url": node.connector,
+            "auth": herald_it::hmac_auth(&node.secret, "hooked", 0, herald_it::unix_secs()),
+            "transports": ["websocket"],
+            "ackPolicy": "manual",
+        }),
+    );
+    c.wait_for("connect");
+    let got = c.messages(1);
+    let message_id = got[0]["id"].as_u64().unwrap();
+    c.send(serde_json::json!({"cmd": "ack"}));
+    c.wait_for("acked");
+    let kinds = || -> BTreeSet<String> {
+        receiver
+            .delivered()
+            .values()
+            .filter(|(ev, _)| ev["push_id"] == push_id.as_str())
+            .map(|(ev, _)| ev["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(
+        poll_until(WAIT, async || kinds().len() == 2).await,
+        "a delivered and an acked event: {:?}",
+        receiver.got()
+    );
+    assert_eq!(
+        kinds(),
+        BTreeSet::from(["acked".to_owned(), "delivered".to_owned()])
+    );
+    for (ev, _) in receiver.delivered().values() {
+        assert_eq!(ev["client"], "hooked", "{ev}");
+        assert_eq!(ev["slot"], 0, "{ev}");
+        assert_eq!(ev["message_id"], message_id, "{ev}");
+    }
+    for g in receiver.got() {
+        assert_signed(&g);
+    }
+}
