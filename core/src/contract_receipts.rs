@@ -304,6 +304,12 @@ async fn receipts_recall<S: MessageStore>(cfg: &ContractConfig, store: &S, ids: 
             format!("unacked of {c} slot {s} after the recall: {got:?}, expected {want:?}")
         });
     }
+    // The client view counts what is left to read: a recalled copy is not a backlog.
+    let view = ok(C, "slots", store.slots(&b, &[slot(1)], t0 + 4).await);
+    let backlog: Vec<(u8, u64)> = view.iter().map(|v| (v.slot.get(), v.unacked)).collect();
+    check(C, backlog.contains(&(1, 1)), || {
+        format!("the slots of {b} after the recall count {backlog:?} unacked, expected (1, 1)")
+    });
     // A session of b reads past the recalled copy and acknowledges through what it read: the
     // recalled copy stays recalled, not acknowledged.
     ok(

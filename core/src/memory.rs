@@ -233,7 +233,7 @@ impl MemoryStore {
                 let mut unacked = q
                     .into_iter()
                     .flat_map(|q| q.messages.values())
-                    .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms);
+                    .filter(|s| s.acked & slot.bit() == 0 && s.expires_ms > now_ms && !s.recalled);
                 let oldest = unacked.next().map(|s| s.message.ts);
                 SlotBacklog {
                     slot,

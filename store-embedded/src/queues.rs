@@ -353,7 +353,7 @@ impl Queues {
                 for e in entries {
                     if e.acked & slot.bit() != 0 {
                         last = last.max(e.id);
-                    } else if now_ms < e.expires {
+                    } else if now_ms < e.expires && !e.recalled {
                         unacked += 1;
                         oldest.get_or_insert(e.ts);
                     }

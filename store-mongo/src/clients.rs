@@ -56,6 +56,8 @@ impl MongoStore {
             "i": {"$gt": mark},
             "a": {"$bitsAllClear": [bit]},
             "x": {"$gt": now},
+            // A recalled copy is not left to read (see receipts.rs).
+            "r": {"$exists": false},
         };
         let unacked = self
             .messages
