@@ -11,6 +11,12 @@ use crate::receipts::{
     Receipt, ReceiptKind, copy_state, millis,
 };
 
+/// How many copies a [`PushBook`] keeps by default (about 45 bytes each in memory).
+pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
+
+/// A receipt time not known yet.
+const NONE: u64 = u64::MAX;
+
 /// One push's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushRecord {
@@ -22,8 +28,140 @@ pub struct PushRecord {
     pub copies: Vec<(ClientId, MessageId)>,
     /// What the first recall answered, once recalled.
     pub recall: Option<RecallReport>,
-    /// Receipt times: the earliest per (recipient, slot, kind).
-    pub times: HashMap<(ClientId, Slot, ReceiptKind), u64>,
+    /// Positions in `copies`, sorted by (client, id): a receipt finds its copy in O(log n)
+    /// (a push has up to 10,000 copies and each gets two receipts per slot). Empty for a push
+    /// of at most [`SCAN`] copies, searched in order.
+    by_copy: Vec<u32>,
+    /// Slot 0's receipt times per copy, `[delivered, acked]` ([`NONE`] when not known); empty
+    /// until the first receipt. Slot 0 is the common case: a flat array, no hashing.
+    first: Vec<[u64; 2]>,
+    /// Receipt times of the other slots: the earliest per (copy's position, slot, kind); none
+    /// until the first such receipt (most pushes never get one).
+    other: Option<Box<OtherSlots>>,
+}
+
+/// Receipt times of slots other than 0, by (copy's position, slot, kind).
+type OtherSlots = HashMap<(u32, Slot, ReceiptKind), u64>;
+
+/// Pushes of at most this many copies are searched in order, without an index.
+const SCAN: usize = 8;
+
+impl PushRecord {
+    /// A record of a push stored at `ts` with `copies`, no receipt yet.
+    pub fn new(ts: u64, expires_ms: u64, copies: Vec<(ClientId, MessageId)>) -> PushRecord {
+        let mut by_copy: Vec<u32> = Vec::new();
+        if copies.len() > SCAN {
+            by_copy = (0..copies.len() as u32).collect();
+            by_copy.sort_unstable_by(|a, b| copies[*a as usize].cmp(&copies[*b as usize]));
+        }
+        PushRecord {
+            ts,
+            expires_ms,
+            copies,
+            recall: None,
+            by_copy,
+            first: Vec::new(),
+            other: None,
+        }
+    }
+
+    /// The position in `copies` of `client`'s copy `id`.
+    fn position(&self, client: &ClientId, id: MessageId) -> Option<u32> {
+        if self.by_copy.is_empty() {
+            return self
+                .copies
+                .iter()
+                .position(|(c, cid)| *cid == id && c == client)
+                .map(|at| at as u32);
+        }
+        self.by_copy
+            .binary_search_by(|i| {
+                let (c, cid) = &self.copies[*i as usize];
+                (c, *cid).cmp(&(client, id))
+            })
+            .ok()
+            .map(|at| self.by_copy[at])
+    }
+
+    /// The time of `kind` for the copy at `at` on `slot`, if known.
+    fn time(&self, at: u32, slot: Slot, kind: ReceiptKind) -> Option<u64> {
+        if slot == Slot::default() {
+            let t = self.first.get(at as usize)?[kind_index(kind)];
+            (t != NONE).then_some(t)
+        } else {
+            self.other.as_ref()?.get(&(at, slot, kind)).copied()
+        }
+    }
+
+    /// Keeps `at_ms` for the copy at `at` unless an earlier time is known; whether it changed.
+    fn keep_earliest(&mut self, at: u32, slot: Slot, kind: ReceiptKind, at_ms: u64) -> bool {
+        let t = if slot == Slot::default() {
+            if self.first.is_empty() {
+                self.first = vec![[NONE; 2]; self.copies.len()];
+            }
+            &mut self.first[at as usize][kind_index(kind)]
+        } else {
+            self.other
+                .get_or_insert_default()
+                .entry((at, slot, kind))
+                .or_insert(NONE)
+        };
+        if at_ms < *t {
+            *t = at_ms;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Positions of the copies that some slot acknowledged (by a receipt).
+    fn acked_receipts(&self) -> std::collections::HashSet<u32> {
+        let first = self.first.iter().enumerate().filter(|(_, t)| t[1] != NONE);
+        let other = self.other.iter().flat_map(|o| o.keys());
+        first
+            .map(|(at, _)| at as u32)
+            .chain(
+                other
+                    .filter(|(_, _, k)| *k == ReceiptKind::Acked)
+                    .map(|(at, _, _)| *at),
+            )
+            .collect()
+    }
+
+    /// Its receipts (for `push`), copy by copy.
+    pub fn receipts(&self, push: PushId) -> impl Iterator<Item = Receipt> + '_ {
+        let receipt = move |at: u32, slot: Slot, kind: ReceiptKind, at_ms: u64| {
+            let (client, id) = &self.copies[at as usize];
+            Receipt {
+                push,
+                client: client.clone(),
+                id: *id,
+                slot,
+                kind,
+                at_ms,
+            }
+        };
+        let first = self.first.iter().enumerate().flat_map(move |(at, times)| {
+            [ReceiptKind::Delivered, ReceiptKind::Acked]
+                .into_iter()
+                .filter(move |k| times[kind_index(*k)] != NONE)
+                .map(move |k| receipt(at as u32, Slot::default(), k, times[kind_index(k)]))
+        });
+        let mut other: Vec<_> = self.other.iter().flat_map(|o| o.iter()).collect();
+        other.sort_unstable_by_key(|(key, _)| **key);
+        let other = other
+            .into_iter()
+            .map(move |((at, slot, kind), ms)| receipt(*at, *slot, *kind, *ms));
+        first.chain(other)
+    }
+}
+
+/// Index of `kind` in [`PushRecord::first`]'s pairs.
+fn kind_index(kind: ReceiptKind) -> usize {
+    match kind {
+        ReceiptKind::Delivered => 0,
+        ReceiptKind::Acked => 1,
+    }
 }
 
 /// What a store knows of one copy when a status or a recall is asked.
@@ -35,15 +173,47 @@ pub struct CopyFacts {
     pub acked: u16,
 }
 
-/// Every push record of a store.
-#[derive(Debug, Default)]
+/// Every push record of a store, up to a number of copies: when a new push would hold more,
+/// the oldest records are forgotten (their status and recall answer "unknown push"; their
+/// copies stay deliverable). Without a bound, a busy node would keep every copy of eight days
+/// of pushes in memory.
+#[derive(Debug)]
 pub struct PushBook {
-    /// Records by push id (ordered: compaction writes them in a stable order).
+    /// Records by push id (ordered by time: the first is the oldest; compaction writes them in
+    /// a stable order).
     pub records: BTreeMap<PushId, PushRecord>,
+    /// Copies held by `records`.
+    copies: usize,
+    /// At most this many copies are held.
+    max_copies: usize,
+    /// Records forgotten to stay under `max_copies`.
+    forgotten: u64,
+}
+
+impl Default for PushBook {
+    fn default() -> Self {
+        PushBook::with_max_copies(DEFAULT_MAX_COPIES)
+    }
 }
 
 impl PushBook {
-    /// Records a push stored at `ts` with `copies`.
+    /// A book that holds at most `max_copies` copies (at least the newest push is kept).
+    pub fn with_max_copies(max_copies: usize) -> PushBook {
+        PushBook {
+            records: BTreeMap::new(),
+            copies: 0,
+            max_copies,
+            forgotten: 0,
+        }
+    }
+
+    /// How many records were forgotten to stay under the bound.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Records a push stored at `ts` with `copies`, forgetting the oldest records if the book
+    /// would hold more than its bound.
     pub fn stored(
         &mut self,
         push: PushId,
@@ -54,16 +224,24 @@ impl PushBook {
         if copies.is_empty() {
             return;
         }
-        self.records.insert(
-            push,
-            PushRecord {
-                ts,
-                expires_ms,
-                copies,
-                recall: None,
-                times: HashMap::new(),
-            },
-        );
+        self.copies += copies.len();
+        if let Some(old) = self
+            .records
+            .insert(push, PushRecord::new(ts, expires_ms, copies))
+        {
+            self.copies -= old.copies.len();
+        }
+        while self.copies > self.max_copies && self.records.len() > 1 {
+            let Some((oldest, rec)) = self.records.pop_first() else {
+                break;
+            };
+            self.copies -= rec.copies.len();
+            self.forgotten += 1;
+            log::debug!(
+                "push record {oldest} forgotten: more than {} copies",
+                self.max_copies
+            );
+        }
     }
 
     /// Keeps the earliest time of `r`; whether it changed anything (unknown pushes and
@@ -72,24 +250,10 @@ impl PushBook {
         let Some(rec) = self.records.get_mut(&r.push) else {
             return false;
         };
-        if !rec
-            .copies
-            .iter()
-            .any(|(c, id)| *c == r.client && *id == r.id)
-        {
+        let Some(at) = rec.position(&r.client, r.id) else {
             return false;
-        }
-        match rec.times.entry((r.client.clone(), r.slot, r.kind)) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(r.at_ms);
-                true
-            }
-            std::collections::hash_map::Entry::Occupied(mut o) if r.at_ms < *o.get() => {
-                o.insert(r.at_ms);
-                true
-            }
-            std::collections::hash_map::Entry::Occupied(_) => false,
-        }
+        };
+        rec.keep_earliest(at, r.slot, r.kind, r.at_ms)
     }
 
     /// The status of `push` for `slot`, given what the store knows of each copy.
@@ -103,9 +267,10 @@ impl PushBook {
         let copies = rec
             .copies
             .iter()
-            .map(|(client, id)| {
+            .enumerate()
+            .map(|(at, (client, id))| {
                 let f = facts(client, *id);
-                let time = |kind| rec.times.get(&(client.clone(), slot, kind)).copied();
+                let time = |kind| rec.time(at as u32, slot, kind);
                 let (delivered_at, acked_at) =
                     (time(ReceiptKind::Delivered), time(ReceiptKind::Acked));
                 let acked = f.acked & slot.bit() != 0 || acked_at.is_some();
@@ -139,12 +304,9 @@ impl PushBook {
             return Some((report, clients));
         }
         let mut report = RecallReport::default();
-        for (client, id) in &rec.copies {
-            let acked_receipt = rec
-                .times
-                .keys()
-                .any(|(c, _, k)| c == client && *k == ReceiptKind::Acked);
-            if facts(client, *id).acked != 0 || acked_receipt {
+        let acked = rec.acked_receipts();
+        for (at, (client, id)) in rec.copies.iter().enumerate() {
+            if facts(client, *id).acked != 0 || acked.contains(&(at as u32)) {
                 report.already_acked += 1;
             } else {
                 report.recalled += 1;
@@ -165,6 +327,7 @@ impl PushBook {
         let grace = millis(PUSH_RECORD_GRACE);
         self.records
             .retain(|_, r| r.expires_ms.saturating_add(grace) > now_ms);
+        self.copies = self.records.values().map(|r| r.copies.len()).sum();
     }
 }
 
@@ -269,5 +432,123 @@ mod tests {
         assert_eq!(t.claim("k", a, 110_000, TIMES).0, IdempotencyClaim::Claimed);
         assert!(t.release("k"));
         assert_eq!(t.claim("k", b, 110_001, TIMES).0, IdempotencyClaim::Claimed);
+    }
+
+    fn copies(n: usize) -> Vec<(ClientId, MessageId)> {
+        (0..n)
+            .map(|i| {
+                (
+                    ClientId::new(&format!("c{i}")).unwrap(),
+                    MessageId(i as u64 + 1),
+                )
+            })
+            .collect()
+    }
+
+    fn receipt(
+        push: PushId,
+        copy: &(ClientId, MessageId),
+        slot: u8,
+        kind: ReceiptKind,
+        at: u64,
+    ) -> Receipt {
+        Receipt {
+            push,
+            client: copy.0.clone(),
+            id: copy.1,
+            slot: Slot::new(i64::from(slot)).unwrap(),
+            kind,
+            at_ms: at,
+        }
+    }
+
+    #[test]
+    fn receipts_are_kept_per_copy_and_slot_in_small_and_large_pushes() {
+        use crate::receipts::CopyState;
+        use ReceiptKind::{Acked, Delivered};
+        let mut ids = crate::PushIds::new(1);
+        for n in [1, SCAN, SCAN + 1, 10_000] {
+            let (push, all) = (ids.next(n as u64), copies(n));
+            let mut book = PushBook::default();
+            book.stored(push, 0, 1_000, all.clone());
+            for (i, copy) in all.iter().enumerate() {
+                let at = 10 + i as u64;
+                assert!(book.receipt(&receipt(push, copy, 0, Delivered, at)));
+                // A later time changes nothing; an earlier one wins.
+                assert!(!book.receipt(&receipt(push, copy, 0, Delivered, at + 5)));
+                assert!(book.receipt(&receipt(push, copy, 0, Delivered, at - 1)));
+                if i % 2 == 0 {
+                    assert!(book.receipt(&receipt(push, copy, 0, Acked, at + 100)));
+                }
+            }
+            // Another slot: only the last copy, acknowledged.
+            let last = all.last().unwrap();
+            assert!(book.receipt(&receipt(push, last, 3, Acked, 7)));
+            // A copy the push does not have, and an unknown push: ignored.
+            let stranger = (ClientId::new("stranger").unwrap(), MessageId(1));
+            assert!(!book.receipt(&receipt(push, &stranger, 0, Acked, 1)));
+            assert!(!book.receipt(&receipt(ids.next(99_999), last, 0, Acked, 1)));
+
+            let kept = |_: &ClientId, _| CopyFacts {
+                kept: true,
+                acked: 0,
+            };
+            let status = book.status(push, Slot::default(), kept).unwrap();
+            for (i, c) in status.copies.iter().enumerate() {
+                assert_eq!((&c.client, c.id), (&all[i].0, all[i].1));
+                assert_eq!(c.delivered_at, Some(9 + i as u64));
+                let acked = i % 2 == 0;
+                assert_eq!(c.acked_at, acked.then_some(110 + i as u64));
+                let state = if acked {
+                    CopyState::Acked
+                } else {
+                    CopyState::Delivered
+                };
+                assert_eq!(c.state, state, "copy {i} of {n}");
+            }
+            let slot3 = book.status(push, Slot::new(3).unwrap(), kept).unwrap();
+            assert_eq!(slot3.copies.last().unwrap().acked_at, Some(7));
+            assert_eq!(slot3.copies[0].delivered_at, None);
+
+            // Compaction writes every receipt back; a replay of them gives the same book.
+            let mut again = PushBook::default();
+            again.stored(push, 0, 1_000, all.clone());
+            for r in book.records[&push].receipts(push) {
+                assert!(again.receipt(&r));
+            }
+            assert_eq!(again.status(push, Slot::default(), kept), Some(status));
+
+            // A recall counts as acknowledged what some slot acknowledged.
+            let (report, _) = book.recall(push, kept).unwrap();
+            let acked = n.div_ceil(2) + usize::from(n % 2 == 0);
+            assert_eq!(report.already_acked as usize, acked, "{n} copies");
+            assert_eq!((report.recalled + report.already_acked) as usize, n);
+        }
+    }
+
+    #[test]
+    fn a_book_forgets_its_oldest_pushes_beyond_its_bound() {
+        let mut ids = crate::PushIds::new(1);
+        let mut book = PushBook::with_max_copies(25);
+        let pushes: Vec<PushId> = (0..4).map(|t| ids.next(t)).collect();
+        for p in &pushes {
+            book.stored(*p, 0, 1_000, copies(10));
+        }
+        // 40 copies asked, 25 allowed: the two oldest pushes are forgotten.
+        let kept: Vec<PushId> = book.records.keys().copied().collect();
+        assert_eq!(kept, pushes[2..]);
+        assert_eq!(book.forgotten(), 2);
+        let facts = |_: &ClientId, _| CopyFacts::default();
+        assert!(book.status(pushes[0], Slot::default(), facts).is_none());
+        assert!(book.recall(pushes[1], facts).is_none());
+        // A push larger than the bound is still kept, alone.
+        let big = ids.next(10);
+        book.stored(big, 0, 1_000, copies(30));
+        assert_eq!(book.records.keys().copied().collect::<Vec<_>>(), vec![big]);
+        // A purge counts what it forgets.
+        book.purge(1_000 + millis(PUSH_RECORD_GRACE));
+        assert!(book.records.is_empty());
+        book.stored(ids.next(11), 0, 1_000, copies(25));
+        assert_eq!(book.records.len(), 1);
     }
 }

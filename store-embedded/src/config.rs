@@ -19,6 +19,10 @@ pub struct EmbeddedConfig {
     /// intact record after them (see the crate's docs, "Damage"). Off by default: such a log
     /// is refused and left untouched.
     pub recover_damaged_log: bool,
+    /// At most this many copies of pushes have their records (receipts, status, recall) kept
+    /// in memory; beyond it the oldest pushes' records are forgotten (see
+    /// [`herald_core::books::PushBook`]).
+    pub receipts_max_copies: usize,
 }
 
 impl EmbeddedConfig {
@@ -50,7 +54,15 @@ impl EmbeddedConfig {
             retention: Retention::default(),
             compact_at: Self::COMPACT_AT,
             recover_damaged_log: false,
+            receipts_max_copies: herald_core::books::DEFAULT_MAX_COPIES,
         }
+    }
+
+    /// Sets how many copies of pushes keep their records (see
+    /// [`EmbeddedConfig::receipts_max_copies`]).
+    pub fn receipts_max_copies(mut self, copies: usize) -> EmbeddedConfig {
+        self.receipts_max_copies = copies;
+        self
     }
 
     /// Sets the data directory.

@@ -323,11 +323,15 @@ pub fn put_named(
 }
 
 /// Appends a receipts frame.
-pub fn put_receipts(out: &mut Vec<u8>, receipts: &[Receipt]) {
+pub fn put_receipts<'a>(out: &mut Vec<u8>, receipts: impl IntoIterator<Item = &'a Receipt>) {
+    let start = out.len();
+    let mut n: u32 = 0;
     frame(out, |out| {
         out.push(RECEIPTS);
-        out.extend_from_slice(&(receipts.len() as u32).to_le_bytes());
+        let count = out.len();
+        out.extend_from_slice(&[0; 4]);
         for r in receipts {
+            n += 1;
             out.extend_from_slice(r.push.as_str().as_bytes());
             put_client(out, &r.client);
             out.extend_from_slice(&r.id.0.to_le_bytes());
@@ -338,7 +342,11 @@ pub fn put_receipts(out: &mut Vec<u8>, receipts: &[Receipt]) {
             });
             out.extend_from_slice(&r.at_ms.to_le_bytes());
         }
+        out[count..count + 4].copy_from_slice(&n.to_le_bytes());
     });
+    if n == 0 {
+        out.truncate(start);
+    }
 }
 
 /// Appends a recall frame.

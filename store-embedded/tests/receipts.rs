@@ -14,6 +14,17 @@ use herald_store_embedded::{EmbeddedConfig, EmbeddedStore};
 
 const T0: u64 = 1_764_000_000_000;
 
+/// A message of push `push`.
+fn msg(push: herald_core::PushId) -> NewMessage {
+    NewMessage {
+        from: "t".into(),
+        channel: vec![],
+        data: Payload::from_json("1").unwrap(),
+        ttl: None,
+        push: Some(push),
+    }
+}
+
 #[test]
 fn passes_the_receipts_suite() {
     let dirs = std::cell::RefCell::new(Vec::new());
@@ -33,13 +44,6 @@ fn push_records_recalls_and_claims_survive_a_reopen_and_a_compaction() {
     let (a, b) = (ClientId::new("a").unwrap(), ClientId::new("b").unwrap());
     let mut ids = PushIds::new(5);
     let (p, q) = (ids.next(T0), ids.next(T0));
-    let msg = |push| NewMessage {
-        from: "t".into(),
-        channel: vec![],
-        data: Payload::from_json("1").unwrap(),
-        ttl: None,
-        push: Some(push),
-    };
     let times = IdempotencyTimes {
         ttl: Duration::from_secs(3600),
         lease: Duration::from_secs(60),
@@ -130,4 +134,37 @@ fn push_records_recalls_and_claims_survive_a_reopen_and_a_compaction() {
     drop(store);
     let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
     check(&store, "after a compaction and a reopen");
+}
+
+#[test]
+fn push_records_beyond_the_bound_are_forgotten_and_stay_forgotten_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || EmbeddedConfig::new(dir.path()).receipts_max_copies(25);
+    let clients: Vec<ClientId> = (0..10)
+        .map(|i| ClientId::new(&format!("c{i}")).unwrap())
+        .collect();
+    let mut ids = PushIds::new(5);
+    let pushes: Vec<_> = (0..4).map(|i| ids.next(T0 + i)).collect();
+    let known = |store: &EmbeddedStore| -> Vec<bool> {
+        pushes
+            .iter()
+            .map(|p| {
+                block_on(store.push_status(*p, Slot::default(), T0 + 10))
+                    .unwrap()
+                    .is_some()
+            })
+            .collect()
+    };
+    {
+        let store = EmbeddedStore::open(config()).unwrap();
+        for p in &pushes {
+            block_on(store.append(&msg(*p), &clients, T0)).unwrap();
+        }
+        // 40 copies, 25 kept: the two oldest pushes' records are gone; their messages stay.
+        assert_eq!(known(&store), [false, false, true, true]);
+        let backlog = block_on(store.unacked(&clients[0], Slot::default(), MessageId(0), 10, T0));
+        assert_eq!(backlog.unwrap().len(), 4);
+    }
+    let store = EmbeddedStore::open(config()).unwrap();
+    assert_eq!(known(&store), [false, false, true, true]);
 }

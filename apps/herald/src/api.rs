@@ -746,7 +746,8 @@ fn no_such_push(push: PushId) -> Response {
     errors(
         StatusCode::NotFound,
         vec![format!(
-            "push_id: no push {push} is known (never stored here, or expired more than a day ago)"
+            "push_id: no push {push} is known (never stored here, expired more than a day ago, \
+             or forgotten beyond store.receipts_max_copies)"
         )],
     )
 }

@@ -129,7 +129,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let store = EmbeddedStore::open(
                 EmbeddedConfig::new(dir)
                     .retention(retention)
-                    .recover_damaged_log(config.recover_damaged_log),
+                    .recover_damaged_log(config.recover_damaged_log)
+                    .receipts_max_copies(config.receipts_max_copies),
             )
             .map_err(|e| {
                 let hint = match e {

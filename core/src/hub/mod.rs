@@ -19,9 +19,11 @@
 //!   that were already there.
 //! - Unknown, duplicate or late acknowledgements and results are ignored (logged at debug).
 //! - Receipts: every delivery and every acknowledgement of a copy that names its push is
-//!   reported to the store, all of one drain of [`Hub::poll_output`] in one
-//!   [`StoreOp::Receipts`] (the last output of the drain). A failed receipt write is logged,
-//!   never retried: receipts are not on the delivery path.
+//!   reported to the store in a [`StoreOp::Receipts`] (the last output of a drain of
+//!   [`Hub::poll_output`]). One such call is under way at a time: the receipts gathered
+//!   meanwhile go in the next one, so under load a call carries many drains' receipts (group
+//!   commit) and their cost per copy stays that of a few bytes. A failed receipt write is
+//!   logged, never retried: receipts are not on the delivery path.
 //! - A recalled push ([`BrokerEvent::Recall`]) is dropped from what sessions hold and have not
 //!   delivered, and from reads and notifications answered after the recall (the Hub remembers
 //!   the last [`RECALLED_MEMORY`] recalled pushes). A copy already delivered may still be acked.
@@ -189,8 +191,11 @@ pub struct Hub {
     /// Source of session, request, ack and timer ids (one counter: each is unique).
     next_id: u64,
     stats: HubStats,
-    /// Receipts not yet handed out: the last output of each drain carries them all.
+    /// Receipts not yet handed out: the last output of a drain carries them all, when no
+    /// earlier [`StoreOp::Receipts`] is under way.
     receipts: Vec<Receipt>,
+    /// A [`StoreOp::Receipts`] is under way.
+    receipts_in_flight: bool,
     /// Pushes recalled lately: their copies are dropped from reads and notifications.
     recalled: HashSet<PushId>,
 }
@@ -212,6 +217,7 @@ impl Hub {
             next_id: 1,
             stats: HubStats::default(),
             receipts: Vec::new(),
+            receipts_in_flight: false,
             recalled: HashSet::new(),
         }
     }
@@ -260,7 +266,8 @@ impl Hub {
     /// The next thing for the caller to do, if any.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        if self.outputs.is_empty() && !self.receipts.is_empty() {
+        if self.outputs.is_empty() && !self.receipts.is_empty() && !self.receipts_in_flight {
+            self.receipts_in_flight = true;
             let receipts = std::mem::take(&mut self.receipts);
             let n = receipts.len();
             self.request_store(StoreOp::Receipts { receipts }, Purpose::Receipts(n));
@@ -398,6 +405,7 @@ impl Hub {
                 ),
             },
             Purpose::Receipts(n) => {
+                self.receipts_in_flight = false;
                 if let Err(e) = result {
                     log::warn!(
                         "{n} receipts could not be recorded (their times stay unknown): {e}"

@@ -970,8 +970,21 @@ fn a_claim_answered_after_its_session_ended_leaves_the_registry() {
     assert_eq!(end_sessions(&out), vec![("a".into(), 5, 9)]);
 }
 
+/// The request of the receipts call in `out`.
+fn receipts_req(out: &[Output]) -> RequestId {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Store {
+                req,
+                op: StoreOp::Receipts { .. },
+            } => Some(*req),
+            _ => None,
+        })
+        .expect("a receipts call")
+}
+
 #[test]
-fn deliveries_and_acks_of_named_copies_are_reported_once_per_drain() {
+fn deliveries_and_acks_of_named_copies_are_reported_one_call_at_a_time() {
     let mut ids = crate::PushIds::new(1);
     let (p, q) = (ids.next(1), ids.next(2));
     let mut t = T::new(8);
@@ -986,25 +999,22 @@ fn deliveries_and_acks_of_named_copies_are_reported_once_per_drain() {
     assert_eq!(delivers(&out)[0].1, vec![1, 2, 3]);
     use ReceiptKind::{Acked, Delivered};
     assert_eq!(receipts(&out), vec![(Delivered, 1, p), (Delivered, 3, q)]);
+    let first = receipts_req(&out);
     let ack = delivers(&out)[0].0.unwrap();
+    // While the first call is under way, the acks' receipts wait for it.
     let out = t.input(Input::Ack {
         conn: ConnId(1),
         ack,
     });
+    assert!(receipts(&out).is_empty(), "{out:?}");
+    let out = t.input(Input::StoreDone {
+        req: first,
+        result: Ok(StoreReply::Recorded),
+    });
     assert_eq!(receipts(&out), vec![(Acked, 1, p), (Acked, 3, q)]);
     // Recording them failed: logged, never retried.
-    let req = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Store {
-                req,
-                op: StoreOp::Receipts { .. },
-            } => Some(*req),
-            _ => None,
-        })
-        .unwrap();
     let out = t.input(Input::StoreDone {
-        req,
+        req: receipts_req(&out),
         result: Err(StoreError::Unavailable("down".into())),
     });
     assert!(out.is_empty(), "{out:?}");
@@ -1026,6 +1036,10 @@ fn commits_report_acked_receipts() {
         n: 0,
     });
     assert_eq!(receipts(&out), vec![(ReceiptKind::Delivered, 1, p)]);
+    t.input(Input::StoreDone {
+        req: receipts_req(&out),
+        result: Ok(StoreReply::Recorded),
+    });
     let out = t.input(Input::Commit {
         conn: ConnId(1),
         n: 1,

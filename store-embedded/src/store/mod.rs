@@ -326,6 +326,7 @@ impl EmbeddedStore {
             &ids_path,
             config.retention.cap,
             config.recover_damaged_log,
+            config.receipts_max_copies,
         )?;
         let skipped = std::mem::take(&mut loaded.skipped);
         log::info!(
@@ -354,6 +355,7 @@ impl EmbeddedStore {
             queues: loaded.queues,
             last_purge: loaded.last_purge,
             retention: config.retention,
+            receipts_max_copies: config.receipts_max_copies,
             capped_pending: loaded.capped,
             purge: None,
             lazy_acks: false,

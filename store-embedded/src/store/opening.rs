@@ -219,7 +219,11 @@ pub(super) struct Replayed {
 /// follows it: what a crash during the last write leaves) or damage (an intact record
 /// follows). Damage is an error unless `recover`; then replay goes on from the next intact
 /// record and the bytes passed over are listed.
-pub(super) fn replay(path: &Path, recover: bool) -> Result<Replayed, EmbeddedError> {
+pub(super) fn replay(
+    path: &Path,
+    recover: bool,
+    max_copies: usize,
+) -> Result<Replayed, EmbeddedError> {
     use std::io::Seek;
     let err = |e| io_error(path, e);
     let file = std::fs::OpenOptions::new()
@@ -256,6 +260,7 @@ pub(super) fn replay(path: &Path, recover: bool) -> Result<Replayed, EmbeddedErr
         });
     }
     let mut queues = Queues::default();
+    queues.books = herald_core::books::PushBook::with_max_copies(max_copies);
     let mut log_cap = None;
     let mut last_purge = 0;
     let mut at = record::MAGIC.len() as u64;
@@ -433,6 +438,7 @@ pub(super) fn load(
     ids: &Path,
     cap: u64,
     recover: bool,
+    max_copies: usize,
 ) -> Result<Loaded, EmbeddedError> {
     let err = |e| io_error(path, e);
     let Replayed {
@@ -443,7 +449,7 @@ pub(super) fn load(
         last_purge,
         torn,
         skipped,
-    } = replay(path, recover)?;
+    } = replay(path, recover, max_copies)?;
     let high = queues.high;
     let found = read_ids(ids)?;
     let floor = if torn.is_some() || !skipped.is_empty() {

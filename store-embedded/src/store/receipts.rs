@@ -139,14 +139,8 @@ impl Worker {
     pub(super) fn book_write(&mut self, req: &BookRequest) -> (Outcome, bool) {
         match req {
             BookRequest::Receipts { receipts, .. } => {
-                let changed: Vec<Receipt> = receipts
-                    .iter()
-                    .filter(|r| self.queues.books.receipt(r))
-                    .cloned()
-                    .collect();
-                if !changed.is_empty() {
-                    record::put_receipts(&mut self.buf, &changed);
-                }
+                let books = &mut self.queues.books;
+                record::put_receipts(&mut self.buf, receipts.iter().filter(|r| books.receipt(r)));
                 (Outcome::Done, false)
             }
             BookRequest::Recall { push, now_ms, .. } => {
@@ -231,21 +225,7 @@ impl Worker {
     pub(super) fn compact_books(&self, log: &mut NewLog<'_>) -> Result<(), EmbeddedError> {
         for (push, rec) in &self.queues.books.records {
             record::put_named(&mut log.chunk, *push, rec.ts, rec.expires_ms, &rec.copies);
-            let ids: std::collections::HashMap<&ClientId, MessageId> =
-                rec.copies.iter().map(|(c, id)| (c, *id)).collect();
-            let mut receipts: Vec<Receipt> = rec
-                .times
-                .iter()
-                .map(|((client, slot, kind), at)| Receipt {
-                    push: *push,
-                    client: client.clone(),
-                    id: ids.get(client).copied().unwrap_or(MessageId::ZERO),
-                    slot: *slot,
-                    kind: *kind,
-                    at_ms: *at,
-                })
-                .collect();
-            receipts.sort_by(|a, b| (&a.client, a.slot, a.kind).cmp(&(&b.client, b.slot, b.kind)));
+            let receipts: Vec<Receipt> = rec.receipts(*push).collect();
             if !receipts.is_empty() {
                 record::put_receipts(&mut log.chunk, &receipts);
             }

@@ -42,6 +42,8 @@ pub(super) struct Worker {
     pub(super) last_purge: u64,
     /// Cap and default TTL.
     pub(super) retention: Retention,
+    /// Push records keep at most this many copies ([`EmbeddedConfig::receipts_max_copies`]).
+    pub(super) receipts_max_copies: usize,
     /// Entries dropped by the cap, not yet reported by a purge.
     pub(super) capped_pending: u64,
     /// The purge in progress, if any.
@@ -259,7 +261,16 @@ impl Worker {
             .file
             .set_len(start)
             .map_err(|e| io_error(&self.log_path, e))
-            .and_then(|()| load(&self.log_path, &self.ids_path, self.retention.cap, false));
+            .and_then(|()| {
+                let cap = self.retention.cap;
+                load(
+                    &self.log_path,
+                    &self.ids_path,
+                    cap,
+                    false,
+                    self.receipts_max_copies,
+                )
+            });
         match rebuilt {
             Ok(loaded) => {
                 self.mark = self.mark.max(loaded.mark);

@@ -449,6 +449,18 @@ pub(super) const KEYS: &[Key] = &[
         }),
     },
     Key {
+        path: "store.receipts_max_copies",
+        env: "HERALD_STORE_RECEIPTS_MAX_COPIES",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000_000,
+        },
+        help: "embedded store: copies of pushes whose records (status, receipts, recall) stay in memory, about 50 bytes each; the oldest pushes' records are forgotten beyond it",
+        doc: r#"embedded store: how many copies of pushes keep their records (receipts, `GET /push/<id>`, recall) in memory, about 50 bytes per copy plus about 200 per push; beyond it the oldest pushes' records are forgotten (their status and recall answer 404, their messages are still delivered). MongoDB keeps records for the messages' time to live plus a day"#,
+        default: Initial::Value(|| int(herald_core::books::DEFAULT_MAX_COPIES)),
+        flag: None,
+    },
+    Key {
         path: "store.mongo_known_counters",
         env: "HERALD_STORE_MONGO_KNOWN_COUNTERS",
         kind: Kind::Int {

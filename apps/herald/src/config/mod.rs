@@ -177,6 +177,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Open an embedded log damaged before its end anyway (skipping the damaged bytes).
     pub recover_damaged_log: bool,
+    /// The embedded store: how many copies of pushes keep their records in memory.
+    pub receipts_max_copies: usize,
     /// MongoDB: clients whose id counters a node remembers.
     pub mongo_known_counters: usize,
     /// MongoDB: how long a read waits for a missing id before passing it.
@@ -268,6 +270,7 @@ impl std::fmt::Debug for Config {
             .field("max_future_skew", &self.max_future_skew)
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
+            .field("receipts_max_copies", &self.receipts_max_copies)
             .field("mongo_known_counters", &self.mongo_known_counters)
             .field("mongo_settle", &self.mongo_settle)
             .field("broker", &self.broker)
@@ -522,6 +525,7 @@ impl Config {
             store,
             data_dir,
             recover_damaged_log: b("store.recover_damaged_log"),
+            receipts_max_copies: size("store.receipts_max_copies"),
             mongo_known_counters: size("store.mongo_known_counters"),
             mongo_settle: ms("store.mongo_settle_ms"),
             broker,
