@@ -90,6 +90,8 @@ pub struct ApiState<S, B> {
     pub push_ids: std::sync::Mutex<PushIds>,
     /// `Idempotency-Key` time to live and lease.
     pub idempotency: IdempotencyTimes,
+    /// Where recalls become webhook events (disabled without `webhook.url`).
+    pub webhooks: Arc<crate::webhook::Webhooks>,
 }
 
 impl<S: MessageStore, B: Broker> ApiState<S, B> {
@@ -112,6 +114,10 @@ impl<S: MessageStore, B: Broker> ApiState<S, B> {
             node: node.to_owned(),
             push_ids: std::sync::Mutex::new(PushIds::new(0x5eed)),
             idempotency: DEFAULT_IDEMPOTENCY,
+            webhooks: Arc::new(crate::webhook::Webhooks::new(
+                crate::webhook::WebhookConfig::default(),
+                Arc::new(Metrics::default()),
+            )),
         }
     }
 }
@@ -849,11 +855,52 @@ async fn recall<S: MessageStore, B: Broker>(req: Request<State<S, B>>) -> tide::
         report.recalled,
         report.already_acked
     );
+    recalled_events(&state, push).await;
     Ok(ok(json!({
         "ok": 1,
         "recalled": report.recalled,
         "already_acked": report.already_acked,
     })))
+}
+
+/// With webhooks on, a `recalled` event per copy that slot 0 had not acknowledged (`slot` 0:
+/// a recall is about the copy in every slot). A repeated recall makes the same events (same
+/// ids), so receivers keep them once. A failure is logged: the recall itself stands.
+async fn recalled_events<S: MessageStore, B: Broker>(state: &ApiState<S, B>, push: PushId) {
+    if !state.webhooks.enabled() {
+        return;
+    }
+    let now = unix_ms();
+    let status = match state.store.push_status(push, Slot::default(), now).await {
+        Ok(Some(status)) => status,
+        Ok(None) => return,
+        Err(e) => {
+            log::warn!("recall of {push}: no recalled events ({e})");
+            return;
+        }
+    };
+    let events: Vec<herald_core::webhook::Event> = status
+        .copies
+        .into_iter()
+        .filter(|c| c.state == herald_core::CopyState::Recalled)
+        .map(|c| {
+            use herald_core::webhook::{Event, EventKind};
+            Event::new(
+                EventKind::Recalled,
+                push.as_str(),
+                c.client,
+                Slot::default(),
+                c.id,
+                now,
+            )
+        })
+        .collect();
+    if let Err(e) = state.webhooks.record(&*state.store, &events).await {
+        log::warn!(
+            "recall of {push}: {} recalled events not recorded: {e}",
+            events.len()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ pub async fn listen<S: MessageStore, B: Broker>(
         node: node_name.to_owned(),
         push_ids: crate::api::node_push_ids()?,
         idempotency: config.api_idempotency,
+        webhooks: node.webhooks.clone(),
     });
     let mut listeners = Listeners {
         api: None,

@@ -1,10 +1,10 @@
 //! Webhooks end to end: the real `herald` binary sends the events of its store's outbox to a
 //! real HTTP receiver (a tide server started by the test), signed.
 //!
-//! Step 1 of issue 14 (receipts) is not merged into this branch yet, so events enter through
-//! the store's outbox (`MessageStore::outbox_add` on the real store: the embedded store's files
-//! while the node is stopped, MongoDB while nodes run), exactly as the receipt recording will
-//! put them there through `Webhooks::record`.
+//! The outbox's own tests put events in it directly (`MessageStore::outbox_add` on the real
+//! store: the embedded store's files while the node is stopped, MongoDB while nodes run); the
+//! last tests make them the way users do: a push delivered and acknowledged by a real client,
+//! a recall through the REST API.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -353,27 +353,8 @@ async fn a_delivered_and_acknowledged_push_sends_signed_receipt_events() {
     let cfg = config(&dir, port, "");
     let receiver = Receiver::start(port, 200).await;
     let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
-    let answer = herald_it::push(
-        &node.api,
-        serde_json::json!({"send_id": "s", "channel": ["t"], "recv_id": ["hooked"], "data": {"n": 1}}),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let push_id = answer.body["push_id"].as_str().unwrap().to_owned();
-    let mut c = herald_it::Client::start(
-        herald_it::Lib::Node,
-        serde_json::json!({
-            "url": node.connector,
-            "auth": herald_it::hmac_auth(&node.secret, "hooked", 0, herald_it::unix_secs()),
-            "transports": ["websocket"],
-            "ackPolicy": "manual",
-        }),
-    );
-    c.wait_for("connect");
-    let got = c.messages(1);
-    let message_id = got[0]["id"].as_u64().unwrap();
-    c.send(serde_json::json!({"cmd": "ack"}));
-    c.wait_for("acked");
+    let push_id = push_to(&node, &["hooked"]).await;
+    let message_id = receive_and_ack(&node, "hooked");
     let kinds = || -> BTreeSet<String> {
         receiver
             .delivered()
@@ -399,4 +380,78 @@ async fn a_delivered_and_acknowledged_push_sends_signed_receipt_events() {
     for g in receiver.got() {
         assert_signed(&g);
     }
+}
+
+#[async_std::test]
+async fn a_recall_sends_a_recalled_event_for_each_copy_not_yet_acknowledged() {
+    let _ = herald_it::test_env();
+    let dir = TempDir::new("webhooks-recall");
+    let port = free_port().unwrap();
+    let cfg = config(&dir, port, "events = [\"recalled\"]\n");
+    let receiver = Receiver::start(port, 200).await;
+    let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
+    let push_id = push_to(&node, &["early", "late"]).await;
+    // "early" gets and acknowledges its copy; "late" never connects.
+    receive_and_ack(&node, "early");
+    let url = format!("{}/push/{push_id}", node.api);
+    let recall = || herald_it::http("DELETE", &url, None, &[]);
+    let answer = recall().await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["recalled"], 1, "{}", answer.body);
+    assert_eq!(answer.body["already_acked"], 1, "{}", answer.body);
+    // A repeat makes the same event again: receivers deduplicate by id.
+    assert_eq!(recall().await.status, 200);
+    let late_id = herald_it::http("GET", &url, None, &[]).await.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client"] == "late")
+        .map(|c| c["id"].as_u64().unwrap())
+        .unwrap();
+    assert!(
+        poll_until(WAIT, async || !receiver.delivered().is_empty()).await,
+        "a recalled event: {:?}",
+        receiver.got()
+    );
+    let events = receiver.delivered();
+    assert_eq!(events.len(), 1, "one fact, one id: {events:?}");
+    let (ev, _) = events.values().next().unwrap();
+    assert_eq!(ev["type"], "recalled", "{ev}");
+    assert_eq!(ev["push_id"], push_id.as_str(), "{ev}");
+    assert_eq!(ev["client"], "late", "{ev}");
+    assert_eq!(ev["slot"], 0, "{ev}");
+    assert_eq!(ev["message_id"], late_id, "{ev}");
+    for g in receiver.got() {
+        assert_signed(&g);
+    }
+}
+
+/// Pushes one message to `clients`; its push id.
+async fn push_to(node: &Herald, clients: &[&str]) -> String {
+    let answer = herald_it::push(
+        &node.api,
+        serde_json::json!({"send_id": "s", "channel": ["t"], "recv_id": clients, "data": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body["push_id"].as_str().unwrap().to_owned()
+}
+
+/// Connects `client` with the official Node client, receives one message and acknowledges
+/// it; the message's id.
+fn receive_and_ack(node: &Herald, client: &str) -> u64 {
+    let mut c = herald_it::Client::start(
+        herald_it::Lib::Node,
+        serde_json::json!({
+            "url": node.connector,
+            "auth": herald_it::hmac_auth(&node.secret, client, 0, herald_it::unix_secs()),
+            "transports": ["websocket"],
+            "ackPolicy": "manual",
+        }),
+    );
+    c.wait_for("connect");
+    let got = c.messages(1);
+    c.send(serde_json::json!({"cmd": "ack"}));
+    c.wait_for("acked");
+    got[0]["id"].as_u64().unwrap()
 }
