@@ -1,10 +1,12 @@
 // Drives Debian's chromium (headless, through puppeteer-core) through Herald's web console:
 // log in with the API key, wait for the overview's charts, look up a client and find the
 // message the test pushed to it and its sessions and queue per slot, push a test message from
-// the page and wait until the page says the client acknowledged it. Takes a screenshot of each page into args.screenshots.
+// the page and wait until the page says the client acknowledged it; open that push's receipts
+// on the Pushes page, then look up args.mixed_push and recall it (accepting the confirmation).
+// Takes a screenshot of each page into args.screenshots.
 // Prints one JSON line with what the page showed, and what the browser logged as errors.
 //
-// args: {api, key, client, marker, chromium, screenshots}
+// args: {api, key, client, marker, mixed_push, chromium, screenshots}
 const path = require("path");
 const puppeteer = require("puppeteer-core");
 
@@ -73,6 +75,26 @@ function rows(page, table) {
     out.push_status = await page.$eval("#push-status", (e) => e.textContent);
     out.slots_after = await rows(page, "#slots");
     await page.screenshot({ path: path.join(args.screenshots, "console-client.png"), fullPage: true });
+
+    await page.click("#push-open");
+    await page.waitForSelector("#pushes:not([hidden])", WAIT);
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll("#push-entries tbody td")].some((td) => td.textContent === "acked"), WAIT);
+    out.test_push = { summary: await rows(page, "#push-summary"), entries: await rows(page, "#push-entries") };
+
+    page.on("dialog", (d) => d.accept());
+    await page.$eval("#push-id", (e) => { e.value = ""; });
+    await page.type("#push-id", args.mixed_push);
+    await page.click("#push-form button[type=submit]");
+    await page.waitForFunction((id) =>
+      document.getElementById("push-meta").textContent.includes(id), WAIT, args.mixed_push);
+    out.mixed_before = await rows(page, "#push-entries");
+    await page.click("#push-recall");
+    await page.waitForFunction(() =>
+      document.getElementById("push-meta").textContent.includes("Recalled:"), WAIT);
+    out.recall_meta = await page.$eval("#push-meta", (e) => e.textContent);
+    out.mixed_after = await rows(page, "#push-entries");
+    await page.screenshot({ path: path.join(args.screenshots, "console-pushes.png"), fullPage: true });
   } catch (e) {
     out.error = String((e && e.stack) || e);
   } finally {

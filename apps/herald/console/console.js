@@ -25,7 +25,7 @@ async function api(path, init) {
 // ---- login ----------------------------------------------------------------------------
 
 function show(page) {
-  for (const id of ["login", "overview", "client"]) $(id).hidden = id !== page;
+  for (const id of ["login", "overview", "client", "pushes"]) $(id).hidden = id !== page;
   $("nav").hidden = page === "login";
   for (const b of document.querySelectorAll("nav button[data-page]")) {
     b.classList.toggle("current", b.dataset.page === page);
@@ -243,7 +243,6 @@ async function clientView() {
   const res = await api(clientPath("clients"));
   if (res.status !== 200) throw new Error(await errorText(res));
   const view = await res.json();
-  const time = (ms) => (ms === null || ms === undefined ? "-" : new Date(ms).toISOString());
   fillTable($("sessions"), view.sessions.map((s) => [s.slot, s.node, time(s.since)]),
     "No session online.");
   fillTable($("slots"), view.slots.map((s) => [s.slot, s.unacked, time(s.oldest_unacked_ts),
@@ -308,6 +307,7 @@ async function lookup(event) {
 async function pushTest() {
   const status = $("push-status");
   const marker = "console-" + Date.now();
+  $("push-open").hidden = true;
   const res = await api("/push", {
     method: "POST",
     headers: Object.assign({ "content-type": "application/json" }, headers()),
@@ -320,12 +320,14 @@ async function pushTest() {
     status.textContent = "Push refused: " + (await errorText(res));
     return;
   }
+  lastPushId = (await res.json()).push_id || "";
+  $("push-open").hidden = !lastPushId;
   const found = (await lastMessages()).find((m) => m.data && m.data.console_test === marker);
   if (!found) {
     status.textContent = "Pushed, but not found in the queue.";
     return;
   }
-  status.textContent = "Message #" + found.id + " stored; waiting for slot " + slot() + " to acknowledge it.";
+  status.textContent = "Message #" + found.id + " (push " + lastPushId + ") stored; waiting for slot " + slot() + " to acknowledge it.";
   await lookup();
   const deadline = Date.now() + 60000;
   while (Date.now() < deadline) {
@@ -341,6 +343,77 @@ async function pushTest() {
   status.textContent = "Message #" + found.id + " is not acknowledged yet (is the client online?).";
 }
 
+// ---- pushes ---------------------------------------------------------------------------
+
+const PUSH_PAGE = 100; // recipients per page of GET /push/:id
+let lastPushId = ""; // the push id of the client page's last test message
+let pushNext = null; // the `after` cursor of the next page, when there is one
+
+function time(ms) {
+  return ms === null || ms === undefined ? "-" : new Date(ms).toISOString();
+}
+
+// Reads one page of the push's status (GET /push/:id); the first page replaces the table.
+async function pushPage(first) {
+  const id = $("push-id").value.trim();
+  let path = "/push/" + encodeURIComponent(id) + "?slot=" + Number($("push-slot").value || 0) +
+    "&limit=" + PUSH_PAGE;
+  if (!first && pushNext !== null) path += "&after=" + encodeURIComponent(pushNext);
+  const res = await api(path);
+  if (res.status !== 200) throw new Error(await errorText(res));
+  const st = await res.json();
+  $("push-meta").textContent = "Push " + st.push_id + ", stored " + time(st.ts) + ", expires " +
+    time(st.expires_at) + "; slot " + st.slot + ".";
+  const s = st.summary;
+  fillTable($("push-summary"), [[st.recipients, s.stored, s.delivered, s.acked, s.expired,
+    s.recalled]], "");
+  const rows = st.entries.map((e) => [e.client, "#" + e.id, e.state, time(e.delivered_at),
+    time(e.acked_at)]);
+  const body = $("push-entries").querySelector("tbody");
+  if (first) fillTable($("push-entries"), rows, "No recipient.");
+  else for (const r of rows) {
+    const tr = document.createElement("tr");
+    for (const c of r) tr.appendChild(document.createElement("td")).textContent = String(c);
+    body.appendChild(tr);
+  }
+  pushNext = st.next === undefined ? null : st.next;
+  $("push-more").hidden = pushNext === null;
+  $("push-recall").disabled = false;
+}
+
+async function pushLookup(event) {
+  if (event) event.preventDefault();
+  $("push-error").textContent = "";
+  $("push-recall").disabled = true;
+  try {
+    await pushPage(true);
+  } catch (e) {
+    if (e.message !== "unauthorized") $("push-error").textContent = e.message;
+  }
+}
+
+// DELETE /push/:id after a confirmation: every copy not yet acknowledged is recalled.
+async function pushRecall() {
+  const id = $("push-id").value.trim();
+  if (!window.confirm("Recall push " + id + "? Copies not yet acknowledged will not be delivered.")) return;
+  const res = await api("/push/" + encodeURIComponent(id), { method: "DELETE" });
+  if (res.status !== 200) {
+    $("push-error").textContent = "Recall refused: " + (await errorText(res));
+    return;
+  }
+  const r = await res.json();
+  await pushLookup();
+  $("push-error").textContent = "";
+  $("push-meta").textContent += " Recalled: " + r.recalled + " copies; already acknowledged: " +
+    r.already_acked + ".";
+}
+
+function openPush(id) {
+  $("push-id").value = id;
+  openPage("pushes");
+  pushLookup();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", login);
   $("lookup-form").addEventListener("submit", lookup);
@@ -348,6 +421,14 @@ document.addEventListener("DOMContentLoaded", () => {
     $("push-status").textContent = e.message;
   }));
   $("logout").addEventListener("click", () => logout(""));
+  $("push-form").addEventListener("submit", pushLookup);
+  $("push-recall").addEventListener("click", () => pushRecall().catch((e) => {
+    $("push-error").textContent = e.message;
+  }));
+  $("push-more").addEventListener("click", () => pushPage(false).catch((e) => {
+    $("push-error").textContent = e.message;
+  }));
+  $("push-open").addEventListener("click", () => openPush(lastPushId));
   for (const b of document.querySelectorAll("nav button[data-page]")) {
     b.addEventListener("click", () => openPage(b.dataset.page));
   }

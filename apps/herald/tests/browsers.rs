@@ -270,7 +270,8 @@ fn chromium_from_another_origin_receives_acknowledges_and_gets_nothing_twice() {
 /// the tab's session storage and shows the overview's charts; the client page shows a
 /// message pushed to a connected client as formatted JSON, the client's session online and
 /// its queue per slot, and a test message pushed from the page is followed until the client
-/// acknowledges it. The screenshots go to the test's
+/// acknowledges it; the Pushes page shows that push's receipts, and recalls another. The
+/// screenshots go to the test's
 /// directory, or to docs/ with `HERALD_UPDATE_SCREENSHOTS=1` (how docs/console-*.png are
 /// made).
 #[test]
@@ -307,6 +308,17 @@ fn the_console_logs_in_shows_charts_and_follows_a_clients_messages() {
     ));
     assert_eq!(pushed.status, 200, "{:?}", pushed.body);
     assert_eq!(client.messages(1).len(), 1);
+    // A push to this client and two that never connect: the page recalls it.
+    let mixed = async_std::task::block_on(herald_it::push_keyed(
+        &h.api,
+        "console-key",
+        json!({
+            "send_id": "billing", "channel": ["invoice"],
+            "recv_id": ["console-user", "offline-1", "offline-2"], "data": {"reminder": 1},
+        }),
+    ));
+    assert_eq!(mixed.status, 200, "{:?}", mixed.body);
+    assert_eq!(client.messages(1).len(), 1);
 
     let screenshots = if std::env::var_os("HERALD_UPDATE_SCREENSHOTS").is_some() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
@@ -320,6 +332,7 @@ fn the_console_logs_in_shows_charts_and_follows_a_clients_messages() {
             "key": "console-key",
             "client": "console-user",
             "marker": marker,
+            "mixed_push": mixed.body["push_id"],
             "chromium": chromium,
             "screenshots": screenshots,
         }),
@@ -358,14 +371,57 @@ fn the_console_logs_in_shows_charts_and_follows_a_clients_messages() {
     assert_eq!(sessions[0][1], "console-node", "{out:#}");
     assert_eq!(
         out["slots_before"],
-        json!([["0", "0", "-", "#1"]]),
+        json!([["0", "0", "-", "#2"]]),
         "{out:#}"
     );
     assert_eq!(
         out["slots_after"],
-        json!([["0", "0", "-", "#2"]]),
+        json!([["0", "0", "-", "#3"]]),
         "{out:#}"
     );
-    assert!(screenshots.join("console-overview.png").exists());
-    assert!(screenshots.join("console-client.png").exists());
+    // The Pushes page: the test message's push, acknowledged by its one recipient; then the
+    // mixed push recalled from the page: one copy already acknowledged, two recalled.
+    let test_push = &out["test_push"];
+    assert_eq!(
+        test_push["summary"],
+        json!([["1", "0", "0", "1", "0", "0"]]),
+        "{out:#}"
+    );
+    assert_eq!(test_push["entries"][0][0], "console-user", "{out:#}");
+    assert_eq!(test_push["entries"][0][2], "acked", "{out:#}");
+    let states = |rows: &Value| -> Vec<(String, String)> {
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().into(), r[2].as_str().unwrap().into()))
+            .collect()
+    };
+    let pair = |c: &str, s: &str| (c.to_owned(), s.to_owned());
+    assert_eq!(
+        states(&out["mixed_before"]),
+        [
+            pair("console-user", "acked"),
+            pair("offline-1", "stored"),
+            pair("offline-2", "stored")
+        ],
+        "{out:#}"
+    );
+    assert_eq!(
+        states(&out["mixed_after"]),
+        [
+            pair("console-user", "acked"),
+            pair("offline-1", "recalled"),
+            pair("offline-2", "recalled")
+        ],
+        "{out:#}"
+    );
+    assert!(
+        out["recall_meta"]
+            .as_str()
+            .is_some_and(|m| m.contains("Recalled: 2 copies; already acknowledged: 1.")),
+        "{out:#}"
+    );
+    for page in ["overview", "client", "pushes"] {
+        assert!(screenshots.join(format!("console-{page}.png")).exists());
+    }
 }
