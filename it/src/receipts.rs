@@ -271,6 +271,43 @@ pub async fn recall_before_connect(t: &Target<'_>) {
     );
 }
 
+/// A recall reaches a copy the session already holds: with `connector.window` 1 (the node's
+/// setting), a client that has not acknowledged its first message is sent nothing more, so a
+/// second push waits in its session (or its queue). Recalled then, it is never delivered,
+/// even once the first is acknowledged; a later push still is.
+pub async fn recall_of_a_held_copy(t: &Target<'_>) {
+    let r = t.client("held");
+    let mut c = t.connect(&r, true);
+    pushed(t.apis[0], body(&[&r], json!({"n": "first"}))).await;
+    let first = c.messages(1);
+    assert_eq!(first[0]["data"], json!({"n": "first"}), "{first:?}");
+    let held = pushed(t.apis[0], body(&[&r], json!({"n": "held"}))).await;
+    // The session knows of it (a notification, or a read) before the recall.
+    status_until(t.apis[1], &held, "the held copy stored", |st| {
+        entry(st, &r)["state"] == "stored"
+    })
+    .await;
+    let a = http("DELETE", &format!("{}/push/{held}", t.apis[1]), None, &[]).await;
+    assert_eq!(
+        (a.status, &a.body),
+        (200, &json!({"ok": 1, "recalled": 1, "already_acked": 0}))
+    );
+    c.send(json!({"cmd": "ack"}));
+    c.wait_for("acked");
+    pushed(t.apis[0], body(&[&r], json!({"n": "later"}))).await;
+    let got = c.messages(1);
+    assert_eq!(
+        got[0]["data"],
+        json!({"n": "later"}),
+        "the recalled copy is skipped: {got:?}"
+    );
+    let st = status_until(t.apis[0], &held, "recalled", |st| {
+        entry(st, &r)["state"] == "recalled"
+    })
+    .await;
+    assert_eq!(entry(&st, &r)["delivered_at"], Value::Null, "{st}");
+}
+
 /// A copy whose time to live runs out unreceived is `expired`.
 pub async fn ttl_runs_out(t: &Target<'_>) {
     let r = t.client("ttl");

@@ -38,6 +38,14 @@ async fn a_recall_before_connect_is_never_received() {
 }
 
 #[async_std::test]
+async fn a_recall_reaches_a_copy_the_session_holds() {
+    let _ = test_env();
+    let dir = TempDir::new("receipts-held");
+    let h = Herald::start(&dir.0, &["--window", "1"]);
+    receipts::recall_of_a_held_copy(&target(&h, "one")).await;
+}
+
+#[async_std::test]
 async fn a_copy_whose_ttl_runs_out_is_expired() {
     let dir = TempDir::new("receipts-ttl");
     let h = Herald::start(&dir.0, &[]);
