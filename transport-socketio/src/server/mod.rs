@@ -40,6 +40,13 @@ mod socket;
 use session::{EventSink, Session};
 pub use socket::{Connection, EmitError, Event, Handshake, Pending, ServerConfig, Socket};
 
+
+/// A WebSocket's read buffer, bytes: what an idle connection keeps for reading. Clients send
+/// small frames (pings, acknowledgements, a few dozen bytes); a larger frame is read in
+/// several reads and grows the buffer for that connection. Tungstenite's default (128 KiB)
+/// would be most of an idle connection's memory (at 512, the buffer was 10% of its heap).
+const WS_READ_BUFFER: usize = 128;
+
 /// One input of a session task.
 enum SessionInput {
     /// Packets from the client (over whichever transport).
@@ -489,10 +496,8 @@ impl SocketIo {
                 log::debug!("websocket upgrade did not complete");
                 return;
             };
-            // A small read buffer: the default (128 KiB) is what an idle connection would
-            // cost in memory. It grows when a large message arrives.
             let config = WebSocketConfig::default()
-                .read_buffer_size(512)
+                .read_buffer_size(WS_READ_BUFFER)
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));
             let ws = WebSocketStream::from_raw_socket(conn, Role::Server, Some(config)).await;
