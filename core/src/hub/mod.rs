@@ -312,11 +312,14 @@ impl Hub {
             .entry((client.clone(), identity.slot))
             .or_default()
             .push(conn);
-        self.clients
+        let conns = &mut self
+            .clients
             .entry(client.clone())
             .or_insert_with(ClientEntry::new)
-            .conns
-            .insert(conn);
+            .conns;
+        if let Err(at) = conns.binary_search(&conn) {
+            conns.insert(at, conn);
+        }
         if self.hold(client) {
             self.request_claim(conn, false);
         }
@@ -484,7 +487,7 @@ impl Hub {
                 message,
             } => {
                 let conns = match self.clients.get(&client) {
-                    Some(e) => sorted(e.conns.iter().copied()),
+                    Some(e) => e.conns.clone(),
                     None => return,
                 };
                 self.wake(&client);
@@ -561,7 +564,7 @@ impl Hub {
         let Some(e) = self.clients.get(client) else {
             return;
         };
-        for conn in sorted(e.conns.iter().copied()) {
+        for conn in e.conns.clone() {
             if let Some(s) = self.sessions.get_mut(&conn) {
                 s.buffer.retain(|m| m.push != Some(push));
             }

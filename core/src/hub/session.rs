@@ -394,7 +394,7 @@ impl Hub {
             }
         }
         if let Some(entry) = self.clients.get_mut(&s.client) {
-            entry.conns.remove(&conn);
+            entry.conns.retain(|c| *c != conn);
         }
         if let Some(generation) = s.generation {
             // Its entry in the broker's registry of sessions online goes (if still its own). A

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use super::session::Phase;
 use super::timers::Timer;
-use super::{Hub, Purpose, sorted};
+use super::{Hub, Purpose};
 use crate::ids::ClientId;
 use crate::io::{BrokerOp, ConnId, Output, WatchId};
 
@@ -29,8 +29,9 @@ pub(super) enum Sub {
 /// and watchers) and the subscription's state.
 #[derive(Debug)]
 pub(super) struct ClientEntry {
-    /// Its sessions on this node.
-    pub(super) conns: HashSet<ConnId>,
+    /// Its sessions on this node, in order (a client has one or a few: a list costs an
+    /// idle connection less than a set).
+    pub(super) conns: Vec<ConnId>,
     /// Its watchers on this node (ordered: they are woken in a fixed order).
     pub(super) watchers: BTreeSet<WatchId>,
     pub(super) sub: Sub,
@@ -41,7 +42,7 @@ pub(super) struct ClientEntry {
 impl ClientEntry {
     pub(super) fn new() -> ClientEntry {
         ClientEntry {
-            conns: HashSet::new(),
+            conns: Vec::new(),
             watchers: BTreeSet::new(),
             sub: Sub::Unsubscribed,
             failures: 0,
@@ -163,7 +164,7 @@ impl Hub {
         let Some(entry) = self.clients.get(&client) else {
             return;
         };
-        let conns = sorted(entry.conns.iter().copied());
+        let conns = entry.conns.clone();
         for conn in conns {
             if self
                 .sessions
