@@ -346,14 +346,70 @@ pub struct Claim {
     pub answer: Option<String>,
 }
 
-/// Every idempotency claim of a store.
-#[derive(Debug, Default)]
+/// How many idempotency keys an [`IdempotencyTable`] keeps by default (about 250 bytes each
+/// with a 36-character key).
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+/// Every idempotency claim of a store, up to a number of keys: beyond it the oldest claims are
+/// forgotten before their time to live (a retry with a forgotten key is stored again). Without
+/// a bound, a sender that keys every push (as it should) would keep a day of keys in memory.
+#[derive(Debug)]
 pub struct IdempotencyTable {
     /// Claims by key (ordered: compaction writes them in a stable order).
     pub claims: BTreeMap<String, Claim>,
+    /// At most this many claims are kept.
+    max_keys: usize,
+}
+
+impl Default for IdempotencyTable {
+    fn default() -> Self {
+        IdempotencyTable::with_max_keys(DEFAULT_MAX_KEYS)
+    }
 }
 
 impl IdempotencyTable {
+    /// A table that keeps at most `max_keys` claims.
+    pub fn with_max_keys(max_keys: usize) -> IdempotencyTable {
+        IdempotencyTable {
+            claims: BTreeMap::new(),
+            max_keys,
+        }
+    }
+
+    /// Forgets the oldest claims (by the time they were taken) while there are more than the
+    /// bound: down to 90% of it at once, so that the scan is paid once per tenth of the bound.
+    /// How many it forgot.
+    pub fn bound(&mut self) -> usize {
+        if self.claims.len() <= self.max_keys {
+            return 0;
+        }
+        let keep = self.max_keys - self.max_keys / 10;
+        let excess = self.claims.len() - keep;
+        let mut taken: Vec<u64> = self.claims.values().map(|c| c.taken_ms).collect();
+        let cut = *taken.select_nth_unstable(excess - 1).1;
+        // Everything taken before `cut`, then as many taken at `cut` as needed.
+        let mut left = excess;
+        for at_cut in [false, true] {
+            self.claims.retain(|_, c| {
+                let old = if at_cut {
+                    c.taken_ms == cut
+                } else {
+                    c.taken_ms < cut
+                };
+                if left > 0 && old {
+                    left -= 1;
+                    return false;
+                }
+                true
+            });
+        }
+        log::debug!(
+            "{excess} idempotency keys forgotten: more than {}",
+            self.max_keys
+        );
+        excess
+    }
+
     /// Claims `key` (see [`crate::ports::MessageStore::claim_idempotency`]); when the answer is
     /// [`IdempotencyClaim::Claimed`], the claim it made is returned too (to log it).
     pub fn claim(
@@ -381,8 +437,17 @@ impl IdempotencyTable {
             lease_ms: now_ms.saturating_add(millis(times.lease)),
             answer: None,
         };
-        self.claims.insert(key.to_owned(), claim.clone());
+        if self.claims.insert(key.to_owned(), claim.clone()).is_none() {
+            self.bound();
+        }
         (IdempotencyClaim::Claimed, Some(claim))
+    }
+
+    /// Puts back a claim read from a store's log (replay), within the bound.
+    pub fn restore(&mut self, key: String, claim: Claim) {
+        if self.claims.insert(key, claim).is_none() {
+            self.bound();
+        }
     }
 
     /// Finishes the claim of `key` with `answer`; whether there was one.
@@ -550,5 +615,33 @@ mod tests {
         assert!(book.records.is_empty());
         book.stored(ids.next(11), 0, 1_000, copies(25));
         assert_eq!(book.records.len(), 1);
+    }
+
+    #[test]
+    fn the_oldest_idempotency_keys_are_forgotten_beyond_the_bound() {
+        let mut t = IdempotencyTable::with_max_keys(20);
+        for n in 0..21u64 {
+            let key = format!("k{n:02}");
+            assert_eq!(
+                t.claim(&key, [1; 32], n, TIMES).0,
+                IdempotencyClaim::Claimed
+            );
+            assert!(t.finish(&key, "answer"));
+        }
+        // 21 keys, 20 allowed: down to 18, the three oldest gone.
+        assert_eq!(t.claims.len(), 18);
+        assert_eq!(t.claims.keys().next().map(String::as_str), Some("k03"));
+        assert_eq!(
+            t.claim("k00", [2; 32], 30, TIMES).0,
+            IdempotencyClaim::Claimed
+        );
+        let replay = IdempotencyClaim::Replay("answer".into());
+        assert_eq!(t.claim("k20", [1; 32], 30, TIMES).0, replay);
+        // Many claims taken in the same millisecond: exactly the excess goes.
+        let mut same = IdempotencyTable::with_max_keys(10);
+        for n in 0..11 {
+            same.claim(&format!("s{n}"), [1; 32], 5, TIMES);
+        }
+        assert_eq!(same.claims.len(), 9);
     }
 }

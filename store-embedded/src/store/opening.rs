@@ -623,9 +623,7 @@ pub(super) fn apply(
             }
             queues.mark_recalled(push);
         }
-        Record::Claim { key, claim } => {
-            queues.claims.claims.insert(key, claim);
-        }
+        Record::Claim { key, claim } => queues.claims.restore(key, claim),
         Record::Release { key } => {
             queues.claims.release(&key);
         }

@@ -40,7 +40,6 @@ mod socket;
 use session::{EventSink, Session};
 pub use socket::{Connection, EmitError, Event, Handshake, Pending, ServerConfig, Socket};
 
-
 /// A WebSocket's read buffer, bytes: what an idle connection keeps for reading. Clients send
 /// small frames (pings, acknowledgements, a few dozen bytes); a larger frame is read in
 /// several reads and grows the buffer for that connection. Tungstenite's default (128 KiB)
