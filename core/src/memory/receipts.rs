@@ -6,7 +6,8 @@ use crate::ports::StoreError;
 use crate::push_id::PushId;
 use crate::receipts::{IdempotencyClaim, IdempotencyTimes, PushStatus, RecallReport, Receipt};
 
-use super::{MemoryStore, Queue, lock};
+use super::lock;
+use super::store::{MemoryStore, Queue};
 
 /// Push records and idempotency claims.
 #[derive(Debug, Default)]
