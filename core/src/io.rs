@@ -142,7 +142,7 @@ pub enum StoreOp {
         /// The acknowledged ids.
         ids: Vec<MessageId>,
         /// Every id up to this one is acknowledged by the slot (see
-        /// [`MessageStore::ack_through`]).
+        /// [`MessageStore::ack_through`](crate::ports::MessageStore::ack_through)).
         through: MessageId,
     },
     /// `store.record_receipts(receipts)`, every receipt's `at_ms` set to the caller's wall

@@ -64,7 +64,7 @@ pub struct HubConfig {
     /// Longest retry delay.
     pub retry_max: Duration,
     /// A delivered batch not acknowledged within this time closes the session
-    /// ([`CloseReason::AckTimeout`]); `None` waits forever.
+    /// ([`CloseReason::AckTimeout`](crate::io::CloseReason::AckTimeout)); `None` waits forever.
     pub ack_timeout: Option<Duration>,
     /// How many times a failed acknowledgement write is retried before it is given up (the
     /// messages are then delivered again to a later session: at-least-once).
