@@ -79,8 +79,11 @@ mod ack;
 mod append;
 mod batch;
 mod clients;
+mod config;
+mod connect;
 mod memo;
 mod outbox;
+mod read;
 mod receipts;
 
 use std::sync::Arc;
@@ -89,80 +92,21 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use herald_core::{
     AppendResult, ClientId, Event, EventId, Message, MessageId, MessageStore, NewMessage, NodeId,
-    OutboxAdded, OutboxEntry, OutboxStats, Payload, PushId, Retention, RetentionReport, Runtime,
-    Slot, SlotBacklog, StoreError,
+    OutboxAdded, OutboxEntry, OutboxStats, PushId, Retention, RetentionReport, Runtime, Slot,
+    SlotBacklog, StoreError,
 };
 use mongodb::bson::{Bson, DateTime, Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Collection, Database, IndexModel};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use mongodb::{Collection, Database};
+use tokio::sync::Semaphore;
 
 use crate::ack::AckReq;
 use crate::append::{AppendAnswer, AppendReq, Counters};
 use crate::batch::{Abandoned, Batcher};
 use crate::memo::PassedHoles;
+use crate::read::{GAP_POLL, Gap};
 
-/// Where the queues live and how long messages are kept.
-#[derive(Debug, Clone)]
-pub struct MongoConfig {
-    /// The connection string (`mongodb://...`).
-    pub url: String,
-    /// The database holding `messages` and `counters`.
-    pub database: String,
-    /// The per-client cap and default time to live.
-    pub retention: Retention,
-    /// How long an id missing between stored messages may still be an insert under way (see
-    /// the crate docs). Longer than an insert can take; default 5 s.
-    pub settle: Duration,
-    /// How many clients' counters a node remembers (see the crate docs): a push to a client
-    /// it remembers costs no `find`. About 100 bytes each; default 100,000.
-    pub known_counters: usize,
-}
-
-impl MongoConfig {
-    /// Database `herald`, default retention.
-    pub fn new(url: impl Into<String>) -> MongoConfig {
-        MongoConfig {
-            url: url.into(),
-            database: "herald".into(),
-            retention: Retention::default(),
-            settle: Duration::from_secs(5),
-            known_counters: 100_000,
-        }
-    }
-
-    /// Remembers the counters of at most `n` clients (see the crate docs).
-    pub fn known_counters(mut self, n: usize) -> MongoConfig {
-        self.known_counters = n;
-        self
-    }
-
-    /// Waits at most `settle` for an id missing between stored messages (see the crate docs).
-    pub fn settle(mut self, settle: Duration) -> MongoConfig {
-        self.settle = settle;
-        self
-    }
-
-    /// Uses database `name`.
-    pub fn database(mut self, name: impl Into<String>) -> MongoConfig {
-        self.database = name.into();
-        self
-    }
-
-    /// Keeps messages per `retention`.
-    pub fn retention(mut self, retention: Retention) -> MongoConfig {
-        self.retention = retention;
-        self
-    }
-}
-
-/// Why the store could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum MongoError {
-    /// The driver failed (bad URL, unreachable server, refused command).
-    #[error("mongodb: {0}")]
-    Driver(#[from] mongodb::error::Error),
-}
+pub use config::{MongoConfig, MongoError};
+pub use connect::message_indexes;
 
 /// Queues in MongoDB. Cheap to clone (the driver's client and the batch queues are shared:
 /// clones coalesce their writes together).
@@ -232,106 +176,6 @@ fn int(doc: &Document, key: &str) -> Option<i64> {
         Bson::Int64(n) => Some(*n),
         Bson::Double(f) if f.fract() == 0.0 => Some(*f as i64),
         _ => None,
-    }
-}
-
-fn to_message(doc: &Document) -> Result<Message, StoreError> {
-    let bad = |what: &str| StoreError::Rejected(format!("malformed message document: {what}"));
-    let id = int(doc, "i").filter(|i| *i > 0).ok_or_else(|| bad("i"))?;
-    let from = doc.get_str("f").map_err(|_| bad("f"))?.to_owned();
-    let channel = doc
-        .get_array("ch")
-        .map_err(|_| bad("ch"))?
-        .iter()
-        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad("ch")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let data = Payload::from_json(doc.get_str("d").map_err(|_| bad("d"))?).map_err(|_| bad("d"))?;
-    let ts = doc
-        .get_datetime("t")
-        .map_err(|_| bad("t"))?
-        .timestamp_millis();
-    Ok(Message {
-        id: MessageId(id as u64),
-        from,
-        channel,
-        data,
-        ts: u64::try_from(ts).unwrap_or(0),
-        push: doc.get_str("p").ok().and_then(|p| PushId::parse(p).ok()),
-    })
-}
-
-/// The indexes of the `messages` collection: one message per client and id, the TTL index on
-/// the expiry, and the history order. Public so that a benchmark of the raw database (herald-bench
-/// `bound`) pays for the same indexes as the store.
-pub fn message_indexes() -> Vec<IndexModel> {
-    vec![
-        IndexModel::builder()
-            .keys(doc! {"c": 1, "i": 1})
-            .options(IndexOptions::builder().unique(true).build())
-            .build(),
-        IndexModel::builder()
-            .keys(doc! {"x": 1})
-            .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
-            .build(),
-        IndexModel::builder().keys(doc! {"c": 1, "t": 1}).build(),
-        // The copies of one push (status, receipts, recall).
-        IndexModel::builder().keys(doc! {"p": 1}).build(),
-    ]
-}
-
-impl MongoStore {
-    /// Connects and creates the indexes (idempotent). The store waits on `runtime`'s timer; the
-    /// driver needs a tokio context wherever the store's futures run.
-    ///
-    /// # Errors
-    /// [`MongoError`] when the URL is invalid or the server refuses the indexes.
-    pub async fn connect(
-        config: MongoConfig,
-        runtime: Arc<dyn Runtime>,
-    ) -> Result<MongoStore, MongoError> {
-        let mut options = ClientOptions::parse(&config.url).await?;
-        options.app_name = Some("herald".into());
-        if options.server_selection_timeout.is_none() {
-            options.server_selection_timeout = Some(Duration::from_secs(5));
-        }
-        let reads = options.max_pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1);
-        let client = Client::with_options(options)?;
-        let db = client.database(&config.database);
-        let messages = db.collection::<Document>("messages");
-        let counters = db.collection::<Document>("counters");
-        messages.create_indexes(message_indexes()).await?;
-        let pushes = db.collection::<Document>("pushes");
-        let idempotency = db.collection::<Document>("idempotency");
-        pushes.create_index(receipts::receipt_indexes()).await?;
-        idempotency
-            .create_index(receipts::receipt_indexes())
-            .await?;
-        let outbox = db.collection::<Document>("outbox");
-        outbox.create_indexes(outbox::outbox_indexes()).await?;
-        log::info!(
-            "mongodb store ready: database {} (cap {}, ttl {}s)",
-            config.database,
-            config.retention.cap,
-            config.retention.ttl.as_secs()
-        );
-        Ok(MongoStore {
-            db,
-            messages,
-            counters,
-            counters_seen: Arc::new(Counters::new(config.known_counters)),
-            retention: config.retention,
-            settle: config.settle,
-            appends: Arc::new(Batcher::new()),
-            acks: Arc::new(Batcher::new()),
-            counter_reads: Arc::new(Batcher::new()),
-            reads: Arc::new(Semaphore::new(reads as usize)),
-            passed_holes: Arc::new(PassedHoles::default()),
-            runtime,
-            pushes,
-            idempotency,
-            receipts: Arc::new(Batcher::new()),
-            outbox,
-        })
     }
 }
 
@@ -601,183 +445,6 @@ impl MessageStore for MongoStore {
 
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         self.outbox_stats_impl().await
-    }
-}
-
-/// The driver's connection pool size when the URL sets no `maxPoolSize` (the driver's own
-/// default).
-const DEFAULT_POOL_SIZE: u32 = 10;
-
-/// How often a read waiting for a missing id looks again.
-const GAP_POLL: Duration = Duration::from_millis(20);
-
-/// What [`MongoStore::young_gap`] found among the ids of a read.
-enum Gap {
-    /// The ids follow the cursor without a hole: the read stands as it is.
-    Contiguous,
-    /// Every id up to `hi` is stored (acknowledged ones fill the holes of the read).
-    Settled { hi: i64 },
-    /// `missing` (below `hi`) is not stored, and what follows it is young: it may be an insert
-    /// still under way.
-    Young { missing: i64, hi: i64 },
-}
-
-impl MongoStore {
-    /// Whether `messages` (unacknowledged ones after `after`, in id order) may skip an id
-    /// that is still on its way: one not below the retention cap, not stored at all
-    /// (acknowledged or not), and followed by a message stored less than `settle` before
-    /// `now_ms`.
-    async fn young_gap(
-        &self,
-        client: &ClientId,
-        after: i64,
-        last_id: i64,
-        messages: &[Message],
-        now_ms: u64,
-    ) -> Result<Gap, StoreError> {
-        let Some(last) = messages.last() else {
-            return Ok(Gap::Contiguous);
-        };
-        let hi = i64::try_from(last.id.0).unwrap_or(i64::MAX);
-        let span = |lo: i64| u64::try_from(hi.saturating_sub(lo)).unwrap_or(0);
-        // The common case: contiguous ids right after the cursor.
-        if messages.len() as u64 == span(after) {
-            return Ok(Gap::Contiguous);
-        }
-        // Ids at or below the cap's floor are gone by retention, never on their way (`last_id`
-        // was read before the messages: the floor can only have risen since, by pushes after
-        // the read, whose ids are above it anyway).
-        let cap = i64::try_from(self.retention.cap).unwrap_or(i64::MAX);
-        let lo = after.max(last_id.saturating_sub(cap));
-        let range = doc! {"c": client.as_str(), "i": {"$gt": lo, "$lte": hi}};
-        // Acknowledged (or expired, not yet removed) messages fill the rest of the range?
-        let stored = self
-            .messages
-            .count_documents(range.clone())
-            .await
-            .map_err(unavailable)?;
-        if stored >= span(lo) {
-            return Ok(Gap::Settled { hi });
-        }
-        // Some id is missing: find the first whose successor is young.
-        let mut cursor = self
-            .messages
-            .find(range)
-            .projection(doc! {"i": 1, "t": 1, "_id": 0})
-            .sort(doc! {"i": 1})
-            .await
-            .map_err(unavailable)?;
-        let settle_ms = u64::try_from(self.settle.as_millis()).unwrap_or(u64::MAX);
-        let mut expected = lo + 1;
-        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
-            let Some(id) = int(&doc, "i") else { continue };
-            if id > expected {
-                let stored_at = doc
-                    .get_datetime("t")
-                    .map_or(0, |t| u64::try_from(t.timestamp_millis()).unwrap_or(0));
-                if now_ms.saturating_sub(stored_at) < settle_ms {
-                    return Ok(Gap::Young {
-                        missing: expected,
-                        hi,
-                    });
-                }
-            }
-            expected = id + 1;
-        }
-        Ok(Gap::Settled { hi })
-    }
-
-    /// `client`'s last id, `slot`'s mark (0 when absent), and whether the counter exists
-    /// without a mark of `slot`. Concurrent reads of one node share one `find` (see
-    /// `counter_reads`).
-    async fn counter(&self, client: &ClientId, slot: Slot) -> Result<(i64, i64, bool), StoreError> {
-        let counter = self
-            .counter_reads
-            .submit(client.clone(), |batch| self.read_counter_batch(batch))
-            .await
-            .map_err(abandoned)??;
-        let Some(counter) = counter else {
-            return Ok((0, 0, false));
-        };
-        let mark = counter
-            .get_document("m")
-            .ok()
-            .and_then(|m| int(m, &slot.get().to_string()));
-        Ok((
-            int(&counter, "n").unwrap_or(0),
-            mark.unwrap_or(0),
-            mark.is_none(),
-        ))
-    }
-
-    /// The counters of a batch of reads (each client's document, or `None`), one `find` per
-    /// [`append::CHUNK`] clients.
-    async fn read_counter_batch(
-        &self,
-        clients: Vec<ClientId>,
-    ) -> Vec<Result<Option<Document>, StoreError>> {
-        let mut answers = Vec::with_capacity(clients.len());
-        for chunk in clients.chunks(append::CHUNK) {
-            let ids: Vec<&str> = chunk.iter().map(ClientId::as_str).collect();
-            match self.read_counters_by_id(&ids).await {
-                // A client may be asked for more than once (its sessions on several slots).
-                Ok(found) => answers.extend(ids.iter().map(|c| Ok(found.get(*c).cloned()))),
-                Err(e) => answers.extend(ids.iter().map(|_| Err(e.clone()))),
-            }
-        }
-        answers
-    }
-
-    /// The counter documents (`n` and the marks) of `ids`, by client.
-    pub(crate) async fn read_counters_by_id(
-        &self,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, Document>, StoreError> {
-        let n = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-        let mut cursor = self
-            .counters
-            .find(doc! {"_id": {"$in": ids}})
-            .projection(doc! {"n": 1, "m": 1})
-            // One reply: a batch exactly as large as the result would leave a cursor open.
-            .limit(n)
-            .batch_size(u32::try_from(ids.len() + 1).unwrap_or(u32::MAX))
-            .await
-            .map_err(unavailable)?;
-        let mut out = std::collections::HashMap::with_capacity(ids.len());
-        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
-            if let Ok(id) = doc.get_str("_id") {
-                out.insert(id.to_owned(), doc);
-            }
-        }
-        Ok(out)
-    }
-
-    /// A turn to read: waits while as many reads as the pool holds are under way. Every
-    /// query of a read ([`MongoStore::find`], [`MongoStore::young_gap`]) runs within one.
-    async fn reading(&self) -> Result<SemaphorePermit<'_>, StoreError> {
-        self.reads
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))
-    }
-
-    async fn find(&self, filter: Document, limit: usize) -> Result<Vec<Message>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new()); // MongoDB would read a limit of 0 as "no limit"
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut cursor = self
-            .messages
-            .find(filter)
-            .sort(doc! {"i": 1})
-            .limit(limit)
-            .await
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
-            out.push(to_message(&doc)?);
-        }
-        Ok(out)
     }
 }
 
