@@ -5,7 +5,8 @@
 # herald-bench and the receiver on core 1. One JSON line per run: delivered/s, p99, server
 # CPU, and with webhooks on the events the receiver verified and the outbox left at the end.
 #
-# Usage: scripts/bench/webhooks.sh   (env: REPS=3, RATE=150, target/release built)
+# Usage: scripts/bench/webhooks.sh   (env: REPS=3, RATE=150, HOOK_TOML="batch_max = 1000"
+# for more keys of the [webhook] section; target/release built)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 REPS=${REPS:-3}
@@ -15,7 +16,7 @@ BENCH=$ROOT/target/release/herald-bench
 CLI=$ROOT/target/release/herald-cli
 PORT=${BASE_PORT:-22100}
 WORK=$(mktemp -d /tmp/herald-webhooks.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 
 run() {
   local mode=$1
@@ -24,7 +25,8 @@ run() {
   : > "$cfg"
   if [ "$mode" = on ]; then
     cfg=$WORK/on-$PORT.toml
-    printf '[webhook]\nurl = "http://127.0.0.1:%s/hook"\nsecret = "hook-secret"\n' "$hook" > "$cfg"
+    printf '[webhook]\nurl = "http://127.0.0.1:%s/hook"\nsecret = "hook-secret"\n%s\n' "$hook" \
+      "${HOOK_TOML:-}" > "$cfg"
     taskset -c 1 "$CLI" webhook-listen --secret hook-secret --port "$hook" > "$WORK/events-$PORT" 2>/dev/null &
     lpid=$!
   fi
@@ -42,8 +44,11 @@ run() {
   kill -INT $pid; wait $pid 2>/dev/null || true
   if [ -n "$lpid" ]; then
     kill $lpid; wait $lpid 2>/dev/null || true
+    local unique
+    unique=$(jq -r .id "$WORK/events-$PORT" | sort -u | wc -l)
     line=$(echo "$line" | jq -c --argjson n "$(wc -l < "$WORK/events-$PORT")" \
-      --arg depth "${depth:-?}" '. + {events_received:$n, outbox_left:$depth}')
+      --argjson u "$unique" --arg depth "${depth:-?}" \
+      '. + {events_received:$n, distinct_events:$u, outbox_left:$depth}')
   fi
   echo "$mode $line"
 }

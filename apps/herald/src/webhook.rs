@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use async_std::io::ReadExt;
+
 use herald_core::webhook::{SIGNATURE_HEADER, batch_body, sign};
 use herald_core::{
     Event, EventKind, MessageStore, NodeId, OutboxEntry, Receipt, ReceiptKind, StoreError,
@@ -247,8 +249,12 @@ enum Outcome {
     Failed(String),
 }
 
+/// The most of an answer's body the sender reads (and drops); a longer one costs the pooled
+/// connections (see [`post`]).
+const MAX_ANSWER: usize = 64 << 10;
+
 /// POSTs `body` signed.
-async fn post(client: &surf::Client, cfg: &WebhookConfig, body: String) -> Outcome {
+async fn post(client: &mut surf::Client, cfg: &WebhookConfig, body: String) -> Outcome {
     let (Some(url), Some(secret)) = (&cfg.url, &cfg.secret) else {
         return Outcome::Failed("webhooks are off".into());
     };
@@ -259,11 +265,32 @@ async fn post(client: &surf::Client, cfg: &WebhookConfig, body: String) -> Outco
         .header("user-agent", concat!("herald/", env!("CARGO_PKG_VERSION")))
         .body_string(body)
         .build();
-    match async_std::future::timeout(cfg.timeout, client.send(req)).await {
+    let exchange = async {
+        let mut res = client.send(req).await?;
+        // The answer is read to its end (and dropped) before its connection goes back to the
+        // pool: a body left unread would be taken for the start of the next answer on it.
+        let mut sink = Vec::new();
+        let read = (&mut res)
+            .take(MAX_ANSWER as u64 + 1)
+            .read_to_end(&mut sink)
+            .await?;
+        Ok::<_, surf::Error>((res.status(), read > MAX_ANSWER))
+    };
+    match async_std::future::timeout(cfg.timeout, exchange).await {
         Err(_) => Outcome::Failed(format!("no answer within {:?}", cfg.timeout)),
         Ok(Err(e)) => Outcome::Failed(e.to_string()),
-        Ok(Ok(res)) if res.status().is_success() => Outcome::Sent,
-        Ok(Ok(res)) => Outcome::Failed(format!("answered {}", res.status())),
+        Ok(Ok((status, too_long))) => {
+            if too_long {
+                // Its connection still holds the rest: a new client, so it is never reused.
+                log::warn!("webhooks: an answer longer than {MAX_ANSWER} bytes was cut off");
+                *client = surf::Client::new();
+            }
+            if status.is_success() {
+                Outcome::Sent
+            } else {
+                Outcome::Failed(format!("answered {status}"))
+            }
+        }
     }
 }
 
@@ -279,7 +306,7 @@ pub async fn run_sender<S: MessageStore>(webhooks: Arc<Webhooks>, store: Arc<S>,
         cfg.events.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         redacted(url)
     );
-    let client = surf::Client::new();
+    let mut client = surf::Client::new();
     let m = &webhooks.metrics.webhook;
     let mut last_stats = 0u64;
     loop {
@@ -308,7 +335,7 @@ pub async fn run_sender<S: MessageStore>(webhooks: Arc<Webhooks>, store: Arc<S>,
         };
         let full = leased.len() >= cfg.batch_max;
         if !leased.is_empty() {
-            send_batch(&client, &webhooks, &*store, now, leased).await;
+            send_batch(&mut client, &webhooks, &*store, now, leased).await;
         }
         if !full {
             async_std::task::sleep(cfg.batch_delay).await;
@@ -319,7 +346,7 @@ pub async fn run_sender<S: MessageStore>(webhooks: Arc<Webhooks>, store: Arc<S>,
 /// Sends one leased batch: drops the events past their age, POSTs the others, and marks them
 /// sent or reschedules them.
 async fn send_batch<S: MessageStore>(
-    client: &surf::Client,
+    client: &mut surf::Client,
     webhooks: &Webhooks,
     store: &S,
     now: u64,

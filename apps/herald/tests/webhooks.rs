@@ -34,14 +34,23 @@ struct Got {
 struct Receiver {
     got: Arc<Mutex<Vec<Got>>>,
     status: Arc<AtomicU16>,
+    /// The body of every answer (most receivers answer one).
+    body: &'static str,
 }
 
 impl Receiver {
-    /// Starts it on `port` answering `status`, and waits until it accepts connections.
+    /// Starts it on `port` answering `status` with no body, and waits until it accepts
+    /// connections.
     async fn start(port: u16, status: u16) -> Receiver {
+        Receiver::answering(port, status, "").await
+    }
+
+    /// Starts it on `port` answering `status` with `body`.
+    async fn answering(port: u16, status: u16, body: &'static str) -> Receiver {
         let r = Receiver {
             got: Arc::default(),
             status: Arc::new(AtomicU16::new(status)),
+            body,
         };
         let mut app = tide::with_state(r.clone());
         app.at("/hook")
@@ -57,7 +66,12 @@ impl Receiver {
                     body,
                     status,
                 });
-                Ok(tide::Response::new(status))
+                let mut res = tide::Response::new(status);
+                if !req.state().body.is_empty() {
+                    res.set_content_type("application/json");
+                    res.set_body(req.state().body);
+                }
+                Ok(res)
             });
         async_std::task::spawn(app.listen(format!("127.0.0.1:{port}")));
         assert!(
@@ -454,4 +468,60 @@ fn receive_and_ack(node: &Herald, client: &str) -> u64 {
     c.send(serde_json::json!({"cmd": "ack"}));
     c.wait_for("acked");
     got[0]["id"].as_u64().unwrap()
+}
+
+/// A receiver that answers with a body (as most do) gets every event once: the sender reads
+/// each answer to its end before its connection carries the next request. It used to leave
+/// the body unread, so the next answer on that connection failed to parse ("invalid HTTP
+/// version"), and every other batch was sent twice.
+#[async_std::test]
+async fn a_receiver_answering_with_a_body_gets_every_event_once() {
+    events_once_with_answer("answer-body", r#"{"ok":true,"received":"thanks"}"#).await;
+}
+
+/// An answer longer than the sender reads (64 KiB) is cut off, and its connection is not
+/// used again.
+#[async_std::test]
+async fn a_receiver_answering_a_long_body_gets_every_event_once() {
+    events_once_with_answer("answer-long", String::leak("x".repeat(200_000))).await;
+}
+
+/// 40 recalled events in batches of at most 10 to a receiver answering `body`: each arrives
+/// once, no attempt fails.
+async fn events_once_with_answer(tag: &str, body: &'static str) {
+    let _ = herald_it::test_env();
+    let dir = TempDir::new(&format!("webhooks-{tag}"));
+    let port = free_port().unwrap();
+    let cfg = config(&dir, port, "events = [\"recalled\"]\n");
+    let receiver = Receiver::answering(port, 200, body).await;
+    let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
+    let clients: Vec<String> = (0..40).map(|i| format!("{tag}-{i}")).collect();
+    let names: Vec<&str> = clients.iter().map(String::as_str).collect();
+    let push_id = push_to(&node, &names).await;
+    let recall =
+        herald_it::http("DELETE", &format!("{}/push/{push_id}", node.api), None, &[]).await;
+    assert_eq!(recall.body["recalled"], 40, "{}", recall.body);
+    // At least four requests, on kept-alive connections.
+    assert!(
+        poll_until(WAIT, async || receiver.delivered().len() == 40).await,
+        "40 recalled events: {} arrived",
+        receiver.delivered().len()
+    );
+    assert!(
+        receiver.got().len() >= 4,
+        "{} requests",
+        receiver.got().len()
+    );
+    assert_eq!(
+        metric(&node.api, "herald_webhook_failed_attempts_total").await,
+        Some(0.0),
+        "no attempt failed"
+    );
+    let twice: Vec<_> = receiver
+        .delivered()
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
