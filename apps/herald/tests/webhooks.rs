@@ -90,6 +90,15 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
+    /// The ids of the events that came more than once in requests answered 2xx.
+    fn twice(&self) -> Vec<String> {
+        self.delivered()
+            .into_iter()
+            .filter(|(_, (_, n))| *n > 1)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     /// The events of the requests answered 2xx, by id, with how often each came.
     fn delivered(&self) -> BTreeMap<String, (Value, usize)> {
         let mut out: BTreeMap<String, (Value, usize)> = BTreeMap::new();
@@ -311,13 +320,11 @@ async fn two_nodes_on_one_mongodb_never_send_an_event_twice() {
         added.len()
     );
     assert_all_arrived(&receiver, &added);
-    let twice: Vec<_> = receiver
-        .delivered()
-        .into_iter()
-        .filter(|(_, (_, n))| *n > 1)
-        .map(|(id, _)| id)
-        .collect();
-    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    assert!(
+        receiver.twice().is_empty(),
+        "sent twice: {:?}",
+        receiver.twice()
+    );
     let mut sent = 0.0;
     for n in &nodes {
         sent += metric(&n.api, "herald_webhook_events_sent_total")
@@ -517,11 +524,6 @@ async fn events_once_with_answer(tag: &str, body: &'static str) {
         Some(0.0),
         "no attempt failed"
     );
-    let twice: Vec<_> = receiver
-        .delivered()
-        .into_iter()
-        .filter(|(_, (_, n))| *n > 1)
-        .map(|(id, _)| id)
-        .collect();
+    let twice = receiver.twice();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
 }
