@@ -1,6 +1,6 @@
 #!/bin/sh
 # Writes the table of configuration keys in docs/configuration.md from their declarations
-# (apps/herald/src/config/keys.rs), between the "keys: begin" and "keys: end" markers.
+# (apps/herald/src/config/keys/), between the "keys: begin" and "keys: end" markers.
 # The test `the_docs_table_is_generated_from_the_declarations` checks it is up to date.
 set -eu
 cd "$(dirname "$0")/.."

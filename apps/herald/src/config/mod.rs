@@ -19,12 +19,13 @@ use crate::shutdown::ShutdownLimits;
 mod check;
 mod flags;
 mod keys;
+mod load;
 mod print;
 
 use check::check_cors_origins;
 pub use check::redact_url;
 pub use flags::Flags;
-use keys::{Initial, KEYS, Key, Kind};
+use keys::{Initial, KEYS};
 pub use print::{describe_keys, keys_markdown};
 
 /// A value from the environment or a flag, before it is checked against its key's kind.
@@ -285,74 +286,6 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Builds the configuration from the flags, the file they name (or `HERALD_CONFIG`) and
-    /// the given environment.
-    ///
-    /// # Errors
-    /// The first [`ConfigError`] found: unreadable file, unknown key, bad value, or a
-    /// combination refused (a non-loopback API address without a key).
-    pub fn load(
-        flags: &Flags,
-        env: &BTreeMap<String, String>,
-    ) -> Result<(Config, Vec<String>), ConfigError> {
-        let mut warnings = Vec::new();
-        let mut table = Table::new();
-        let mut sources: BTreeMap<&'static str, String> = BTreeMap::new();
-
-        let file = flags
-            .config
-            .clone()
-            .or_else(|| env.get("HERALD_CONFIG").map(PathBuf::from));
-        if let Some(path) = file {
-            let shown = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
-            let parsed: Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| ConfigError::File {
-                    path: shown.clone(),
-                    reason: e.message().to_string(),
-                })?;
-            flatten_file(&parsed, "", &mut table, &mut sources, &shown)?;
-        }
-
-        let known_env: Vec<&str> = KEYS.iter().map(|k| k.env).collect();
-        for (name, value) in env {
-            if let Some(key) = KEYS.iter().find(|k| k.env == name.as_str()) {
-                let raw = if key.kind == Kind::StrList {
-                    RawValue::List(value.split(',').map(|s| s.trim().to_owned()).collect())
-                } else {
-                    RawValue::Text(value.clone())
-                };
-                let v = key.convert(raw, &format!("environment variable {name}"))?;
-                table.insert(key.path.into(), v);
-                sources.insert(key.path, format!("environment variable {name}"));
-            } else if name.starts_with("HERALD_")
-                && name != "HERALD_CONFIG"
-                && !is_foreign_herald_var(name)
-                && !known_env.contains(&name.as_str())
-            {
-                warnings.push(format!(
-                    "ignoring unknown environment variable {name} (run `herald --print-keys`)"
-                ));
-            }
-        }
-
-        for (path, raw) in &flags.overrides {
-            let key = key(path);
-            let long = key.flag.as_ref().map_or(*path, |f| f.long);
-            let flag = format!("flag --{long}");
-            let v = key.convert(raw.clone(), &flag)?;
-            table.insert((*path).into(), v);
-            sources.insert(path, flag);
-        }
-
-        let config = Config::from_flat(&table, &sources)?;
-        Ok((config, warnings))
-    }
-
     /// Builds the configuration from checked, flattened key-values.
     fn from_flat(
         t: &Table,
@@ -648,19 +581,6 @@ fn webhook_config(
     Ok(c)
 }
 
-/// Variables with the `HERALD_` prefix that belong to Herald's tools, not to the server.
-fn is_foreign_herald_var(name: &str) -> bool {
-    [
-        "HERALD_IT_",
-        "HERALD_TEST_",
-        "HERALD_SIM_",
-        "HERALD_BENCH_",
-        "HERALD_CLI_",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
-}
-
 /// How an error names where a key's value came from.
 fn origin_text(origin: &str) -> String {
     if origin.is_empty() {
@@ -668,44 +588,6 @@ fn origin_text(origin: &str) -> String {
     } else {
         format!("from {origin}")
     }
-}
-
-fn key(path: &str) -> &'static Key {
-    KEYS.iter()
-        .find(|k| k.path == path)
-        .expect("flags only name declared keys")
-}
-
-/// Walks the file's tables, checking every key against [`KEYS`] and flattening to dotted paths.
-fn flatten_file(
-    t: &Table,
-    prefix: &str,
-    out: &mut Table,
-    sources: &mut BTreeMap<&'static str, String>,
-    file: &str,
-) -> Result<(), ConfigError> {
-    for (name, value) in t {
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
-        if let Value::Table(inner) = value {
-            if KEYS.iter().any(|k| k.path.starts_with(&format!("{path}."))) {
-                flatten_file(inner, &path, out, sources, file)?;
-                continue;
-            }
-            return Err(ConfigError::UnknownKey(path));
-        }
-        let Some(key) = KEYS.iter().find(|k| k.path == path) else {
-            return Err(ConfigError::UnknownKey(path));
-        };
-        let source = format!("file {file}");
-        let v = key.check(value.clone(), &source)?;
-        out.insert(key.path.into(), v);
-        sources.insert(key.path, source);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -411,7 +411,7 @@ fn the_docs_table_is_generated_from_the_declarations() {
     assert_eq!(
         table,
         Some(keys_markdown().as_str()),
-        "docs/configuration.md's key table is not what the declarations in config/keys.rs give: \
+        "docs/configuration.md's key table is not what the declarations in config/keys/ give: \
          run scripts/config-docs.sh (it writes `herald --print-keys --markdown` between the \
          `keys: begin` and `keys: end` markers)"
     );
