@@ -23,6 +23,18 @@ pub struct EmbeddedConfig {
     /// in memory; beyond it the oldest pushes' records are forgotten (see
     /// [`herald_core::books::PushBook`]).
     pub receipts_max_copies: usize,
+    /// At most this many `Idempotency-Key` claims are kept in memory; beyond it the oldest
+    /// are forgotten (see [`herald_core::books::IdempotencyTable`]).
+    pub idempotency_max_keys: usize,
+}
+
+/// The in-memory bounds of the index of push records and idempotency claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// [`EmbeddedConfig::receipts_max_copies`].
+    pub(crate) receipts_max_copies: usize,
+    /// [`EmbeddedConfig::idempotency_max_keys`].
+    pub(crate) idempotency_max_keys: usize,
 }
 
 impl EmbeddedConfig {
@@ -55,6 +67,22 @@ impl EmbeddedConfig {
             compact_at: Self::COMPACT_AT,
             recover_damaged_log: false,
             receipts_max_copies: herald_core::books::DEFAULT_MAX_COPIES,
+            idempotency_max_keys: herald_core::books::DEFAULT_MAX_KEYS,
+        }
+    }
+
+    /// Sets how many idempotency claims are kept (see
+    /// [`EmbeddedConfig::idempotency_max_keys`]).
+    pub fn idempotency_max_keys(mut self, keys: usize) -> EmbeddedConfig {
+        self.idempotency_max_keys = keys;
+        self
+    }
+
+    /// The index's bounds.
+    pub(crate) fn bounds(&self) -> Bounds {
+        Bounds {
+            receipts_max_copies: self.receipts_max_copies,
+            idempotency_max_keys: self.idempotency_max_keys,
         }
     }
 

@@ -168,3 +168,35 @@ fn push_records_beyond_the_bound_are_forgotten_and_stay_forgotten_after_a_reopen
     let store = EmbeddedStore::open(config()).unwrap();
     assert_eq!(known(&store), [false, false, true, true]);
 }
+
+#[test]
+fn idempotency_keys_beyond_the_bound_are_forgotten_oldest_first_also_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || EmbeddedConfig::new(dir.path()).idempotency_max_keys(10);
+    let times = IdempotencyTimes {
+        ttl: Duration::from_secs(3600),
+        lease: Duration::from_secs(60),
+    };
+    let claimed = |store: &EmbeddedStore, key: &str, at: u64| {
+        block_on(store.claim_idempotency(key, [1; 32], T0 + at, times)).unwrap()
+    };
+    {
+        let store = EmbeddedStore::open(config()).unwrap();
+        for n in 0..11u64 {
+            assert_eq!(
+                claimed(&store, &format!("k{n:02}"), n),
+                IdempotencyClaim::Claimed
+            );
+            block_on(store.finish_idempotency(&format!("k{n:02}"), "answer")).unwrap();
+        }
+        // 11 keys, 10 allowed: down to 9, the two oldest gone; the newest still replays.
+        assert_eq!(claimed(&store, "k00", 20), IdempotencyClaim::Claimed);
+        let replay = IdempotencyClaim::Replay("answer".into());
+        assert_eq!(claimed(&store, "k10", 20), replay);
+    }
+    // The log holds them all; the replay keeps the bound.
+    let store = EmbeddedStore::open(config()).unwrap();
+    assert_eq!(claimed(&store, "k01", 30), IdempotencyClaim::Claimed);
+    let replay = IdempotencyClaim::Replay("answer".into());
+    assert_eq!(claimed(&store, "k10", 30), replay);
+}

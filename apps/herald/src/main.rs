@@ -130,7 +130,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 EmbeddedConfig::new(dir)
                     .retention(retention)
                     .recover_damaged_log(config.recover_damaged_log)
-                    .receipts_max_copies(config.receipts_max_copies),
+                    .receipts_max_copies(config.receipts_max_copies)
+                    .idempotency_max_keys(config.idempotency_max_keys),
             )
             .map_err(|e| {
                 let hint = match e {

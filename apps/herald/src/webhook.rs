@@ -59,7 +59,7 @@ impl Default for WebhookConfig {
             url: None,
             secret: None,
             events: EventKind::ALL.to_vec(),
-            batch_max: 100,
+            batch_max: 1000,
             batch_delay: Duration::from_millis(200),
             timeout: Duration::from_secs(10),
             retry_min: Duration::from_secs(1),

@@ -194,7 +194,7 @@ impl EmbeddedStore {
             &ids_path,
             config.retention.cap,
             config.recover_damaged_log,
-            config.receipts_max_copies,
+            config.bounds(),
         )?;
         let skipped = std::mem::take(&mut loaded.skipped);
         log::info!(
@@ -223,7 +223,7 @@ impl EmbeddedStore {
             queues: loaded.queues,
             last_purge: loaded.last_purge,
             retention: config.retention,
-            receipts_max_copies: config.receipts_max_copies,
+            bounds: config.bounds(),
             capped_pending: loaded.capped,
             purge: None,
             lazy_acks: false,

@@ -2,6 +2,7 @@
 //! file, and writing a new log (compaction).
 
 use super::*;
+use crate::config::Bounds;
 
 /// An I/O error on `path`.
 pub(crate) fn io_error(path: &Path, source: std::io::Error) -> EmbeddedError {
@@ -222,7 +223,7 @@ pub(super) struct Replayed {
 pub(super) fn replay(
     path: &Path,
     recover: bool,
-    max_copies: usize,
+    bounds: Bounds,
 ) -> Result<Replayed, EmbeddedError> {
     use std::io::Seek;
     let err = |e| io_error(path, e);
@@ -260,7 +261,9 @@ pub(super) fn replay(
         });
     }
     let mut queues = Queues::default();
-    queues.books = herald_core::books::PushBook::with_max_copies(max_copies);
+    queues.books = herald_core::books::PushBook::with_max_copies(bounds.receipts_max_copies);
+    queues.claims =
+        herald_core::books::IdempotencyTable::with_max_keys(bounds.idempotency_max_keys);
     let mut log_cap = None;
     let mut last_purge = 0;
     let mut at = record::MAGIC.len() as u64;
@@ -438,7 +441,7 @@ pub(super) fn load(
     ids: &Path,
     cap: u64,
     recover: bool,
-    max_copies: usize,
+    bounds: Bounds,
 ) -> Result<Loaded, EmbeddedError> {
     let err = |e| io_error(path, e);
     let Replayed {
@@ -449,7 +452,7 @@ pub(super) fn load(
         last_purge,
         torn,
         skipped,
-    } = replay(path, recover, max_copies)?;
+    } = replay(path, recover, bounds)?;
     let high = queues.high;
     let found = read_ids(ids)?;
     let floor = if torn.is_some() || !skipped.is_empty() {

@@ -42,8 +42,8 @@ pub(super) struct Worker {
     pub(super) last_purge: u64,
     /// Cap and default TTL.
     pub(super) retention: Retention,
-    /// Push records keep at most this many copies ([`EmbeddedConfig::receipts_max_copies`]).
-    pub(super) receipts_max_copies: usize,
+    /// The index's bounds (push records, idempotency claims).
+    pub(super) bounds: crate::config::Bounds,
     /// Entries dropped by the cap, not yet reported by a purge.
     pub(super) capped_pending: u64,
     /// The purge in progress, if any.
@@ -263,13 +263,7 @@ impl Worker {
             .map_err(|e| io_error(&self.log_path, e))
             .and_then(|()| {
                 let cap = self.retention.cap;
-                load(
-                    &self.log_path,
-                    &self.ids_path,
-                    cap,
-                    false,
-                    self.receipts_max_copies,
-                )
+                load(&self.log_path, &self.ids_path, cap, false, self.bounds)
             });
         match rebuilt {
             Ok(loaded) => {

@@ -180,6 +180,8 @@ pub struct Config {
     pub recover_damaged_log: bool,
     /// The embedded store: how many copies of pushes keep their records in memory.
     pub receipts_max_copies: usize,
+    /// The embedded store: how many idempotency claims are kept in memory.
+    pub idempotency_max_keys: usize,
     /// MongoDB: clients whose id counters a node remembers.
     pub mongo_known_counters: usize,
     /// MongoDB: how long a read waits for a missing id before passing it.
@@ -272,6 +274,7 @@ impl std::fmt::Debug for Config {
             .field("store", &self.store)
             .field("data_dir", &self.data_dir)
             .field("receipts_max_copies", &self.receipts_max_copies)
+            .field("idempotency_max_keys", &self.idempotency_max_keys)
             .field("mongo_known_counters", &self.mongo_known_counters)
             .field("mongo_settle", &self.mongo_settle)
             .field("broker", &self.broker)
@@ -459,6 +462,7 @@ impl Config {
             data_dir,
             recover_damaged_log: b("store.recover_damaged_log"),
             receipts_max_copies: size("store.receipts_max_copies"),
+            idempotency_max_keys: size("store.idempotency_max_keys"),
             mongo_known_counters: size("store.mongo_known_counters"),
             mongo_settle: ms("store.mongo_settle_ms"),
             broker,

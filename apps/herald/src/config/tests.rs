@@ -512,7 +512,7 @@ fn webhooks_are_off_by_default_and_every_key_has_its_default() {
     assert_eq!(c.webhook, crate::webhook::WebhookConfig::default());
     assert!(c.webhook.url.is_none());
     assert_eq!(c.webhook.events.len(), 4);
-    assert_eq!(c.webhook.batch_max, 100);
+    assert_eq!(c.webhook.batch_max, 1000);
     assert_eq!(c.webhook.batch_delay, Duration::from_millis(200));
     assert_eq!(c.webhook.max_age, Duration::from_secs(86_400));
     assert_eq!(c.webhook.max_outbox, 1_000_000);

@@ -56,6 +56,18 @@ pub(super) const STORE: &[Key] = &[
         flag: None,
     },
     Key {
+        path: "store.idempotency_max_keys",
+        env: "HERALD_STORE_IDEMPOTENCY_MAX_KEYS",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000_000,
+        },
+        help: "embedded store: Idempotency-Key claims kept in memory (about 250 bytes each); the oldest are forgotten beyond it",
+        doc: r#"embedded store: how many `Idempotency-Key` claims are kept in memory, about 250 bytes each with a 36-character key; beyond it the oldest are forgotten before `api.idempotency_ttl_secs` (a retry with a forgotten key is stored again). MongoDB keeps every claim for its time to live"#,
+        default: Initial::Value(|| int(herald_core::books::DEFAULT_MAX_KEYS)),
+        flag: None,
+    },
+    Key {
         path: "store.mongo_known_counters",
         env: "HERALD_STORE_MONGO_KNOWN_COUNTERS",
         kind: Kind::Int {
