@@ -148,20 +148,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 )
             })?;
             store_text = format!("embedded:{}", dir.display());
-            broker_text = "in-process".to_owned();
-            serve(
-                config,
-                auth,
-                node_id,
-                store,
-                MemoryBroker::new().node(),
-                store_text,
-                BrokerInfo {
-                    text: broker_text,
-                    redis: None,
-                },
-            )
-            .await
+            serve_in_process(config, auth, node_id, store, store_text).await
         }
         (StoreChoice::Mongo(url), broker) => {
             let mongo = MongoConfig::new(url.clone())
@@ -174,20 +161,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             store_text = format!("mongodb:{}", redact(url));
             match broker {
                 BrokerChoice::InProcess => {
-                    broker_text = "in-process".to_owned();
-                    serve(
-                        config,
-                        auth,
-                        node_id,
-                        store,
-                        MemoryBroker::new().node(),
-                        store_text,
-                        BrokerInfo {
-                            text: broker_text,
-                            redis: None,
-                        },
-                    )
-                    .await
+                    serve_in_process(config, auth, node_id, store, store_text).await
                 }
                 BrokerChoice::Redis(redis_url) => {
                     let cfg = RedisBrokerConfig::from_url(redis_url)
@@ -248,6 +222,30 @@ struct BrokerInfo {
 }
 
 /// Runs the node on `store` and `broker` until SIGTERM or SIGINT.
+/// [`serve`] with the in-process broker (one node).
+async fn serve_in_process<S: MessageStore>(
+    config: Config,
+    auth: AuthConfig,
+    node_id: NodeId,
+    store: S,
+    store_text: String,
+) -> anyhow::Result<()> {
+    let info = BrokerInfo {
+        text: "in-process".to_owned(),
+        redis: None,
+    };
+    serve(
+        config,
+        auth,
+        node_id,
+        store,
+        MemoryBroker::new().node(),
+        store_text,
+        info,
+    )
+    .await
+}
+
 async fn serve<S: MessageStore, B: Broker>(
     config: Config,
     auth: AuthConfig,

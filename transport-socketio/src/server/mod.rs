@@ -186,25 +186,33 @@ impl SocketIo {
             app.at(&p)
                 .get(move |req: Request<State>| {
                     let io = get.clone();
-                    async move {
-                        let origin = origin_of(&req);
-                        let res = io.handle_get(req).await;
-                        Ok(io.with_cors(res, origin.as_deref()))
-                    }
+                    async move { Ok(io.answer_with_cors(req, false).await) }
                 })
                 .post(move |req: Request<State>| {
                     let io = post.clone();
-                    async move {
-                        let origin = origin_of(&req);
-                        let res = io.handle_post(req).await;
-                        Ok(io.with_cors(res, origin.as_deref()))
-                    }
+                    async move { Ok(io.answer_with_cors(req, true).await) }
                 })
                 .options(move |req: Request<State>| {
                     let io = options.clone();
                     async move { Ok(io.preflight(&req)) }
                 });
         }
+    }
+
+    /// A GET (polling read, WebSocket upgrade) or a POST (polling write), answered with the
+    /// CORS headers its origin gets.
+    async fn answer_with_cors<State: Clone + Send + Sync + 'static>(
+        &self,
+        req: Request<State>,
+        post: bool,
+    ) -> Response {
+        let origin = origin_of(&req);
+        let res = if post {
+            self.handle_post(req).await
+        } else {
+            self.handle_get(req).await
+        };
+        self.with_cors(res, origin.as_deref())
     }
 
     /// A tide middleware that gives every answer of the app it wraps the CORS headers of
