@@ -67,7 +67,7 @@ impl Session {
             EioPacket::Binary(bytes) => match self.assembling.take() {
                 Some(mut a) => {
                     if a.push(bytes) {
-                        let (packet, attachments) = a.finish();
+                        let (packet, attachments) = (*a).finish();
                         self.dispatch(packet, attachments);
                     } else {
                         self.assembling = Some(a);
@@ -154,7 +154,7 @@ impl Session {
             {
                 return self.close("invalid attachment placeholder");
             }
-            self.assembling = Some(sio::Assembler::new(packet));
+            self.assembling = Some(Box::new(sio::Assembler::new(packet)));
             return;
         }
         self.dispatch(packet, Vec::new());

@@ -153,7 +153,9 @@ pub(super) struct Session {
     /// session handles one (or writes), it reads no other: a client cannot queue more.
     pub(super) streams: Vec<WsStream>,
     pub(super) nsps: Namespaces,
-    pub(super) assembling: Option<sio::Assembler>,
+    /// A binary packet waiting for its attachments; boxed: most sessions never have one, and
+    /// inline it would be a quarter of every session's size.
+    pub(super) assembling: Option<Box<sio::Assembler>>,
     pub(super) headers: Pairs,
     pub(super) query: Pairs,
     pub(super) remote: Option<String>,
