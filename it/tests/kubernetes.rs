@@ -240,5 +240,6 @@ fn the_configmap_file_is_a_valid_configuration() {
     std::fs::write(&file, toml).unwrap();
     let data = dir.0.join("data");
     let mut node = Herald::start(Path::new(&data), &["--config", file.to_str().unwrap()]);
-    assert!(node.terminate().success());
+    let status = node.terminate();
+    assert!(status.success(), "stopped by SIGTERM with {status}");
 }

@@ -255,6 +255,13 @@ async fn serve<S: MessageStore, B: Broker>(
     store_text: String,
     broker_info: BrokerInfo,
 ) -> anyhow::Result<()> {
+    // Graceful stop on SIGTERM or SIGINT, caught from before the listeners are bound: a
+    // signal that comes as soon as a port accepts (an orchestrator's quick stop, a test) must
+    // not kill the process without its shutdown.
+    let mut signals = signal_hook_async_std::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
     let metrics = Arc::new(Metrics::default());
     let BrokerInfo {
         text: broker_text,
@@ -300,11 +307,6 @@ async fn serve<S: MessageStore, B: Broker>(
         broker_text
     );
 
-    // Graceful stop on SIGTERM or SIGINT.
-    let mut signals = signal_hook_async_std::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
     let signal = signals.next().await;
     let name = match signal {
         Some(signal_hook::consts::SIGTERM) => "SIGTERM".to_owned(),
