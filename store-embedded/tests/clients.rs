@@ -1,6 +1,8 @@
 //! The client view's per-slot backlog (issue 14) on the embedded store: herald-core's contract
 //! for [`MessageStore::slots`], and what of it survives a reopen.
 
+mod common;
+
 use futures_executor::block_on;
 use herald_core::contract::ContractConfig;
 use herald_core::contract_clients::store_slots_suite;
@@ -12,15 +14,9 @@ const T0: u64 = 1_764_000_000_000;
 
 #[test]
 fn passes_the_slots_contract() {
-    let dirs = std::cell::RefCell::new(Vec::new());
+    let stores = common::FreshStores::default();
     let cfg = ContractConfig::new("embedded-cv", T0).unwrap();
-    block_on(store_slots_suite(&cfg, |retention| {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(retention)).unwrap();
-        dirs.borrow_mut().push(dir);
-        std::future::ready(store)
-    }));
+    block_on(store_slots_suite(&cfg, |retention| stores.open(retention)));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The embedded store against herald-core's receipts contract suite, and its push records,
 //! recalls and idempotency claims across a reopen and a compaction.
 
+mod common;
+
 use std::time::Duration;
 
 use futures_executor::block_on;
@@ -27,15 +29,9 @@ fn msg(push: herald_core::PushId) -> NewMessage {
 
 #[test]
 fn passes_the_receipts_suite() {
-    let dirs = std::cell::RefCell::new(Vec::new());
+    let stores = common::FreshStores::default();
     let cfg = ContractConfig::new("embedded-r", T0).unwrap();
-    block_on(receipts_suite(&cfg, |retention| {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(retention)).unwrap();
-        dirs.borrow_mut().push(dir);
-        std::future::ready(store)
-    }));
+    block_on(receipts_suite(&cfg, |retention| stores.open(retention)));
 }
 
 #[test]

@@ -36,16 +36,9 @@ fn open(dir: &std::path::Path) -> EmbeddedStore {
 
 #[test]
 fn passes_the_contract_suite() {
-    let dirs = std::cell::RefCell::new(Vec::new());
+    let stores = common::FreshStores::default();
     let cfg = ContractConfig::new("embedded-1", T0).unwrap();
-    block_on(store_suite(&cfg, |retention| {
-        // A fresh database per check, so purge counts are exact.
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            EmbeddedStore::open(EmbeddedConfig::new(dir.path()).retention(retention)).unwrap();
-        dirs.borrow_mut().push(dir);
-        std::future::ready(store)
-    }));
+    block_on(store_suite(&cfg, |retention| stores.open(retention)));
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The contract suite against a real MongoDB-wire server in a container (the local SecantusDB
 //! image, or whatever `HERALD_IT_MONGO_IMAGE` names — e.g. the official `mongo:8`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use std::time::Duration;
 
 use herald_core::contract::{ContractConfig, store_suite};
 use herald_core::{
@@ -10,40 +11,13 @@ use herald_core::{
 };
 use herald_store_mongo::{MongoConfig, MongoStore};
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 #[async_std::test]
 async fn passes_the_contract_suite() {
     let mongo = herald_it::Mongo::start()
         .await
         .expect("start the MongoDB-wire container");
-    let url = mongo.url();
-    // A time an hour ahead: the server's TTL monitor never removes a run's data mid-run.
-    let cfg = ContractConfig::new(
-        &format!("mongo-{}", std::process::id()),
-        now_ms() + 3_600_000,
-    )
-    .expect("run id");
-    static DB: AtomicU32 = AtomicU32::new(0);
-    store_suite(&cfg, |retention: Retention| {
-        // One database per check, so purge counts are exact.
-        let name = format!("contract{}", DB.fetch_add(1, Ordering::Relaxed));
-        let url = url.clone();
-        async move {
-            MongoStore::connect(
-                MongoConfig::new(url).database(name).retention(retention),
-                std::sync::Arc::new(herald_it::AsyncStd),
-            )
-            .await
-            .expect("connect")
-        }
-    })
-    .await;
+    let stores = common::fresh_stores(mongo.url(), "contract");
+    store_suite(&common::suite_config("mongo"), stores).await;
 }
 
 #[async_std::test]
@@ -67,7 +41,7 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
         push: None,
     };
     let ids = store
-        .append(&msg, std::slice::from_ref(&client), now_ms())
+        .append(&msg, std::slice::from_ref(&client), common::now_ms())
         .await
         .expect("append");
     assert_eq!(ids, vec![Ok(MessageId(1))]);
@@ -77,7 +51,7 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
             Slot::new(0).unwrap(),
             MessageId::ZERO,
             10,
-            now_ms(),
+            common::now_ms(),
         )
         .await
         .unwrap();
@@ -89,7 +63,7 @@ async fn data_round_trips_and_a_stopped_server_is_unavailable() {
     assert_eq!(got[0].channel, vec!["a"]);
     drop(mongo); // the container is removed
     let err = store
-        .append(&msg, std::slice::from_ref(&client), now_ms())
+        .append(&msg, std::slice::from_ref(&client), common::now_ms())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
@@ -141,8 +115,8 @@ impl SlowPush {
     async fn insert_after(&self, delay: Duration, client: &str, id: i64, data: &str) {
         use mongodb::bson::{DateTime, doc};
         async_std::task::sleep(delay).await;
-        let t = DateTime::from_millis(now_ms() as i64);
-        let x = DateTime::from_millis(now_ms() as i64 + 3_600_000);
+        let t = DateTime::from_millis(common::now_ms() as i64);
+        let x = DateTime::from_millis(common::now_ms() as i64 + 3_600_000);
         self.messages
             .insert_one(doc! {
                 "c": client, "i": id, "f": "t", "ch": [], "d": data,
@@ -174,11 +148,11 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
     // The slow push takes id 1 and has not inserted yet.
     slow.take_id("racer").await;
     let ids = store
-        .append(&msg, std::slice::from_ref(&client), now_ms())
+        .append(&msg, std::slice::from_ref(&client), common::now_ms())
         .await
         .unwrap();
     assert_eq!(ids, vec![Ok(MessageId(2))]);
-    let read = store.unacked(&client, slot, MessageId::ZERO, 10, now_ms());
+    let read = store.unacked(&client, slot, MessageId::ZERO, 10, common::now_ms());
     let slow_insert = slow.insert_after(Duration::from_millis(300), "racer", 1, r#""earlier""#);
     let (got, ()) = futures::join!(read, slow_insert);
     let got: Vec<(u64, String)> = got
@@ -208,18 +182,18 @@ async fn a_read_never_skips_an_id_still_on_its_way() {
         .unwrap();
     slow.take_id("racer").await; // id 3, never inserted
     let ids = store
-        .append(&msg, std::slice::from_ref(&client), now_ms())
+        .append(&msg, std::slice::from_ref(&client), common::now_ms())
         .await
         .unwrap();
     assert_eq!(ids, vec![Ok(MessageId(4))]);
     let got = store
-        .unacked(&client, slot, MessageId(2), 10, now_ms())
+        .unacked(&client, slot, MessageId(2), 10, common::now_ms())
         .await
         .unwrap();
     assert_eq!(got.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![4]);
     // Acknowledged ids are no gap: a read from zero does not wait for 1 and 2.
     let got = store
-        .unacked(&client, slot, MessageId::ZERO, 10, now_ms())
+        .unacked(&client, slot, MessageId::ZERO, 10, common::now_ms())
         .await
         .unwrap();
     assert_eq!(got.iter().map(|m| m.id.0).collect::<Vec<_>>(), vec![4]);
@@ -236,7 +210,7 @@ async fn racing_inserts_landing_at_any_moment_are_never_skipped() {
         let client = ClientId::new(&name).unwrap();
         slow.take_id(&name).await;
         store
-            .append(&msg, std::slice::from_ref(&client), now_ms())
+            .append(&msg, std::slice::from_ref(&client), common::now_ms())
             .await
             .unwrap();
         let read = store.unacked(
@@ -244,7 +218,7 @@ async fn racing_inserts_landing_at_any_moment_are_never_skipped() {
             Slot::new(0).unwrap(),
             MessageId::ZERO,
             10,
-            now_ms(),
+            common::now_ms(),
         );
         let slow_insert = slow.insert_after(Duration::from_millis(delay_ms), &name, 1, "1");
         let (got, ()) = futures::join!(read, slow_insert);
@@ -258,22 +232,12 @@ async fn passes_the_outbox_contract_suite() {
     let mongo = herald_it::Mongo::start()
         .await
         .expect("start the MongoDB-wire container");
-    let url = mongo.url();
-    let cfg =
-        ContractConfig::new(&format!("mongo-ob-{}", std::process::id()), now_ms()).expect("run id");
-    static DB: AtomicU32 = AtomicU32::new(0);
-    herald_core::contract_outbox::outbox_suite(&cfg, || {
-        // One database per check: each starts with an empty outbox.
-        let name = format!("outbox{}", DB.fetch_add(1, Ordering::Relaxed));
-        let url = url.clone();
-        async move {
-            MongoStore::connect(
-                MongoConfig::new(url).database(name),
-                std::sync::Arc::new(herald_it::AsyncStd),
-            )
-            .await
-            .expect("connect")
-        }
-    })
-    .await;
+    let cfg = ContractConfig::new(
+        &format!("mongo-ob-{}", std::process::id()),
+        common::now_ms(),
+    )
+    .expect("run id");
+    // One database per check: each starts with an empty outbox.
+    let mut stores = common::fresh_stores(mongo.url(), "outbox");
+    herald_core::contract_outbox::outbox_suite(&cfg, || stores(Retention::default())).await;
 }
