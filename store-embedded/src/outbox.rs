@@ -32,7 +32,7 @@ use herald_core::{Event, EventId, OutboxAdded, OutboxEntry, OutboxIndex, OutboxS
 
 use crate::error::EmbeddedError;
 use crate::record::{FRAME_HEADER, crc32, read_header};
-use crate::store::{io_error, sync_dir};
+use crate::store::{io_error, open_or_create, sync_dir};
 
 /// The first bytes of an outbox file.
 pub const MAGIC: &[u8; 8] = b"HRLDOBX1";
@@ -198,13 +198,7 @@ fn replay(path: &Path, recover: bool) -> Result<OutboxFile, EmbeddedError> {
         );
         std::fs::remove_file(&tmp).map_err(|e| io_error(&tmp, e))?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(err)?;
+    let mut file = open_or_create(path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(err)?;
     if bytes.is_empty() {

@@ -96,7 +96,7 @@ mod worker;
 
 pub(crate) use opening::NewLog;
 use opening::*;
-pub(crate) use opening::{io_error, sync_dir};
+pub(crate) use opening::{io_error, open_or_create, sync_dir};
 use requests::*;
 use worker::*;
 

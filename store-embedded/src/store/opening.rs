@@ -12,6 +12,18 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> EmbeddedError {
     }
 }
 
+/// Opens the log-like file at `path` to read and append, creating it empty if missing (the
+/// message log and the webhook outbox).
+pub(crate) fn open_or_create(path: &Path) -> Result<std::fs::File, EmbeddedError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| io_error(path, e))
+}
+
 /// Makes a rename or removal in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), EmbeddedError> {
     File::open(dir)
@@ -227,13 +239,7 @@ pub(super) fn replay(
 ) -> Result<Replayed, EmbeddedError> {
     use std::io::Seek;
     let err = |e| io_error(path, e);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(err)?;
+    let file = open_or_create(path)?;
     let mut len = file.metadata().map_err(err)?.len();
     if len > 0 && len < record::MAGIC.len() as u64 {
         // A crash right after the log was created: what is there must be the magic's start.
