@@ -6,6 +6,8 @@
 #
 # Usage: scripts/bench/ab.sh OLD_HERALD NEW_HERALD   (env: REPS=3, BENCH=target/release/herald-bench)
 set -euo pipefail
+log() { echo "[$(basename "$0") $(date -u +%H:%M:%S)] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 OLD=$1 NEW=$2
 REPS=${REPS:-3}
 BENCH=${BENCH:-$(dirname "$0")/../../target/release/herald-bench}
@@ -21,7 +23,7 @@ run() {
     --connector-listen 127.0.0.1:$PORT --secret ab-secret --data-dir "$WORK/data-$PORT" \
     > "$WORK/log-$PORT" 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+  wait_port "$PORT" || true
   taskset -c 1 "$BENCH" --url http://127.0.0.1:$PORT --server-pid $pid --label ab \
     --secret ab-secret "$@" || echo '{"error":"herald-bench failed"}'
   kill -INT $pid; wait $pid 2>/dev/null || true

@@ -1,4 +1,4 @@
-# Helpers shared by scripts/bench/run.sh, scripts/bench/extra.sh and scripts/idle-memory.sh
+# Helpers shared by scripts/bench/run.sh, extra.sh, ab.sh, webhooks.sh and scripts/idle-memory.sh
 # (sourced, not run; the caller defines `log`, PORT and IMAGE).
 
 # Waits until something accepts TCP connections on 127.0.0.1:$1 (bounded: 30 s).

@@ -8,6 +8,8 @@
 # Usage: scripts/bench/webhooks.sh   (env: REPS=3, RATE=150, HOOK_TOML="batch_max = 1000"
 # for more keys of the [webhook] section; target/release built)
 set -euo pipefail
+log() { echo "[$(basename "$0") $(date -u +%H:%M:%S)] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 REPS=${REPS:-3}
 RATE=${RATE:-150}
@@ -34,7 +36,7 @@ run() {
     --connector-listen 127.0.0.1:$PORT --secret wh-secret --data-dir "$WORK/data-$PORT" \
     > "$WORK/log-$PORT" 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+  wait_port "$PORT" || true
   local line
   line=$(taskset -c 1 "$BENCH" --url http://127.0.0.1:$PORT --server-pid $pid --label "$mode" \
     --secret wh-secret push --conns 1000 --batch 100 --rate "$RATE" --secs 6 --drain 5 \
