@@ -37,6 +37,7 @@
 mod cluster;
 mod containers;
 mod docker;
+mod nodes;
 mod process;
 mod raw_socket;
 pub mod receipts;
@@ -53,6 +54,7 @@ pub use docker::{
     Compose, Container, DEFAULT_LB_IMAGE, Volume, docker, herald_image, lb_image, unique_name,
     wait_healthy, workspace_dir,
 };
+pub use nodes::ClusterNodes;
 pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
     metric, push, push_keyed, test_env, unix_secs,

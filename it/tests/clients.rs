@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use herald_it::{
-    Client, Herald, Lib, Mongo, Redis, TempDir, WAIT, clients_dir, config_file, http, poll_until,
+    Client, ClusterNodes, Herald, Lib, Mongo, Redis, TempDir, WAIT, clients_dir, http, poll_until,
     push_keyed, run_with_env, test_env, unix_secs, workspace_bin,
 };
 use serde_json::{Value, json};
@@ -214,31 +214,10 @@ async fn one_node_shows_sessions_and_backlog_behind_the_api_key() {
     drop(slot3);
 }
 
-/// A node of the cluster test: `role`, named `name`, on `mongo` and `redis`, with the short
-/// node TTL and API key `k1`.
-fn node(dirs: &mut Vec<TempDir>, role: &str, name: &str, mongo: &str, redis: &str) -> Herald {
-    let dir = TempDir::new(name);
-    let config = config_file(
-        &dir.0,
-        &format!("[broker]\nnode_ttl_ms = {NODE_TTL_MS}\n[api]\nkeys = [\"k1\"]\n"),
-    );
-    let h = Herald::start(
-        &dir.0,
-        &[
-            "--role",
-            role,
-            "--mongo",
-            mongo,
-            "--redis",
-            redis,
-            "--node-id",
-            name,
-            "--config",
-            &config,
-        ],
-    );
-    dirs.push(dir);
-    h
+/// The nodes of a cluster test on `mongo` and `redis`: the short node TTL and API key `k1`.
+fn nodes(mongo: &str, redis: &str) -> ClusterNodes {
+    let config = format!("[broker]\nnode_ttl_ms = {NODE_TTL_MS}\n[api]\nkeys = [\"k1\"]\n");
+    ClusterNodes::new(mongo, redis, Some(&config))
 }
 
 #[async_std::test]
@@ -246,11 +225,11 @@ async fn a_cluster_shows_each_session_with_its_node_from_either_api_node_until_t
 -> anyhow::Result<()> {
     let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
     let (m, r) = (mongo.url(), redis.url());
-    let mut dirs = Vec::new();
-    let api1 = node(&mut dirs, "api", "api-1", &m, &r);
-    let api2 = node(&mut dirs, "api", "api-2", &m, &r);
-    let mut conn_a = node(&mut dirs, "connector", "conn-a", &m, &r);
-    let conn_b = node(&mut dirs, "connector", "conn-b", &m, &r);
+    let mut nodes = nodes(&m, &r);
+    let api1 = nodes.start("api", "api-1");
+    let api2 = nodes.start("api", "api-2");
+    let mut conn_a = nodes.start("connector", "conn-a");
+    let conn_b = nodes.start("connector", "conn-b");
     let key = Some("k1");
     let apis = [api1.api.as_str(), api2.api.as_str()];
 
@@ -319,8 +298,8 @@ async fn a_cluster_shows_each_session_with_its_node_from_either_api_node_until_t
 #[async_std::test]
 async fn after_redis_restarts_empty_the_sessions_online_come_back() -> anyhow::Result<()> {
     let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
-    let mut dirs = Vec::new();
-    let h = node(&mut dirs, "all", "solo-r", &mongo.url(), &redis.url());
+    let mut nodes = nodes(&mongo.url(), &redis.url());
+    let h = nodes.start("all", "solo-r");
     let key = Some("k1");
     let mut session = connect(Lib::Node, &h, "again", 2, false);
     let online = |v: &Value| sessions(v) == [(2, "solo-r".to_owned())];

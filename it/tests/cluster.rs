@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_it::{
-    Client, Herald, Lib, Mongo, Redis, RedisCluster, RedisProcess, RedisSentinel, TempDir, WAIT,
-    config_file, http, push,
+    Client, ClusterNodes, Herald, Lib, Mongo, Redis, RedisCluster, RedisProcess, RedisSentinel,
+    WAIT, http, push,
 };
 use serde_json::{Value, json};
 
@@ -27,8 +27,8 @@ struct Cluster {
     a: Herald,
     /// Connector B.
     b: Herald,
-    /// The nodes' data directories (unused with MongoDB, but each node gets its own).
-    _dirs: Vec<TempDir>,
+    /// Keeps the nodes' data directories (unused with MongoDB, but each node gets its own).
+    _nodes: ClusterNodes,
 }
 
 impl Cluster {
@@ -38,35 +38,12 @@ impl Cluster {
 
     /// Like [`Cluster::start`], every node reading `config` (TOML) as its configuration file.
     fn start_with(mongo: &str, redis: &str, config: Option<&str>) -> Cluster {
-        let mut dirs = Vec::new();
-        let mut node = |role: &str, name: &str| {
-            let dir = TempDir::new(name);
-            let mut args = vec![
-                "--role",
-                role,
-                "--mongo",
-                mongo,
-                "--redis",
-                redis,
-                "--node-id",
-                name,
-            ];
-            let file = config.map(|text| config_file(&dir.0, text));
-            if let Some(file) = &file {
-                args.extend(["--config", file.as_str()]);
-            }
-            let h = Herald::start(&dir.0, &args);
-            dirs.push(dir);
-            h
-        };
-        let api = node("api", "api-1");
-        let a = node("connector", "conn-a");
-        let b = node("connector", "conn-b");
+        let mut nodes = ClusterNodes::new(mongo, redis, config);
         Cluster {
-            api,
-            a,
-            b,
-            _dirs: dirs,
+            api: nodes.start("api", "api-1"),
+            a: nodes.start("connector", "conn-a"),
+            b: nodes.start("connector", "conn-b"),
+            _nodes: nodes,
         }
     }
 }
@@ -582,20 +559,8 @@ async fn two_api_nodes_pushing_to_the_same_clients_keep_ids_unique_and_ordered()
 -> anyhow::Result<()> {
     let (redis, mongo) = (Redis::start().await?, Mongo::start().await?);
     let cl = Cluster::start(&mongo.url(), &redis.url());
-    let dir = TempDir::new("api-2");
-    let api2 = Herald::start(
-        &dir.0,
-        &[
-            "--role",
-            "api",
-            "--mongo",
-            &mongo.url(),
-            "--redis",
-            &redis.url(),
-            "--node-id",
-            "api-2",
-        ],
-    );
+    let mut more = ClusterNodes::new(&mongo.url(), &redis.url(), None);
+    let api2 = more.start("api", "api-2");
     let names: Vec<String> = (0..50).map(|i| format!("shared{i}")).collect();
     const PER_NODE: usize = 10;
     let (on_a, on_b) = names.split_at(25);

@@ -5,40 +5,25 @@
 //! other, clients connect to either connector.
 
 use herald_it::receipts::{self, Target};
-use herald_it::{Herald, Mongo, Redis, TempDir, test_env};
+use herald_it::{ClusterNodes, Herald, Mongo, Redis, test_env};
 
 /// Two API nodes and two connectors on one store and one broker.
 struct Cluster {
     apis: [Herald; 2],
     connectors: [Herald; 2],
-    _dirs: Vec<TempDir>,
+    _nodes: ClusterNodes,
 }
 
 impl Cluster {
     fn start(mongo: &str, redis: &str) -> Cluster {
-        let mut dirs = Vec::new();
-        let mut node = |role: &str, name: &str| {
-            let dir = TempDir::new(name);
-            let args = [
-                "--role",
-                role,
-                "--mongo",
-                mongo,
-                "--redis",
-                redis,
-                "--node-id",
-                name,
-            ];
-            let h = Herald::start(&dir.0, &args);
-            dirs.push(dir);
-            h
-        };
-        let apis = [node("api", "api-1"), node("api", "api-2")];
-        let connectors = [node("connector", "conn-a"), node("connector", "conn-b")];
+        let mut nodes = ClusterNodes::new(mongo, redis, None);
         Cluster {
-            apis,
-            connectors,
-            _dirs: dirs,
+            apis: [nodes.start("api", "api-1"), nodes.start("api", "api-2")],
+            connectors: [
+                nodes.start("connector", "conn-a"),
+                nodes.start("connector", "conn-b"),
+            ],
+            _nodes: nodes,
         }
     }
 
