@@ -2,7 +2,7 @@
 //! (the [`MemoryStore`](crate::MemoryStore), and the embedded store's index rebuilt from its
 //! log): one implementation of the rules in [`crate::receipts`], no I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ids::{ClientId, MessageId, Slot};
 use crate::push_id::PushId;
@@ -188,6 +188,9 @@ pub struct PushBook {
     max_copies: usize,
     /// Records forgotten to stay under `max_copies`.
     forgotten: u64,
+    /// Pushes whose expiry has not been reported yet (`expired` webhook events), by
+    /// (expiry, push): [`PushBook::expired_unreported`] reads it oldest first.
+    unreported: BTreeSet<(u64, PushId)>,
 }
 
 impl Default for PushBook {
@@ -204,6 +207,7 @@ impl PushBook {
             copies: 0,
             max_copies,
             forgotten: 0,
+            unreported: BTreeSet::new(),
         }
     }
 
@@ -230,12 +234,15 @@ impl PushBook {
             .insert(push, PushRecord::new(ts, expires_ms, copies))
         {
             self.copies -= old.copies.len();
+            self.unreported.remove(&(old.expires_ms, push));
         }
+        self.unreported.insert((expires_ms, push));
         while self.copies > self.max_copies && self.records.len() > 1 {
             let Some((oldest, rec)) = self.records.pop_first() else {
                 break;
             };
             self.copies -= rec.copies.len();
+            self.unreported.remove(&(rec.expires_ms, oldest));
             self.forgotten += 1;
             log::debug!(
                 "push record {oldest} forgotten: more than {} copies",
@@ -328,6 +335,35 @@ impl PushBook {
         self.records
             .retain(|_, r| r.expires_ms.saturating_add(grace) > now_ms);
         self.copies = self.records.values().map(|r| r.copies.len()).sum();
+        let records = &self.records;
+        self.unreported.retain(|(_, p)| records.contains_key(p));
+    }
+
+    /// Up to `limit` pushes whose copies expired at or before `now_ms` and whose expiry was
+    /// not reported yet ([`PushBook::expiry_reported`]), the earliest expiry first.
+    pub fn expired_unreported(&self, now_ms: u64, limit: usize) -> Vec<PushId> {
+        self.unreported
+            .iter()
+            .take_while(|(expires, _)| *expires <= now_ms)
+            .take(limit)
+            .map(|(_, p)| *p)
+            .collect()
+    }
+
+    /// Notes that the expiry of `push` was reported; whether it was not already (unknown pushes
+    /// are ignored).
+    pub fn expiry_reported(&mut self, push: PushId) -> bool {
+        match self.records.get(&push) {
+            Some(rec) => self.unreported.remove(&(rec.expires_ms, push)),
+            None => false,
+        }
+    }
+
+    /// Whether the expiry of `push`, a known push, was reported.
+    pub fn is_expiry_reported(&self, push: &PushId) -> bool {
+        self.records
+            .get(push)
+            .is_some_and(|r| !self.unreported.contains(&(r.expires_ms, *push)))
     }
 }
 
@@ -615,6 +651,31 @@ mod tests {
         assert!(book.records.is_empty());
         book.stored(ids.next(11), 0, 1_000, copies(25));
         assert_eq!(book.records.len(), 1);
+    }
+
+    #[test]
+    fn expired_pushes_are_listed_by_expiry_until_reported() {
+        let mut ids = crate::PushIds::new(2);
+        let mut book = PushBook::with_max_copies(25);
+        let (a, b, c) = (ids.next(1), ids.next(2), ids.next(3));
+        book.stored(a, 0, 3_000, copies(5));
+        book.stored(b, 0, 1_000, copies(5));
+        book.stored(c, 0, 2_000, copies(5));
+        assert!(book.expired_unreported(999, 10).is_empty());
+        assert_eq!(book.expired_unreported(2_000, 10), vec![b, c]);
+        assert_eq!(book.expired_unreported(5_000, 2), vec![b, c]);
+        assert!(book.expiry_reported(b));
+        assert!(!book.expiry_reported(b), "a repeat changes nothing");
+        assert!(book.is_expiry_reported(&b) && !book.is_expiry_reported(&c));
+        assert_eq!(book.expired_unreported(5_000, 10), vec![c, a]);
+        // Forgotten records leave the list: beyond the bound (the oldest push, a), and by a
+        // purge (c).
+        let d = ids.next(4);
+        book.stored(d, 0, 9_000, copies(15));
+        assert_eq!(book.expired_unreported(5_000, 10), vec![c]);
+        assert!(!book.expiry_reported(a), "a forgotten push is unknown");
+        book.purge(3_000 + millis(PUSH_RECORD_GRACE));
+        assert_eq!(book.expired_unreported(u64::MAX, 10), vec![d]);
     }
 
     #[test]

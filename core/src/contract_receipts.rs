@@ -253,6 +253,47 @@ async fn receipts_expired<S: MessageStore>(cfg: &ContractConfig, store: &S, ids:
     check(C, st.expires_ms == t0 + 1000, || {
         format!("expiry {}, expected {}", st.expires_ms, t0 + 1000)
     });
+    expiry_is_listed_until_reported(store, p, t0 + 1000).await;
+}
+
+/// `expired_pushes` lists `p` (which expires at `expires_ms`) from its expiry on, not before,
+/// until `expiry_reported` marks it. A store shared with other runs may list their pushes
+/// too: they are marked as they come.
+async fn expiry_is_listed_until_reported<S: MessageStore>(store: &S, p: PushId, expires_ms: u64) {
+    const C: &str = "receipts::expiry_reported";
+    let before = ok(
+        C,
+        "expired_pushes",
+        store.expired_pushes(expires_ms - 1, 10_000).await,
+    );
+    check(C, !before.contains(&p), || {
+        format!("push {p} listed 1 ms before its expiry")
+    });
+    let mut seen = false;
+    for _ in 0..100 {
+        let listed = ok(
+            C,
+            "expired_pushes",
+            store.expired_pushes(expires_ms, 50).await,
+        );
+        if listed.is_empty() {
+            break;
+        }
+        seen |= listed.contains(&p);
+        ok(C, "expiry_reported", store.expiry_reported(&listed).await);
+        if seen {
+            break;
+        }
+    }
+    check(C, seen, || format!("push {p} never listed at its expiry"));
+    let after = ok(
+        C,
+        "expired_pushes",
+        store.expired_pushes(expires_ms + 10, 10_000).await,
+    );
+    check(C, !after.contains(&p), || {
+        format!("push {p} listed again after it was reported")
+    });
 }
 
 /// A recall hides every copy not yet acknowledged from every slot, counts the copies once,

@@ -274,6 +274,37 @@ pub trait MessageStore: Send + Sync + 'static {
         unsupported()
     }
 
+    /// Up to `limit` pushes whose copies expired at or before `now_ms` and whose expiry was
+    /// not reported yet ([`MessageStore::expiry_reported`]), the earliest expiry first: the
+    /// webhook sender makes their `expired` events. Records the store no longer keeps are not
+    /// listed.
+    ///
+    /// # Errors
+    /// When the store cannot answer.
+    fn expired_pushes(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PushId>, StoreError>> + Send {
+        let _ = (now_ms, limit);
+        unsupported()
+    }
+
+    /// Notes that the expiry of `pushes` was reported, so that
+    /// [`MessageStore::expired_pushes`] lists them no more. Unknown pushes are ignored. Need not
+    /// be durable at once: a mark lost in a crash lists the push again (events are at least
+    /// once).
+    ///
+    /// # Errors
+    /// When the store cannot answer; then the pushes may be listed again.
+    fn expiry_reported(
+        &self,
+        pushes: &[PushId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = pushes;
+        unsupported()
+    }
+
     /// Claims the idempotency `key` for a push whose body has the SHA-256 `body_sha256`, at
     /// `now_ms`. [`IdempotencyClaim::Claimed`] when the key is free (never used, expired, or
     /// claimed longer than `times.lease` ago and never finished); otherwise what the key holds.

@@ -1,5 +1,5 @@
 //! The embedded store against herald-core's receipts contract suite, and its push records,
-//! recalls and idempotency claims across a reopen and a compaction.
+//! recalls, idempotency claims and expiry reports across a reopen and a compaction.
 
 mod common;
 
@@ -40,6 +40,8 @@ fn push_records_recalls_and_claims_survive_a_reopen_and_a_compaction() {
     let (a, b) = (ClientId::new("a").unwrap(), ClientId::new("b").unwrap());
     let mut ids = PushIds::new(5);
     let (p, q) = (ids.next(T0), ids.next(T0));
+    // Two pushes that expire at T0 + 1 s; the expiry of `e` is reported, that of `f` not.
+    let (e, f) = (ids.next(T0), ids.next(T0));
     let times = IdempotencyTimes {
         ttl: Duration::from_secs(3600),
         lease: Duration::from_secs(60),
@@ -72,6 +74,18 @@ fn push_records_recalls_and_claims_survive_a_reopen_and_a_compaction() {
         assert_eq!(claim, IdempotencyClaim::Claimed);
         block_on(store.finish_idempotency("k", "first answer")).unwrap();
         block_on(store.claim_idempotency("pending", [1; 32], T0, times)).unwrap();
+        for push in [e, f] {
+            let brief = NewMessage {
+                ttl: Some(Duration::from_secs(1)),
+                ..msg(push)
+            };
+            block_on(store.append(&brief, std::slice::from_ref(&a), T0)).unwrap();
+        }
+        assert_eq!(
+            block_on(store.expired_pushes(T0 + 1000, 10)).unwrap(),
+            [e, f]
+        );
+        block_on(store.expiry_reported(&[e])).unwrap();
     }
     let check = |store: &EmbeddedStore, when: &str| {
         let st = block_on(store.push_status(p, s0, T0 + 7)).unwrap().unwrap();
@@ -101,6 +115,8 @@ fn push_records_recalls_and_claims_survive_a_reopen_and_a_compaction() {
         );
         let pending = block_on(store.claim_idempotency("pending", [1; 32], T0 + 8, times));
         assert_eq!(pending.unwrap(), IdempotencyClaim::InProgress, "{when}");
+        let expired = block_on(store.expired_pushes(T0 + 2000, 10)).unwrap();
+        assert_eq!(expired, [f], "{when}: e's expiry was reported");
     };
     let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
     check(&store, "after a reopen");

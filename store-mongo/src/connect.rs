@@ -57,6 +57,7 @@ impl MongoStore {
         let pushes = db.collection::<Document>("pushes");
         let idempotency = db.collection::<Document>("idempotency");
         pushes.create_index(receipts::receipt_indexes()).await?;
+        pushes.create_index(receipts::unreported_index()).await?;
         idempotency
             .create_index(receipts::receipt_indexes())
             .await?;

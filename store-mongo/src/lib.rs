@@ -403,6 +403,15 @@ impl MessageStore for MongoStore {
         self.recall_now(push, now_ms).await
     }
 
+    async fn expired_pushes(&self, now_ms: u64, limit: usize) -> Result<Vec<PushId>, StoreError> {
+        let _turn = self.reading().await?;
+        self.expired_pushes_now(now_ms, limit).await
+    }
+
+    async fn expiry_reported(&self, pushes: &[PushId]) -> Result<(), StoreError> {
+        self.expiry_reported_now(pushes).await
+    }
+
     async fn claim_idempotency(
         &self,
         key: &str,

@@ -2,8 +2,9 @@
 //!
 //! - `pushes`: one document per push, written with the append batch that stored it (one
 //!   `insert` for the batch's pushes): `{_id: <push id>, t: <ms>, e: <expiry ms>, c: [clients],
-//!   i: [ids], x: <date>}`, `x` = expiry + [`PUSH_RECORD_GRACE`] under a TTL index; a recall
-//!   adds `rr: {n, m}` (its counts).
+//!   i: [ids], x: <date>, q: <expiry ms>}`, `x` = expiry + [`PUSH_RECORD_GRACE`] under a TTL
+//!   index; a recall adds `rr: {n, m}` (its counts). `q` (sparse index) is unset once the
+//!   push's expiry was reported (its `expired` webhook events recorded).
 //! - Copies (`messages`) carry `p` (indexed); receipts set `dt.<slot>` (delivered) and
 //!   `kt.<slot>` (acked), Unix ms, with `$min`; a recall sets `r`. Receipts are grouped per
 //!   (push, slot, kind): one `updateMany({p, c: {$in: [...]}}, {$min: ...})` statement per
@@ -75,7 +76,17 @@ pub(crate) fn push_record(
     doc! {
         "_id": push.as_str(), "t": ms(ts), "e": ms(expires), "c": clients, "i": ids,
         "x": date(expires.saturating_add(millis(PUSH_RECORD_GRACE) as u64)),
+        "q": ms(expires),
     }
+}
+
+/// The index of `pushes` on `q` (the expiry of pushes not reported yet): sparse, so that it
+/// holds only those.
+pub(crate) fn unreported_index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! {"q": 1})
+        .options(IndexOptions::builder().sparse(true).build())
+        .build()
 }
 
 /// A push record as read back.
@@ -433,6 +444,42 @@ impl MongoStore {
         Err(StoreError::Unavailable(format!(
             "Idempotency-Key {key:?}: other callers kept racing for it"
         )))
+    }
+
+    pub(crate) async fn expired_pushes_now(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<PushId>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut cursor = self
+            .pushes
+            .find(doc! {"q": {"$lte": ms(now_ms)}})
+            .sort(doc! {"q": 1})
+            .limit(limit)
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(doc) = cursor.try_next().await.map_err(unavailable)? {
+            match doc.get_str("_id").ok().and_then(|p| PushId::parse(p).ok()) {
+                Some(p) => out.push(p),
+                None => log::warn!("pushes: a record with a malformed _id: {doc}"),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn expiry_reported_now(&self, pushes: &[PushId]) -> Result<(), StoreError> {
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = pushes.iter().map(PushId::as_str).collect();
+        self.pushes
+            .update_many(doc! {"_id": {"$in": ids}}, doc! {"$unset": {"q": ""}})
+            .await
+            .map_err(unavailable)
+            .map(|_| ())
     }
 
     pub(crate) async fn finish_now(&self, key: &str, answer: &str) -> Result<(), StoreError> {

@@ -287,6 +287,10 @@ async fn serve<S: MessageStore, B: Broker>(
             store.clone(),
             node_id.clone(),
         ));
+        async_std::task::spawn(herald::webhook::run_expiry_reporter(
+            node.webhooks.clone(),
+            store.clone(),
+        ));
     }
     async_std::task::spawn(driver::retention(
         store.clone(),

@@ -180,6 +180,21 @@ impl<S: MessageStore> MessageStore for Metered<S> {
         self.store(self.inner.recall(push, now_ms))
     }
 
+    fn expired_pushes(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PushId>, StoreError>> + Send {
+        self.store(self.inner.expired_pushes(now_ms, limit))
+    }
+
+    fn expiry_reported(
+        &self,
+        pushes: &[PushId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store(self.inner.expiry_reported(pushes))
+    }
+
     fn claim_idempotency(
         &self,
         key: &str,

@@ -10,6 +10,13 @@
 //! (`lease_ms`, longer than `timeout_ms`) keeps other nodes off a batch while it is sent; a
 //! node that dies mid-send leaves its batch to come due again when the lease runs out. So
 //! delivery is at least once: receivers deduplicate by event id.
+//!
+//! `expired` events come from a second task on the same nodes (`run_expiry_reporter`): every
+//! `expired_every_ms` it asks the store for pushes whose time to live ran out and whose expiry
+//! was not reported yet, records one event per copy that slot 0 had not acknowledged (nor seen
+//! recalled) by then, stamped with the expiry time, and marks the pushes reported. A crash or
+//! two nodes racing between the two steps records a push's events twice: the outbox keeps an
+//! event id once while it waits, and receivers deduplicate the rest.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -19,7 +26,8 @@ use async_std::io::ReadExt;
 
 use herald_core::webhook::{SIGNATURE_HEADER, batch_body, sign};
 use herald_core::{
-    Event, EventKind, MessageStore, NodeId, OutboxEntry, Receipt, ReceiptKind, StoreError,
+    CopyState, Event, EventKind, MessageStore, NodeId, OutboxEntry, PushId, PushStatus, Receipt,
+    ReceiptKind, Slot, StoreError,
 };
 
 use crate::api::unix_ms;
@@ -51,6 +59,8 @@ pub struct WebhookConfig {
     pub max_outbox: u64,
     /// How long a batch is leased to the node sending it.
     pub lease: Duration,
+    /// How often a node looks for expired pushes to record their `expired` events.
+    pub expired_every: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -67,6 +77,7 @@ impl Default for WebhookConfig {
             max_age: Duration::from_secs(86_400),
             max_outbox: 1_000_000,
             lease: Duration::from_secs(60),
+            expired_every: Duration::from_secs(10),
         }
     }
 }
@@ -92,6 +103,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("max_age", &self.max_age)
             .field("max_outbox", &self.max_outbox)
             .field("lease", &self.lease)
+            .field("expired_every", &self.expired_every)
             .finish()
     }
 }
@@ -217,6 +229,83 @@ impl Webhooks {
             );
         }
         Ok(())
+    }
+}
+
+/// Events of `kind` at `at_ms`, one per copy of `push` that `status` (slot 0's) shows in
+/// `state`, with `slot` 0: recalls and expiries are about a copy in every slot.
+pub fn copy_events(
+    push: PushId,
+    status: &PushStatus,
+    state: CopyState,
+    kind: EventKind,
+    at_ms: u64,
+) -> Vec<Event> {
+    status
+        .copies
+        .iter()
+        .filter(|c| c.state == state)
+        .map(|c| {
+            Event::new(
+                kind,
+                push.as_str(),
+                c.client.clone(),
+                Slot::default(),
+                c.id,
+                at_ms,
+            )
+        })
+        .collect()
+}
+
+/// Pushes whose expiry one store call lists at most.
+const EXPIRED_BATCH: usize = 100;
+
+/// Records the `expired` events of every push whose time to live ran out by `now_ms` and whose
+/// expiry was not reported yet, then marks those pushes reported; how many pushes it
+/// reported. A push the store no longer knows is marked without events.
+///
+/// # Errors
+/// When the store cannot answer: what was not marked is listed again next time.
+pub async fn report_expired<S: MessageStore>(
+    webhooks: &Webhooks,
+    store: &S,
+    now_ms: u64,
+) -> Result<usize, StoreError> {
+    let mut reported = 0;
+    loop {
+        let pushes = store.expired_pushes(now_ms, EXPIRED_BATCH).await?;
+        let mut events = Vec::new();
+        for push in &pushes {
+            if let Some(status) = store.push_status(*push, Slot::default(), now_ms).await? {
+                let expired = CopyState::Expired;
+                let at = status.expires_ms;
+                events.extend(copy_events(*push, &status, expired, EventKind::Expired, at));
+            }
+        }
+        webhooks.record(store, &events).await?;
+        store.expiry_reported(&pushes).await?;
+        reported += pushes.len();
+        if pushes.len() < EXPIRED_BATCH {
+            return Ok(reported);
+        }
+    }
+}
+
+/// Reports expired pushes every `webhook.expired_every_ms` until the process ends; returns at
+/// once when webhooks are off or `webhook.events` leaves `expired` out. Runs on nodes that
+/// serve the REST API, like the sender.
+pub async fn run_expiry_reporter<S: MessageStore>(webhooks: Arc<Webhooks>, store: Arc<S>) {
+    if !webhooks.enabled() || !webhooks.config.events.contains(&EventKind::Expired) {
+        return;
+    }
+    loop {
+        async_std::task::sleep(webhooks.config.expired_every).await;
+        match report_expired(&webhooks, &*store, unix_ms()).await {
+            Ok(0) => {}
+            Ok(n) => log::debug!("webhooks: recorded the expired events of {n} pushes"),
+            Err(e) => log::warn!("webhooks: cannot record expired events now: {e}"),
+        }
     }
 }
 

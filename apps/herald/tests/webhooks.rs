@@ -447,13 +447,93 @@ async fn a_recall_sends_a_recalled_event_for_each_copy_not_yet_acknowledged() {
     }
 }
 
+#[async_std::test]
+async fn a_push_whose_time_to_live_runs_out_sends_one_expired_event_per_copy_not_acknowledged() {
+    let _ = herald_it::test_env();
+    let dir = TempDir::new("webhooks-expired");
+    let data = dir.0.join("data");
+    let port = free_port().unwrap();
+    let cfg = config(
+        &dir,
+        port,
+        "events = [\"expired\"]\nexpired_every_ms = 200\n",
+    );
+    let receiver = Receiver::start(port, 200).await;
+    let mut node = Herald::start(&data, &["--config", &cfg]);
+    let push_id = push_with(&node, &["early", "late"], Some(5)).await;
+    // "early" gets and acknowledges its copy within its 5 s; "late" never connects.
+    receive_and_ack(&node, "early");
+    let url = format!("{}/push/{push_id}", node.api);
+    let status = herald_it::http("GET", &url, None, &[]).await.body;
+    let late = status["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client"] == "late")
+        .cloned()
+        .unwrap();
+    assert!(
+        poll_until(WAIT, async || !receiver.delivered().is_empty()).await,
+        "an expired event: {:?}",
+        receiver.got()
+    );
+    let status = herald_it::http("GET", &url, None, &[]).await.body;
+    assert_eq!(status["summary"]["expired"], 1, "{status}");
+    assert_eq!(status["summary"]["acked"], 1, "{status}");
+    let events = receiver.delivered();
+    assert_eq!(
+        events.len(),
+        1,
+        "the acknowledged copy has none: {events:?}"
+    );
+    let (first_id, (ev, _)) = events.iter().next().unwrap();
+    assert_eq!(ev["type"], "expired", "{ev}");
+    assert_eq!(ev["push_id"], push_id.as_str(), "{ev}");
+    assert_eq!(ev["client"], "late", "{ev}");
+    assert_eq!(ev["slot"], 0, "{ev}");
+    assert_eq!(ev["message_id"], late["id"], "{ev}");
+    assert_eq!(
+        ev["ts"], status["expires_at"],
+        "stamped with the expiry: {ev} {status}"
+    );
+    for g in receiver.got() {
+        assert_signed(&g);
+    }
+
+    // After a restart the reported push is not reported again: the next push's event comes
+    // alone, and the first one's id was received once.
+    node.terminate();
+    let node = Herald::start(&data, &["--config", &cfg]);
+    let second = push_with(&node, &["late"], Some(1)).await;
+    assert!(
+        poll_until(WAIT, async || receiver.delivered().len() >= 2).await,
+        "the second push's expired event: {:?}",
+        receiver.got()
+    );
+    let events = receiver.delivered();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events
+            .values()
+            .any(|(ev, _)| ev["push_id"] == second.as_str()),
+        "{events:?}"
+    );
+    assert_eq!(events[first_id].1, 1, "the first event once: {events:?}");
+}
+
 /// Pushes one message to `clients`; its push id.
 async fn push_to(node: &Herald, clients: &[&str]) -> String {
-    let answer = herald_it::push(
-        &node.api,
-        serde_json::json!({"send_id": "s", "channel": ["t"], "recv_id": clients, "data": {"n": 1}}),
-    )
-    .await;
+    push_with(node, clients, None).await
+}
+
+/// Pushes one message to `clients` with a time to live of `ttl` seconds, if given; its push id.
+async fn push_with(node: &Herald, clients: &[&str], ttl: Option<u64>) -> String {
+    let mut body =
+        serde_json::json!({"send_id": "s", "channel": ["t"], "recv_id": clients, "data": {"n": 1}});
+    if let Some(ttl) = ttl {
+        body["ttl"] = ttl.into();
+    }
+    let answer = herald_it::push(&node.api, body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body["push_id"].as_str().unwrap().to_owned()
 }

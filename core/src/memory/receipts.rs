@@ -91,6 +91,26 @@ impl MemoryStore {
             .status(push, slot, |c, id| facts(&queues, c, id, now_ms)))
     }
 
+    pub(super) fn expired_pushes_now(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<PushId>, StoreError> {
+        self.check_up()?;
+        Ok(lock(&self.inner.books)
+            .pushes
+            .expired_unreported(now_ms, limit))
+    }
+
+    pub(super) fn expiry_reported_now(&self, pushes: &[PushId]) -> Result<(), StoreError> {
+        self.check_up()?;
+        let mut books = lock(&self.inner.books);
+        for p in pushes {
+            books.pushes.expiry_reported(*p);
+        }
+        Ok(())
+    }
+
     pub(super) fn recall_now(
         &self,
         push: PushId,

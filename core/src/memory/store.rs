@@ -369,6 +369,21 @@ impl MessageStore for MemoryStore {
         std::future::ready(self.recall_now(push, now_ms))
     }
 
+    fn expired_pushes(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PushId>, StoreError>> + Send {
+        std::future::ready(self.expired_pushes_now(now_ms, limit))
+    }
+
+    fn expiry_reported(
+        &self,
+        pushes: &[PushId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(self.expiry_reported_now(pushes))
+    }
+
     fn claim_idempotency(
         &self,
         key: &str,

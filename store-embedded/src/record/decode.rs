@@ -6,7 +6,7 @@ use herald_core::{ClientId, MessageId, PushId, RecallReport, Receipt, ReceiptKin
 
 use super::{
     ACK, CAP, CLAIM, Copy, DecodeError, FLOOR, LAST, NAMED, PURGED, PUSH, RECALL, RECEIPTS,
-    RELEASE, Record, SKIPPED,
+    RELEASE, REPORTED, Record, SKIPPED,
 };
 
 /// A cursor over a payload.
@@ -232,6 +232,14 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
         RELEASE => {
             let len = c.u8()? as usize;
             Record::Release { key: c.text(len)? }
+        }
+        REPORTED => {
+            let n = c.count(PUSH_ID_LEN, "reported pushes")?;
+            let mut pushes = Vec::with_capacity(n);
+            for _ in 0..n {
+                pushes.push(c.push_id()?);
+            }
+            Record::Reported(pushes)
         }
         other => return Err(DecodeError(format!("unknown record kind {other}"))),
     };

@@ -6,7 +6,7 @@ use herald_core::{ClientId, MessageId, PushId, RecallReport, Receipt, ReceiptKin
 use super::frame::frame;
 use super::{
     ACK, CAP, CLAIM, FLOOR, LAST, NAMED, PURGED, PUSH, PUSH_BODY_AT, RECALL, RECEIPTS, RELEASE,
-    SKIPPED,
+    REPORTED, SKIPPED,
 };
 
 /// Writes a client id: its length byte and its bytes.
@@ -186,5 +186,19 @@ pub fn put_release(out: &mut Vec<u8>, key: &str) {
     frame(out, |out| {
         out.push(RELEASE);
         put_key(out, key);
+    });
+}
+
+/// Appends a frame saying that the expiry of `pushes` was reported (nothing when there are none).
+pub fn put_reported(out: &mut Vec<u8>, pushes: &[PushId]) {
+    if pushes.is_empty() {
+        return;
+    }
+    frame(out, |out| {
+        out.push(REPORTED);
+        out.extend_from_slice(&(pushes.len() as u32).to_le_bytes());
+        for p in pushes {
+            out.extend_from_slice(p.as_str().as_bytes());
+        }
     });
 }

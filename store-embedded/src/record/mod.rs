@@ -19,6 +19,7 @@
 //! | [`Record::Recall`] | push id, `recalled: u64`, `already_acked: u64` | when a push is first recalled, and by compaction |
 //! | [`Record::Claim`] | key (length byte, bytes), `sha256: [u8; 32]`, `taken: u64`, `expires: u64`, `lease: u64`, `answered: u8`, then `len: u32` and the answer when answered | when an idempotency key is claimed or finished, and by compaction |
 //! | [`Record::Release`] | key | when a claim is given up |
+//! | [`Record::Reported`] | `n: u32`, `n` × push id | when the `expired` events of pushes were recorded, and by compaction; not synced on its own |
 //!
 //! A push's body sits at a fixed distance from its frame's start ([`PUSH_BODY_AT`]), so the
 //! in-memory index keeps only its position and reads it back with one positioned read.
@@ -35,7 +36,7 @@ use herald_core::{ClientId, MessageId, PushId, RecallReport, Receipt, Slot};
 pub use decode::decode;
 pub use encode::{
     put_ack, put_cap, put_claim, put_floor, put_last, put_named, put_purged, put_push, put_recall,
-    put_receipts, put_release, put_skipped,
+    put_receipts, put_release, put_reported, put_skipped,
 };
 pub use frame::{crc32, read_header};
 
@@ -77,11 +78,13 @@ const RECALL: u8 = 10;
 const CLAIM: u8 = 11;
 /// Kind byte of [`Record::Release`].
 const RELEASE: u8 = 12;
+/// Kind byte of [`Record::Reported`].
+const REPORTED: u8 = 13;
 
 /// Whether `kind` is the kind byte of a record this version writes: a cheap first test of a
 /// frame found while looking for the next intact record after damage.
 pub fn is_kind(kind: u8) -> bool {
-    (PUSH..=RELEASE).contains(&kind)
+    (PUSH..=REPORTED).contains(&kind)
 }
 
 /// One recipient's copy of a push, as the log keeps it.
@@ -176,6 +179,8 @@ pub enum Record {
         /// The key.
         key: String,
     },
+    /// The expiry of these pushes was reported (their `expired` events recorded).
+    Reported(Vec<PushId>),
 }
 
 /// Why a payload could not be decoded.

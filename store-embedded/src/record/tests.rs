@@ -107,7 +107,7 @@ fn every_kind_round_trips_and_the_body_is_where_it_is_said_to_be() {
         }
     );
     assert!(got.iter().all(|(_, p)| is_kind(p[0])));
-    assert!(!is_kind(0) && !is_kind(13));
+    assert!(!is_kind(0) && !is_kind(14));
 }
 
 #[test]
@@ -139,6 +139,8 @@ fn receipt_records_round_trip() {
     put_claim(&mut out, "k!~", &claim(None));
     put_claim(&mut out, "k", &claim(Some(r#"{"ok":1}"#)));
     put_release(&mut out, "k");
+    put_reported(&mut out, &[push, push]);
+    put_reported(&mut out, &[]);
     let got: Vec<Record> = frames(&out).into_iter().map(|(r, _)| r).collect();
     let want = vec![
         Record::Named {
@@ -158,6 +160,7 @@ fn receipt_records_round_trip() {
             claim: claim(Some(r#"{"ok":1}"#)),
         },
         Record::Release { key: "k".into() },
+        Record::Reported(vec![push, push]),
     ];
     assert_eq!(got, want);
 }

@@ -460,6 +460,26 @@ impl MessageStore for EmbeddedStore {
         })
     }
 
+    fn expired_pushes(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<herald_core::PushId>, StoreError>> + Send {
+        self.book(move |reply| receipts::BookRequest::Expired {
+            now_ms,
+            limit,
+            reply,
+        })
+    }
+
+    fn expiry_reported(
+        &self,
+        pushes: &[herald_core::PushId],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let pushes = pushes.to_vec();
+        self.book(move |reply| receipts::BookRequest::Reported { pushes, reply })
+    }
+
     fn claim_idempotency(
         &self,
         key: &str,

@@ -636,5 +636,10 @@ pub(super) fn apply(
         Record::Release { key } => {
             queues.claims.release(&key);
         }
+        Record::Reported(pushes) => {
+            for p in pushes {
+                queues.books.expiry_reported(p);
+            }
+        }
     }
 }

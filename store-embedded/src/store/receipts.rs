@@ -2,10 +2,11 @@
 //! what the thread does with them, and what compaction keeps of them.
 //!
 //! The index keeps them in [`Queues::books`] and [`Queues::claims`]; every change is a record
-//! ([`crate::record`]: `Named`, `Receipts`, `Recall`, `Claim`, `Release`), so replay rebuilds
-//! them. Recalls and claims are synced before they are answered; receipts are written with
-//! the next batch without a sync of their own, like acknowledgements (a crash may lose the
-//! last few delivery times, never a delivery).
+//! ([`crate::record`]: `Named`, `Receipts`, `Recall`, `Claim`, `Release`, `Reported`), so
+//! replay rebuilds them. Recalls and claims are synced before they are answered; receipts and
+//! expiry reports are written with the next batch without a sync of their own, like
+//! acknowledgements (a crash may lose the last few delivery times, never a delivery, and may
+//! list a push's expiry again).
 
 use herald_core::{IdempotencyClaim, IdempotencyTimes, PushId, PushStatus, RecallReport, Receipt};
 
@@ -47,12 +48,26 @@ pub(crate) enum BookRequest {
     },
     /// Give a claim up.
     Release { key: String, reply: Reply<()> },
+    /// Pushes expired and not reported yet (a read).
+    Expired {
+        now_ms: u64,
+        limit: usize,
+        reply: Reply<Vec<PushId>>,
+    },
+    /// Mark the expiry of pushes reported.
+    Reported {
+        pushes: Vec<PushId>,
+        reply: Reply<()>,
+    },
 }
 
 impl BookRequest {
     /// Whether it changes the store (served with the batch's writes).
     pub(super) fn is_write(&self) -> bool {
-        !matches!(self, BookRequest::Status { .. })
+        !matches!(
+            self,
+            BookRequest::Status { .. } | BookRequest::Expired { .. }
+        )
     }
 
     /// Answers with `err`.
@@ -60,7 +75,11 @@ impl BookRequest {
         match self {
             BookRequest::Receipts { reply, .. }
             | BookRequest::Finish { reply, .. }
-            | BookRequest::Release { reply, .. } => {
+            | BookRequest::Release { reply, .. }
+            | BookRequest::Reported { reply, .. } => {
+                let _ = reply.send(Err(err));
+            }
+            BookRequest::Expired { reply, .. } => {
                 let _ = reply.send(Err(err));
             }
             BookRequest::Status { reply, .. } => {
@@ -102,7 +121,8 @@ impl Outcome {
                 Request::Books(
                     BookRequest::Receipts { reply, .. }
                     | BookRequest::Finish { reply, .. }
-                    | BookRequest::Release { reply, .. },
+                    | BookRequest::Release { reply, .. }
+                    | BookRequest::Reported { reply, .. },
                 ),
             ) => {
                 let _ = reply.send(Ok(()));
@@ -197,8 +217,18 @@ impl Worker {
                 }
                 (Outcome::Done, released)
             }
-            // A read: served after the batch (never routed here).
-            BookRequest::Status { .. } => (Outcome::Done, false),
+            BookRequest::Reported { pushes, .. } => {
+                let books = &mut self.queues.books;
+                let marked: Vec<PushId> = pushes
+                    .iter()
+                    .copied()
+                    .filter(|p| books.expiry_reported(*p))
+                    .collect();
+                record::put_reported(&mut self.buf, &marked);
+                (Outcome::Done, false)
+            }
+            // Reads: served after the batch (never routed here).
+            BookRequest::Status { .. } | BookRequest::Expired { .. } => (Outcome::Done, false),
         }
     }
 
@@ -217,6 +247,13 @@ impl Worker {
                     .status(push, slot, |c, id| queues.facts(c, id, now_ms));
                 let _ = reply.send(Ok(status));
             }
+            BookRequest::Expired {
+                now_ms,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.queues.books.expired_unreported(now_ms, limit)));
+            }
             other => other.fail(StoreError::Unavailable("not a read".into())),
         }
     }
@@ -231,6 +268,9 @@ impl Worker {
             }
             if let Some(report) = rec.recall {
                 record::put_recall(&mut log.chunk, *push, report);
+            }
+            if self.queues.books.is_expiry_reported(push) {
+                record::put_reported(&mut log.chunk, &[*push]);
             }
             log.spill()?;
         }

@@ -1,6 +1,7 @@
 //! Issue 14 (receipts): `GET /push/:push_id` (where each copy of a push stands) and
 //! `DELETE /push/:push_id` (its recall, with the `recalled` webhook events).
 
+use herald_core::webhook::EventKind;
 use herald_core::{Broker, CopyState, MessageStore, PushId, Slot};
 use serde_json::json;
 use tide::{Request, Response, StatusCode};
@@ -155,22 +156,8 @@ async fn recalled_events<S: MessageStore, B: Broker>(state: &ApiState<S, B>, pus
             return;
         }
     };
-    let events: Vec<herald_core::webhook::Event> = status
-        .copies
-        .into_iter()
-        .filter(|c| c.state == herald_core::CopyState::Recalled)
-        .map(|c| {
-            use herald_core::webhook::{Event, EventKind};
-            Event::new(
-                EventKind::Recalled,
-                push.as_str(),
-                c.client,
-                Slot::default(),
-                c.id,
-                now,
-            )
-        })
-        .collect();
+    let (recalled, kind) = (CopyState::Recalled, EventKind::Recalled);
+    let events = crate::webhook::copy_events(push, &status, recalled, kind, now);
     if let Err(e) = state.webhooks.record(&*state.store, &events).await {
         log::warn!(
             "recall of {push}: {} recalled events not recorded: {e}",

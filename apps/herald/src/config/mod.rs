@@ -560,6 +560,7 @@ fn webhook_config(
         max_age: i("webhook.max_age_secs").map_or(d.max_age, Duration::from_secs),
         max_outbox: i("webhook.max_outbox").unwrap_or(d.max_outbox),
         lease: ms("webhook.lease_ms", d.lease),
+        expired_every: ms("webhook.expired_every_ms", d.expired_every),
     };
     if c.retry_min > c.retry_max {
         return Err(bad(

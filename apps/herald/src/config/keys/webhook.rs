@@ -133,4 +133,16 @@ pub(super) const WEBHOOK: &[Key] = &[
         default: Initial::Value(|| ms(webhook().lease)),
         flag: None,
     },
+    Key {
+        path: "webhook.expired_every_ms",
+        env: "HERALD_WEBHOOK_EXPIRED_EVERY_MS",
+        kind: Kind::Int {
+            min: 100,
+            max: 3_600_000,
+        },
+        help: "how often a node looks for pushes whose time to live ran out (their expired events)",
+        doc: "how often each node serving the REST API looks for pushes whose time to live ran out, to record their `expired` events (the events carry the expiry time, so this only delays them); not at all when `webhook.events` leaves `expired` out",
+        default: Initial::Value(|| ms(webhook().expired_every)),
+        flag: None,
+    },
 ];
