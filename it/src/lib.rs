@@ -18,6 +18,8 @@
 //! - [`herald_image`], [`Container`], [`Volume`] and [`Compose`] run Herald's own container
 //!   image and the compose cluster of `deploy/compose.yaml` through the `docker` and compose
 //!   command-line tools (see the `docker` module for the images they take).
+//! - [`Receiver`] is a webhook receiver (a tide server) that records what Herald POSTs;
+//!   [`assert_signed`] checks a request's signature as the docs tell receivers to.
 //! - [`RedisCluster::start`] runs a 3-master Redis Cluster of `redis-server` processes on free
 //!   loopback ports; [`RedisSentinel::start`] a master, its replica and three sentinels.
 //!
@@ -46,6 +48,7 @@ mod runtime;
 mod sentinel;
 mod tools;
 mod wait;
+mod webhooks;
 mod wire;
 
 pub use cluster::RedisCluster;
@@ -68,6 +71,7 @@ pub use tools::{
     run_with_env, workspace_bin,
 };
 pub use wait::{poll_until, wait_until};
+pub use webhooks::{Got, HOOK_SECRET, Receiver, assert_signed};
 pub use wire::{RawAnswer, RawHttp, run_client};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
