@@ -67,7 +67,7 @@ pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,
 };
-pub use wait::{poll_until, wait_until};
+pub use wait::{exit_within, poll_until, try_poll_until, try_wait_until, wait_until};
 pub use wire::{RawAnswer, RawHttp, run_client};
 
 /// The Redis image used when `HERALD_IT_REDIS_IMAGE` is not set.
