@@ -10,21 +10,7 @@ use herald_broker_redis::{RedisBroker, RedisBrokerConfig};
 use herald_core::contract::ContractConfig;
 use herald_core::contract_clients::broker_sessions_suite;
 use herald_core::ids::NodeId;
-use herald_core::{Runtime, Task};
-use herald_it::{Redis, RedisCluster};
-
-/// The application's side of the broker's runtime port: async-std, as in the binary.
-struct AsyncStd;
-
-impl Runtime for AsyncStd {
-    fn spawn(&self, task: Task) {
-        async_std::task::spawn(task);
-    }
-
-    fn sleep(&self, duration: Duration) -> Task {
-        Box::pin(async_std::task::sleep(duration))
-    }
-}
+use herald_it::{AsyncStd, Redis, RedisCluster};
 
 fn now() -> Duration {
     SystemTime::now()

@@ -417,13 +417,11 @@ async fn a_paused_redis_fills_the_bound_drops_are_counted_and_delivery_resumes()
     }
     notify_until_heard(&b, &mut events, &client, MessageId(1000), WAIT).await?;
     // The last notification's answer may be counted a moment after it was heard.
-    let started = Instant::now();
-    let mut r = b.stats().report();
-    while (r.pending, r.down_for) != (0, None) && started.elapsed() < WAIT {
-        async_std::task::sleep(Duration::from_millis(20)).await;
-        r = b.stats().report();
-    }
-    assert_eq!((r.pending, r.down_for), (0, None), "{r:?}");
+    let settled = herald_it::poll_until(WAIT, async || {
+        let r = b.stats().report();
+        (r.pending, r.down_for) == (0, None)
+    });
+    assert!(settled.await, "{:?}", b.stats().report());
     Ok(())
 }
 
@@ -446,11 +444,10 @@ async fn a_manual_sentinel_failover_is_followed() -> anyhow::Result<()> {
         Duration::from_secs(30),
     )
     .await?;
-    let started = Instant::now();
-    while a.stats().report().failovers == 0 || b.stats().report().failovers == 0 {
-        assert!(started.elapsed() < WAIT, "a node did not follow the master");
-        async_std::task::sleep(Duration::from_millis(20)).await;
-    }
+    let followed = herald_it::poll_until(WAIT, async || {
+        a.stats().report().failovers > 0 && b.stats().report().failovers > 0
+    });
+    assert!(followed.await, "a node did not follow the master");
     // The claim script writes: it must run on the new master.
     let slot = herald_core::ids::Slot::new(0)?;
     b.claim(&client, slot, &NodeId::new("node-b")?).await?;

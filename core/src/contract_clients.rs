@@ -7,20 +7,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::contract::{ContractConfig, check, ok, slot};
+use crate::contract::{ContractConfig, KEEP, check, new_message, ok, slot};
 use crate::ids::{Generation, MessageId, NodeId};
-use crate::message::{NewMessage, Payload};
 use crate::ports::{Broker, MessageStore, OnlineSession, Retention, SlotBacklog};
-
-fn message(n: u64, ttl: Option<Duration>) -> NewMessage {
-    NewMessage {
-        from: "contract".into(),
-        channel: vec![],
-        data: Payload::from_json(&n.to_string()).unwrap_or_else(|e| panic!("contract suite: {e}")),
-        ttl,
-        push: None,
-    }
-}
 
 /// Runs the checks of [`MessageStore::slots`] against stores built by `make` (called once per
 /// check with the retention it needs).
@@ -33,12 +22,8 @@ where
     F: FnMut(Retention) -> Fut,
     Fut: Future<Output = S>,
 {
-    let keep = Retention {
-        cap: 10_000,
-        ttl: Duration::from_secs(30 * 24 * 3600),
-    };
-    store_slots_follow_reads_and_acks(cfg, &make(keep).await).await;
-    store_slots_of_an_unknown_client(cfg, &make(keep).await).await;
+    store_slots_follow_reads_and_acks(cfg, &make(KEEP).await).await;
+    store_slots_of_an_unknown_client(cfg, &make(KEEP).await).await;
 }
 
 /// A slot shows once it read or acknowledged; its backlog follows appends and acks, skips
@@ -53,7 +38,7 @@ async fn store_slots_follow_reads_and_acks<S: MessageStore>(cfg: &ContractConfig
             C,
             "append",
             store
-                .append(&message(n, ttl), std::slice::from_ref(&c), t0 + n)
+                .append(&new_message(n, ttl), std::slice::from_ref(&c), t0 + n)
                 .await,
         );
         check!(C, r.len() == 1 && r[0].is_ok(), "append answered {r:?}");

@@ -8,9 +8,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::contract::ContractConfig;
+use crate::contract::{ContractConfig, KEEP, new_message};
 use crate::ids::{ClientId, MessageId, Slot};
-use crate::message::{NewMessage, Payload};
+use crate::message::NewMessage;
 use crate::ports::{MessageStore, Retention};
 use crate::push_id::{PushId, PushIds};
 use crate::receipts::{
@@ -43,11 +43,8 @@ fn push_ids(cfg: &ContractConfig) -> PushIds {
 
 fn message(push: PushId, ttl: Option<Duration>) -> NewMessage {
     NewMessage {
-        from: "contract".into(),
-        channel: vec!["receipts".into()],
-        data: Payload::from_json(r#"{"r":1}"#).unwrap_or_else(|e| panic!("{e}")),
-        ttl,
         push: Some(push),
+        ..new_message(1, ttl)
     }
 }
 
@@ -94,16 +91,12 @@ where
     F: FnMut(Retention) -> Fut,
     Fut: Future<Output = S>,
 {
-    let keep = Retention {
-        cap: 10_000,
-        ttl: Duration::from_secs(30 * 24 * 3600),
-    };
     let mut ids = push_ids(cfg);
-    receipts_push_id_is_kept(cfg, &make(keep).await, &mut ids).await;
-    receipts_status(cfg, &make(keep).await, &mut ids).await;
-    receipts_expired(cfg, &make(keep).await, &mut ids).await;
-    receipts_recall(cfg, &make(keep).await, &mut ids).await;
-    receipts_idempotency(cfg, &make(keep).await).await;
+    receipts_push_id_is_kept(cfg, &make(KEEP).await, &mut ids).await;
+    receipts_status(cfg, &make(KEEP).await, &mut ids).await;
+    receipts_expired(cfg, &make(KEEP).await, &mut ids).await;
+    receipts_recall(cfg, &make(KEEP).await, &mut ids).await;
+    receipts_idempotency(cfg, &make(KEEP).await).await;
 }
 
 /// Every stored copy reads back with its push id.

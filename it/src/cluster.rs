@@ -12,9 +12,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+use crate::wait::{try_wait_until, wait_until};
 
 /// How many masters the cluster has (the smallest cluster `redis-cli --cluster create` makes).
 const MASTERS: usize = 3;
@@ -139,21 +141,19 @@ impl RedisCluster {
     /// # Errors
     /// When that does not happen within `limit`.
     pub fn until_failed_over(&self, port: u16, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let nodes = self.cluster_nodes().unwrap_or_default();
+        let mut nodes = String::new();
+        let failed_over = wait_until(limit, || {
+            nodes = self.cluster_nodes().unwrap_or_default();
             let failed = nodes
                 .lines()
                 .any(|l| l.contains(&format!(":{port}@")) && l.contains(",fail"));
             let masters = self.masters().unwrap_or_default();
-            if failed && masters.len() == MASTERS && !masters.contains(&port) && self.state_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("node {port}: no failover within {limit:?}: {nodes}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            failed && masters.len() == MASTERS && !masters.contains(&port) && self.state_ok()
+        });
+        if !failed_over {
+            bail!("node {port}: no failover within {limit:?}: {nodes}");
         }
+        Ok(())
     }
 
     /// `CLUSTER NODES` as the first live node answers it.
@@ -248,19 +248,20 @@ impl RedisCluster {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        for port in &self.ports {
-            loop {
-                if cli(*port, &["cluster", "info"])?.contains("cluster_state:ok") {
-                    break;
+        let mut waiting = 0;
+        let ready = try_wait_until(STARTUP_TIMEOUT, || {
+            for port in &self.ports {
+                if !cli(*port, &["cluster", "info"])?.contains("cluster_state:ok") {
+                    waiting = *port;
+                    return Ok::<_, anyhow::Error>(false);
                 }
-                if Instant::now() > deadline {
-                    bail!(
-                        "node 127.0.0.1:{port} did not report cluster_state:ok within {STARTUP_TIMEOUT:?}"
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
             }
+            Ok(true)
+        })?;
+        if !ready {
+            bail!(
+                "node 127.0.0.1:{waiting} did not report cluster_state:ok within {STARTUP_TIMEOUT:?}"
+            );
         }
         log::info!("redis cluster ready: {}", self.url());
         Ok(())
@@ -296,14 +297,13 @@ pub(crate) fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
 
 /// Polls the node's log until it contains `ready`, failing if the process exits first.
 pub(crate) fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
+    let logged = try_wait_until(STARTUP_TIMEOUT, || {
         if let Ok(file) = File::open(log) {
             let lines = BufReader::new(file).lines();
             let mut text = String::new();
             for line in lines.map_while(Result::ok) {
                 if line.contains(ready) {
-                    return Ok(());
+                    return Ok(true);
                 }
                 text.push_str(&line);
                 text.push('\n');
@@ -317,11 +317,12 @@ pub(crate) fn wait_for_log(child: &mut Child, log: &Path, ready: &str) -> anyhow
                 log.display()
             );
         }
-        if Instant::now() > deadline {
-            bail!("redis-server did not log {ready:?} within {STARTUP_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        Ok(false)
+    })?;
+    if !logged {
+        bail!("redis-server did not log {ready:?} within {STARTUP_TIMEOUT:?}");
     }
+    Ok(())
 }
 
 /// A number distinct per call within this process (for directory names).

@@ -1,6 +1,6 @@
 //! Redis and the MongoDB-wire server in containers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use testcontainers::bollard::models::PortBinding;
@@ -8,6 +8,7 @@ use testcontainers::core::{ContainerPort, IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
+use crate::wait::try_poll_until;
 use crate::{DEFAULT_MONGO_IMAGE, DEFAULT_REDIS_IMAGE, MONGO_IMAGE_VAR, REDIS_IMAGE_VAR};
 
 /// How long a container may take to print its ready line.
@@ -170,14 +171,13 @@ impl Server {
             .start()
             .await
             .context("restarting the container")?;
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while self.ready_count(ready).await? <= before {
-            if Instant::now() > deadline {
-                bail!(
-                    "the container did not print {ready:?} within {STARTUP_TIMEOUT:?} after a restart"
-                );
-            }
-            async_std::task::sleep(Duration::from_millis(50)).await;
+        let printed = try_poll_until(STARTUP_TIMEOUT, async || {
+            Ok::<_, anyhow::Error>(self.ready_count(ready).await? > before)
+        });
+        if !printed.await? {
+            bail!(
+                "the container did not print {ready:?} within {STARTUP_TIMEOUT:?} after a restart"
+            );
         }
         Ok(())
     }

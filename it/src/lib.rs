@@ -12,7 +12,11 @@
 //!   tests; [`workspace_bin`] and [`run_with_env`] run the other binaries as a user would.
 //! - [`open_websocket`], [`text_frame`], [`closed_within`] and [`open_fds`] play clients that
 //!   go silent on plain TCP and watch what the server keeps for them.
-//! - [`AsyncStd`] is the runtime the adapters' tests hand them ([`herald_core::Runtime`]).
+//! - [`wait_until`] and [`poll_until`] (with [`try_wait_until`] and [`try_poll_until`] for a
+//!   condition that can fail) and [`exit_within`] are the one way tests wait: polling a
+//!   condition up to a limit.
+//! - [`AsyncStd`] is the runtime the adapters' tests hand them ([`herald_core::Runtime`]): the
+//!   binary's own, from `herald-runtime`.
 //! - [`Redis::start`] and [`Mongo::start`] run Redis and a MongoDB-wire server in containers
 //!   (testcontainers) with their port mapped to `127.0.0.1`, and return loopback URLs.
 //! - [`herald_image`], [`Container`], [`Volume`] and [`Compose`] run Herald's own container
@@ -44,7 +48,6 @@ mod process;
 mod raw_socket;
 pub mod receipts;
 mod refused;
-mod runtime;
 mod sentinel;
 mod tools;
 mod wait;
@@ -57,6 +60,7 @@ pub use docker::{
     Compose, Container, DEFAULT_LB_IMAGE, Volume, docker, herald_image, lb_image, unique_name,
     wait_healthy, workspace_dir,
 };
+pub use herald_runtime::AsyncStd;
 pub use nodes::ClusterNodes;
 pub use process::{
     Answer, Client, Herald, Lib, SECRET, TempDir, WAIT, clients_dir, herald_bin, hmac_auth, http,
@@ -64,13 +68,12 @@ pub use process::{
 };
 pub use raw_socket::{closed_within, open_fds, open_websocket, text_frame};
 pub use refused::{Stopped, start_refused};
-pub use runtime::AsyncStd;
 pub use sentinel::{MASTER_NAME, RedisProcess, RedisSentinel};
 pub use tools::{
     Raw, assert_no_secret, config_file, curl, curl_output, curl_with_input, output_text, python,
     run_with_env, workspace_bin,
 };
-pub use wait::{poll_until, wait_until};
+pub use wait::{exit_within, poll_until, try_poll_until, try_wait_until, wait_until};
 pub use webhooks::{Got, HOOK_SECRET, Receiver, assert_signed};
 pub use wire::{RawAnswer, RawHttp, run_client};
 

@@ -176,17 +176,7 @@ impl Herald {
             .status()
             .unwrap();
         assert!(ok.success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "herald did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait::exit_within(&mut c, WAIT).expect("herald did not exit after SIGTERM")
     }
 
     /// Whether any logged line contains `needle`.

@@ -1,12 +1,11 @@
 //! A `herald` start-up that is expected to be refused: the process must stop by itself, and
 //! the test reads why.
 
+use crate::process::{SECRET, WAIT, herald_bin};
+use crate::wait::exit_within;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::Instant;
-
-use crate::process::{SECRET, WAIT, herald_bin};
 
 /// How a `herald` process that stopped by itself ended.
 #[derive(Debug)]
@@ -56,17 +55,10 @@ pub fn start_refused(data_dir: &Path, extra: &[&str]) -> Stopped {
             text
         })
     });
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for herald") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("herald did not stop by itself within {WAIT:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let Some(status) = exit_within(&mut child, WAIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("herald did not stop by itself within {WAIT:?}");
     };
     let [stdout, stderr] = readers.map(|r| r.join().expect("reader thread"));
     Stopped {

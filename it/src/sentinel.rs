@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::cluster::{cli, unique, wait_for_log};
+use crate::wait::try_wait_until;
 
 /// The name the sentinels monitor the master under.
 pub const MASTER_NAME: &str = "herald";
@@ -375,19 +376,14 @@ fn field<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
-/// Polls `done` every 50 ms until it holds or `deadline` passes.
+/// Polls `done` until it holds or `deadline` passes (several waits can share one deadline).
 fn wait(
     deadline: Instant,
     what: &str,
-    mut done: impl FnMut() -> anyhow::Result<bool>,
+    done: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
-    loop {
-        if done()? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if !try_wait_until(deadline.saturating_duration_since(Instant::now()), done)? {
+        bail!("timed out waiting for {what}");
     }
+    Ok(())
 }

@@ -212,6 +212,32 @@ async fn until_oldest_unacked(api: &str, client: &str, id: Option<u64>) {
     );
 }
 
+/// The client's newer login on connector B replaces its session `older` (on A): `older` is
+/// kicked, and what is pushed next reaches the newer one.
+async fn a_newer_login_on_b_replaces(
+    cl: &Cluster,
+    audit: &mut Audit,
+    lib: Lib,
+    client: &str,
+    older: &mut Client,
+) {
+    let mut newer = connect(lib, &cl.b, client, 0, false);
+    let kicked = older.wait_for("kicked");
+    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
+    audit.push_ok(&cl.api.api, &[client], 2).await;
+    audit.settle(client, &mut [older, &mut newer]);
+}
+
+/// How many keys the Redis server on `port` holds (`DBSIZE`; 0 when it does not answer).
+fn keys_on(port: u16) -> u64 {
+    std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "dbsize"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A task that keeps pushing to the same recipients (paced, at most 2,000 pushes) until
 /// told to stop, auditing every answer.
 struct Pusher {
@@ -253,17 +279,23 @@ impl Pusher {
     /// Waits until `n` more pushes were answered (from now).
     async fn until_answered(&self, n: usize) {
         let target = self.answered.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + WAIT;
-        while self.answered.load(Ordering::Relaxed) < target {
-            assert!(Instant::now() < deadline, "the pusher is stuck");
-            async_std::task::sleep(Duration::from_millis(20)).await;
-        }
+        let answered = herald_it::poll_until(WAIT, async || {
+            self.answered.load(Ordering::Relaxed) >= target
+        });
+        assert!(answered.await, "the pusher is stuck");
     }
 
-    /// Stops it; returns its audit and the count of each status.
-    async fn finish(self) -> (Audit, BTreeMap<u16, usize>) {
+    /// Stops it and checks that every push was answered 200 (the store took them all,
+    /// whatever happened to the broker); returns its audit.
+    async fn finish(self) -> Audit {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await
+        let (audit, statuses) = self.task.await;
+        assert_eq!(
+            statuses.keys().copied().collect::<Vec<_>>(),
+            vec![200],
+            "{statuses:?}"
+        );
+        audit
     }
 }
 
@@ -430,14 +462,8 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
     pusher.until_answered(10).await;
     redis.start_again().await?;
     pusher.until_answered(20).await;
-    let (audit, statuses) = pusher.finish().await;
-
     // Redis is coordination only: the store took every push while it was down.
-    assert_eq!(
-        statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "{statuses:?}"
-    );
+    let mut audit = pusher.finish().await;
     // Ten pushes were answered while Redis was stopped (`until_answered(10)` between the stop
     // and the start): the outage overlapped the pushes by construction. Whether their
     // notifications then waited in the bounded queue, failed or were dropped depends on
@@ -448,12 +474,7 @@ async fn delivery_resumes_after_redis_restarts_under_load() -> anyhow::Result<()
 
     // The restarted Redis counts generations from zero again; the sessions renewed their
     // claims when their nodes resynced, so a newer login still replaces the older one.
-    let mut newer = connect(Lib::Python, &cl.b, "x", 0, false);
-    let kicked = x.wait_for("kicked");
-    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
-    let mut audit = audit;
-    audit.push_ok(&cl.api.api, &["x"], 2).await;
-    audit.settle("x", &mut [&mut x, &mut newer]);
+    a_newer_login_on_b_replaces(&cl, &mut audit, Lib::Python, "x", &mut x).await;
     Ok(())
 }
 
@@ -505,19 +526,13 @@ async fn a_redis_cluster_coordinates_clients_spread_across_connectors() -> anyho
     }
     // Their keys live on every master (hash tags spread the clients over the slots).
     for port in redis.ports() {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "dbsize"])
-            .output()?;
-        let keys: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
-        assert!(keys > 0, "master {port} holds no key of these clients");
+        assert!(
+            keys_on(*port) > 0,
+            "master {port} holds no key of these clients"
+        );
     }
     // A kick across nodes, through the cluster: spread0 is on A, its newer login on B.
-    let mut newer = connect(Lib::Node, &cl.b, "spread0", 0, false);
-    let kicked = sessions[0].wait_for("kicked");
-    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
-    audit.push_ok(&cl.api.api, &["spread0"], 2).await;
-    let (first, _) = sessions.split_at_mut(1);
-    audit.settle("spread0", &mut [&mut first[0], &mut newer]);
+    a_newer_login_on_b_replaces(&cl, &mut audit, Lib::Node, "spread0", &mut sessions[0]).await;
     Ok(())
 }
 
@@ -630,13 +645,7 @@ async fn a_sentinel_failover_under_load_loses_nothing_and_the_newest_login_still
     sentinel.restart(old)?;
     sentinel.until_replica(old, Duration::from_secs(60))?;
     pusher.until_answered(20).await;
-    let (mut audit, statuses) = pusher.finish().await;
-
-    assert_eq!(
-        statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "{statuses:?}"
-    );
+    let mut audit = pusher.finish().await;
     audit.settle("x", &mut [&mut x]);
     audit.settle("y", &mut [&mut y]);
     // The API node followed the master (connectors serve no /metrics: what they received
@@ -645,11 +654,7 @@ async fn a_sentinel_failover_under_load_loses_nothing_and_the_newest_login_still
     assert_eq!(metric(&cl.api.api, "herald_broker_up").await, 1.0);
 
     // Claims go to the new master: a newer login on B still replaces the older on A.
-    let mut newer = connect(Lib::Python, &cl.b, "x", 0, false);
-    let kicked = x.wait_for("kicked");
-    assert_eq!(kicked["data"], json!({"reason": "replaced"}));
-    audit.push_ok(&cl.api.api, &["x"], 2).await;
-    audit.settle("x", &mut [&mut x, &mut newer]);
+    a_newer_login_on_b_replaces(&cl, &mut audit, Lib::Python, "x", &mut x).await;
     Ok(())
 }
 
@@ -675,19 +680,7 @@ async fn a_redis_cluster_master_killed_under_load_its_replica_takes_over_and_not
     let victim = redis
         .masters()?
         .into_iter()
-        .max_by_key(|port| {
-            std::process::Command::new("redis-cli")
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "dbsize"])
-                .output()
-                .ok()
-                .and_then(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-                .unwrap_or(0)
-        })
+        .max_by_key(|port| keys_on(*port))
         .expect("three masters");
     let before = rss_all(&cl);
     redis.kill(victim)?;
@@ -695,13 +688,7 @@ async fn a_redis_cluster_master_killed_under_load_its_replica_takes_over_and_not
     redis.until_failed_over(victim, Duration::from_secs(60))?;
     pusher.until_answered(30).await;
     assert_rss_bounded(&cl, &before);
-    let (audit, statuses) = pusher.finish().await;
-
-    assert_eq!(
-        statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "{statuses:?}"
-    );
+    let audit = pusher.finish().await;
     for (name, session) in names.iter().zip(sessions.iter_mut()) {
         audit.settle(name, &mut [session]);
     }
@@ -733,36 +720,20 @@ async fn a_paused_redis_keeps_memory_bounded_counts_drops_and_delivery_resumes()
     assert!(dropped > 0.0, "nothing dropped: the bound never filled");
     assert!(metric(&cl.api.api, "herald_broker_pending").await <= max_pending as f64);
     // The node is degraded, not down: it still takes pushes.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let a = http(
-            "GET",
-            &format!("{}/healthy?timeout=200", cl.api.api),
-            None,
-            &[],
-        )
-        .await;
-        if a.status == 200 && a.body["degraded"].as_array().is_some_and(|d| !d.is_empty()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/healthy: {} {}",
-            a.status,
-            a.body
-        );
-        async_std::task::sleep(Duration::from_millis(50)).await;
-    }
+    let mut last = None;
+    let degraded = herald_it::poll_until(WAIT, async || {
+        let url = format!("{}/healthy?timeout=200", cl.api.api);
+        let a = http("GET", &url, None, &[]).await;
+        let degraded =
+            a.status == 200 && a.body["degraded"].as_array().is_some_and(|d| !d.is_empty());
+        last = Some((a.status, a.body));
+        degraded
+    });
+    assert!(degraded.await, "/healthy: {last:?}");
     assert_rss_bounded(&cl, &before);
     redis.signal("CONT")?;
     pusher.until_answered(20).await;
-    let (audit, statuses) = pusher.finish().await;
-
-    assert_eq!(
-        statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "{statuses:?}"
-    );
+    let audit = pusher.finish().await;
     // What was dropped reaches the clients through the resync every node makes.
     audit.settle("x", &mut [&mut x]);
     audit.settle("y", &mut [&mut y]);

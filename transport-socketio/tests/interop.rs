@@ -229,6 +229,17 @@ async fn polling_unknown_namespace_bad_packets_and_oversized_bodies() {
     let (status, _) = raw(addr, &post(&path, &format!("4{}", "x".repeat(2000)))).await;
     assert_eq!(status, 413);
     wait_unknown(addr, &sid).await;
+    // Sent in chunks, with no length declared, it is refused too.
+    let sid = handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let body = format!("4{}", "x".repeat(2000));
+    let chunked = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    assert_eq!(raw(addr, &chunked).await.0, 413);
+    wait_unknown(addr, &sid).await;
     // Invalid Engine.IO framing is a 400 and closes the session.
     let sid = handshake(addr).await;
     let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");

@@ -108,7 +108,7 @@ async fn bind<State: Clone + Send + Sync + 'static>(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    let served = http1::serve(listener, app, limits, Arc::new(crate::runtime::AsyncStd));
+    let served = http1::serve(listener, app, limits, Arc::new(herald_runtime::AsyncStd));
     let task = async_std::task::spawn(served);
     Ok((bound, task))
 }

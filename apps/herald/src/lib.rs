@@ -11,7 +11,6 @@ pub mod http;
 pub mod logging;
 pub mod metered;
 pub mod metrics;
-pub mod runtime;
 pub mod secret;
 pub mod shutdown;
 pub mod watch;

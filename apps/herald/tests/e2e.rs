@@ -512,128 +512,42 @@ async fn rest_answers_match_the_openapi_spec() {
         }));
     };
     let api = &h.api;
-    record(
-        "/push",
-        "post",
-        http(
-            "POST",
-            &format!("{api}/push"),
-            json_body(body(&["o1", "o2"], json!({"x": [1]}))),
-            &[],
-        )
-        .await,
-    );
-    record(
-        "/push",
-        "post",
-        http(
-            "POST",
-            &format!("{api}/push"),
-            json_body(json!({"recv_id": "x"})),
-            &[],
-        )
-        .await,
-    );
-    record(
-        "/push",
-        "post",
-        http(
-            "POST",
-            &format!("{api}/push"),
-            Some(("text/plain", b"x".to_vec())),
-            &[],
-        )
-        .await,
-    );
     let big = format!(
         r#"{{"send_id":"s","recv_id":["a"],"data":"{}"}}"#,
         "x".repeat(1 << 20)
     );
-    record(
-        "/push",
-        "post",
-        http(
-            "POST",
-            &format!("{api}/push"),
-            Some(("application/json", big.into_bytes())),
-            &[],
-        )
-        .await,
-    );
-    record(
-        "/push",
-        "post",
-        http(
-            "POST",
-            &format!("{}/push", keyed.api),
-            json_body(body(&["o1"], json!(1))),
-            &[],
-        )
-        .await,
-    );
-    record(
-        "/queues/{id}",
-        "get",
-        http("GET", &format!("{api}/queues/o1?since=0"), None, &[]).await,
-    );
-    record(
-        "/queues/{id}",
-        "get",
-        http("GET", &format!("{api}/queues/o1?limit=5000"), None, &[]).await,
-    );
-    record(
-        "/queues/{id}",
-        "get",
-        http("GET", &format!("{api}/queues/bad%20id"), None, &[]).await,
-    );
-    record(
-        "/watch/{id}",
-        "get",
-        http("GET", &format!("{api}/watch/o1?timeout=0"), None, &[]).await,
-    );
-    record(
-        "/watch/{id}",
-        "get",
-        http("GET", &format!("{api}/watch/nobody?timeout=0"), None, &[]).await,
-    );
-    record(
-        "/watch/{id}",
-        "get",
-        http("GET", &format!("{api}/watch/o1?channel=99"), None, &[]).await,
-    );
-    record(
-        "/healthy",
-        "get",
-        http("GET", &format!("{api}/healthy"), None, &[]).await,
-    );
-    record(
-        "/healthy",
-        "get",
-        http("GET", &format!("{api}/healthy?timeout=x"), None, &[]).await,
-    );
-    record(
-        "/apis",
-        "get",
-        http("GET", &format!("{api}/apis"), None, &[]).await,
-    );
-    record(
-        "/metrics",
-        "get",
-        http("GET", &format!("{api}/metrics"), None, &[]).await,
-    );
-    // With a key configured, reads need it too; an answer over api.max_answer says `more`.
-    for (path, url) in [
-        ("/queues/{id}", "/queues/o1?since=0"),
-        ("/watch/{id}", "/watch/o1?timeout=0"),
-        ("/apis", "/apis"),
-        ("/metrics", "/metrics"),
+    // Pushes: a good one, an invalid one, the wrong type, too large, no key where one is set.
+    for (base, request) in [
+        (api, json_body(body(&["o1", "o2"], json!({"x": [1]})))),
+        (api, json_body(json!({"recv_id": "x"}))),
+        (api, Some(("text/plain", b"x".to_vec()))),
+        (api, Some(("application/json", big.into_bytes()))),
+        (&keyed.api, json_body(body(&["o1"], json!(1)))),
     ] {
-        record(
-            path,
-            "get",
-            http("GET", &format!("{}{url}", keyed.api), None, &[]).await,
-        );
+        let a = http("POST", &format!("{base}/push"), request, &[]).await;
+        record("/push", "post", a);
     }
+    // Reads, good and bad; with a key configured, reads need it too.
+    let keyed_api = &keyed.api;
+    for (path, url) in [
+        ("/queues/{id}", format!("{api}/queues/o1?since=0")),
+        ("/queues/{id}", format!("{api}/queues/o1?limit=5000")),
+        ("/queues/{id}", format!("{api}/queues/bad%20id")),
+        ("/watch/{id}", format!("{api}/watch/o1?timeout=0")),
+        ("/watch/{id}", format!("{api}/watch/nobody?timeout=0")),
+        ("/watch/{id}", format!("{api}/watch/o1?channel=99")),
+        ("/healthy", format!("{api}/healthy")),
+        ("/healthy", format!("{api}/healthy?timeout=x")),
+        ("/apis", format!("{api}/apis")),
+        ("/metrics", format!("{api}/metrics")),
+        ("/queues/{id}", format!("{keyed_api}/queues/o1?since=0")),
+        ("/watch/{id}", format!("{keyed_api}/watch/o1?timeout=0")),
+        ("/apis", format!("{keyed_api}/apis")),
+        ("/metrics", format!("{keyed_api}/metrics")),
+    ] {
+        record(path, "get", http("GET", &url, None, &[]).await);
+    }
+    // An answer over api.max_answer says `more`.
     let key = [("authorization", "Bearer k")];
     for i in 0..2 {
         let big = json!("x".repeat(40_000) + &i.to_string());

@@ -59,6 +59,28 @@ pub use store::store_suite;
 use std::time::Duration;
 
 use crate::ids::{ClientId, IdError, Slot};
+use crate::message::{NewMessage, Payload};
+use crate::ports::Retention;
+
+/// The retention of the checks that expire or cap nothing: a long TTL and a high cap, so that
+/// only the TTL and cap checks see anything dropped.
+pub(crate) const KEEP: Retention = Retention {
+    cap: 10_000,
+    ttl: Duration::from_secs(30 * 24 * 3600),
+};
+
+/// The message `n` of a check, with `ttl` (its payload and topics have characters that need
+/// escaping, so that a store that mangles them is caught).
+pub(crate) fn new_message(n: u64, ttl: Option<Duration>) -> NewMessage {
+    NewMessage {
+        from: "contract".into(),
+        channel: vec!["t1".into(), "t2".into()],
+        data: Payload::from_json(&format!(r#"{{"n":{n},"s":"é\"x"}}"#))
+            .unwrap_or_else(|e| panic!("contract suite: {e}")),
+        ttl,
+        push: None,
+    }
+}
 
 /// How a contract run names its data, what time it starts at, and how long it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]

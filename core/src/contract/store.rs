@@ -3,28 +3,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{ContractConfig, check, ok, slot};
+use super::{ContractConfig, KEEP, check, new_message, ok, slot};
 use crate::ids::{ClientId, MessageId};
-use crate::message::{Message, NewMessage, Payload};
+use crate::message::{Message, NewMessage};
 use crate::ports::{MessageStore, Retention};
 
 fn ids(msgs: &[Message]) -> Vec<u64> {
     msgs.iter().map(|m| m.id.0).collect()
 }
-
-fn new_message(n: u64, ttl: Option<Duration>) -> NewMessage {
-    NewMessage {
-        from: "contract".into(),
-        channel: vec!["t1".into(), "t2".into()],
-        data: Payload::from_json(&format!(r#"{{"n":{n},"s":"é\"x"}}"#))
-            .unwrap_or_else(|e| panic!("contract suite: {e}")),
-        ttl,
-        push: None,
-    }
-}
-
-/// A long default TTL, so that only the TTL checks see anything expire.
-const LONG: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Runs every store check against stores built by `make`, which is called once per check
 /// with the [`Retention`] that check needs.
@@ -37,18 +23,14 @@ where
     F: FnMut(Retention) -> Fut,
     Fut: Future<Output = S>,
 {
-    let keep = Retention {
-        cap: 10_000,
-        ttl: LONG,
-    };
-    store_ping(&make(keep).await).await;
-    store_ids_in_append_order(cfg, &make(keep).await).await;
-    store_batch_append(cfg, &make(keep).await).await;
-    store_unacked_after_and_limit(cfg, &make(keep).await).await;
-    store_ack_per_slot(cfg, &make(keep).await).await;
-    store_ack_ignores_unknown_and_duplicates(cfg, &make(keep).await).await;
-    store_ack_through(cfg, &make(keep).await).await;
-    store_history_since_and_limit(cfg, &make(keep).await).await;
+    store_ping(&make(KEEP).await).await;
+    store_ids_in_append_order(cfg, &make(KEEP).await).await;
+    store_batch_append(cfg, &make(KEEP).await).await;
+    store_unacked_after_and_limit(cfg, &make(KEEP).await).await;
+    store_ack_per_slot(cfg, &make(KEEP).await).await;
+    store_ack_ignores_unknown_and_duplicates(cfg, &make(KEEP).await).await;
+    store_ack_through(cfg, &make(KEEP).await).await;
+    store_history_since_and_limit(cfg, &make(KEEP).await).await;
     store_ttl(
         cfg,
         &make(Retention {
@@ -58,7 +40,7 @@ where
         .await,
     )
     .await;
-    store_cap(cfg, &make(Retention { cap: 3, ttl: LONG }).await).await;
+    store_cap(cfg, &make(Retention { cap: 3, ..KEEP }).await).await;
 }
 
 async fn append_one<S: MessageStore>(

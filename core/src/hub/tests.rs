@@ -50,14 +50,7 @@ impl T {
     }
     /// Connects and completes subscribe + claim; returns the outputs after the claim.
     fn live(&mut self, conn: u64, client: &str, slot: i64, mode: Mode, gen_: u64) -> Vec<Output> {
-        let out = self.input(Input::Connect {
-            conn: ConnId(conn),
-            identity: Identity {
-                client: c(client),
-                slot: Slot::new(slot).unwrap(),
-                mode,
-            },
-        });
+        let out = self.connect(conn, client, slot, mode);
         let mut out = self.answer_broker(out);
         if let Some(req) = claim_req(&out) {
             out = self.input(Input::BrokerDone {
@@ -66,6 +59,60 @@ impl T {
             });
         }
         out
+    }
+    /// A connection of `client` on `slot` asks for a session.
+    fn connect(&mut self, conn: u64, client: &str, slot: i64, mode: Mode) -> Vec<Output> {
+        self.input(Input::Connect {
+            conn: ConnId(conn),
+            identity: Identity {
+                client: c(client),
+                slot: Slot::new(slot).unwrap(),
+                mode,
+            },
+        })
+    }
+    /// The client acknowledges the batch `ack` on `conn`.
+    fn ack(&mut self, conn: u64, ack: AckId) -> Vec<Output> {
+        self.input(Input::Ack {
+            conn: ConnId(conn),
+            ack,
+        })
+    }
+    /// The client on `conn` commits `n` messages.
+    fn commit(&mut self, conn: u64, n: u64) -> Vec<Output> {
+        self.input(Input::Commit {
+            conn: ConnId(conn),
+            n,
+        })
+    }
+    /// The broker says `client`'s queue holds `last` (attached: `message`).
+    fn notify(&mut self, client: &str, last: u64, message: Option<Message>) -> Vec<Output> {
+        self.input(Input::Broker(BrokerEvent::Notify {
+            client: c(client),
+            last: MessageId(last),
+            message,
+        }))
+    }
+    /// The broker says `node` claimed `client`'s `slot` with `generation`.
+    fn claim_seen(&mut self, client: &str, slot: i64, generation: u64, node: &str) -> Vec<Output> {
+        self.input(Input::Broker(BrokerEvent::Claim {
+            client: c(client),
+            slot: Slot::new(slot).unwrap(),
+            generation: Generation(generation),
+            node: NodeId::new(node).unwrap(),
+        }))
+    }
+    /// Answers the read in `out` with `batch`.
+    fn answer_read(&mut self, out: &[Output], batch: Vec<Message>) -> Vec<Output> {
+        let (req, _) = load_req(out).expect("a read");
+        self.input(Input::StoreDone {
+            req,
+            result: Ok(StoreReply::Messages(batch)),
+        })
+    }
+    /// Answers the read in `out` with plain messages of these ids.
+    fn read(&mut self, out: &[Output], ids: &[u64]) -> Vec<Output> {
+        self.answer_read(out, ids.iter().map(|i| msg(*i)).collect())
     }
     /// Answers Subscribe requests with success; returns the rest.
     fn answer_broker(&mut self, out: Vec<Output>) -> Vec<Output> {
@@ -84,6 +131,16 @@ impl T {
         }
         rest
     }
+}
+
+/// The connections `out` kicks.
+fn kicked(out: &[Output]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Kick { conn, .. } => Some(conn.0),
+            _ => None,
+        })
+        .collect()
 }
 
 fn claim_req(out: &[Output]) -> Option<RequestId> {
@@ -124,14 +181,7 @@ fn messages(ids: &[u64]) -> Result<StoreReply, StoreError> {
 #[test]
 fn connect_subscribes_claims_then_reads_from_zero() {
     let mut t = T::new(2);
-    let out = t.input(Input::Connect {
-        conn: ConnId(1),
-        identity: Identity {
-            client: c("a"),
-            slot: Slot::new(0).unwrap(),
-            mode: Mode::Ack,
-        },
-    });
+    let out = t.connect(1, "a", 0, Mode::Ack);
     assert!(matches!(
         out.as_slice(),
         [Output::Broker {
@@ -154,77 +204,36 @@ fn connect_subscribes_claims_then_reads_from_zero() {
 fn ack_mode_respects_the_window_and_forwards_acks() {
     let mut t = T::new(2);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[1, 2, 3]),
-    });
+    let out = t.read(&out, &[1, 2, 3]);
     let d = delivers(&out);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].1, vec![1, 2], "window of 2");
     // Less than asked: drained, no further read.
     assert!(load_req(&out).is_none());
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: d[0].0.unwrap(),
-    });
+    let out = t.ack(1, d[0].0.unwrap());
     assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(1), MessageId(2)])));
     assert_eq!(delivers(&out)[0].1, vec![3]);
     // The same ack again is ignored.
-    let again = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: d[0].0.unwrap(),
-    });
+    let again = t.ack(1, d[0].0.unwrap());
     assert!(again.is_empty());
     // Unknown ack id, unknown conn: ignored.
-    assert!(
-        t.input(Input::Ack {
-            conn: ConnId(1),
-            ack: AckId(9999)
-        })
-        .is_empty()
-    );
-    assert!(
-        t.input(Input::Ack {
-            conn: ConnId(7),
-            ack: AckId(1)
-        })
-        .is_empty()
-    );
+    assert!(t.ack(1, AckId(9999)).is_empty());
+    assert!(t.ack(7, AckId(1)).is_empty());
 }
 
 #[test]
 fn notify_reads_after_the_cursor() {
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[1]),
-    });
+    let out = t.read(&out, &[1]);
     assert_eq!(delivers(&out)[0].1, vec![1]);
     // Notified of something it already has: nothing.
-    assert!(
-        t.input(Input::Broker(BrokerEvent::Notify {
-            client: c("a"),
-            last: MessageId(1),
-            message: None,
-        }))
-        .is_empty()
-    );
-    let out = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(2),
-        message: None,
-    }));
+    assert!(t.notify("a", 1, None).is_empty());
+    let out = t.notify("a", 2, None);
     let (req, after) = load_req(&out).unwrap();
     assert_eq!(after, MessageId(1));
     // A notification while reading causes one more read.
-    let none = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(3),
-        message: None,
-    }));
+    let none = t.notify("a", 3, None);
     assert!(load_req(&none).is_none());
     let out = t.input(Input::StoreDone {
         req,
@@ -242,39 +251,25 @@ fn notify_reads_after_the_cursor() {
 fn a_notified_next_message_is_delivered_without_a_read() {
     let mut t = T::new(2);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[1]),
-    });
+    let out = t.read(&out, &[1]);
     let (first_ack, ids) = delivers(&out).remove(0);
     assert_eq!(ids, vec![1]);
-    let notify = |id: u64, message: Option<Message>| {
-        Input::Broker(BrokerEvent::Notify {
-            client: c("a"),
-            last: MessageId(id),
-            message,
-        })
-    };
     // The next id, attached: delivered at once, no read.
-    let out = t.input(notify(2, Some(msg(2))));
+    let out = t.notify("a", 2, Some(msg(2)));
     assert_eq!(delivers(&out).len(), 1);
     let (second_ack, ids) = delivers(&out).remove(0);
     assert_eq!(ids, vec![2]);
     assert!(load_req(&out).is_none(), "no read for a message in hand");
     // The window (2) is full: the next two are buffered (the buffer holds up to a window),
     // still without a read.
-    let out = t.input(notify(3, Some(msg(3))));
+    let out = t.notify("a", 3, Some(msg(3)));
     assert!(out.is_empty(), "buffered until an ack makes room: {out:?}");
-    let out = t.input(notify(4, Some(msg(4))));
+    let out = t.notify("a", 4, Some(msg(4)));
     assert!(out.is_empty(), "buffered: {out:?}");
     // The buffer is full: the next one is left to the store, read once there is room.
-    let out = t.input(notify(5, Some(msg(5))));
+    let out = t.notify("a", 5, Some(msg(5)));
     assert!(out.is_empty(), "no read while the buffer is full: {out:?}");
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: first_ack.expect("ack mode"),
-    });
+    let out = t.ack(1, first_ack.expect("ack mode"));
     assert_eq!(
         delivers(&out)[0].1,
         vec![3],
@@ -287,15 +282,12 @@ fn a_notified_next_message_is_delivered_without_a_read() {
         result: messages(&[5]),
     });
     assert!(delivers(&out).is_empty(), "the window is full again");
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: second_ack.expect("ack mode"),
-    });
+    let out = t.ack(1, second_ack.expect("ack mode"));
     assert_eq!(delivers(&out)[0].1, vec![4]);
     assert!(load_req(&out).is_none(), "the store had nothing beyond 5");
     // An attached message past a gap (7 while the cursor is at 5) is not taken: 6 may
     // still be on its way, so the store is asked.
-    let out = t.input(notify(7, Some(msg(7))));
+    let out = t.notify("a", 7, Some(msg(7)));
     let (_, after) = load_req(&out).expect("a read after the gap");
     assert_eq!(after, MessageId(5));
     assert!(delivers(&out).is_empty());
@@ -304,35 +296,20 @@ fn a_notified_next_message_is_delivered_without_a_read() {
 #[test]
 fn store_failure_retries_with_backoff() {
     let mut t = T::new(8);
-    let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: Err(StoreError::Unavailable("x".into())),
-    });
-    assert!(out.is_empty());
-    assert_eq!(
-        t.hub.poll_timeout(),
-        Some(t.now + Duration::from_millis(100))
-    );
-    assert!(t.advance(Duration::from_millis(50)).is_empty());
-    let out = t.advance(Duration::from_millis(50));
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: Err(StoreError::Unavailable("x".into())),
-    });
-    assert!(out.is_empty());
-    assert_eq!(
-        t.hub.poll_timeout(),
-        Some(t.now + Duration::from_millis(200))
-    );
-    let out = t.advance(Duration::from_millis(200));
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[1]),
-    });
+    let mut out = t.live(1, "a", 0, Mode::Ack, 1);
+    // Each failed read is retried after twice the delay of the one before, not sooner.
+    for delay in [100, 200].map(Duration::from_millis) {
+        let (req, _) = load_req(&out).unwrap();
+        let failed = t.input(Input::StoreDone {
+            req,
+            result: Err(StoreError::Unavailable("x".into())),
+        });
+        assert!(failed.is_empty());
+        assert_eq!(t.hub.poll_timeout(), Some(t.now + delay));
+        assert!(t.advance(delay / 2).is_empty());
+        out = t.advance(delay / 2);
+    }
+    let out = t.read(&out, &[1]);
     assert_eq!(delivers(&out)[0].1, vec![1]);
     assert_eq!(t.hub.stats().store_errors, 2);
 }
@@ -341,16 +318,9 @@ fn store_failure_retries_with_backoff() {
 fn failed_ack_writes_are_retried() {
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[1]),
-    });
+    let out = t.read(&out, &[1]);
     let ack = delivers(&out)[0].0.unwrap();
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack,
-    });
+    let out = t.ack(1, ack);
     let req = out
         .iter()
         .find_map(|o| match o {
@@ -387,44 +357,23 @@ fn commit_mode_follows_the_seed_protocol() {
         vec![(None, vec![])],
         "the empty first message"
     );
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[1, 2]),
-    });
+    let out = t.read(&out, &[1, 2]);
     assert!(
         delivers(&out).is_empty(),
         "nothing until the client commits"
     );
-    let out = t.input(Input::Commit {
-        conn: ConnId(1),
-        n: 0,
-    });
+    let out = t.commit(1, 0);
     assert_eq!(delivers(&out), vec![(None, vec![1])]);
-    let out = t.input(Input::Commit {
-        conn: ConnId(1),
-        n: 1,
-    });
+    let out = t.commit(1, 1);
     assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(1)])));
     assert_eq!(delivers(&out), vec![(None, vec![2])]);
     // An oversized commit acks what is in flight and nothing more.
-    let out = t.input(Input::Commit {
-        conn: ConnId(1),
-        n: 50,
-    });
+    let out = t.commit(1, 50);
     assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(2)])));
     assert!(delivers(&out).is_empty());
     // The next stored message goes out at once: a commit is owed.
-    let out = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(3),
-        message: None,
-    }));
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[3]),
-    });
+    let out = t.notify("a", 3, None);
+    let out = t.read(&out, &[3]);
     assert_eq!(delivers(&out), vec![(None, vec![3])]);
 }
 
@@ -442,19 +391,8 @@ fn newer_generation_kicks_older_local_and_remote() {
     )));
     assert!(!t.hub.has_session(ConnId(1)));
     // A claim from another node with a higher generation kicks session 2.
-    let out = t.input(Input::Broker(BrokerEvent::Claim {
-        client: c("a"),
-        slot: Slot::new(0).unwrap(),
-        generation: Generation(3),
-        node: NodeId::new("n2").unwrap(),
-    }));
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Kick {
-            conn: ConnId(2),
-            ..
-        }
-    )));
+    let out = t.claim_seen("a", 0, 3, "n2");
+    assert!(kicked(&out).contains(&2));
     assert_eq!(t.hub.stats().kicks, 2);
     // Other slots are independent.
     t.live(3, "a", 1, Mode::Ack, 1);
@@ -464,46 +402,21 @@ fn newer_generation_kicks_older_local_and_remote() {
 #[test]
 fn a_claim_below_one_seen_is_kicked_at_once() {
     let mut t = T::new(8);
-    let out = t.input(Input::Connect {
-        conn: ConnId(1),
-        identity: Identity {
-            client: c("a"),
-            slot: Slot::new(0).unwrap(),
-            mode: Mode::Ack,
-        },
-    });
+    let out = t.connect(1, "a", 0, Mode::Ack);
     let out = t.answer_broker(out);
     let req = claim_req(&out).unwrap();
-    t.input(Input::Broker(BrokerEvent::Claim {
-        client: c("a"),
-        slot: Slot::new(0).unwrap(),
-        generation: Generation(5),
-        node: NodeId::new("n2").unwrap(),
-    }));
+    t.claim_seen("a", 0, 5, "n2");
     let out = t.input(Input::BrokerDone {
         req,
         result: Ok(BrokerReply::Claimed(Generation(4))),
     });
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Kick {
-            conn: ConnId(1),
-            ..
-        }
-    )));
+    assert!(kicked(&out).contains(&1));
 }
 
 #[test]
 fn claim_and_subscribe_failures_are_retried() {
     let mut t = T::new(8);
-    let out = t.input(Input::Connect {
-        conn: ConnId(1),
-        identity: Identity {
-            client: c("a"),
-            slot: Slot::new(0).unwrap(),
-            mode: Mode::Ack,
-        },
-    });
+    let out = t.connect(1, "a", 0, Mode::Ack);
     let Output::Broker { req, .. } = &out[0] else {
         panic!()
     };
@@ -551,14 +464,7 @@ fn last_session_releases_the_subscription() {
         })
         .unwrap();
     // A session arriving while unsubscribing waits, then subscribes again.
-    let out = t.input(Input::Connect {
-        conn: ConnId(3),
-        identity: Identity {
-            client: c("a"),
-            slot: Slot::new(0).unwrap(),
-            mode: Mode::Ack,
-        },
-    });
+    let out = t.connect(3, "a", 0, Mode::Ack);
     assert!(out.is_empty());
     let out = t.input(Input::BrokerDone {
         req,
@@ -613,11 +519,7 @@ fn watchers_share_the_subscription_and_are_woken() {
     assert!(broker_op(&t.input(watch(2))).is_none());
     assert_eq!((t.hub.stats().sessions, t.hub.stats().watchers), (1, 2));
     // A notification wakes both watchers; a resync too.
-    let out = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(1),
-        message: None,
-    }));
+    let out = t.notify("a", 1, None);
     assert_eq!(wakes(&out), vec![1, 2]);
     assert_eq!(
         wakes(&t.input(Input::Broker(BrokerEvent::Resync))),
@@ -660,11 +562,7 @@ fn a_watcher_outlives_a_failed_subscribe() {
 fn unacked_batches_time_out() {
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    t.input(Input::StoreDone {
-        req,
-        result: messages(&[1]),
-    });
+    t.read(&out, &[1]);
     let out = t.advance(Duration::from_secs(60));
     assert!(out.iter().any(|o| matches!(
         o,
@@ -700,11 +598,7 @@ fn results_for_ended_sessions_are_ignored() {
 fn resync_rereads_every_session() {
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    t.input(Input::StoreDone {
-        req,
-        result: messages(&[1]),
-    });
+    t.read(&out, &[1]);
     let out = t.input(Input::Broker(BrokerEvent::Resync));
     assert_eq!(load_req(&out).map(|l| l.1), Some(MessageId(1)));
 }
@@ -717,29 +611,18 @@ fn after_a_resync_live_sessions_renew_their_claims_and_a_newer_login_still_wins(
     let out = t.input(Input::Broker(BrokerEvent::Resync));
     let renew = claim_req(&out).expect("the live session claims anew");
     // Its own renewed claim, echoed before the answer, does not kick it.
-    let out = t.input(Input::Broker(BrokerEvent::Claim {
-        client: c("a"),
-        slot: Slot::new(0).unwrap(),
-        generation: Generation(1),
-        node: NodeId::new("n1").unwrap(),
-    }));
-    assert!(!out.iter().any(|o| matches!(o, Output::Kick { .. })));
+    let out = t.claim_seen("a", 0, 1, "n1");
+    assert!(kicked(&out).is_empty());
     let out = t.input(Input::BrokerDone {
         req: renew,
         result: Ok(BrokerReply::Claimed(Generation(1))),
     });
-    assert!(!out.iter().any(|o| matches!(o, Output::Kick { .. })));
+    assert!(kicked(&out).is_empty());
     assert!(t.hub.has_session(ConnId(1)));
     // A login after the resync gets generation 2 and replaces the older session, instead
     // of being refused for being below the generation 5 seen before the reset.
     let out = t.live(2, "a", 0, Mode::Ack, 2);
-    assert!(out.iter().any(|o| matches!(
-        o,
-        Output::Kick {
-            conn: ConnId(1),
-            ..
-        }
-    )));
+    assert!(kicked(&out).contains(&1));
     assert!(t.hub.has_session(ConnId(2)));
 }
 
@@ -747,11 +630,7 @@ fn after_a_resync_live_sessions_renew_their_claims_and_a_newer_login_still_wins(
 fn a_failed_renewal_is_retried_and_the_session_keeps_delivering() {
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Ack, 3);
-    let (req, _) = load_req(&out).unwrap();
-    t.input(Input::StoreDone {
-        req,
-        result: messages(&[]),
-    });
+    t.read(&out, &[]);
     let out = t.input(Input::Broker(BrokerEvent::Resync));
     let renew = claim_req(&out).unwrap();
     let (load, _) = load_req(&out).expect("the resync re-reads too");
@@ -774,18 +653,10 @@ fn a_failed_renewal_is_retried_and_the_session_keeps_delivering() {
 fn redeliveries_are_counted_per_slot() {
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    t.input(Input::StoreDone {
-        req,
-        result: messages(&[1, 2]),
-    });
+    t.read(&out, &[1, 2]);
     // A newer session of the same slot (kicking the first) gets 1 and 2 again.
     let out = t.live(2, "a", 0, Mode::Ack, 2);
-    let (req, _) = load_req(&out).unwrap();
-    t.input(Input::StoreDone {
-        req,
-        result: messages(&[1, 2, 3]),
-    });
+    t.read(&out, &[1, 2, 3]);
     let s = t.hub.stats();
     assert_eq!((s.deliveries, s.redeliveries), (5, 2));
 }
@@ -805,47 +676,26 @@ fn ack_write(out: &[Output]) -> Option<(Vec<u64>, MessageId)> {
 fn acks_carry_how_far_everything_is_acknowledged() {
     let mut t = T::new(2);
     let out = t.live(1, "a", 0, Mode::Ack, 1);
-    let (req, _) = load_req(&out).unwrap();
-    let out = t.input(Input::StoreDone {
-        req,
-        result: messages(&[3]),
-    });
+    let out = t.read(&out, &[3]);
     let (first, _) = delivers(&out).remove(0);
-    let out = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(4),
-        message: Some(msg(4)),
-    }));
+    let out = t.notify("a", 4, Some(msg(4)));
     let (second, _) = delivers(&out).remove(0);
-    let out = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(5),
-        message: Some(msg(5)),
-    }));
+    let out = t.notify("a", 5, Some(msg(5)));
     assert!(
         delivers(&out).is_empty(),
         "5 is buffered: the window is full"
     );
     // Out of order: 3 is still held, so only what lies below it is known acknowledged
     // (ids 1 and 2 were never loaded: acknowledged before, or holes).
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: second.unwrap(),
-    });
+    let out = t.ack(1, second.unwrap());
     assert_eq!(ack_write(&out), Some((vec![4], MessageId(2))));
     let (third, ids) = delivers(&out).remove(0);
     assert_eq!(ids, vec![5], "room for 5");
     // 3 now: 5 is still in flight, so everything up to 4.
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: first.unwrap(),
-    });
+    let out = t.ack(1, first.unwrap());
     assert_eq!(ack_write(&out), Some((vec![3], MessageId(4))));
     // Nothing held any more: everything up to the cursor.
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack: third.unwrap(),
-    });
+    let out = t.ack(1, third.unwrap());
     assert_eq!(ack_write(&out), Some((vec![5], MessageId(5))));
 }
 
@@ -926,22 +776,10 @@ fn a_claimed_session_that_ends_leaves_the_registry_and_an_unclaimed_one_has_noth
     assert_eq!(end_sessions(&out), vec![("a".into(), 2, 7)]);
     // A kicked session leaves too (the broker keeps the newer claim's entry).
     t.live(2, "b", 0, Mode::Ack, 3);
-    let out = t.input(Input::Broker(BrokerEvent::Claim {
-        client: c("b"),
-        slot: Slot::new(0).unwrap(),
-        generation: Generation(4),
-        node: NodeId::new("n2").unwrap(),
-    }));
+    let out = t.claim_seen("b", 0, 4, "n2");
     assert_eq!(end_sessions(&out), vec![("b".into(), 0, 3)]);
     // A session still waiting for its claim has no entry.
-    let out = t.input(Input::Connect {
-        conn: ConnId(3),
-        identity: Identity {
-            client: c("d"),
-            slot: Slot::new(1).unwrap(),
-            mode: Mode::Ack,
-        },
-    });
+    let out = t.connect(3, "d", 1, Mode::Ack);
     t.answer_broker(out);
     let out = t.input(Input::Disconnect { conn: ConnId(3) });
     assert!(end_sessions(&out).is_empty(), "{out:?}");
@@ -950,14 +788,7 @@ fn a_claimed_session_that_ends_leaves_the_registry_and_an_unclaimed_one_has_noth
 #[test]
 fn a_claim_answered_after_its_session_ended_leaves_the_registry() {
     let mut t = T::new(4);
-    let out = t.input(Input::Connect {
-        conn: ConnId(1),
-        identity: Identity {
-            client: c("a"),
-            slot: Slot::new(5).unwrap(),
-            mode: Mode::Ack,
-        },
-    });
+    let out = t.connect(1, "a", 5, Mode::Ack);
     let out = t.answer_broker(out);
     let req = claim_req(&out).expect("a claim");
     let out = t.input(Input::Disconnect { conn: ConnId(1) });
@@ -1002,10 +833,7 @@ fn deliveries_and_acks_of_named_copies_are_reported_one_call_at_a_time() {
     let first = receipts_req(&out);
     let ack = delivers(&out)[0].0.unwrap();
     // While the first call is under way, the acks' receipts wait for it.
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack,
-    });
+    let out = t.ack(1, ack);
     assert!(receipts(&out).is_empty(), "{out:?}");
     let out = t.input(Input::StoreDone {
         req: first,
@@ -1026,24 +854,14 @@ fn commits_report_acked_receipts() {
     let p = crate::PushIds::new(1).next(1);
     let mut t = T::new(8);
     let out = t.live(1, "a", 0, Mode::Commit, 1);
-    let (req, _) = load_req(&out).unwrap();
-    t.input(Input::StoreDone {
-        req,
-        result: Ok(StoreReply::Messages(vec![copy_of(1, p)])),
-    });
-    let out = t.input(Input::Commit {
-        conn: ConnId(1),
-        n: 0,
-    });
+    t.answer_read(&out, vec![copy_of(1, p)]);
+    let out = t.commit(1, 0);
     assert_eq!(receipts(&out), vec![(ReceiptKind::Delivered, 1, p)]);
     t.input(Input::StoreDone {
         req: receipts_req(&out),
         result: Ok(StoreReply::Recorded),
     });
-    let out = t.input(Input::Commit {
-        conn: ConnId(1),
-        n: 1,
-    });
+    let out = t.commit(1, 1);
     assert_eq!(receipts(&out), vec![(ReceiptKind::Acked, 1, p)]);
 }
 
@@ -1071,24 +889,14 @@ fn a_recall_drops_held_copies_and_later_reads_and_notifications_of_them() {
     }));
     assert!(delivers(&out).is_empty(), "{out:?}");
     // The copy in flight may still be acked; the held copy of p is gone, q's comes next.
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack,
-    });
+    let out = t.ack(1, ack);
     assert!(out.iter().any(|o| matches!(o, Output::Store { op: StoreOp::Ack { ids, .. }, .. } if ids == &[MessageId(1)])));
     assert_eq!(delivers(&out)[0].1, vec![3]);
     let ack = delivers(&out)[0].0.unwrap();
-    let out = t.input(Input::Ack {
-        conn: ConnId(1),
-        ack,
-    });
+    let out = t.ack(1, ack);
     // A notification carrying a copy of p is not delivered: the session reads instead, and
     // a read answered after the recall that still has a copy of p drops it too.
-    let out2 = t.input(Input::Broker(BrokerEvent::Notify {
-        client: c("a"),
-        last: MessageId(4),
-        message: Some(copy_of(4, p)),
-    }));
+    let out2 = t.notify("a", 4, Some(copy_of(4, p)));
     assert!(
         delivers(&out).is_empty() && delivers(&out2).is_empty(),
         "{out2:?}"

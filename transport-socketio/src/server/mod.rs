@@ -368,25 +368,19 @@ impl SocketIo {
             return eio_error(SESSION_UNKNOWN);
         };
         let max = self.inner.config.max_payload;
-        if req.len().is_some_and(|n| n > max) {
-            let _ = tx
-                .send(SessionInput::TransportError(
-                    "polling body over maxPayload".into(),
-                ))
-                .await;
-            let mut res = Response::new(StatusCode::PayloadTooLarge);
-            res.set_body(json!({"code": 3, "message": "Payload too large"}));
-            return res;
-        }
         let mut body = Vec::new();
-        let read = {
+        // A declared length over the limit is refused unread; otherwise at most one byte
+        // more than the limit is read, to tell.
+        let too_large = req.len().is_some_and(|n| n > max) || {
             use async_std::io::ReadExt;
-            req.take_body()
+            let read = req
+                .take_body()
                 .take(max as u64 + 1)
                 .read_to_end(&mut body)
-                .await
+                .await;
+            read.is_err() || body.len() > max
         };
-        if read.is_err() || body.len() > max {
+        if too_large {
             let _ = tx
                 .send(SessionInput::TransportError(
                     "polling body over maxPayload".into(),

@@ -2,6 +2,10 @@
 //! choice. Adapters never pick one themselves: the Redis broker's background tasks, the MongoDB
 //! store's waits and the Socket.IO server's sessions run on it. async-std's `tokio1` feature
 //! gives the MongoDB driver the tokio context it needs.
+//!
+//! One crate for it, so that the binary (`apps/herald`) and the adapters' tests (through
+//! `herald_it::AsyncStd`) run the adapters on the same runtime by construction. It depends on
+//! core only, and no adapter depends on it.
 
 use std::time::Duration;
 
