@@ -333,6 +333,9 @@ fn carry_out<S: MessageStore, B: Broker>(
     }
 }
 
+/// How often retention runs by default (`retention.purge_every_secs`).
+pub const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
 /// Runs retention every `every`, counting what it drops.
 pub async fn retention<S: MessageStore>(store: Arc<S>, metrics: Arc<Metrics>, every: Duration) {
     loop {

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use futures::StreamExt;
 use herald::config::{BrokerChoice, Config, Flags, StoreChoice, redact_url as redact};
@@ -295,7 +294,7 @@ async fn serve<S: MessageStore, B: Broker>(
     async_std::task::spawn(driver::retention(
         store.clone(),
         metrics,
-        Duration::from_secs(60),
+        config.retention_every,
     ));
 
     let show =

@@ -61,6 +61,9 @@ pub struct WebhookConfig {
     pub lease: Duration,
     /// How often a node looks for expired pushes to record their `expired` events.
     pub expired_every: Duration,
+    /// The most of an answer's body the sender reads (and drops); past it the connection is
+    /// not reused (its unread rest would be taken for the next answer).
+    pub max_answer: usize,
 }
 
 impl Default for WebhookConfig {
@@ -78,6 +81,7 @@ impl Default for WebhookConfig {
             max_outbox: 1_000_000,
             lease: Duration::from_secs(60),
             expired_every: Duration::from_secs(10),
+            max_answer: 64 << 10,
         }
     }
 }
@@ -104,6 +108,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("max_outbox", &self.max_outbox)
             .field("lease", &self.lease)
             .field("expired_every", &self.expired_every)
+            .field("max_answer", &self.max_answer)
             .finish()
     }
 }
@@ -338,10 +343,6 @@ enum Outcome {
     Failed(String),
 }
 
-/// The most of an answer's body the sender reads (and drops); a longer one costs the pooled
-/// connections (see [`post`]).
-const MAX_ANSWER: usize = 64 << 10;
-
 /// POSTs `body` signed.
 async fn post(client: &mut surf::Client, cfg: &WebhookConfig, body: String) -> Outcome {
     let (Some(url), Some(secret)) = (&cfg.url, &cfg.secret) else {
@@ -360,10 +361,10 @@ async fn post(client: &mut surf::Client, cfg: &WebhookConfig, body: String) -> O
         // pool: a body left unread would be taken for the start of the next answer on it.
         let mut sink = Vec::new();
         let read = (&mut res)
-            .take(MAX_ANSWER as u64 + 1)
+            .take(cfg.max_answer as u64 + 1)
             .read_to_end(&mut sink)
             .await?;
-        Ok::<_, surf::Error>((res.status(), read > MAX_ANSWER))
+        Ok::<_, surf::Error>((res.status(), read > cfg.max_answer))
     };
     match async_std::future::timeout(cfg.timeout, exchange).await {
         Err(_) => Outcome::Failed(format!("no answer within {:?}", cfg.timeout)),
@@ -371,7 +372,11 @@ async fn post(client: &mut surf::Client, cfg: &WebhookConfig, body: String) -> O
         Ok(Ok((status, too_long))) => {
             if too_long {
                 // Its connection still holds the rest: a new client, so it is never reused.
-                log::warn!("webhooks: an answer longer than {MAX_ANSWER} bytes was cut off");
+                log::warn!(
+                    "webhooks: an answer longer than {} bytes (webhook.max_answer_bytes) was cut \
+                     off",
+                    cfg.max_answer
+                );
                 *client = surf::Client::new();
             }
             if status.is_success() {

@@ -437,23 +437,31 @@ fn receive_and_ack(node: &Herald, client: &str) -> u64 {
 /// version"), and every other batch was sent twice.
 #[async_std::test]
 async fn a_receiver_answering_with_a_body_gets_every_event_once() {
-    events_once_with_answer("answer-body", r#"{"ok":true,"received":"thanks"}"#).await;
+    events_once_with_answer("answer-body", r#"{"ok":true,"received":"thanks"}"#, "").await;
 }
 
 /// An answer longer than the sender reads (64 KiB) is cut off, and its connection is not
 /// used again.
 #[async_std::test]
 async fn a_receiver_answering_a_long_body_gets_every_event_once() {
-    events_once_with_answer("answer-long", String::leak("x".repeat(200_000))).await;
+    events_once_with_answer("answer-long", String::leak("x".repeat(200_000)), "").await;
 }
 
-/// 40 recalled events in batches of at most 10 to a receiver answering `body`: each arrives
-/// once, no attempt fails.
-async fn events_once_with_answer(tag: &str, body: &'static str) {
+/// The same past a cap set by `webhook.max_answer_bytes`: the node says it cut answers off.
+#[async_std::test]
+async fn a_receiver_answering_past_the_configured_cap_gets_every_event_once() {
+    let body = String::leak("y".repeat(3_000));
+    let node = events_once_with_answer("answer-cap", body, "max_answer_bytes = 1000\n").await;
+    assert!(node.logged("longer than 1000 bytes (webhook.max_answer_bytes)"));
+}
+
+/// 40 recalled events in batches of at most 10 to a receiver answering `body`, with `extra`
+/// webhook keys: each arrives once, no attempt fails. The node, for more checks.
+async fn events_once_with_answer(tag: &str, body: &'static str, extra: &str) -> Herald {
     let _ = herald_it::test_env();
     let dir = TempDir::new(&format!("webhooks-{tag}"));
     let port = free_port().unwrap();
-    let cfg = config(&dir, port, "events = [\"recalled\"]\n");
+    let cfg = config(&dir, port, &format!("events = [\"recalled\"]\n{extra}"));
     let receiver = Receiver::answering(port, 200, body).await;
     let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
     let clients: Vec<String> = (0..40).map(|i| format!("{tag}-{i}")).collect();
@@ -480,4 +488,5 @@ async fn events_once_with_answer(tag: &str, body: &'static str) {
     );
     let twice = receiver.twice();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    node
 }

@@ -204,6 +204,8 @@ pub struct Config {
     pub retention_cap: u64,
     /// Default message time to live.
     pub retention_ttl: Duration,
+    /// How often retention runs.
+    pub retention_every: Duration,
     /// Log level.
     pub log_level: log::LevelFilter,
     /// Log format: readable lines or femme's JSON.
@@ -280,6 +282,7 @@ impl std::fmt::Debug for Config {
             .field("broker", &self.broker)
             .field("retention_cap", &self.retention_cap)
             .field("retention_ttl", &self.retention_ttl)
+            .field("retention_every", &self.retention_every)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("shutdown", &self.shutdown)
@@ -474,6 +477,7 @@ impl Config {
             broker_node_ttl: ms("broker.node_ttl_ms"),
             retention_cap: u64::try_from(i("retention.cap")).unwrap_or(1),
             retention_ttl: secs("retention.ttl_secs"),
+            retention_every: secs("retention.purge_every_secs"),
             log_level,
             log_format: match s("log.format").as_deref() {
                 Some("json") => LogFormat::Json,
@@ -561,6 +565,7 @@ fn webhook_config(
         max_outbox: i("webhook.max_outbox").unwrap_or(d.max_outbox),
         lease: ms("webhook.lease_ms", d.lease),
         expired_every: ms("webhook.expired_every_ms", d.expired_every),
+        max_answer: i("webhook.max_answer_bytes").map_or(d.max_answer, |v| v as usize),
     };
     if c.retry_min > c.retry_max {
         return Err(bad(

@@ -24,7 +24,7 @@ pub(super) const STORE: &[Key] = &[
         env: "HERALD_MONGO",
         kind: Kind::Str,
         help: "MongoDB URL; when set, queues live in MongoDB instead of the embedded store",
-        doc: "a `mongodb://` or `mongodb+srv://` URL: queues in MongoDB, shared by every node; the URL's `maxPoolSize` (driver default 10) is also how many session reads (backlogs, history) a node sends at once, the others wait their turn in a queue",
+        doc: "a `mongodb://` or `mongodb+srv://` URL: queues in MongoDB, shared by every node; the URL's `maxPoolSize` (driver default 10) is also how many session reads (backlogs, history) a node sends at once, the others wait their turn in a queue; its `serverSelectionTimeoutMS` (Herald's default 5000) is how long a command waits for a reachable server before it fails (a push then answers 503)",
         default: Initial::Unset("none"),
         flag: Some(Flag {
             long: "mongo",
@@ -119,6 +119,18 @@ pub(super) const RETENTION: &[Key] = &[
         help: "default message time to live",
         doc: "time to live of a message without its own `ttl`",
         default: Initial::Value(|| secs(Retention::default().ttl)),
+        flag: None,
+    },
+    Key {
+        path: "retention.purge_every_secs",
+        env: "HERALD_RETENTION_PURGE_EVERY_SECS",
+        kind: Kind::Int {
+            min: 1,
+            max: 86_400,
+        },
+        help: "how often retention drops expired messages and forgets old push records",
+        doc: "how often each node runs retention: expired messages and those past `retention.cap` leave the queues, push records and idempotency keys past their time are forgotten (reads never return an expired message in between); each run is counted in `herald_retention_*`",
+        default: Initial::Value(|| secs(crate::driver::RETENTION_EVERY)),
         flag: None,
     },
 ];

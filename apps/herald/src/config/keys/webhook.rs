@@ -145,4 +145,16 @@ pub(super) const WEBHOOK: &[Key] = &[
         default: Initial::Value(|| ms(webhook().expired_every)),
         flag: None,
     },
+    Key {
+        path: "webhook.max_answer_bytes",
+        env: "HERALD_WEBHOOK_MAX_ANSWER_BYTES",
+        kind: Kind::Int {
+            min: 0,
+            max: 16 << 20,
+        },
+        help: "most bytes of a receiver's answer read; past it the connection is not reused",
+        doc: "most bytes of a receiver's answer body the sender reads (and drops) so that its connection can carry the next POST; a longer answer still counts by its status, but its connection is closed and a new one opened (logged as a warning)",
+        default: Initial::Value(|| int(webhook().max_answer)),
+        flag: None,
+    },
 ];
