@@ -1,6 +1,8 @@
 //! One Engine.IO session: its task, its transport (polling or WebSocket), its queue, its
 //! heartbeat and deadlines, and the inputs it takes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::*;
@@ -135,6 +137,37 @@ fn poll_frames(
     Poll::Pending
 }
 
+/// The handling of an input or a packet that has to wait (a write, an answer).
+type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// One wait of a session's loop: its next input or frame, or its next deadline. An input or a
+/// frame already waiting is taken without arming a timer (one is made only when the session
+/// has to wait).
+struct Wait<'a> {
+    session: &'a mut Session,
+    rx: &'a mailbox::Receiver<SessionInput>,
+    wait: Duration,
+    timer: Option<Task>,
+}
+
+impl Future for Wait<'_> {
+    type Output = Next;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
+        let this = self.get_mut();
+        if let Poll::Ready(r) = this.rx.recv().poll_unpin(cx) {
+            return Poll::Ready(Next::Input(r));
+        }
+        let s = &mut *this.session;
+        if let Poll::Ready((i, f)) = poll_frames(&mut s.streams, s.eio3, cx) {
+            return Poll::Ready(Next::Frame(i, f));
+        }
+        let (runtime, wait) = (&s.io.inner.runtime, this.wait);
+        let timer = this.timer.get_or_insert_with(|| runtime.sleep(wait));
+        timer.as_mut().poll(cx).map(|()| Next::Deadline)
+    }
+}
+
 pub(super) struct Session {
     pub(super) io: SocketIo,
     pub(super) sid: String,
@@ -239,44 +272,18 @@ impl Session {
         }
         Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
         while self.closed.is_none() {
-            let now = Instant::now();
-            let deadline = [
-                Some(self.next_ping),
-                self.pong_deadline,
-                self.connect_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .expect("next_ping is always set");
-            let wait = deadline.saturating_duration_since(now);
-            // The handlers' futures are boxed: this loop's own future is what an idle session
-            // costs in memory, and it would otherwise be as large as the largest of them.
-            // An input or a frame already waiting is taken without arming a timer
-            // (`timeout` makes one only when it has to wait).
-            let next = {
-                let (streams, eio3) = (&mut self.streams, self.eio3);
-                let mut recv = rx.recv();
-                let either = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(r) = recv.poll_unpin(cx) {
-                        return Poll::Ready(Next::Input(r));
-                    }
-                    poll_frames(streams, eio3, cx).map(|(i, f)| Next::Frame(i, f))
-                });
-                timeout(&*self.io.inner.runtime, wait, either)
-                    .await
-                    .unwrap_or(Next::Deadline)
-            };
-            match next {
-                Next::Input(Ok(input)) => Box::pin(self.input(input)).await,
-                Next::Input(Err(_)) => self.close("server gone"),
-                Next::Frame(_, Ok(p)) => Box::pin(self.packet(p)).await,
-                Next::Frame(i, Err(why)) => {
-                    // That WebSocket is over: its half of the connection goes now.
-                    self.streams.swap_remove(i);
-                    self.close(&why);
-                }
-                Next::Deadline => self.timers().await,
+            // The handlers' futures are boxed, and this wait is written out rather than a
+            // `timeout` around a future: this loop's own future is what an idle session costs
+            // in memory, and it would otherwise hold the largest of them next to the wait.
+            let next = Wait {
+                wait: self.wait(),
+                session: &mut self,
+                rx: &rx,
+                timer: None,
+            }
+            .await;
+            if let Some(handling) = self.handle(next) {
+                handling.await;
             }
             if self.closed.is_none() && !self.outbox.is_empty() {
                 Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
@@ -288,6 +295,51 @@ impl Session {
                 self.close(&reason);
             }
         }
+        // Boxed: what closing holds would otherwise be part of every idle session's future.
+        Box::pin(self.end(rx)).await;
+    }
+
+    /// Takes what a wait brought: at once, or in the future returned (boxed: see
+    /// [`Session::run`]).
+    fn handle(&mut self, next: Next) -> Option<Handling<'_>> {
+        match next {
+            Next::Input(Ok(input)) => Some(Box::pin(self.input(input))),
+            Next::Input(Err(_)) => {
+                self.close("server gone");
+                None
+            }
+            Next::Frame(_, Ok(p)) => Some(Box::pin(self.packet(p))),
+            Next::Frame(i, Err(why)) => {
+                // That WebSocket is over: its half of the connection goes now.
+                self.streams.swap_remove(i);
+                self.close(&why);
+                None
+            }
+            Next::Deadline => {
+                self.timers();
+                None
+            }
+        }
+    }
+
+    /// How long the session can wait for an input or a frame before a deadline (heartbeat,
+    /// connect) comes.
+    fn wait(&self) -> Duration {
+        let deadline = [
+            Some(self.next_ping),
+            self.pong_deadline,
+            self.connect_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("next_ping is always set");
+        deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The session is over: tells its namespaces and the client, then leaves the server's
+    /// table of sessions.
+    async fn end(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
         let reason = self.closed.clone().unwrap_or_default();
         log::debug!("engine.io session {} closed: {reason}", self.sid);
         for (_, nsp) in self.nsps.drain() {
@@ -315,6 +367,17 @@ impl Session {
         }
         self.streams.clear();
         self.outbox.drain();
+        // The session (its sinks: the connection) is gone before the table says so.
+        let (io, sid) = (self.io.clone(), std::mem::take(&mut self.sid));
+        drop(self);
+        let emptied = {
+            let mut sessions = io.lock();
+            sessions.remove(&sid);
+            sessions.is_empty()
+        };
+        if emptied {
+            io.inner.emptied.notify(usize::MAX);
+        }
     }
 
     /// Tells the client the session is over when it can still hear it, and waits for its
@@ -354,7 +417,7 @@ impl Session {
         }
     }
 
-    pub(super) async fn timers(&mut self) {
+    pub(super) fn timers(&mut self) {
         let now = Instant::now();
         let cfg = &self.io.inner.config;
         if self.connect_deadline.is_some_and(|d| d <= now) {
