@@ -380,7 +380,7 @@ impl Hub {
 
     /// Forgets a session; releases its client's subscription after the last one.
     pub(super) fn end_session(&mut self, conn: ConnId) -> Option<Session> {
-        let s = self.sessions.remove(&conn)?;
+        let s = *self.sessions.remove(&conn)?;
         for b in &s.in_flight {
             if let Some(t) = b.timer {
                 self.timers.remove(&t);
