@@ -386,13 +386,6 @@ impl Hub {
                 self.timers.remove(&t);
             }
         }
-        let key = (s.client.clone(), s.slot);
-        if let Some(list) = self.by_slot.get_mut(&key) {
-            list.retain(|c| *c != conn);
-            if list.is_empty() {
-                self.by_slot.remove(&key);
-            }
-        }
         if let Some(entry) = self.clients.get_mut(&s.client) {
             entry.conns.retain(|c| *c != conn);
         }
