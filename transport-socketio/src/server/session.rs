@@ -121,13 +121,48 @@ fn frame(
     Some(decoded.map_err(|e| format!("invalid packet: {e}")))
 }
 
+/// The client's WebSockets a session reads: at most two (the transport's and, during an
+/// upgrade, the probe's), held in the session: a list was one more allocation per connection.
+#[derive(Default)]
+pub(super) struct Streams([Option<WsStream>; 2]);
+
+impl Streams {
+    /// Adds `stream`; gives it back when two are read already.
+    fn push(&mut self, stream: WsStream) -> Result<(), WsStream> {
+        match self.0.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(stream);
+                Ok(())
+            }
+            None => Err(stream),
+        }
+    }
+
+    /// Stops reading the stream at index `i` (it is dropped).
+    fn remove(&mut self, i: usize) {
+        self.0[i] = None;
+    }
+
+    fn clear(&mut self) {
+        self.0 = Default::default();
+    }
+
+    /// The streams read, each with its index.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut WsStream)> {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|s| (i, s)))
+    }
+}
+
 /// The next frame that means something from any of `streams`, with its stream's index.
 fn poll_frames(
-    streams: &mut [WsStream],
+    streams: &mut Streams,
     eio3: bool,
     cx: &mut Context<'_>,
 ) -> Poll<(usize, Result<EioPacket, String>)> {
-    for (i, stream) in streams.iter_mut().enumerate() {
+    for (i, stream) in streams.iter_mut() {
         while let Poll::Ready(msg) = stream.poll_next_unpin(cx) {
             if let Some(f) = frame(eio3, msg) {
                 return Poll::Ready((i, f));
@@ -184,7 +219,7 @@ pub(super) struct Session {
     /// probe's). The session reads them itself, between its other inputs: no task per
     /// connection besides the session's, and a frame is handled where it is read. While the
     /// session handles one (or writes), it reads no other: a client cannot queue more.
-    pub(super) streams: Vec<WsStream>,
+    pub(super) streams: Streams,
     pub(super) nsps: Namespaces,
     /// A binary packet waiting for its attachments; boxed: most sessions never have one, and
     /// inline it would be a quarter of every session's size.
@@ -221,7 +256,7 @@ impl Session {
             probing: None,
             upgrading: false,
             outbox: Outbox::new(Arc::new(backlog)),
-            streams: Vec::new(),
+            streams: Streams::default(),
             nsps: Namespaces::default(),
             assembling: None,
             headers: start.headers,
@@ -257,9 +292,10 @@ impl Session {
 
     /// Starts reading `stream` along with the session's other inputs.
     pub(super) fn read(&mut self, stream: WsStream) {
-        // Exactly one slot: an idle session's size counts.
-        self.streams.reserve_exact(1);
-        self.streams.push(stream);
+        // Not reached: a second upgrade is refused before its stream is read.
+        if self.streams.push(stream).is_err() {
+            log::debug!("a third WebSocket of {}: dropped", self.sid);
+        }
     }
 
     pub(super) async fn run(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
@@ -311,7 +347,7 @@ impl Session {
             Next::Frame(_, Ok(p)) => Some(Box::pin(self.packet(p))),
             Next::Frame(i, Err(why)) => {
                 // That WebSocket is over: its half of the connection goes now.
-                self.streams.swap_remove(i);
+                self.streams.remove(i);
                 self.close(&why);
                 None
             }
@@ -402,7 +438,7 @@ impl Session {
         }
         // Each WebSocket is read until the client's close frame, or the end of its stream.
         let eio3 = self.eio3;
-        for stream in &mut self.streams {
+        for (_, stream) in self.streams.iter_mut() {
             while let Some(msg) = stream.next().await {
                 if matches!(frame(eio3, Some(msg)), Some(Err(_))) {
                     break;
