@@ -226,16 +226,18 @@ pub(super) struct Session {
     pub(super) assembling: Option<Box<sio::Assembler>>,
     pub(super) headers: Pairs,
     pub(super) query: Pairs,
-    pub(super) remote: Option<String>,
+    /// The client's address. This and the reasons below never grow: boxed `str`s, 8 bytes
+    /// smaller than `String`s in every session.
+    pub(super) remote: Option<Box<str>>,
     /// Engine.IO v3 (see [`SessionStart::eio3`]).
     pub(super) eio3: bool,
     /// v4: when the server pings next. v3: by when the client must have pinged.
     pub(super) next_ping: Instant,
     pub(super) pong_deadline: Option<Instant>,
     pub(super) connect_deadline: Option<Instant>,
-    pub(super) closed: Option<String>,
+    pub(super) closed: Option<Box<str>>,
     /// Close (with this reason) as soon as everything queued has been sent.
-    pub(super) close_when_flushed: Option<String>,
+    pub(super) close_when_flushed: Option<Box<str>>,
 }
 
 impl Session {
@@ -261,7 +263,7 @@ impl Session {
             assembling: None,
             headers: start.headers,
             query: start.query,
-            remote: start.remote,
+            remote: start.remote.map(String::into_boxed_str),
             eio3: start.eio3,
             next_ping: if start.eio3 {
                 now + cfg.ping_interval + cfg.ping_timeout
@@ -376,7 +378,7 @@ impl Session {
     /// The session is over: tells its namespaces and the client, then leaves the server's
     /// table of sessions.
     async fn end(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
-        let reason = self.closed.clone().unwrap_or_default();
+        let reason = self.closed.as_deref().unwrap_or_default().to_owned();
         log::debug!("engine.io session {} closed: {reason}", self.sid);
         for (_, nsp) in self.nsps.drain() {
             if let Nsp::Open(events) = nsp {
@@ -449,7 +451,7 @@ impl Session {
 
     pub(super) fn close(&mut self, reason: &str) {
         if self.closed.is_none() {
-            self.closed = Some(reason.to_owned());
+            self.closed = Some(reason.into());
         }
     }
 
