@@ -3,9 +3,11 @@
 //! Every connection has one, so its resting size is part of what an idle connection costs.
 //! A general-purpose channel keeps cache-padded head and tail counters and a block of slots
 //! that stays allocated after its first use (about 2 KB each); this queue is a `VecDeque`
-//! behind a mutex with one waker, and gives its buffer back whenever it runs empty with more
-//! than [`KEEP`] slots. A session's inputs are few and short-lived (client frames, the app's
-//! emits, polls), so the lock is held for a push or a pop only.
+//! behind a mutex with one waker, and gives its buffer back whenever it runs empty: an idle
+//! session's queue holds no buffer (even four slots kept were about 190 bytes of every idle
+//! connection, which all had one input, the app's decision on their CONNECT). A session's
+//! inputs are few and short-lived (client frames, the app's emits, polls), so the lock is held
+//! for a push or a pop only, and a buffer made again is one allocation per burst of inputs.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,9 +15,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-
-/// Slots an empty queue keeps; a larger buffer is released when the queue runs empty.
-const KEEP: usize = 4;
 
 /// The queue has been closed (or, for the receiver, every sender is gone and it is empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +159,7 @@ impl<T> Future for Recv<'_, T> {
         let shared = &self.rx.shared;
         let mut s = shared.lock();
         if let Some(item) = s.queue.pop_front() {
-            if s.queue.is_empty() && s.queue.capacity() > KEEP {
+            if s.queue.is_empty() {
                 s.queue = VecDeque::new();
             }
             return Poll::Ready(Ok(item));
@@ -192,6 +191,13 @@ mod tests {
         assert_eq!(got, (0..100).collect::<Vec<_>>());
         assert_eq!(rx.shared.lock().queue.capacity(), 0, "released when empty");
         assert!(rx.recv().now_or_never().is_none(), "empty: waits");
+        tx.try_send(100).unwrap();
+        assert_eq!(block_on(rx.recv()), Ok(100));
+        assert_eq!(
+            rx.shared.lock().queue.capacity(),
+            0,
+            "one item: released too"
+        );
     }
 
     #[test]

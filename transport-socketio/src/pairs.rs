@@ -3,7 +3,8 @@
 //! A session keeps the headers and the query of the request that opened it for its whole
 //! life, so that a later CONNECT can be authenticated with them. Held as a `(String, String)`
 //! per pair they cost two allocations each, about half a KiB per idle connection; packed,
-//! two in all.
+//! two in all. Their offsets are `u32`: they come from a request head, which the server bounds
+//! far below 4 GiB (`usize` offsets were 16 bytes a pair, about 50 of an idle connection).
 
 use std::fmt;
 
@@ -13,14 +14,14 @@ pub struct Pairs {
     /// Every name and value, back to back.
     text: Box<str>,
     /// Where each name and each value ends in `text`, alternating name, value.
-    ends: Box<[usize]>,
+    ends: Box<[u32]>,
 }
 
 impl Pairs {
     /// The pairs in their order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.ends.chunks_exact(2).scan(0, |start, ends| {
-            let (name_end, value_end) = (ends[0], ends[1]);
+            let (name_end, value_end) = (ends[0] as usize, ends[1] as usize);
             let pair = (
                 &self.text[*start..name_end],
                 &self.text[name_end..value_end],
@@ -57,11 +58,12 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Pairs {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Pairs {
         let mut text = String::new();
         let mut ends = Vec::new();
+        let end = |text: &String| u32::try_from(text.len()).expect("pairs of a request head");
         for (name, value) in pairs {
             text.push_str(name.as_ref());
-            ends.push(text.len());
+            ends.push(end(&text));
             text.push_str(value.as_ref());
-            ends.push(text.len());
+            ends.push(end(&text));
         }
         Pairs {
             text: text.into_boxed_str(),

@@ -104,15 +104,17 @@ impl Hub {
 
     /// Kicks local sessions of `key` whose generation is below `generation`.
     pub(super) fn kick_older(&mut self, key: &(ClientId, Slot), generation: Generation) {
-        let Some(conns) = self.by_slot.get(key) else {
+        let Some(entry) = self.clients.get(&key.0) else {
             return;
         };
-        let older: Vec<ConnId> = conns
+        let older: Vec<ConnId> = entry
+            .conns
             .iter()
             .copied()
             .filter(|c| {
                 self.sessions
                     .get(c)
+                    .filter(|s| s.slot == key.1)
                     .and_then(|s| s.generation)
                     .is_some_and(|g| g < generation)
             })

@@ -380,17 +380,10 @@ impl Hub {
 
     /// Forgets a session; releases its client's subscription after the last one.
     pub(super) fn end_session(&mut self, conn: ConnId) -> Option<Session> {
-        let s = self.sessions.remove(&conn)?;
+        let s = *self.sessions.remove(&conn)?;
         for b in &s.in_flight {
             if let Some(t) = b.timer {
                 self.timers.remove(&t);
-            }
-        }
-        let key = (s.client.clone(), s.slot);
-        if let Some(list) = self.by_slot.get_mut(&key) {
-            list.retain(|c| *c != conn);
-            if list.is_empty() {
-                self.by_slot.remove(&key);
             }
         }
         if let Some(entry) = self.clients.get_mut(&s.client) {

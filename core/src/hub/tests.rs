@@ -400,6 +400,28 @@ fn newer_generation_kicks_older_local_and_remote() {
 }
 
 #[test]
+fn a_claim_kicks_only_its_own_slot() {
+    let mut t = T::new(8);
+    t.live(1, "a", 0, Mode::Ack, 1);
+    t.live(2, "a", 1, Mode::Ack, 1);
+    let out = t.input(Input::Broker(BrokerEvent::Claim {
+        client: c("a"),
+        slot: Slot::new(0).unwrap(),
+        generation: Generation(2),
+        node: NodeId::new("n2").unwrap(),
+    }));
+    let kicked: Vec<ConnId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Kick { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kicked, vec![ConnId(1)]);
+    assert!(t.hub.has_session(ConnId(2)));
+}
+
+#[test]
 fn a_claim_below_one_seen_is_kicked_at_once() {
     let mut t = T::new(8);
     let out = t.connect(1, "a", 0, Mode::Ack);

@@ -88,7 +88,7 @@ impl Session {
                 auth,
                 headers: self.headers.clone(),
                 query: self.query.clone(),
-                remote: self.remote.clone(),
+                remote: self.remote.as_deref().map(str::to_owned),
                 protocol: if self.eio3 { 3 } else { 4 },
             },
             tx: self.tx.clone(),

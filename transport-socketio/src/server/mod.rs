@@ -22,8 +22,8 @@ use async_tungstenite::tungstenite::Message as WsMessage;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use futures::{FutureExt, SinkExt, StreamExt};
-use herald_core::Runtime;
 use herald_core::runtime::timeout;
+use herald_core::{Runtime, Task};
 use serde_json::{Value, json};
 use tide::{Request, Response, StatusCode};
 
@@ -534,24 +534,13 @@ impl SocketIo {
         rx: mailbox::Receiver<SessionInput>,
         start: SessionStart,
     ) {
-        let io = self.clone();
         // Built before the task and boxed: the task's future then holds a pointer, not the
         // session next to the values it was made from (an idle connection's largest cost).
-        let session = Box::new(Session::new(io.clone(), sid.clone(), tx.clone(), start));
+        let session = Box::new(Session::new(self.clone(), sid.clone(), tx.clone(), start));
         let backlog = session.outbox.backlog().clone();
         self.lock()
             .insert(sid.clone(), SessionEntry { tx, backlog });
-        self.inner.runtime.spawn(Box::pin(async move {
-            session.run(rx).await;
-            let emptied = {
-                let mut sessions = io.lock();
-                sessions.remove(&sid);
-                sessions.is_empty()
-            };
-            if emptied {
-                io.inner.emptied.notify(usize::MAX);
-            }
-        }));
+        self.inner.runtime.spawn(Box::pin(session.run(rx)));
     }
 }
 

@@ -1,6 +1,8 @@
 //! One Engine.IO session: its task, its transport (polling or WebSocket), its queue, its
 //! heartbeat and deadlines, and the inputs it takes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::*;
@@ -119,13 +121,48 @@ fn frame(
     Some(decoded.map_err(|e| format!("invalid packet: {e}")))
 }
 
+/// The client's WebSockets a session reads: at most two (the transport's and, during an
+/// upgrade, the probe's), held in the session: a list was one more allocation per connection.
+#[derive(Default)]
+pub(super) struct Streams([Option<WsStream>; 2]);
+
+impl Streams {
+    /// Adds `stream`; gives it back when two are read already.
+    fn push(&mut self, stream: WsStream) -> Result<(), WsStream> {
+        match self.0.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => {
+                *slot = Some(stream);
+                Ok(())
+            }
+            None => Err(stream),
+        }
+    }
+
+    /// Stops reading the stream at index `i` (it is dropped).
+    fn remove(&mut self, i: usize) {
+        self.0[i] = None;
+    }
+
+    fn clear(&mut self) {
+        self.0 = Default::default();
+    }
+
+    /// The streams read, each with its index.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut WsStream)> {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|s| (i, s)))
+    }
+}
+
 /// The next frame that means something from any of `streams`, with its stream's index.
 fn poll_frames(
-    streams: &mut [WsStream],
+    streams: &mut Streams,
     eio3: bool,
     cx: &mut Context<'_>,
 ) -> Poll<(usize, Result<EioPacket, String>)> {
-    for (i, stream) in streams.iter_mut().enumerate() {
+    for (i, stream) in streams.iter_mut() {
         while let Poll::Ready(msg) = stream.poll_next_unpin(cx) {
             if let Some(f) = frame(eio3, msg) {
                 return Poll::Ready((i, f));
@@ -133,6 +170,37 @@ fn poll_frames(
         }
     }
     Poll::Pending
+}
+
+/// The handling of an input or a packet that has to wait (a write, an answer).
+type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// One wait of a session's loop: its next input or frame, or its next deadline. An input or a
+/// frame already waiting is taken without arming a timer (one is made only when the session
+/// has to wait).
+struct Wait<'a> {
+    session: &'a mut Session,
+    rx: &'a mailbox::Receiver<SessionInput>,
+    wait: Duration,
+    timer: Option<Task>,
+}
+
+impl Future for Wait<'_> {
+    type Output = Next;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
+        let this = self.get_mut();
+        if let Poll::Ready(r) = this.rx.recv().poll_unpin(cx) {
+            return Poll::Ready(Next::Input(r));
+        }
+        let s = &mut *this.session;
+        if let Poll::Ready((i, f)) = poll_frames(&mut s.streams, s.eio3, cx) {
+            return Poll::Ready(Next::Frame(i, f));
+        }
+        let (runtime, wait) = (&s.io.inner.runtime, this.wait);
+        let timer = this.timer.get_or_insert_with(|| runtime.sleep(wait));
+        timer.as_mut().poll(cx).map(|()| Next::Deadline)
+    }
 }
 
 pub(super) struct Session {
@@ -151,23 +219,25 @@ pub(super) struct Session {
     /// probe's). The session reads them itself, between its other inputs: no task per
     /// connection besides the session's, and a frame is handled where it is read. While the
     /// session handles one (or writes), it reads no other: a client cannot queue more.
-    pub(super) streams: Vec<WsStream>,
+    pub(super) streams: Streams,
     pub(super) nsps: Namespaces,
     /// A binary packet waiting for its attachments; boxed: most sessions never have one, and
     /// inline it would be a quarter of every session's size.
     pub(super) assembling: Option<Box<sio::Assembler>>,
     pub(super) headers: Pairs,
     pub(super) query: Pairs,
-    pub(super) remote: Option<String>,
+    /// The client's address. This and the reasons below never grow: boxed `str`s, 8 bytes
+    /// smaller than `String`s in every session.
+    pub(super) remote: Option<Box<str>>,
     /// Engine.IO v3 (see [`SessionStart::eio3`]).
     pub(super) eio3: bool,
     /// v4: when the server pings next. v3: by when the client must have pinged.
     pub(super) next_ping: Instant,
     pub(super) pong_deadline: Option<Instant>,
     pub(super) connect_deadline: Option<Instant>,
-    pub(super) closed: Option<String>,
+    pub(super) closed: Option<Box<str>>,
     /// Close (with this reason) as soon as everything queued has been sent.
-    pub(super) close_when_flushed: Option<String>,
+    pub(super) close_when_flushed: Option<Box<str>>,
 }
 
 impl Session {
@@ -188,12 +258,12 @@ impl Session {
             probing: None,
             upgrading: false,
             outbox: Outbox::new(Arc::new(backlog)),
-            streams: Vec::new(),
+            streams: Streams::default(),
             nsps: Namespaces::default(),
             assembling: None,
             headers: start.headers,
             query: start.query,
-            remote: start.remote,
+            remote: start.remote.map(String::into_boxed_str),
             eio3: start.eio3,
             next_ping: if start.eio3 {
                 now + cfg.ping_interval + cfg.ping_timeout
@@ -224,9 +294,10 @@ impl Session {
 
     /// Starts reading `stream` along with the session's other inputs.
     pub(super) fn read(&mut self, stream: WsStream) {
-        // Exactly one slot: an idle session's size counts.
-        self.streams.reserve_exact(1);
-        self.streams.push(stream);
+        // Not reached: a second upgrade is refused before its stream is read.
+        if self.streams.push(stream).is_err() {
+            log::debug!("a third WebSocket of {}: dropped", self.sid);
+        }
     }
 
     pub(super) async fn run(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
@@ -239,44 +310,18 @@ impl Session {
         }
         Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
         while self.closed.is_none() {
-            let now = Instant::now();
-            let deadline = [
-                Some(self.next_ping),
-                self.pong_deadline,
-                self.connect_deadline,
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .expect("next_ping is always set");
-            let wait = deadline.saturating_duration_since(now);
-            // The handlers' futures are boxed: this loop's own future is what an idle session
-            // costs in memory, and it would otherwise be as large as the largest of them.
-            // An input or a frame already waiting is taken without arming a timer
-            // (`timeout` makes one only when it has to wait).
-            let next = {
-                let (streams, eio3) = (&mut self.streams, self.eio3);
-                let mut recv = rx.recv();
-                let either = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(r) = recv.poll_unpin(cx) {
-                        return Poll::Ready(Next::Input(r));
-                    }
-                    poll_frames(streams, eio3, cx).map(|(i, f)| Next::Frame(i, f))
-                });
-                timeout(&*self.io.inner.runtime, wait, either)
-                    .await
-                    .unwrap_or(Next::Deadline)
-            };
-            match next {
-                Next::Input(Ok(input)) => Box::pin(self.input(input)).await,
-                Next::Input(Err(_)) => self.close("server gone"),
-                Next::Frame(_, Ok(p)) => Box::pin(self.packet(p)).await,
-                Next::Frame(i, Err(why)) => {
-                    // That WebSocket is over: its half of the connection goes now.
-                    self.streams.swap_remove(i);
-                    self.close(&why);
-                }
-                Next::Deadline => self.timers().await,
+            // The handlers' futures are boxed, and this wait is written out rather than a
+            // `timeout` around a future: this loop's own future is what an idle session costs
+            // in memory, and it would otherwise hold the largest of them next to the wait.
+            let next = Wait {
+                wait: self.wait(),
+                session: &mut self,
+                rx: &rx,
+                timer: None,
+            }
+            .await;
+            if let Some(handling) = self.handle(next) {
+                handling.await;
             }
             if self.closed.is_none() && !self.outbox.is_empty() {
                 Box::pin(self.flush(self.io.inner.config.ping_timeout)).await;
@@ -288,7 +333,52 @@ impl Session {
                 self.close(&reason);
             }
         }
-        let reason = self.closed.clone().unwrap_or_default();
+        // Boxed: what closing holds would otherwise be part of every idle session's future.
+        Box::pin(self.end(rx)).await;
+    }
+
+    /// Takes what a wait brought: at once, or in the future returned (boxed: see
+    /// [`Session::run`]).
+    fn handle(&mut self, next: Next) -> Option<Handling<'_>> {
+        match next {
+            Next::Input(Ok(input)) => Some(Box::pin(self.input(input))),
+            Next::Input(Err(_)) => {
+                self.close("server gone");
+                None
+            }
+            Next::Frame(_, Ok(p)) => Some(Box::pin(self.packet(p))),
+            Next::Frame(i, Err(why)) => {
+                // That WebSocket is over: its half of the connection goes now.
+                self.streams.remove(i);
+                self.close(&why);
+                None
+            }
+            Next::Deadline => {
+                self.timers();
+                None
+            }
+        }
+    }
+
+    /// How long the session can wait for an input or a frame before a deadline (heartbeat,
+    /// connect) comes.
+    fn wait(&self) -> Duration {
+        let deadline = [
+            Some(self.next_ping),
+            self.pong_deadline,
+            self.connect_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("next_ping is always set");
+        deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The session is over: tells its namespaces and the client, then leaves the server's
+    /// table of sessions.
+    async fn end(mut self: Box<Self>, rx: mailbox::Receiver<SessionInput>) {
+        let reason = self.closed.as_deref().unwrap_or_default().to_owned();
         log::debug!("engine.io session {} closed: {reason}", self.sid);
         for (_, nsp) in self.nsps.drain() {
             if let Nsp::Open(events) = nsp {
@@ -315,6 +405,17 @@ impl Session {
         }
         self.streams.clear();
         self.outbox.drain();
+        // The session (its sinks: the connection) is gone before the table says so.
+        let (io, sid) = (self.io.clone(), std::mem::take(&mut self.sid));
+        drop(self);
+        let emptied = {
+            let mut sessions = io.lock();
+            sessions.remove(&sid);
+            sessions.is_empty()
+        };
+        if emptied {
+            io.inner.emptied.notify(usize::MAX);
+        }
     }
 
     /// Tells the client the session is over when it can still hear it, and waits for its
@@ -339,7 +440,7 @@ impl Session {
         }
         // Each WebSocket is read until the client's close frame, or the end of its stream.
         let eio3 = self.eio3;
-        for stream in &mut self.streams {
+        for (_, stream) in self.streams.iter_mut() {
             while let Some(msg) = stream.next().await {
                 if matches!(frame(eio3, Some(msg)), Some(Err(_))) {
                     break;
@@ -350,11 +451,11 @@ impl Session {
 
     pub(super) fn close(&mut self, reason: &str) {
         if self.closed.is_none() {
-            self.closed = Some(reason.to_owned());
+            self.closed = Some(reason.into());
         }
     }
 
-    pub(super) async fn timers(&mut self) {
+    pub(super) fn timers(&mut self) {
         let now = Instant::now();
         let cfg = &self.io.inner.config;
         if self.connect_deadline.is_some_and(|d| d <= now) {
