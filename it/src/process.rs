@@ -188,6 +188,25 @@ impl Herald {
     pub fn auth(&self, client: &str, slot: u8) -> Value {
         hmac_auth(&self.secret, client, slot, unix_secs())
     }
+
+    /// Connects `client` (slot 0) to this node's connector with the official Node client,
+    /// receives one message, acknowledges it, and disconnects; the message.
+    pub fn receive_and_ack(&self, client: &str) -> Value {
+        let mut c = Client::start(
+            Lib::Node,
+            serde_json::json!({
+                "url": self.connector,
+                "auth": self.auth(client, 0),
+                "transports": ["websocket"],
+                "ackPolicy": "manual",
+            }),
+        );
+        c.wait_for("connect");
+        let got = c.messages(1).remove(0);
+        c.send(serde_json::json!({"cmd": "ack"}));
+        c.wait_for("acked");
+        got
+    }
 }
 
 impl Drop for Herald {

@@ -109,7 +109,10 @@ async fn status_until(api: &str, id: &str, what: &str, check: impl Fn(&Value) ->
 }
 
 /// The entry of `client` in a status answer.
-fn entry<'v>(status: &'v Value, client: &str) -> &'v Value {
+///
+/// # Panics
+/// When the answer has none.
+pub fn entry<'v>(status: &'v Value, client: &str) -> &'v Value {
     status["entries"]
         .as_array()
         .and_then(|e| e.iter().find(|e| e["client"] == client))

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use herald_it::{
-    Client, ClusterNodes, HOOK_SECRET, Herald, Lib, Mongo, Receiver, Redis, WAIT, assert_signed,
-    free_port, hmac_auth, poll_until, push, test_env, unix_secs,
+    ClusterNodes, HOOK_SECRET, Mongo, Receiver, Redis, WAIT, assert_signed, free_port, poll_until,
+    push, test_env,
 };
 use serde_json::{Value, json};
 
@@ -30,24 +30,6 @@ async fn pushed(api: &str, clients: &[&str], ttl: u64) -> String {
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body["push_id"].as_str().unwrap().to_owned()
-}
-
-/// `client` connects to `node` with the official Node client, receives one message and
-/// acknowledges it.
-fn receive_and_ack(node: &Herald, client: &str) {
-    let mut c = Client::start(
-        Lib::Node,
-        json!({
-            "url": node.connector,
-            "auth": hmac_auth(&node.secret, client, 0, unix_secs()),
-            "transports": ["websocket"],
-            "ackPolicy": "manual",
-        }),
-    );
-    c.wait_for("connect");
-    assert_eq!(c.messages(1)[0]["data"], json!({"n": 1}));
-    c.send(json!({"cmd": "ack"}));
-    c.wait_for("acked");
 }
 
 /// The (type, push id, client) of every event received with a 2xx answer.
@@ -83,8 +65,9 @@ async fn receipts_expiries_and_recalls_reach_the_receiver_also_across_a_restart(
     // copy expires; a second push is recalled before anyone connects.
     let first = pushed(&api1.api, &["wh-a", "wh-b", "wh-gone"], 4).await;
     let recalled = pushed(&api2.api, &["wh-never"], 3600).await;
-    receive_and_ack(&conns[0], "wh-a");
-    receive_and_ack(&conns[1], "wh-b");
+    for (node, client) in [(&conns[0], "wh-a"), (&conns[1], "wh-b")] {
+        assert_eq!(node.receive_and_ack(client)["data"], json!({"n": 1}));
+    }
     let url = format!("{}/push/{recalled}", api2.api);
     assert_eq!(herald_it::http("DELETE", &url, None, &[]).await.status, 200);
     let want: BTreeSet<_> = [
@@ -107,7 +90,7 @@ async fn receipts_expiries_and_recalls_reach_the_receiver_also_across_a_restart(
     receiver.status.store(500, Ordering::SeqCst);
     let failed_before = receiver.got().len();
     let second = pushed(&api2.api, &["wh-c"], 3600).await;
-    receive_and_ack(&conns[1], "wh-c");
+    assert_eq!(conns[1].receive_and_ack("wh-c")["data"], json!({"n": 1}));
     assert!(
         poll_until(WAIT, async || receiver.got().len() > failed_before).await,
         "the receiver is tried while it fails"

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use herald_core::{ClientId, Event, EventKind, MessageId, MessageStore, Slot};
+use herald_it::receipts;
 use herald_it::{
     HOOK_SECRET, Herald, Receiver, TempDir, WAIT, assert_signed, free_port, metric, poll_until,
     start_refused,
@@ -249,7 +250,7 @@ async fn a_delivered_and_acknowledged_push_sends_signed_receipt_events() {
     let receiver = Receiver::start(port, 200).await;
     let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
     let push_id = push_to(&node, &["hooked"]).await;
-    let message_id = receive_and_ack(&node, "hooked");
+    let message_id = node.receive_and_ack("hooked")["id"].as_u64().unwrap();
     let kinds = || -> BTreeSet<String> {
         receiver
             .delivered()
@@ -287,7 +288,7 @@ async fn a_recall_sends_a_recalled_event_for_each_copy_not_yet_acknowledged() {
     let node = Herald::start(&dir.0.join("data"), &["--config", &cfg]);
     let push_id = push_to(&node, &["early", "late"]).await;
     // "early" gets and acknowledges its copy; "late" never connects.
-    receive_and_ack(&node, "early");
+    node.receive_and_ack("early");
     let url = format!("{}/push/{push_id}", node.api);
     let recall = || herald_it::http("DELETE", &url, None, &[]);
     let answer = recall().await;
@@ -296,13 +297,8 @@ async fn a_recall_sends_a_recalled_event_for_each_copy_not_yet_acknowledged() {
     assert_eq!(answer.body["already_acked"], 1, "{}", answer.body);
     // A repeat makes the same event again: receivers deduplicate by id.
     assert_eq!(recall().await.status, 200);
-    let late_id = herald_it::http("GET", &url, None, &[]).await.body["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["client"] == "late")
-        .map(|c| c["id"].as_u64().unwrap())
-        .unwrap();
+    let status = herald_it::http("GET", &url, None, &[]).await.body;
+    let late_id = receipts::entry(&status, "late")["id"].as_u64().unwrap();
     assert!(
         poll_until(WAIT, async || !receiver.delivered().is_empty()).await,
         "a recalled event: {:?}",
@@ -336,16 +332,10 @@ async fn a_push_whose_time_to_live_runs_out_sends_one_expired_event_per_copy_not
     let mut node = Herald::start(&data, &["--config", &cfg]);
     let push_id = push_with(&node, &["early", "late"], Some(5)).await;
     // "early" gets and acknowledges its copy within its 5 s; "late" never connects.
-    receive_and_ack(&node, "early");
+    node.receive_and_ack("early");
     let url = format!("{}/push/{push_id}", node.api);
     let status = herald_it::http("GET", &url, None, &[]).await.body;
-    let late = status["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["client"] == "late")
-        .cloned()
-        .unwrap();
+    let late = receipts::entry(&status, "late").clone();
     assert!(
         poll_until(WAIT, async || !receiver.delivered().is_empty()).await,
         "an expired event: {:?}",
@@ -410,25 +400,6 @@ async fn push_with(node: &Herald, clients: &[&str], ttl: Option<u64>) -> String 
     let answer = herald_it::push(&node.api, body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body["push_id"].as_str().unwrap().to_owned()
-}
-
-/// Connects `client` with the official Node client, receives one message and acknowledges
-/// it; the message's id.
-fn receive_and_ack(node: &Herald, client: &str) -> u64 {
-    let mut c = herald_it::Client::start(
-        herald_it::Lib::Node,
-        serde_json::json!({
-            "url": node.connector,
-            "auth": herald_it::hmac_auth(&node.secret, client, 0, herald_it::unix_secs()),
-            "transports": ["websocket"],
-            "ackPolicy": "manual",
-        }),
-    );
-    c.wait_for("connect");
-    let got = c.messages(1);
-    c.send(serde_json::json!({"cmd": "ack"}));
-    c.wait_for("acked");
-    got[0]["id"].as_u64().unwrap()
 }
 
 /// A receiver that answers with a body (as most do) gets every event once: the sender reads
